@@ -1,0 +1,2 @@
+/** The file binding on the local filesystem (used by the local and the NATS backend). */
+export { FsFile } from './fs-file.ts';

@@ -1,0 +1,459 @@
+/**
+ * The four binding contracts — Object, KV, Stream, File — and the backend that hands them out.
+ *
+ * A contract here is the definition a backend must meet; `test/conformance` runs every test of it
+ * against every backend by swapping one factory. What the contracts deliberately leave out:
+ * object versioning (only the current version of a key is kept), multipart uploads, ACLs,
+ * cross-item transactions in KV, and stream records larger than `Limits.maxRecordBytes`.
+ *
+ * Every method that may wait takes an optional `signal`; aborting rejects with SLUICE_ABORTED.
+ * Every error is a {@link SluiceError} with a stable code (see `docs/ERRORS.md`).
+ */
+import type { Expression } from './expr/index.ts';
+import type { Attrs, Item } from './values.ts';
+
+export type { Attrs, Item, Value, ValueMap } from './values.ts';
+export type { Expression } from './expr/index.ts';
+
+/** Options common to calls that may wait. */
+export interface CallOptions {
+  /** Cancels the call; it then rejects with SLUICE_ABORTED. @default undefined (no cancellation) */
+  signal?: AbortSignal;
+}
+
+// ───────────────────────────────────────── Object ─────────────────────────────────────────
+
+/** What a bucket is created with. */
+export interface BucketOptions {
+  /**
+   * Number of shards of the bucket's change stream; a key's changes go to shard `shardOf(key, shards)`.
+   * Fixed at creation. @default 8
+   */
+  shards?: number;
+}
+
+/** A bucket's fixed configuration. */
+export interface BucketInfo {
+  name: string;
+  shards: number;
+  /** Name of the bucket's change stream, readable through {@link StreamBinding}. */
+  changeStream: string;
+}
+
+/** Options of {@link ObjectBinding.put}. */
+export interface PutObjectOptions extends CallOptions {
+  /** MIME type stored with the object. @default 'application/octet-stream' */
+  contentType?: string;
+  /** Attributes stored atomically with the body (they replace any earlier attributes). @default {} */
+  attrs?: Attrs;
+  /** Write only if the current object's etag equals this; SLUICE_CONDITION_FAILED otherwise. @default undefined */
+  ifMatch?: string;
+  /** `'*'`: write only if no object exists under the key. @default undefined */
+  ifNoneMatch?: '*';
+}
+
+/** What a successful write returns. */
+export interface PutObjectResult {
+  /** Hex MD5 of the body (as S3's single-part etag). */
+  etag: string;
+  /** Object version: increases with every put of the key; also the change record's `version`. */
+  version: number;
+}
+
+/** An object's metadata, without attributes. */
+export interface ObjectMeta {
+  key: string;
+  size: number;
+  etag: string;
+  version: number;
+  contentType: string;
+  /** Time of the last put (body write). */
+  mtime: Date;
+}
+
+/** An object's metadata with its attributes and their revision. */
+export interface ObjectHead extends ObjectMeta {
+  attrs: Attrs;
+  /** Increases with every attribute change of this object (a put resets attributes and bumps it too). */
+  attrsRevision: number;
+}
+
+/** A byte range: `start` inclusive, `end` exclusive, both optional (`{start: 10}` = from 10 to the end). */
+export interface ByteRange {
+  start?: number;
+  end?: number;
+}
+
+/** Options of {@link ObjectBinding.get}. */
+export interface GetObjectOptions extends CallOptions {
+  /** Read only these bytes; SLUICE_RANGE_INVALID when `start` lies past the end. @default the whole body */
+  range?: ByteRange;
+}
+
+/** An object read: metadata, attributes and the body (or the requested range of it). */
+export interface GetObjectResult extends ObjectHead {
+  /** The bytes read (the whole body, or the range). */
+  body: Uint8Array;
+  /** The range actually returned (clamped to the body). */
+  range: { start: number; end: number };
+}
+
+/** Options of {@link ObjectBinding.delete}. */
+export interface DeleteObjectOptions extends CallOptions {
+  /** Delete only if the object's etag equals this. @default undefined */
+  ifMatch?: string;
+}
+
+/** Options of {@link ObjectBinding.list}. */
+export interface ListOptions extends CallOptions {
+  /** Only keys starting with this. @default '' */
+  prefix?: string;
+  /** Roll keys up to the first occurrence of this after the prefix into `commonPrefixes`. @default undefined */
+  delimiter?: string;
+  /** Start after this key (first page only). @default undefined */
+  startAfter?: string;
+  /** Token from a previous page's `nextToken`. @default undefined */
+  continuationToken?: string;
+  /** Most entries (objects + common prefixes) in one page, 1..10000. @default 1000 */
+  limit?: number;
+}
+
+/** One page of a listing, in UTF-8 byte order of keys. */
+export interface ListResult {
+  objects: ObjectMeta[];
+  /** Distinct key prefixes up to and including the delimiter, in order. */
+  commonPrefixes: string[];
+  /** Present when more entries follow; pass as `continuationToken`. */
+  nextToken?: string;
+}
+
+/** Options of {@link ObjectBinding.updateAttrs}. */
+export interface UpdateAttrsOptions extends CallOptions {
+  /** Apply only when this condition holds on the current attributes. @default undefined (always) */
+  condition?: Expression;
+}
+
+/** Result of an attribute update. */
+export interface UpdateAttrsResult {
+  attrs: Attrs;
+  attrsRevision: number;
+}
+
+/**
+ * Objects in one bucket. Keys are non-empty UTF-8 strings of at most 1024 bytes without control
+ * characters. Every put, delete and attribute update appends one change record to the bucket's
+ * change stream in the same atomic step as the write itself.
+ */
+export interface ObjectBinding {
+  readonly bucket: string;
+  /** Bucket configuration (shards, change stream name). */
+  info(): Promise<BucketInfo>;
+  /** Writes a whole object; records a `put` change. */
+  put(key: string, body: Uint8Array | string, options?: PutObjectOptions): Promise<PutObjectResult>;
+  /** Reads an object (or a range of it); SLUICE_NOT_FOUND when absent. */
+  get(key: string, options?: GetObjectOptions): Promise<GetObjectResult>;
+  /** Reads an object's body as a stream of chunks; SLUICE_NOT_FOUND when absent. */
+  getStream(key: string, options?: GetObjectOptions): Promise<{ head: ObjectHead; body: AsyncIterable<Uint8Array> }>;
+  /** Metadata and attributes, or undefined when absent. */
+  head(key: string, options?: CallOptions): Promise<ObjectHead | undefined>;
+  /** Deletes an object; records a `delete` change. Returns false when there was nothing to delete. */
+  delete(key: string, options?: DeleteObjectOptions): Promise<boolean>;
+  /** One page of keys in UTF-8 byte order. */
+  list(options?: ListOptions): Promise<ListResult>;
+  /** The object's attributes; SLUICE_NOT_FOUND when absent. */
+  getAttrs(key: string, options?: CallOptions): Promise<UpdateAttrsResult>;
+  /**
+   * Applies an update expression (`SET has_ssn = :t ADD hits :one REMOVE stale`) to the object's
+   * attributes atomically, if the condition holds; records an `attrs` change.
+   * SLUICE_NOT_FOUND when the object is absent; ConditionFailedError (carrying the current attrs) when
+   * the condition fails.
+   */
+  updateAttrs(key: string, update: Expression, options?: UpdateAttrsOptions): Promise<UpdateAttrsResult>;
+}
+
+/** The kinds of change an object can undergo. */
+export const ChangeTypes = { put: 'put', delete: 'delete', attrs: 'attrs' } as const;
+/** One of {@link ChangeTypes}. */
+export type ChangeType = keyof typeof ChangeTypes;
+
+/** A change record, as the bucket's change stream carries it. */
+export interface ChangeRecord {
+  bucket: string;
+  key: string;
+  type: ChangeType;
+  /** Object version after the change (for `delete`, the version that was deleted). */
+  version: number;
+  /** Body size after the change (0 for delete). */
+  size: number;
+  /** Etag after the change ('' for delete). */
+  etag: string;
+  /** Time of the change. */
+  mtime: Date;
+  /**
+   * Orders changes of one key: a strictly increasing, fixed-width hex string (compare as strings),
+   * as S3's event sequencer.
+   */
+  sequencer: string;
+  /** Attribute revision after the change. */
+  attrsRevision: number;
+  /** Content type after the change ('' for delete). */
+  contentType: string;
+}
+
+// ─────────────────────────────────────────── KV ───────────────────────────────────────────
+
+/** Options of {@link KvBinding.getItem}. */
+export interface GetItemOptions extends CallOptions {
+  /** Return only these top-level attributes. @default all */
+  attrs?: string[];
+}
+
+/** An item with its revision. */
+export interface ItemEntry {
+  key: string;
+  item: Item;
+  /** Increases with every write of this key. */
+  revision: number;
+}
+
+/** Options of {@link KvBinding.getItems}. */
+export interface GetItemsOptions extends CallOptions {
+  /** Only items for which this condition holds. @default undefined (all) */
+  filter?: Expression;
+  /** Return only these top-level attributes. @default all */
+  attrs?: string[];
+  /** Most items returned in this page, 1..10000. @default 1000 */
+  limit?: number;
+  /** `nextMarker` of the previous page. @default undefined (from the start) */
+  marker?: string;
+  /** With `totalSegments`: scan only this segment (0-based) of a parallel scan. @default 0 */
+  segment?: number;
+  /** Split the scan into this many disjoint segments, 1..1024. @default 1 */
+  totalSegments?: number;
+}
+
+/** One page of a scan, in UTF-8 byte order of keys within the segment. */
+export interface GetItemsResult {
+  items: ItemEntry[];
+  /** Present when more items may follow; pass as `marker`. */
+  nextMarker?: string;
+}
+
+/** Options of conditional KV writes. */
+export interface ConditionalOptions extends CallOptions {
+  /** Write only when this condition holds on the current item (absent item: every path is missing). @default undefined */
+  condition?: Expression;
+  /** Write only when the item's current revision equals this (0 = the item must not exist). @default undefined */
+  ifRevision?: number;
+}
+
+/** Result of a KV write. */
+export interface WriteResult {
+  /** The item's new revision (for a delete, the revision of the deletion). */
+  revision: number;
+}
+
+/** Result of {@link KvBinding.updateItem}. */
+export interface UpdateItemResult extends WriteResult {
+  item: Item;
+}
+
+/**
+ * Items in one table, addressed by key. Every write returns the new revision; a failed condition
+ * raises ConditionFailedError carrying the current item and revision, and writes nothing.
+ */
+export interface KvBinding {
+  readonly table: string;
+  /** An item and its revision, or undefined when absent. */
+  getItem(key: string, options?: GetItemOptions): Promise<ItemEntry | undefined>;
+  /** One page of a (filtered, segmented) scan. */
+  getItems(options?: GetItemsOptions): Promise<GetItemsResult>;
+  /** Replaces the whole item. */
+  putItem(key: string, item: Item, options?: ConditionalOptions): Promise<WriteResult>;
+  /** Applies an update expression atomically (creating the item when absent), if the condition holds. */
+  updateItem(key: string, update: Expression, options?: ConditionalOptions): Promise<UpdateItemResult>;
+  /** Deletes the item; returns false when absent (and no condition failed). */
+  deleteItem(key: string, options?: ConditionalOptions): Promise<boolean>;
+}
+
+// ───────────────────────────────────────── Stream ─────────────────────────────────────────
+
+/** What a stream is created with. */
+export interface StreamOptions {
+  /** Number of shards, 1..1024. @default 1 */
+  shards?: number;
+  /** Records older than this may be dropped; 0 keeps them forever. @default 0 */
+  retentionMs?: number;
+}
+
+/** A stream's configuration and per-shard bounds. */
+export interface StreamInfo {
+  name: string;
+  shards: number;
+  retentionMs: number;
+  /** Per shard: the first and last sequence present; `first > last` when the shard is empty (both 0 when never written). */
+  bounds: { first: number; last: number }[];
+}
+
+/** A record to append. Give `partitionKey` (hashed to a shard) or an explicit `shard`. */
+export interface PutRecord {
+  data: Uint8Array | string;
+  partitionKey?: string;
+  shard?: number;
+  headers?: Record<string, string>;
+}
+
+/** Per-record result of {@link StreamBinding.putRecords}: where it landed, or why it did not. */
+export type PutRecordResult = { ok: true; shard: number; seq: number } | { ok: false; error: { code: string; message: string } };
+
+/** A position in one shard: the next sequence to read. Plain data: serialisable. */
+export interface Cursor {
+  stream: string;
+  shard: number;
+  /** The next sequence number to read (records with seq >= this). */
+  seq: number;
+}
+
+/** Where to start reading a shard. */
+export type SeekPosition = 'earliest' | 'latest' | { seq: number } | { time: Date | number };
+
+/** A stored record. */
+export interface StreamRecord {
+  stream: string;
+  shard: number;
+  /** Increases strictly within a shard (not necessarily by one). */
+  seq: number;
+  data: Uint8Array;
+  partitionKey?: string;
+  headers: Record<string, string>;
+  /** Time the record was appended. */
+  time: Date;
+}
+
+/** Options of {@link StreamBinding.getRecords}. */
+export interface GetRecordsOptions extends CallOptions {
+  /** Most records returned, 1..10000. @default 100 */
+  limit?: number;
+  /** When nothing is available, wait up to this long for the first record. @default 0 (return at once) */
+  maxWaitMs?: number;
+}
+
+/** A page of records. */
+export interface GetRecordsResult {
+  records: StreamRecord[];
+  /** Cursor after the last record returned (or the same position when none). */
+  next: Cursor;
+  /** Records in the shard at or after `next` at the time of the read. */
+  lag: number;
+}
+
+/** A durable consumer group: one committed position per shard, shared by every process using the group. */
+export interface ConsumerGroup {
+  readonly stream: string;
+  readonly group: string;
+  /** The committed cursor of a shard (`earliest` when nothing was committed yet). */
+  position(shard: number, options?: CallOptions): Promise<Cursor>;
+  /**
+   * Commits that every record before `cursor.seq` was handled. Positions never move backwards:
+   * committing an older cursor is a no-op. Returns the committed cursor.
+   */
+  commit(cursor: Cursor, options?: CallOptions): Promise<Cursor>;
+}
+
+/** Sharded, ordered, retained record streams (user streams and buckets' change streams alike). */
+export interface StreamBinding {
+  /** Creates a stream; idempotent for the same options, SLUICE_ALREADY_EXISTS for different ones. */
+  create(name: string, options?: StreamOptions): Promise<StreamInfo>;
+  /** Configuration and bounds; SLUICE_STREAM_NOT_FOUND when absent. */
+  info(name: string, options?: CallOptions): Promise<StreamInfo>;
+  /** Deletes a stream and its records; false when absent. */
+  delete(name: string): Promise<boolean>;
+  /** Appends records; each gets its own result (a bad record fails alone, the others are written). */
+  putRecords(name: string, records: PutRecord[], options?: CallOptions): Promise<PutRecordResult[]>;
+  /** A cursor at a position of one shard. */
+  seek(name: string, shard: number, position: SeekPosition, options?: CallOptions): Promise<Cursor>;
+  /** Reads from a cursor. */
+  getRecords(cursor: Cursor, options?: GetRecordsOptions): Promise<GetRecordsResult>;
+  /** A durable consumer group of a stream. */
+  group(name: string, group: string, options?: CallOptions): Promise<ConsumerGroup>;
+}
+
+// ────────────────────────────────────────── File ──────────────────────────────────────────
+
+/** File metadata. */
+export interface FileStat {
+  /** Path relative to the binding root, '/'-separated, without a leading '/'. */
+  path: string;
+  type: 'file' | 'directory';
+  size: number;
+  mtime: Date;
+}
+
+/** A directory entry. */
+export interface DirEntry {
+  name: string;
+  type: 'file' | 'directory';
+}
+
+/** An open file handle; `close` releases it (also on `await using`). */
+export interface FileHandle {
+  readonly path: string;
+  /** Reads up to `length` bytes at `position`; returns fewer at the end of the file. */
+  read(position: number, length: number): Promise<Uint8Array>;
+  /** Writes bytes at `position`; returns bytes written. */
+  write(position: number, data: Uint8Array | string): Promise<number>;
+  stat(): Promise<FileStat>;
+  close(): Promise<void>;
+}
+
+/** Options of {@link FileBinding.open}. */
+export interface OpenOptions {
+  /** 'r' read; 'r+' read/write existing; 'w' create/truncate; 'a' append; 'wx' create exclusively. @default 'r' */
+  mode?: 'r' | 'r+' | 'w' | 'a' | 'wx';
+}
+
+/**
+ * Files under one root directory. Paths are relative, '/'-separated; nothing reaches outside the root:
+ * '..' segments, absolute paths, NUL bytes and symlinks leading out are refused with SLUICE_PATH_INVALID.
+ */
+export interface FileBinding {
+  readonly root: string;
+  open(path: string, options?: OpenOptions): Promise<FileHandle>;
+  /** Whole-file read. */
+  readFile(path: string): Promise<Uint8Array>;
+  /** Whole-file write, atomic (write to a temporary file, then rename). Creates parent directories. */
+  writeFile(path: string, data: Uint8Array | string): Promise<void>;
+  stat(path: string): Promise<FileStat | undefined>;
+  /** Entries of a directory, sorted by name. */
+  readdir(path: string): Promise<DirEntry[]>;
+  mkdir(path: string, options?: { recursive?: boolean }): Promise<void>;
+  /** Atomic rename within the root; replaces an existing file at `to`. */
+  rename(from: string, to: string): Promise<void>;
+  /** Removes a file, or a directory (with `recursive` when not empty); false when absent. */
+  remove(path: string, options?: { recursive?: boolean }): Promise<boolean>;
+}
+
+// ───────────────────────────────────────── Backend ────────────────────────────────────────
+
+/** Options of {@link Backend.createTable}. */
+export type TableOptions = Record<string, never>;
+
+/**
+ * One store of data: hands out bindings and creates buckets, tables and streams. Every backend
+ * (local, nats) implements it; `close()` releases connections and handles.
+ */
+export interface Backend {
+  /** 'local' or 'nats'. */
+  readonly kind: string;
+  createBucket(name: string, options?: BucketOptions): Promise<BucketInfo>;
+  /** An existing bucket; SLUICE_BUCKET_NOT_FOUND when absent. */
+  objects(bucket: string): Promise<ObjectBinding>;
+  createTable(name: string, options?: TableOptions): Promise<void>;
+  /** An existing table; SLUICE_TABLE_NOT_FOUND when absent. */
+  kv(table: string): Promise<KvBinding>;
+  /** The stream namespace of this backend (user streams and bucket change streams). */
+  streams(): StreamBinding;
+  /** Files under `root` (a directory path, created when missing). */
+  files(root: string): Promise<FileBinding>;
+  close(): Promise<void>;
+}
