@@ -55,6 +55,7 @@ export class LocalKv implements KvBinding {
   }
 
   async getItem(key: string, options?: GetItemOptions): Promise<ItemEntry | undefined> {
+    this.#store.fresh();
     this.#where(key);
     checkSignal(options?.signal, `getItem '${key}'`);
     const e = this.#current(key);
@@ -62,6 +63,7 @@ export class LocalKv implements KvBinding {
   }
 
   async getItems(options?: GetItemsOptions): Promise<GetItemsResult> {
+    this.#store.fresh();
     const o = resolveGetItems(this.table, options);
     if (options?.filter !== undefined) checkCondition(options.filter, `getItems '${this.table}': filter`);
     checkSignal(options?.signal, `getItems '${this.table}'`);

@@ -106,6 +106,7 @@ export class LocalObject implements ObjectBinding {
   }
 
   async head(key: string, options?: CallOptions): Promise<ObjectHead | undefined> {
+    this.#store.fresh();
     checkKey(key, `bucket '${this.bucket}': key`);
     checkSignal(options?.signal, `head '${key}'`);
     const k = [this.bucket, key];
@@ -115,6 +116,7 @@ export class LocalObject implements ObjectBinding {
   }
 
   async get(key: string, options?: GetObjectOptions): Promise<GetObjectResult> {
+    this.#store.fresh();
     checkKey(key, `bucket '${this.bucket}': key`);
     checkSignal(options?.signal, `get '${key}'`);
     const k = [this.bucket, key];
@@ -160,6 +162,7 @@ export class LocalObject implements ObjectBinding {
   }
 
   async list(options?: ListOptions): Promise<ListResult> {
+    this.#store.fresh();
     const r = resolveList(this.bucket, options);
     checkSignal(options?.signal, `list '${this.bucket}'`);
     const start = r.after !== '' && compareKeys(r.after, r.prefix) > 0 ? r.after : r.prefix;

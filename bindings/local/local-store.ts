@@ -148,6 +148,15 @@ export class LocalStore {
     });
   }
 
+  /**
+   * Moves this process's read snapshot to the latest commit of any process. lmdb-js renews its cached
+   * read transaction only on a new event-loop turn or after a local commit; a read following other
+   * awaits in the same turn would otherwise miss another process's (or another handle's) commit.
+   */
+  fresh(): void {
+    this.root.resetReadTxn();
+  }
+
   /** Marks a shard as appended to in the running transaction (wakes in-process readers after commit). */
   noteAppend(stream: string, shard: number): void {
     this.#appended.add(`${stream}\u0000${shard}`);

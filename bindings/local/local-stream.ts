@@ -87,6 +87,7 @@ export class LocalStream implements StreamBinding {
   }
 
   async info(name: string, options?: CallOptions): Promise<StreamInfo> {
+    this.#store.fresh();
     checkSignal(options?.signal, `info '${name}'`);
     const c = this.#conf(name);
     const bounds = Array.from({ length: c.shards }, (_, i) => this.#bounds(name, i));
@@ -147,6 +148,7 @@ export class LocalStream implements StreamBinding {
   }
 
   async seek(name: string, shard: number, position: SeekPosition, options?: CallOptions): Promise<Cursor> {
+    this.#store.fresh();
     const c = this.#conf(name);
     checkShard(name, shard, c.shards);
     checkSeekPosition(name, position);
@@ -162,6 +164,7 @@ export class LocalStream implements StreamBinding {
   }
 
   #read(cursor: Cursor, limit: number): StreamRecord[] {
+    this.#store.fresh();
     const out: StreamRecord[] = [];
     const { stream, shard } = cursor;
     for (const { key, value } of this.#store.records.getRange({ start: [stream, shard, cursor.seq], end: [stream, shard, MAX_SEQ], limit })) {
@@ -173,6 +176,7 @@ export class LocalStream implements StreamBinding {
   }
 
   async getRecords(cursor: Cursor, options?: GetRecordsOptions): Promise<GetRecordsResult> {
+    this.#store.fresh();
     checkCursor(cursor);
     const o = resolveGetRecords(options);
     const c = this.#conf(cursor.stream);
@@ -246,6 +250,7 @@ class LocalGroup implements ConsumerGroup {
   }
 
   async position(shard: number, options?: CallOptions): Promise<Cursor> {
+    this.#store.fresh();
     checkShard(this.stream, shard, this.#shards);
     const seq = this.#store.groups.get([this.stream, this.group, shard]);
     if (seq === undefined) return this.#streams.seek(this.stream, shard, 'earliest', options);

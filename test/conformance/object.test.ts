@@ -1,47 +1,11 @@
 /** Object binding conformance: every test runs against every backend. */
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ConditionFailedError, SluiceError } from '../../bindings/errors.ts';
-import { decodeChange, shardOf } from '../../bindings/shared.ts';
-import type { ChangeRecord, ObjectBinding } from '../../bindings/types.ts';
+import { ConditionFailedError, type SluiceError } from '../../bindings/errors.ts';
 import { Limits } from '../../bindings/values.ts';
-import { forEachBackend, tn, type BackendContext } from './backends.ts';
+import { forEachBackend, tn } from './backends.ts';
+import { md5, readChanges, rejectsWith } from './helpers.ts';
 
-/** Asserts that `p` rejects with a SluiceError of `code`; returns the error. */
-export async function rejectsWith(p: Promise<unknown>, code: string): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(SluiceError);
-    expect((e as SluiceError).code).toBe(code);
-    return e as SluiceError;
-  }
-  throw new Error(`expected a rejection with ${code}, but the call succeeded`);
-}
-
-const md5 = (b: Uint8Array | string) => createHash('md5').update(b).digest('hex');
 const bytes = (s: string) => Buffer.from(s, 'utf8');
-
-/** Reads every change record of a bucket (all shards), in per-shard order. */
-export async function readChanges(ctx: BackendContext, obj: ObjectBinding): Promise<ChangeRecord[]> {
-  const info = await obj.info();
-  const streams = ctx.backend.streams();
-  const out: ChangeRecord[] = [];
-  for (let shard = 0; shard < info.shards; shard++) {
-    let cur = await streams.seek(info.changeStream, shard, 'earliest');
-    for (;;) {
-      const page = await streams.getRecords(cur, { limit: 1000 });
-      for (const r of page.records) {
-        const c = decodeChange(r.data);
-        expect(shardOf(c.key, info.shards)).toBe(shard);
-        out.push(c);
-      }
-      if (page.records.length === 0) break;
-      cur = page.next;
-    }
-  }
-  return out;
-}
 
 forEachBackend('object', (ctx) => {
   const t = (what: string) => tn('object', ctx, what);
