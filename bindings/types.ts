@@ -291,7 +291,10 @@ export interface StreamInfo {
   name: string;
   shards: number;
   retentionMs: number;
-  /** Per shard: the first and last sequence present; `first > last` when the shard is empty (both 0 when never written). */
+  /**
+   * Per shard: the first and last sequence present. An empty shard has `first = last + 1`
+   * (`{first: 1, last: 0}` when never written), so `last - first + 1` is always the record count bound.
+   */
   bounds: { first: number; last: number }[];
 }
 
