@@ -35,6 +35,11 @@ export const ErrorCodes = {
   SLUICE_ABORTED: 'an operation was cancelled through its AbortSignal',
   SLUICE_CONFLICT: 'a concurrent writer won every attempt of an optimistic update',
   SLUICE_INTERNAL: 'an unexpected backend failure; the cause carries the native error',
+  SLUICE_ACCESS_DENIED: 'a handler used a binding it did not declare, or wrote through a read-only binding',
+  SLUICE_HANDLER_TIMEOUT: 'a handler ran past its timeout; its thread was replaced and the batch is retried',
+  SLUICE_SLOT_OVERFLOW: 'a batch or its results do not fit in a shared-memory slot',
+  SLUICE_HANDLER_FAILED: 'a handler threw or its thread died; the batch is retried',
+  SLUICE_LEASE_LOST: 'a worker lost the lease of a shard to a newer epoch; it stops handling that shard',
 } as const;
 
 /** A stable sluice error code. */

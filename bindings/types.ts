@@ -163,12 +163,13 @@ export interface ObjectBinding {
   /** The object's attributes; SLUICE_NOT_FOUND when absent. */
   getAttrs(key: string, options?: CallOptions): Promise<UpdateAttrsResult>;
   /**
-   * Applies an update expression (`SET has_ssn = :t ADD hits :one REMOVE stale`) to the object's
-   * attributes atomically, if the condition holds; records an `attrs` change.
+   * Applies an update expression (`SET has_ssn = :t ADD hits :one REMOVE stale`) — or several, in
+   * order, as one step — to the object's attributes atomically, if the condition holds; records one
+   * `attrs` change.
    * SLUICE_NOT_FOUND when the object is absent; ConditionFailedError (carrying the current attrs) when
    * the condition fails.
    */
-  updateAttrs(key: string, update: Expression, options?: UpdateAttrsOptions): Promise<UpdateAttrsResult>;
+  updateAttrs(key: string, update: Expression | Expression[], options?: UpdateAttrsOptions): Promise<UpdateAttrsResult>;
 }
 
 /** The kinds of change an object can undergo. */

@@ -183,9 +183,11 @@ export class LocalObject implements ObjectBinding {
     return { attrs: h.attrs, attrsRevision: h.attrsRevision };
   }
 
-  async updateAttrs(key: string, update: Expression, options?: UpdateAttrsOptions): Promise<UpdateAttrsResult> {
+  async updateAttrs(key: string, update: Expression | Expression[], options?: UpdateAttrsOptions): Promise<UpdateAttrsResult> {
     checkKey(key, `bucket '${this.bucket}': key`);
-    checkUpdate(update, `updateAttrs '${key}': update`);
+    const updates = Array.isArray(update) ? update : [update];
+    if (updates.length === 0) throw new BindingError('SLUICE_INVALID_ARGUMENT', `updateAttrs '${key}': no update given`);
+    updates.forEach((u, i) => checkUpdate(u, `updateAttrs '${key}': update${updates.length > 1 ? `[${i}]` : ''}`));
     if (options?.condition !== undefined) checkCondition(options.condition, `updateAttrs '${key}': condition`);
     checkSignal(options?.signal, `updateAttrs '${key}'`);
     const s = this.#store;
@@ -196,7 +198,8 @@ export class LocalObject implements ObjectBinding {
       const attrs = (s.attrs.get(k) as Attrs | undefined) ?? {};
       if (options?.condition !== undefined && !evaluateCondition(options.condition, attrs))
         throw new ConditionFailedError(`updateAttrs '${key}': condition did not hold`, attrs, cur.attrsRevision);
-      const next = applyUpdate(update, attrs);
+      let next = attrs;
+      for (const u of updates) next = applyUpdate(u, next);
       checkAttrs(next, `updateAttrs '${key}': resulting attrs`);
       const meta: StoredMeta = { ...cur, attrsRevision: cur.attrsRevision + 1 };
       this.#recordChange(key, 'attrs', meta, Date.now());

@@ -180,6 +180,20 @@ forEachBackend('object', (ctx) => {
       expect((await o.getAttrs('ctr')).attrs.c).toBe(40);
     });
 
+    it(t('updateAttrs with several expressions applies them in order as one change'), async () => {
+      const o = await bucket(1);
+      await o.put('multi', 'x', { attrs: { n: 1 } });
+      const r = await o.updateAttrs('multi', ['SET n = n + 1', 'SET m = n', 'REMOVE n'], {
+        condition: 'n = 1',
+      });
+      expect(r.attrs).toEqual({ m: 2 });
+      const ch = await readChanges(ctx, o);
+      expect(ch.map((c) => c.type)).toEqual(['put', 'attrs']);
+      await rejectsWith(o.updateAttrs('multi', []), 'SLUICE_INVALID_ARGUMENT');
+      await rejectsWith(o.updateAttrs('multi', ['SET a = 1', 'SET = 2']), 'SLUICE_EXPRESSION_SYNTAX');
+      expect((await o.getAttrs('multi')).attrs).toEqual({ m: 2 });
+    });
+
     it(t('updateAttrs on a missing object fails with SLUICE_NOT_FOUND'), async () => {
       const o = await bucket();
       await rejectsWith(o.updateAttrs('ghost', 'SET a = 1'), 'SLUICE_NOT_FOUND');

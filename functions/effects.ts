@@ -1,0 +1,94 @@
+/**
+ * Collecting what a handler declares for one record and one batch. Shared by the handler threads
+ * (records over shared memory) and the test harness (records over plain objects), so both behave
+ * the same.
+ */
+import { checkAttrName, checkAttrs } from '../bindings/values.ts';
+import { serializeError, type SerializedError } from '../bindings/errors.ts';
+import type { Attrs, Expression, Value } from '../bindings/types.ts';
+import { parseDurationMs, type FailOptions } from './types.ts';
+
+/** Effects declared for one record. */
+export interface RecordEffects {
+  /** Attributes to set (last write of a name wins). */
+  set: Record<string, Value>;
+  /** Attributes to remove. */
+  remove: string[];
+  /** Update expressions, applied in order after `set` and `remove`. */
+  updates: Expression[];
+  /** Set when the handler marked the record failed. */
+  failure?: { error: SerializedError; retryAfterMs?: number; nonRetryable: boolean };
+}
+
+/** True when the record declared no attribute change. */
+export function isEmptyEffect(e: RecordEffects): boolean {
+  return Object.keys(e.set).length === 0 && e.remove.length === 0 && e.updates.length === 0;
+}
+
+/** Accumulates the effects of one record; validates at the call so handlers see bad input at once. */
+export class EffectsCollector {
+  readonly effects: RecordEffects = { set: {}, remove: [], updates: [] };
+  readonly #key: string;
+
+  constructor(key: string) {
+    this.#key = key;
+  }
+
+  setAttrs(attrs: Attrs): void {
+    checkAttrs(attrs, `record '${this.#key}'.setAttrs`);
+    for (const [k, v] of Object.entries(attrs)) {
+      this.effects.set[k] = v;
+      const i = this.effects.remove.indexOf(k);
+      if (i >= 0) this.effects.remove.splice(i, 1);
+    }
+  }
+
+  removeAttrs(names: string[]): void {
+    for (const n of names) {
+      checkAttrName(n, `record '${this.#key}'.removeAttrs`);
+      delete this.effects.set[n];
+      if (!this.effects.remove.includes(n)) this.effects.remove.push(n);
+    }
+  }
+
+  update(expr: Expression): void {
+    this.effects.updates.push(expr);
+  }
+
+  fail(error: Error | string, options?: FailOptions): void {
+    const err = typeof error === 'string' ? new Error(error) : error;
+    const f: NonNullable<RecordEffects['failure']> = { error: serializeError(err), nonRetryable: options?.nonRetryable === true };
+    if (options?.retryAfter !== undefined) f.retryAfterMs = parseDurationMs(options.retryAfter, `record '${this.#key}'.fail retryAfter`);
+    this.effects.failure = f;
+  }
+}
+
+/** Effects of a whole batch. */
+export interface BatchEffects {
+  /** Per record, in batch order. */
+  records: RecordEffects[];
+  /** Counter increments of the batch. */
+  counters: Record<string, number>;
+  /** Set when the handler threw: the batch failed as a whole. */
+  error?: { error: SerializedError; retryAfterMs?: number; nonRetryable: boolean };
+}
+
+/** Counter accumulation with validation (finite numbers, sane names). */
+export class CounterSet {
+  readonly values: Record<string, number> = {};
+
+  count(name: string, n = 1): void {
+    if (typeof name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$/.test(name)) throw new TypeError(`ctx.count: counter name ${JSON.stringify(name)} is invalid (letters, digits, _ . : -; at most 128)`);
+    if (typeof n !== 'number' || !Number.isFinite(n)) throw new TypeError(`ctx.count('${name}'): n must be a finite number`);
+    this.values[name] = (this.values[name] ?? 0) + n;
+  }
+}
+
+/** Classifies a thrown handler error into the batch-level failure. */
+export function batchFailure(err: unknown): NonNullable<BatchEffects['error']> {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const out: NonNullable<BatchEffects['error']> = { error: serializeError(e), nonRetryable: e.name === 'NonRetryableError' };
+  const after = (e as { retryAfterMs?: unknown }).retryAfterMs;
+  if (e.name === 'RetryAfterError' && typeof after === 'number') out.retryAfterMs = after;
+  return out;
+}

@@ -1,0 +1,146 @@
+/**
+ * The public authoring API of sluice: what a handler receives and what it may do.
+ *
+ * A handler gets one micro-batch of records (`handler(records, ctx)`). Records are views over the
+ * batch in shared memory: reading `key`, `size` or an attribute decodes just that field in place.
+ * Effects are declared, not performed: `record.setAttrs(...)`, `record.update(...)` and `ctx.count(...)`
+ * are collected and committed by the runtime exactly once in effect, together with the function's
+ * processed-marker for the object (DESIGN invariant 2).
+ */
+import type { Logger } from 'pino';
+import type { Attrs, Expression, FileBinding, KvBinding, ObjectBinding, StreamBinding, Value } from '../bindings/types.ts';
+
+export type { Attrs, Expression, Value } from '../bindings/types.ts';
+
+/** Event types a record can carry: object changes, and `record` for user-stream records. */
+export const EventTypes = { put: 'put', delete: 'delete', attrs: 'attrs', record: 'record' } as const;
+/** One of {@link EventTypes}. */
+export type EventType = keyof typeof EventTypes;
+
+/** Options of {@link EventRecord.fail}. */
+export interface FailOptions {
+  /** Retry this record no sooner than this (ms, or a duration like '30s'). @default the function's backoff */
+  retryAfter?: number | string;
+  /** Send the record to the dead-letter stream at once, without further attempts. @default false */
+  nonRetryable?: boolean;
+}
+
+/** One record of a batch. */
+export interface EventRecord {
+  /** Object key, or the partition key of a stream record ('' when none). */
+  readonly key: string;
+  readonly type: EventType;
+  /** Bucket of an object change, or stream name of a stream record. */
+  readonly source: string;
+  readonly shard: number;
+  /** Sequence of the change record / stream record in its shard. */
+  readonly seq: number;
+  /** Object version after the change (0 for stream records). */
+  readonly version: number;
+  /** Body size in bytes (object) or payload size (stream record). */
+  readonly size: number;
+  readonly etag: string;
+  readonly mtime: Date;
+  readonly contentType: string;
+  /** Attributes of the object when the batch was formed (empty for stream records and deletes). */
+  readonly attrs: Readonly<Attrs>;
+  /** Stream record headers (empty for object changes). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** This record's delivery attempt, starting at 1. */
+  readonly attempt: number;
+  /**
+   * The body when it was prefetched with the batch ("data push": bodies up to the trigger's
+   * `inlineBodyMaxBytes`), or a stream record's payload; undefined otherwise — use {@link data}.
+   */
+  readonly body: Uint8Array | undefined;
+  /** The body (or a range of it), from the batch when prefetched, else read from the bucket. */
+  data(range?: { start?: number; end?: number }): Promise<Uint8Array>;
+  /** Body as UTF-8 text (convenience over {@link data}). */
+  text(): Promise<string>;
+  /** Sets attributes of the object (merged with other effects of this record; committed exactly once). */
+  setAttrs(attrs: Attrs): void;
+  /** Removes attributes of the object. */
+  removeAttrs(...names: string[]): void;
+  /** An update expression on the object's attributes (`ADD hits :one`), committed with the other effects. */
+  update(expr: Expression): void;
+  /** Marks this record failed (partial batch failure): it is retried; later records of its key wait for it. */
+  fail(error: Error | string, options?: FailOptions): void;
+}
+
+/** A binding as a handler sees it: only what the function's spec declares, with the declared access. */
+export type BoundBinding = ObjectBinding | KvBinding | StreamBinding | FileBinding;
+
+/** What a handler receives besides its records. */
+export interface HandlerContext {
+  /** Function name. */
+  readonly function: string;
+  /** Shard the batch came from. */
+  readonly shard: number;
+  /** Unique id of this batch delivery. */
+  readonly batchId: string;
+  /** Adds `n` to a named counter of the function (exact: committed with the batch's sequence range). */
+  count(name: string, n?: number): void;
+  /** Structured logger carrying function, shard and batch. */
+  readonly log: Logger;
+  /** The bindings declared in the spec, by name. Undeclared names are absent. */
+  readonly data: Readonly<Record<string, BoundBinding>>;
+  /** Aborted when the handler's timeout passes or the worker shuts down. */
+  readonly signal: AbortSignal;
+  /** Epoch ms by which the handler must return. */
+  readonly deadline: number;
+}
+
+/** A handler: inspects a batch and declares effects. Throwing fails the whole batch (retried). */
+export type Handler = (records: EventRecord[], ctx: HandlerContext) => void | Promise<void>;
+
+/** What `init` receives: the bindings and a logger, once per handler thread. */
+export interface InitContext {
+  readonly function: string;
+  readonly log: Logger;
+  readonly data: Readonly<Record<string, BoundBinding>>;
+}
+
+/** A function definition as a module exports it (`export default defineFunction({...})`). */
+export interface FunctionDefinition {
+  /** Runs once per handler thread before the first batch. @default none */
+  init?: (ctx: InitContext) => void | Promise<void>;
+  handler: Handler;
+}
+
+/** Marks a definition as a sluice function; returns it unchanged (typed). */
+export function defineFunction<T extends FunctionDefinition>(def: T): T {
+  if (typeof def !== 'object' || def === null || typeof def.handler !== 'function') throw new TypeError('defineFunction: handler must be a function');
+  if (def.init !== undefined && typeof def.init !== 'function') throw new TypeError('defineFunction: init must be a function');
+  return def;
+}
+
+/** Parses a duration: a number of ms, or '250ms', '30s', '5m', '1h'. */
+export function parseDurationMs(d: number | string, where: string): number {
+  if (typeof d === 'number' && Number.isFinite(d) && d >= 0) return d;
+  const m = typeof d === 'string' ? /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/.exec(d.trim()) : null;
+  if (!m) throw new TypeError(`${where}: ${JSON.stringify(d)} is not a duration (a number of ms, or like '250ms', '30s', '5m', '1h')`);
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+  return n * unit;
+}
+
+/** Thrown by a handler: retry the batch (or the record, with `record.fail`) no sooner than `after`. */
+export class RetryAfterError extends Error {
+  readonly retryAfterMs: number;
+  constructor(message: string, after: number | string) {
+    super(message);
+    this.name = 'RetryAfterError';
+    this.retryAfterMs = parseDurationMs(after, 'RetryAfterError');
+  }
+}
+
+/** Thrown by a handler: do not retry; the batch's records go to the dead-letter stream. */
+export class NonRetryableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NonRetryableError';
+  }
+}
+
+/** Re-exported for handler authors who build attribute values. */
+export type AttrValue = Value;

@@ -1,0 +1,13 @@
+/** How a process or thread reaches a backend: plain data, passed across threads and processes. */
+import { LocalBackend } from '../bindings/local/index.ts';
+import { NatsBackend } from '../bindings/nats/index.ts';
+import type { Backend } from '../bindings/types.ts';
+
+/** The backend of a function: the embedded store in a directory, or a NATS JetStream server. */
+export type BackendSpec = { kind: 'local'; dir: string } | { kind: 'nats'; url: string; prefix?: string };
+
+/** Opens the backend a spec names. */
+export async function openBackend(spec: BackendSpec): Promise<Backend> {
+  if (spec.kind === 'local') return LocalBackend.open({ dir: spec.dir });
+  return NatsBackend.open(spec.prefix === undefined ? { servers: spec.url } : { servers: spec.url, prefix: spec.prefix });
+}

@@ -1,0 +1,42 @@
+/** The batch as the worker's main thread builds it, before it is written to a shared-memory slot. */
+import type { Attrs } from '../bindings/types.ts';
+import type { EventType } from '../functions/types.ts';
+
+/** One record of a batch, with everything prefetched ("data push"). */
+export interface BatchRecordInput {
+  key: string;
+  type: EventType;
+  source: string;
+  shard: number;
+  seq: number;
+  version: number;
+  size: number;
+  etag: string;
+  mtimeMs: number;
+  contentType: string;
+  attrs: Attrs;
+  headers: Record<string, string>;
+  attempt: number;
+  /** Inline body (prefetched small object body, or a stream record's payload). */
+  body?: Uint8Array;
+}
+
+/** A micro-batch for one handler invocation. */
+export interface BatchInput {
+  function: string;
+  source: string;
+  shard: number;
+  batchId: string;
+  /** Epoch ms by which the handler must return. */
+  deadlineMs: number;
+  records: BatchRecordInput[];
+}
+
+/** A binding a function declares: name (ctx.data.<name>), kind, resource and access. */
+export interface BindingSpec {
+  name: string;
+  kind: 'object' | 'kv' | 'stream' | 'file';
+  /** Bucket, table, stream name, or file root. */
+  resource: string;
+  access: 'read' | 'read-write';
+}
