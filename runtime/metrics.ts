@@ -1,0 +1,40 @@
+/** The worker's Prometheus metrics (prom-client), one registry per worker. */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Outcomes a record can have. */
+export const Outcomes = ['ok', 'retry', 'dead_letter', 'filtered', 'superseded', 'duplicate', 'gone'] as const;
+/** One of {@link Outcomes}. */
+export type Outcome = (typeof Outcomes)[number];
+
+/** Metrics of one worker. */
+export class WorkerMetrics {
+  readonly registry = new Registry();
+  readonly events: Counter<'function' | 'outcome'>;
+  readonly batchSize: Histogram<'function'>;
+  readonly handlerSeconds: Histogram<'function'>;
+  readonly commitSeconds: Histogram<'function'>;
+  readonly lag: Gauge<'function' | 'shard'>;
+  readonly slotsInUse: Gauge<'function'>;
+  readonly retries: Counter<'function'>;
+  readonly deadLetters: Counter<'function'>;
+  readonly ownedShards: Gauge<'function'>;
+
+  constructor(fn: string) {
+    const r = [this.registry];
+    this.registry.setDefaultLabels({ function: fn });
+    this.events = new Counter({ name: 'sluice_events_total', help: 'Records by outcome', labelNames: ['function', 'outcome'], registers: r });
+    this.batchSize = new Histogram({ name: 'sluice_batch_records', help: 'Records per handler batch', labelNames: ['function'], buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000], registers: r });
+    this.handlerSeconds = new Histogram({ name: 'sluice_handler_seconds', help: 'Handler time per batch', labelNames: ['function'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: r });
+    this.commitSeconds = new Histogram({ name: 'sluice_commit_seconds', help: 'Commit time per batch (effects, dead letters, checkpoint)', labelNames: ['function'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: r });
+    this.lag = new Gauge({ name: 'sluice_lag_records', help: 'Records behind the head of each owned shard', labelNames: ['function', 'shard'], registers: r });
+    this.slotsInUse = new Gauge({ name: 'sluice_slots_in_use', help: 'Shared-memory slots holding a batch', labelNames: ['function'], registers: r });
+    this.retries = new Counter({ name: 'sluice_retries_total', help: 'Records scheduled for another attempt', labelNames: ['function'], registers: r });
+    this.deadLetters = new Counter({ name: 'sluice_dead_letters_total', help: 'Records sent to the dead-letter stream', labelNames: ['function'], registers: r });
+    this.ownedShards = new Gauge({ name: 'sluice_owned_shards', help: 'Shards this worker holds the lease of', labelNames: ['function'], registers: r });
+    for (const o of Outcomes) this.events.inc({ outcome: o }, 0);
+  }
+
+  count(outcome: Outcome, n = 1): void {
+    if (n > 0) this.events.inc({ outcome }, n);
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * Durable per-shard state of a function, in the backend's KV table `sluice-state`:
+ * - `lease/<fn>/<shard>`: who owns the shard, with an epoch that grows at every change of owner;
+ * - `ckpt/<fn>/<shard>`: the checkpoint — next sequence to read, the records still pending (retries and
+ *   the records of their keys that wait behind them) and the function's counters for that shard.
+ *
+ * The checkpoint is written with a revision condition, so it is the fence: a worker whose lease was
+ * taken over fails its next checkpoint write and stops the shard (SLUICE_LEASE_LOST). Counters move
+ * in the same write as the position, so they are exact after any crash (DESIGN invariant 2).
+ */
+import { BindingError, ConditionFailedError } from '../bindings/errors.ts';
+import type { Backend, KvBinding } from '../bindings/types.ts';
+
+/** Name of the KV table holding leases and checkpoints. */
+export const STATE_TABLE = 'sluice-state';
+
+/** A held lease. */
+export interface Lease {
+  shard: number;
+  epoch: number;
+  revision: number;
+  expiresAt: number;
+}
+
+/** A record that has to run again (after a failure), or that waits behind one of its key. */
+export interface PendingRecord {
+  seq: number;
+  key: string;
+  /** Attempts made so far (0 for a record waiting behind an earlier one of its key). */
+  attempts: number;
+  /** Epoch ms of the first attempt. */
+  firstAt: number;
+  /** Not before this epoch ms. */
+  nextAt: number;
+  /** Last error, when it failed. */
+  error?: { code: string; message: string };
+}
+
+/** A shard's checkpoint. */
+export interface Checkpoint {
+  /** Next sequence to read from the shard; every record before it is done or in `pending`. */
+  seq: number;
+  /** Pending records, ascending by seq. */
+  pending: PendingRecord[];
+  /** Counter totals of this shard. */
+  counts: Record<string, number>;
+  epoch: number;
+}
+
+/** Opens (creating) the state table. */
+export async function openStateTable(backend: Backend): Promise<KvBinding> {
+  await backend.createTable(STATE_TABLE);
+  return backend.kv(STATE_TABLE);
+}
+
+/** Leases of one function's shards. */
+export class Leases {
+  readonly #kv: KvBinding;
+  readonly #fn: string;
+  readonly #owner: string;
+  readonly #ttlMs: number;
+
+  constructor(kv: KvBinding, fn: string, owner: string, ttlMs: number) {
+    this.#kv = kv;
+    this.#fn = fn;
+    this.#owner = owner;
+    this.#ttlMs = ttlMs;
+  }
+
+  #key(shard: number): string {
+    return `lease/${this.#fn}/${shard}`;
+  }
+
+  /** Takes the shard when it is free, expired or already ours; undefined when another owner holds it. */
+  async acquire(shard: number): Promise<Lease | undefined> {
+    const cur = await this.#kv.getItem(this.#key(shard));
+    const now = Date.now();
+    const owner = cur?.item.owner as string | undefined;
+    if (cur && owner && owner !== this.#owner && (cur.item.expiresAt as number) > now) return undefined;
+    const epoch = ((cur?.item.epoch as number | undefined) ?? 0) + 1;
+    const expiresAt = now + this.#ttlMs;
+    try {
+      const w = await this.#kv.putItem(this.#key(shard), { owner: this.#owner, epoch, expiresAt }, { ifRevision: cur?.revision ?? 0 });
+      return { shard, epoch, revision: w.revision, expiresAt };
+    } catch (e) {
+      if (e instanceof ConditionFailedError) return undefined;
+      throw e;
+    }
+  }
+
+  /** Extends a held lease; false when it was lost (taken over or expired and taken). */
+  async renew(lease: Lease): Promise<boolean> {
+    const expiresAt = Date.now() + this.#ttlMs;
+    try {
+      const w = await this.#kv.putItem(this.#key(lease.shard), { owner: this.#owner, epoch: lease.epoch, expiresAt }, { ifRevision: lease.revision });
+      lease.revision = w.revision;
+      lease.expiresAt = expiresAt;
+      return true;
+    } catch (e) {
+      if (e instanceof ConditionFailedError) return false;
+      throw e;
+    }
+  }
+
+  /** Gives a lease back so the next owner need not wait for it to expire. */
+  async release(lease: Lease): Promise<void> {
+    try {
+      await this.#kv.putItem(this.#key(lease.shard), { owner: '', epoch: lease.epoch, expiresAt: 0 }, { ifRevision: lease.revision });
+    } catch (e) {
+      if (!(e instanceof ConditionFailedError)) throw e;
+    }
+  }
+}
+
+/** Reads and writes one shard's checkpoint with revision fencing. */
+export class CheckpointStore {
+  readonly #kv: KvBinding;
+  readonly #key: string;
+  #revision = 0;
+
+  constructor(kv: KvBinding, fn: string, shard: number) {
+    this.#kv = kv;
+    this.#key = `ckpt/${fn}/${shard}`;
+  }
+
+  /** Loads the checkpoint (or a fresh one starting at `startSeq`). */
+  async load(startSeq: number, epoch: number): Promise<Checkpoint> {
+    const cur = await this.#kv.getItem(this.#key);
+    this.#revision = cur?.revision ?? 0;
+    if (!cur) return { seq: startSeq, pending: [], counts: {}, epoch };
+    const c = cur.item as unknown as Checkpoint;
+    return { seq: c.seq, pending: c.pending ?? [], counts: c.counts ?? {}, epoch };
+  }
+
+  /**
+   * Takes the checkpoint over for `epoch`: loads it and writes it back under the new epoch, reloading
+   * when an older owner writes in between (its progress is kept, not overwritten). From then on, the
+   * older owner's writes fail. SLUICE_LEASE_LOST when a newer epoch already holds it.
+   */
+  async claim(startSeq: number, epoch: number): Promise<Checkpoint> {
+    for (let attempt = 0; ; attempt++) {
+      const c = await this.load(startSeq, epoch);
+      const stored = (await this.#kv.getItem(this.#key))?.item.epoch as number | undefined;
+      if (stored !== undefined && stored > epoch) throw new BindingError('SLUICE_LEASE_LOST', `checkpoint ${this.#key} is held by epoch ${stored} > ${epoch}`);
+      try {
+        await this.save(c);
+        return c;
+      } catch (e) {
+        if (!(e instanceof BindingError && e.code === 'SLUICE_LEASE_LOST') || attempt >= 50) throw e;
+      }
+    }
+  }
+
+  /** Writes the checkpoint if nobody else wrote it since; SLUICE_LEASE_LOST otherwise. */
+  async save(c: Checkpoint): Promise<void> {
+    try {
+      const w = await this.#kv.putItem(this.#key, c as unknown as Record<string, never>, { ifRevision: this.#revision });
+      this.#revision = w.revision;
+    } catch (e) {
+      if (e instanceof ConditionFailedError)
+        throw new BindingError('SLUICE_LEASE_LOST', `checkpoint ${this.#key} was written by another worker (epoch ${(e.current as Checkpoint | undefined)?.epoch}); this worker (epoch ${c.epoch}) stops the shard`, { cause: e });
+      throw e;
+    }
+  }
+}
+
+/** Sums the counters of every shard of a function (exact: each shard's totals are committed with its position). */
+export async function readCounters(kv: KvBinding, fn: string, shards: number): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (let s = 0; s < shards; s++) {
+    const c = (await kv.getItem(`ckpt/${fn}/${s}`))?.item as unknown as Checkpoint | undefined;
+    for (const [k, v] of Object.entries(c?.counts ?? {})) out[k] = (out[k] ?? 0) + v;
+  }
+  return out;
+}

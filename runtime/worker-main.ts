@@ -1,0 +1,55 @@
+/**
+ * Worker process entry: `node --import tsx runtime/worker-main.ts <config.json>` (or the config as JSON
+ * in SLUICE_WORKER_CONFIG). The ordinal comes from SLUICE_ORDINAL, else from a StatefulSet pod name
+ * (HOSTNAME `name-3` → 3), else the config; replicas from SLUICE_REPLICAS, else the config.
+ *
+ * Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, all in-flight work committed); 2 bad configuration;
+ * 3 stopped after the shutdown grace with work still in flight (it will be redelivered); 1 crashed.
+ */
+import { readFileSync } from 'node:fs';
+import { Worker } from './worker.ts';
+import type { WorkerOptions } from './worker-options.ts';
+
+/** Documented exit codes of the worker process. */
+export const ExitCodes = { ok: 0, crashed: 1, badConfig: 2, forced: 3 } as const;
+
+function config(): WorkerOptions {
+  const arg = process.argv[2];
+  const raw = arg ? readFileSync(arg, 'utf8') : process.env.SLUICE_WORKER_CONFIG;
+  if (!raw) throw new Error('give the worker config as a file argument or in SLUICE_WORKER_CONFIG');
+  const o = JSON.parse(raw) as WorkerOptions;
+  const fromHost = /-(\d+)$/.exec(process.env.HOSTNAME ?? '')?.[1];
+  const ordinal = process.env.SLUICE_ORDINAL ?? fromHost;
+  if (ordinal !== undefined) o.ordinal = Number(ordinal);
+  if (process.env.SLUICE_REPLICAS !== undefined) o.replicas = Number(process.env.SLUICE_REPLICAS);
+  return o;
+}
+
+let worker: Worker;
+try {
+  worker = await Worker.start(config());
+} catch (e) {
+  process.stderr.write(`sluice worker: ${(e as Error).message}\n`);
+  process.exit((e as { code?: string }).code === 'SLUICE_INVALID_ARGUMENT' || e instanceof SyntaxError ? ExitCodes.badConfig : ExitCodes.crashed);
+}
+process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, ordinal: worker.options.ordinal, httpPort: worker.httpPort ?? null })}\n`);
+let stopping = false;
+const onSignal = (sig: string) => {
+  if (stopping) return;
+  stopping = true;
+  worker.log.info({ signal: sig }, 'stopping');
+  void worker.stop().then((clean) => process.exit(clean ? ExitCodes.ok : ExitCodes.forced));
+};
+process.on('SIGTERM', () => onSignal('SIGTERM'));
+process.on('SIGINT', () => onSignal('SIGINT'));
+process.on('SIGUSR2', () => {
+  // Rescale without restart: SLUICE_RESCALE_FILE holds {"replicas": R, "ordinal": i}.
+  const f = process.env.SLUICE_RESCALE_FILE;
+  if (!f) return;
+  try {
+    const r = JSON.parse(readFileSync(f, 'utf8')) as { replicas: number; ordinal?: number };
+    worker.rescale(r.replicas, r.ordinal);
+  } catch (e) {
+    worker.log.error({ err: e }, 'rescale failed');
+  }
+});

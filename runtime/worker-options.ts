@@ -1,0 +1,196 @@
+/**
+ * Worker configuration in three stages: {@link WorkerOptions} (what callers write: optional fields,
+ * durations as '250ms') → {@link resolveWorkerOptions} → {@link ResolvedWorkerOptions} (all required,
+ * milliseconds, frozen). Errors name the option path.
+ */
+import { BindingError } from '../bindings/errors.ts';
+import { parseDurationMs } from '../functions/types.ts';
+import type { BackendSpec } from './backend-spec.ts';
+import type { BindingSpec } from './batch-types.ts';
+
+/** An object trigger: change records of one bucket. */
+export interface ObjectTrigger {
+  type: 'object';
+  bucket: string;
+  /** Event types delivered. @default ['put'] */
+  events?: ('put' | 'delete' | 'attrs')[];
+  /** Only keys starting with this. @default '' */
+  prefix?: string;
+  /** Only keys ending with this. @default '' */
+  suffix?: string;
+  /** Bodies up to this size are read with the batch and handed over inline. @default 65536 */
+  inlineBodyMaxBytes?: number;
+}
+
+/** A stream trigger: records of one user stream. */
+export interface StreamTrigger {
+  type: 'stream';
+  stream: string;
+}
+
+/** What starts the function. */
+export type Trigger = ObjectTrigger | StreamTrigger;
+
+/** Micro-batch bounds. */
+export interface BatchOptions {
+  /** Most records in one batch. @default 100 */
+  maxRecords?: number;
+  /** Most bytes (inline bodies + keys) in one batch. @default 1048576 (1 MiB) */
+  maxBytes?: number;
+  /** Longest wait to fill a batch once one record is there. @default '20ms' */
+  maxWait?: number | string;
+}
+
+/** Retries and dead-lettering. */
+export interface RetryOptions {
+  /** Attempts per record, the first included; then the record is dead-lettered. @default 5 */
+  maxAttempts?: number;
+  /** First backoff; doubles each attempt (with ±20% jitter). @default '200ms' */
+  initialBackoff?: number | string;
+  /** Backoff ceiling. @default '30s' */
+  maxBackoff?: number | string;
+  /** A record older than this (since its first attempt) is dead-lettered at its next failure. @default '1h' */
+  maxRecordAge?: number | string;
+  /** Stream receiving dead letters. @default 'dlq-<function>' */
+  deadLetterStream?: string;
+}
+
+/** Everything a worker process needs. */
+export interface WorkerOptions {
+  /** Function name: lowercase letters, digits, '-'. */
+  function: string;
+  /** Absolute path of the function module (default export from defineFunction). */
+  module: string;
+  trigger: Trigger;
+  backend: BackendSpec;
+  /** This worker's ordinal, 0..replicas-1. @default 0 */
+  ordinal?: number;
+  /** Number of workers of the function. @default 1 */
+  replicas?: number;
+  batch?: BatchOptions;
+  retries?: RetryOptions;
+  /** Handler threads; 0 runs handlers on the main thread (tests, debugging). @default 1 */
+  threads?: number;
+  /** Batches in flight in this worker across its shards. @default threads * 2 (at least 1) */
+  batchesInFlight?: number;
+  /** A handler running longer is stopped, its thread replaced, its batch retried. @default '30s' */
+  timeout?: number | string;
+  /** Bindings the handler may reach (ctx.data). @default [] */
+  bindings?: BindingSpec[];
+  /** Lease time-to-live; renewed at a third of it. @default '10s' */
+  leaseTtl?: number | string;
+  /** SIGTERM grace: in-flight work must finish within it, then the worker exits regardless. @default '25s' */
+  shutdownGrace?: number | string;
+  /** Port of /metrics, /healthz, /readyz on 127.0.0.1 (0 = any free port; -1 = no server). @default -1 */
+  httpPort?: number;
+  /** Host the HTTP server binds. @default '127.0.0.1' */
+  httpHost?: string;
+  /** pino level. @default 'info' */
+  logLevel?: string;
+  /** Worker identity in leases. @default `<hostname>:<pid>:<ordinal>` */
+  id?: string;
+}
+
+/** {@link WorkerOptions} with every default applied. */
+export interface ResolvedWorkerOptions {
+  readonly function: string;
+  readonly module: string;
+  readonly trigger: Readonly<Required<ObjectTrigger>> | Readonly<StreamTrigger>;
+  readonly backend: BackendSpec;
+  readonly ordinal: number;
+  readonly replicas: number;
+  readonly batch: { readonly maxRecords: number; readonly maxBytes: number; readonly maxWaitMs: number };
+  readonly retries: {
+    readonly maxAttempts: number;
+    readonly initialBackoffMs: number;
+    readonly maxBackoffMs: number;
+    readonly maxRecordAgeMs: number;
+    readonly deadLetterStream: string;
+  };
+  readonly threads: number;
+  readonly batchesInFlight: number;
+  readonly timeoutMs: number;
+  readonly bindings: readonly BindingSpec[];
+  readonly leaseTtlMs: number;
+  readonly shutdownGraceMs: number;
+  readonly httpPort: number;
+  readonly httpHost: string;
+  readonly logLevel: string;
+  readonly id: string;
+}
+
+function bad(path: string, msg: string): BindingError {
+  return new BindingError('SLUICE_INVALID_ARGUMENT', `worker options: ${path} ${msg}`);
+}
+
+function int(v: unknown, path: string, min: number, max: number, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(path, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function dur(v: number | string | undefined, path: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  try {
+    return parseDurationMs(v, path);
+  } catch (e) {
+    throw bad(path, (e as Error).message.replace(`${path}: `, ''));
+  }
+}
+
+/** Validates and completes worker options; errors name the option path. */
+export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): ResolvedWorkerOptions {
+  if (typeof o.function !== 'string' || !/^[a-z0-9][a-z0-9-]{0,62}$/.test(o.function)) throw bad('function', `must be 1-63 lowercase letters, digits or '-', got ${JSON.stringify(o.function)}`);
+  if (typeof o.module !== 'string' || o.module.length === 0) throw bad('module', 'must be the path of the function module');
+  const t = o.trigger;
+  let trigger: ResolvedWorkerOptions['trigger'];
+  if (t?.type === 'object') {
+    const events = t.events ?? ['put'];
+    for (const e of events) if (!['put', 'delete', 'attrs'].includes(e)) throw bad('trigger.events', `holds unknown event type ${JSON.stringify(e)}`);
+    trigger = Object.freeze({
+      type: 'object' as const,
+      bucket: t.bucket,
+      events,
+      prefix: t.prefix ?? '',
+      suffix: t.suffix ?? '',
+      inlineBodyMaxBytes: int(t.inlineBodyMaxBytes, 'trigger.inlineBodyMaxBytes', 0, 4 * 1024 * 1024, 65536),
+    });
+  } else if (t?.type === 'stream') {
+    trigger = Object.freeze({ type: 'stream' as const, stream: t.stream });
+  } else throw bad('trigger.type', `must be 'object' or 'stream'`);
+  const replicas = int(o.replicas, 'replicas', 1, 1024, 1);
+  const ordinal = int(o.ordinal, 'ordinal', 0, replicas - 1, 0);
+  const threads = int(o.threads, 'threads', 0, 64, 1);
+  const leaseTtlMs = dur(o.leaseTtl, 'leaseTtl', 10_000);
+  if (leaseTtlMs < 300) throw bad('leaseTtl', 'must be at least 300ms');
+  return Object.freeze({
+    function: o.function,
+    module: o.module,
+    trigger,
+    backend: o.backend,
+    ordinal,
+    replicas,
+    batch: Object.freeze({
+      maxRecords: int(o.batch?.maxRecords, 'batch.maxRecords', 1, 10_000, 100),
+      maxBytes: int(o.batch?.maxBytes, 'batch.maxBytes', 1024, 64 * 1024 * 1024, 1024 * 1024),
+      maxWaitMs: dur(o.batch?.maxWait, 'batch.maxWait', 20),
+    }),
+    retries: Object.freeze({
+      maxAttempts: int(o.retries?.maxAttempts, 'retries.maxAttempts', 1, 1000, 5),
+      initialBackoffMs: dur(o.retries?.initialBackoff, 'retries.initialBackoff', 200),
+      maxBackoffMs: dur(o.retries?.maxBackoff, 'retries.maxBackoff', 30_000),
+      maxRecordAgeMs: dur(o.retries?.maxRecordAge, 'retries.maxRecordAge', 3_600_000),
+      deadLetterStream: o.retries?.deadLetterStream ?? `dlq-${o.function}`,
+    }),
+    threads,
+    batchesInFlight: int(o.batchesInFlight, 'batchesInFlight', 1, 1024, Math.max(1, threads * 2)),
+    timeoutMs: dur(o.timeout, 'timeout', 30_000),
+    bindings: Object.freeze([...(o.bindings ?? [])]),
+    leaseTtlMs,
+    shutdownGraceMs: dur(o.shutdownGrace, 'shutdownGrace', 25_000),
+    httpPort: int(o.httpPort, 'httpPort', -1, 65535, -1),
+    httpHost: o.httpHost ?? '127.0.0.1',
+    logLevel: o.logLevel ?? 'info',
+    id: o.id ?? `${hostname}:${process.pid}:${ordinal}`,
+  });
+}

@@ -1,0 +1,260 @@
+/**
+ * A worker: owns the shards `assign(S, R, ordinal)` gives it (plus their leases), runs one
+ * {@link ShardRunner} per owned shard, shares batch credits and handler threads among them, and serves
+ * /metrics, /healthz, /readyz.
+ *
+ * Lifecycle: starting → running → draining → stopped (or failed). Draining stops fetching, lets batches
+ * in flight finish and commit, releases leases; past `shutdownGraceMs` the worker stops anyway.
+ * Handoff on scaling (DESIGN invariant 4): a shard leaving this worker is drained, committed and its
+ * lease released before the new owner (which waits for the lease) starts pulling.
+ */
+import type { Server } from 'node:http';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { BindingError } from '../bindings/errors.ts';
+import type { Backend, KvBinding, ObjectBinding, StreamBinding } from '../bindings/types.ts';
+import { assign } from './assign.ts';
+import { openBackend } from './backend-spec.ts';
+import { startHttp } from './http.ts';
+import { WorkerMetrics } from './metrics.ts';
+import { RecordSource } from './records.ts';
+import { InlineRunner, workerLogger, type HandlerRunner } from './runner.ts';
+import { Semaphore } from './semaphore.ts';
+import { ShardRunner, sleep, type ShardDeps } from './shard-runner.ts';
+import { Leases, openStateTable } from './state.ts';
+import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.ts';
+
+/** Worker lifecycle states. */
+export type WorkerState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
+
+/** Opens the handler runner: threads over shared memory, or the main thread when `threads` is 0. */
+export type RunnerFactory = (o: ResolvedWorkerOptions, backend: Backend, log: Logger) => Promise<HandlerRunner>;
+
+/** Extra wiring for embedding and tests. */
+export interface WorkerHooks {
+  /** How handlers run. @default HandlerPool for threads > 0, InlineRunner for 0 */
+  runner?: RunnerFactory;
+  /** Logger. @default pino JSON lines on stderr */
+  log?: Logger;
+}
+
+export class Worker {
+  readonly options: ResolvedWorkerOptions;
+  readonly metrics: WorkerMetrics;
+  readonly log: Logger;
+  #state: WorkerState = 'starting';
+  #backend: Backend | undefined;
+  #runner: HandlerRunner | undefined;
+  #leases: Leases | undefined;
+  #deps: ShardDeps | undefined;
+  #shards = 0;
+  #replicas: number;
+  #ordinal: number;
+  #runners = new Map<number, ShardRunner>();
+  #loop: Promise<void> = Promise.resolve();
+  #wake: (() => void) | undefined;
+  #http: { server: Server; port: number } | undefined;
+  readonly #hooks: WorkerHooks;
+
+  private constructor(o: ResolvedWorkerOptions, hooks: WorkerHooks) {
+    this.options = o;
+    this.#hooks = hooks;
+    this.#replicas = o.replicas;
+    this.#ordinal = o.ordinal;
+    this.metrics = new WorkerMetrics(o.function);
+    this.log = hooks.log ?? workerLogger(o);
+  }
+
+  /** Validates options, opens backend, handler threads and HTTP server, and starts owning shards. */
+  static async start(options: WorkerOptions, hooks: WorkerHooks = {}): Promise<Worker> {
+    const w = new Worker(resolveWorkerOptions(options, hostname()), hooks);
+    try {
+      await w.#open();
+    } catch (e) {
+      w.#state = 'failed';
+      await w.#closeResources();
+      throw e;
+    }
+    return w;
+  }
+
+  get state(): WorkerState {
+    return this.#state;
+  }
+
+  /** Port of the HTTP server (undefined when disabled). */
+  get httpPort(): number | undefined {
+    return this.#http?.port;
+  }
+
+  /** Shards this worker currently runs. */
+  get ownedShards(): number[] {
+    return [...this.#runners.keys()].sort((a, b) => a - b);
+  }
+
+  #transition(to: WorkerState): void {
+    this.log.info({ from: this.#state, to }, 'worker state');
+    this.#state = to;
+  }
+
+  async #open(): Promise<void> {
+    const o = this.options;
+    this.#backend = await openBackend(o.backend);
+    const backend = this.#backend;
+    const state: KvBinding = await openStateTable(backend);
+    const streams: StreamBinding = backend.streams();
+    let stream: string;
+    let objects: ObjectBinding | undefined;
+    if (o.trigger.type === 'object') {
+      objects = await backend.objects(o.trigger.bucket);
+      const info = await objects.info();
+      stream = info.changeStream;
+      this.#shards = info.shards;
+    } else {
+      stream = o.trigger.stream;
+      this.#shards = (await streams.info(stream)).shards;
+    }
+    await streams.create(o.retries.deadLetterStream, { shards: 1 }).catch((e: unknown) => {
+      if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
+    });
+    this.#runner = await (this.#hooks.runner ?? defaultRunner)(o, backend, this.log);
+    this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs);
+    const source = new RecordSource(o, objects);
+    this.#deps = { o, streams, stream, objects, state, source, runner: this.#runner, credits: new Semaphore(o.batchesInFlight), metrics: this.metrics, log: this.log };
+    if (o.httpPort >= 0) {
+      this.#http = await startHttp(
+        this.metrics,
+        {
+          healthy: () => this.#state !== 'failed',
+          ready: () => this.#state === 'running',
+          status: () => this.status(),
+        },
+        o.httpPort,
+        o.httpHost,
+      );
+    }
+    this.#transition('running');
+    this.#loop = this.#ownership();
+  }
+
+  /** A status document: state, shards with their checkpoint position and pending records. */
+  status(): { state: WorkerState; ordinal: number; replicas: number; shards: { shard: number; state: string; seq?: number; pending?: number; epoch: number }[] } {
+    return {
+      state: this.#state,
+      ordinal: this.#ordinal,
+      replicas: this.#replicas,
+      shards: [...this.#runners.values()].map((r) => {
+        const c = r.checkpoint;
+        return { shard: r.shard, state: r.state, epoch: r.lease.epoch, ...(c ? { seq: c.seq, pending: c.pending.length } : {}) };
+      }),
+    };
+  }
+
+  /** Changes the replica count (and ordinal): shards that move away are drained and released. */
+  rescale(replicas: number, ordinal = this.#ordinal): void {
+    if (!Number.isInteger(replicas) || replicas < 1 || !Number.isInteger(ordinal) || ordinal < 0 || ordinal >= replicas)
+      throw new BindingError('SLUICE_INVALID_ARGUMENT', `rescale: ordinal ${ordinal} must be in 0..${replicas - 1}`);
+    this.#replicas = replicas;
+    this.#ordinal = ordinal;
+    this.#wake?.();
+  }
+
+  /** Keeps the owned set equal to assign(): acquires, renews and releases leases every ttl/3. */
+  async #ownership(): Promise<void> {
+    const o = this.options;
+    while (this.#state === 'running') {
+      try {
+        await this.#reconcile();
+      } catch (e) {
+        this.log.warn({ err: e }, 'ownership round failed');
+      }
+      this.metrics.ownedShards.set(this.#runners.size);
+      this.metrics.slotsInUse.set(this.#runner?.occupancy.inUse ?? 0);
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        setTimeout(resolve, Math.max(100, Math.floor(o.leaseTtlMs / 3)));
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  async #reconcile(): Promise<void> {
+    const desired = new Set(assign(this.#shards, this.#replicas, this.#ordinal));
+    const leases = this.#leases!;
+    // Drop runners that ended (lease lost, failure); they are retried below if still desired.
+    for (const [s, r] of this.#runners) {
+      if (r.state === 'lost' || r.state === 'failed' || r.state === 'stopped') {
+        this.#runners.delete(s);
+        if (r.state !== 'lost') await leases.release(r.lease).catch(() => undefined);
+      }
+    }
+    // Shards that moved away: drain (the batch in flight commits), then release so the new owner starts.
+    const leaving = [...this.#runners.values()].filter((r) => !desired.has(r.shard));
+    await Promise.all(
+      leaving.map(async (r) => {
+        await r.stop();
+        this.#runners.delete(r.shard);
+        if (r.state !== 'lost') await leases.release(r.lease);
+        this.log.info({ shard: r.shard }, 'shard handed off');
+      }),
+    );
+    for (const r of this.#runners.values()) {
+      if (!(await leases.renew(r.lease))) {
+        this.log.warn({ shard: r.shard }, 'lease renewal failed; stopping shard');
+        await r.stop();
+        this.#runners.delete(r.shard);
+      }
+    }
+    for (const s of desired) {
+      if (this.#runners.has(s) || this.#state !== 'running') continue;
+      const lease = await leases.acquire(s);
+      if (!lease) continue;
+      const r = new ShardRunner(this.#deps!, s, lease);
+      this.#runners.set(s, r);
+      r.start();
+      this.log.info({ shard: s, epoch: lease.epoch }, 'shard acquired');
+    }
+  }
+
+  /**
+   * Graceful stop: no new fetches, in-flight batches finish and commit, leases are released. Resolves
+   * true when everything finished within the grace period, false when the deadline cut it short.
+   */
+  async stop(): Promise<boolean> {
+    if (this.#state === 'stopped' || this.#state === 'draining') return true;
+    this.#transition('draining');
+    this.#wake?.();
+    const drain = (async () => {
+      await this.#loop;
+      await Promise.all([...this.#runners.values()].map((r) => r.stop()));
+      await Promise.all([...this.#runners.values()].filter((r) => r.state !== 'lost').map((r) => this.#leases!.release(r.lease).catch(() => undefined)));
+      this.#runners.clear();
+      return true;
+    })();
+    const clean = await Promise.race([drain, sleep(this.options.shutdownGraceMs).then(() => false)]);
+    if (!clean) this.log.warn({ graceMs: this.options.shutdownGraceMs }, 'shutdown grace passed; stopping with work in flight');
+    await this.#closeResources();
+    this.#transition('stopped');
+    return clean;
+  }
+
+  async #closeResources(): Promise<void> {
+    await this.#runner?.close().catch(() => undefined);
+    if (this.#http) await new Promise<void>((r) => this.#http!.server.close(() => r()));
+    await this.#backend?.close().catch(() => undefined);
+  }
+}
+
+async function defaultRunner(o: ResolvedWorkerOptions, backend: Backend, log: Logger): Promise<HandlerRunner> {
+  if (o.threads === 0) return InlineRunner.open(o, backend, log);
+  const { HandlerPool } = await import('./threads/handler-pool.ts');
+  return HandlerPool.open({
+    module: o.module,
+    function: o.function,
+    threads: o.threads,
+    timeoutMs: o.timeoutMs,
+    backend: o.backend,
+    bindings: [...o.bindings],
+    logLevel: o.logLevel,
+  });
+}
