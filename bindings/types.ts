@@ -38,6 +38,12 @@ export interface BucketInfo {
   shards: number;
   /** Name of the bucket's change stream, readable through {@link StreamBinding}. */
   changeStream: string;
+  /**
+   * Changes of one key the change stream keeps at least (0 = every change). Past it, older changes of
+   * that key may be compacted away; its newest change is never lost. local: 0; nats: 64 by default
+   * (option `changeHistoryPerKey`), so the stream does not grow without bound.
+   */
+  historyPerKey: number;
 }
 
 /** Options of {@link ObjectBinding.put}. */

@@ -47,7 +47,7 @@ export class LocalBackend implements Backend {
       }
       s.registry.put(['bucket', name], { kind: 'bucket', shards, created: Date.now() });
     });
-    return { name, shards, changeStream: changeStreamName(name) };
+    return { name, shards, changeStream: changeStreamName(name), historyPerKey: 0 };
   }
 
   async objects(bucket: string): Promise<ObjectBinding> {

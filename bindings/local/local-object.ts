@@ -57,7 +57,7 @@ export class LocalObject implements ObjectBinding {
   }
 
   async info(): Promise<BucketInfo> {
-    return { name: this.bucket, shards: this.#shards, changeStream: this.#stream };
+    return { name: this.bucket, shards: this.#shards, changeStream: this.#stream, historyPerKey: 0 };
   }
 
   /** Appends the change record of `key`; only inside a store write. */

@@ -1,0 +1,272 @@
+/**
+ * The NATS JetStream backend: buckets, tables and streams in one NATS account, every resource named
+ * under a prefix (see nats-names.ts for the layout). Works with nats-server 2.9 and later: it uses KV
+ * revisions for CAS, Object Store, pull consumers with one filter subject, and direct get — nothing
+ * newer.
+ */
+import { connect } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
+import { BindingError } from '../errors.ts';
+import { FsFile } from '../file/index.ts';
+import { changeStreamName, DEFAULT_BUCKET_SHARDS, resolveShards } from '../shared.ts';
+import type { Backend, BucketInfo, BucketOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions } from '../types.ts';
+import { checkName, Limits } from '../values.ts';
+import type { NatsContext } from './nats-context.ts';
+import { isStreamNotFound, toBindingError } from './nats-errors.ts';
+import { NatsKv, TABLE_HISTORY } from './nats-kv.ts';
+import { KvStore } from './nats-kvstore.ts';
+import { describe, kvStream, NatsNames, parseDescription } from './nats-names.ts';
+import { NatsObject, OBJECT_HISTORY } from './nats-object.ts';
+import { ShardReaders } from './nats-reader.ts';
+import { NatsStream } from './nats-stream.ts';
+
+/** Options of {@link NatsBackend.open}. */
+export interface NatsBackendOptions {
+  /** NATS server URL(s), e.g. `nats://127.0.0.1:4222`. */
+  servers: string | string[];
+  /**
+   * Namespace of every NATS resource (streams `<prefix>_…`, subjects `<prefix>.…`), so several sluice
+   * installations can share one account. 1-32 letters, digits, '_' and '-'. @default 'sluice'
+   */
+  prefix?: string;
+  /** JetStream replicas of every stream and KV bucket created (1, 3 or 5 in a cluster). @default 1 */
+  replicas?: number;
+  /**
+   * Bodies up to this many bytes are stored inside the object's metadata entry (one message, read in
+   * one round trip); larger ones go to the bucket's Object Store. At most 512 KiB, and the server's
+   * max_payload must hold it plus the attributes bound. @default 65536 (64 KiB)
+   */
+  inlineBodyMaxBytes?: number;
+  /**
+   * Change records kept per object key in a bucket's change stream (the max_msgs_per_subject of the
+   * bucket's KV stream), fixed when the bucket is created. Older changes of a key are compacted away,
+   * even when no consumer has read them yet; the newest change of every key is always kept. 0 keeps
+   * every change: the stream then grows with every write (inline bodies included) and nothing bounds it.
+   * 64 is the history limit `@nats-io/kv` and the `nats` CLI assume; the server accepts more.
+   * @default 64
+   */
+  changeHistoryPerKey?: number;
+  /** Connection name shown by the server (`nats server report connections`). @default 'sluice' */
+  name?: string;
+  /** Token authentication. @default undefined */
+  token?: string;
+  /** User for user/password authentication. @default undefined */
+  user?: string;
+  /** Password for user/password authentication. @default undefined */
+  pass?: string;
+}
+
+/** {@link NatsBackendOptions} with defaults applied. */
+interface ResolvedNatsBackendOptions {
+  servers: string[];
+  /** max_msgs_per_subject of object KV streams (-1: unlimited). */
+  changeHistory: number;
+  prefix: string;
+  replicas: number;
+  inlineBodyMaxBytes: number;
+  name: string;
+}
+
+const MAX_INLINE_BODY = 512 * 1024;
+/** Room for the rest of an object entry besides body and attributes (key, fields, headers). */
+const ENTRY_OVERHEAD = 16 * 1024;
+
+function resolveOptions(o: NatsBackendOptions): ResolvedNatsBackendOptions {
+  const bad = (m: string) => new BindingError('SLUICE_INVALID_ARGUMENT', `nats backend: ${m}`);
+  if (o === null || typeof o !== 'object') throw bad('options must be an object');
+  const servers = typeof o.servers === 'string' ? [o.servers] : o.servers;
+  if (!Array.isArray(servers) || servers.length === 0 || servers.some((s) => typeof s !== 'string' || s.length === 0))
+    throw bad('servers must be a URL or a non-empty array of URLs');
+  const replicas = o.replicas ?? 1;
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw bad(`replicas must be an integer from 1 to 5, got ${JSON.stringify(o.replicas)}`);
+  const inline = o.inlineBodyMaxBytes ?? 64 * 1024;
+  if (!Number.isInteger(inline) || inline < 0 || inline > MAX_INLINE_BODY)
+    throw bad(`inlineBodyMaxBytes must be an integer from 0 to ${MAX_INLINE_BODY}, got ${JSON.stringify(o.inlineBodyMaxBytes)}`);
+  const history = o.changeHistoryPerKey ?? OBJECT_HISTORY;
+  if (!Number.isSafeInteger(history) || history < 0)
+    throw bad(`changeHistoryPerKey must be a non-negative integer (0: keep every change), got ${JSON.stringify(o.changeHistoryPerKey)}`);
+  const name = o.name ?? 'sluice';
+  if (typeof name !== 'string') throw bad('name must be a string');
+  return { servers, prefix: o.prefix ?? 'sluice', replicas, inlineBodyMaxBytes: inline, changeHistory: history === 0 ? -1 : history, name };
+}
+
+/** A sluice backend on NATS JetStream. */
+export class NatsBackend implements Backend {
+  readonly kind = 'nats';
+  readonly #ctx: NatsContext;
+  readonly #streams: NatsStream;
+  readonly #readers: ShardReaders;
+  readonly #buckets = new Map<string, NatsObject>();
+  readonly #tables = new Map<string, NatsKv>();
+  readonly #where: string;
+  readonly #changeHistory: number;
+  #closed = false;
+
+  private constructor(ctx: NatsContext, meta: KvStore, where: string, changeHistory: number) {
+    this.#ctx = ctx;
+    this.#changeHistory = changeHistory;
+    this.#readers = new ShardReaders(ctx);
+    this.#streams = new NatsStream(ctx, this.#readers, meta);
+    this.#where = where;
+  }
+
+  /** Connects, checks JetStream, and creates the backend's meta KV bucket when missing. */
+  static async open(options: NatsBackendOptions): Promise<NatsBackend> {
+    const o = resolveOptions(options);
+    const names = new NatsNames(o.prefix);
+    const where = `nats backend at ${o.servers.join(', ')}`;
+    let nc: NatsConnection;
+    try {
+      nc = await connect({
+        servers: o.servers,
+        name: o.name,
+        // Keep trying after a disconnect: calls then fail with SLUICE_TIMEOUT until NATS is back.
+        maxReconnectAttempts: -1,
+        ...(options.token !== undefined ? { token: options.token } : {}),
+        ...(options.user !== undefined ? { user: options.user } : {}),
+        ...(options.pass !== undefined ? { pass: options.pass } : {}),
+      });
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new BindingError('SLUICE_BACKEND_UNAVAILABLE', `cannot connect to NATS at ${o.servers.join(', ')}: ${why}`, { cause: err });
+    }
+    try {
+      const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+      if (o.inlineBodyMaxBytes + Limits.maxAttrsBytes + ENTRY_OVERHEAD > maxPayload)
+        throw new BindingError(
+          'SLUICE_INVALID_ARGUMENT',
+          `${where}: inlineBodyMaxBytes ${o.inlineBodyMaxBytes} plus ${Limits.maxAttrsBytes} bytes of attributes exceeds the server's max_payload ${maxPayload}`,
+        );
+      const jsm = await jetstreamManager(nc);
+      const ctx: NatsContext = {
+        nc,
+        js: jetstream(nc),
+        jsm,
+        names,
+        apiPrefix: jsm.getOptions().apiPrefix ?? '$JS.API',
+        replicas: o.replicas,
+        inlineBodyMaxBytes: o.inlineBodyMaxBytes,
+        directReads: o.replicas === 1,
+      };
+      await KvStore.ensure(ctx, names.metaKv(), { history: 1, replicas: o.replicas, description: 'sluice backend metadata (consumer-group positions)' });
+      return new NatsBackend(ctx, new KvStore(ctx, names.metaKv()), where, o.changeHistory);
+    } catch (err) {
+      await nc.close().catch(() => undefined);
+      throw toBindingError(err, `open ${where}`, { notFound: 'SLUICE_BACKEND_UNAVAILABLE' });
+    }
+  }
+
+  async createBucket(name: string, options?: BucketOptions): Promise<BucketInfo> {
+    const where = `createBucket '${String(name)}'`;
+    this.#checkOpen(where);
+    checkName(name, 'bucket');
+    if (options !== undefined && (options === null || typeof options !== 'object')) throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: options must be an object`);
+    const shards = resolveShards(options?.shards, `bucket '${name}'`, DEFAULT_BUCKET_SHARDS);
+    const names = this.#ctx.names;
+    try {
+      // The body store first: once the KV stream exists the bucket is visible and puts need the store.
+      await new Objm(this.#ctx.js).create(names.bodyStore(name), { replicas: this.#ctx.replicas, description: `sluice bodies of bucket ${name}` });
+      const si = await KvStore.ensure(this.#ctx, names.objectKv(name), {
+        history: this.#changeHistory,
+        replicas: this.#ctx.replicas,
+        description: describe({ sluice: 'bucket', shards, retentionMs: 0, history: this.#changeHistory }),
+      });
+      const d = parseDescription(si.config.description, 'bucket');
+      if (!d || d.shards !== shards)
+        throw new BindingError('SLUICE_ALREADY_EXISTS', `${where}: the bucket exists with ${d ? `${d.shards} shards` : 'a foreign configuration'}; asked for ${shards}`);
+      return { name, shards, changeStream: changeStreamName(name), historyPerKey: d.history ?? this.#changeHistory };
+    } catch (err) {
+      throw toBindingError(err, where);
+    }
+  }
+
+  async objects(bucket: string): Promise<ObjectBinding> {
+    const where = `objects '${String(bucket)}'`;
+    this.#checkOpen(where);
+    checkName(bucket, 'bucket');
+    const cached = this.#buckets.get(bucket);
+    if (cached) return cached;
+    try {
+      const d = await this.#describe(this.#ctx.names.objectKv(bucket), 'bucket');
+      if (!d) throw new BindingError('SLUICE_BUCKET_NOT_FOUND', `${where}: bucket '${bucket}' does not exist`);
+      // A bucket's shard count is fixed and buckets are never deleted: safe to keep.
+      const b = new NatsObject(this.#ctx, bucket, d.shards, d.history ?? this.#changeHistory);
+      this.#buckets.set(bucket, b);
+      return b;
+    } catch (err) {
+      throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
+    }
+  }
+
+  async createTable(name: string, options?: TableOptions): Promise<void> {
+    const where = `createTable '${String(name)}'`;
+    this.#checkOpen(where);
+    checkName(name, 'table');
+    if (options !== undefined && (options === null || typeof options !== 'object' || Object.keys(options).length > 0))
+      throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: tables take no options`);
+    try {
+      const si = await KvStore.ensure(this.#ctx, this.#ctx.names.tableKv(name), {
+        history: TABLE_HISTORY,
+        replicas: this.#ctx.replicas,
+        description: describe({ sluice: 'table', shards: 1, retentionMs: 0 }),
+      });
+      if (!parseDescription(si.config.description, 'table'))
+        throw new BindingError('SLUICE_ALREADY_EXISTS', `${where}: a JetStream stream ${si.config.name} exists that is not a sluice table`);
+    } catch (err) {
+      throw toBindingError(err, where);
+    }
+  }
+
+  async kv(table: string): Promise<KvBinding> {
+    const where = `kv '${String(table)}'`;
+    this.#checkOpen(where);
+    checkName(table, 'table');
+    const cached = this.#tables.get(table);
+    if (cached) return cached;
+    try {
+      if (!(await this.#describe(this.#ctx.names.tableKv(table), 'table'))) throw new BindingError('SLUICE_TABLE_NOT_FOUND', `${where}: table '${table}' does not exist`);
+      const t = new NatsKv(this.#ctx, table);
+      this.#tables.set(table, t);
+      return t;
+    } catch (err) {
+      throw toBindingError(err, where, { notFound: 'SLUICE_TABLE_NOT_FOUND' });
+    }
+  }
+
+  streams(): StreamBinding {
+    return this.#streams;
+  }
+
+  async files(root: string): Promise<FileBinding> {
+    this.#checkOpen(`files '${String(root)}'`);
+    return FsFile.open(root);
+  }
+
+  /** Closes cached stream readers and drains the connection. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#streams.close();
+    try {
+      await this.#ctx.nc.drain();
+    } catch {
+      // already closed (e.g. the server went away): nothing left to release
+    }
+  }
+
+  #checkOpen(where: string): void {
+    if (this.#closed) throw new BindingError('SLUICE_BACKEND_UNAVAILABLE', `${where}: the ${this.#where} is closed`);
+  }
+
+  /** The sluice description of a KV bucket's stream, or undefined when the stream is missing or foreign. */
+  async #describe(kvBucket: string, kind: 'bucket' | 'table'): Promise<ReturnType<typeof parseDescription>> {
+    try {
+      return parseDescription((await this.#ctx.jsm.streams.info(kvStream(kvBucket))).config.description, kind);
+    } catch (err) {
+      if (isStreamNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+}
