@@ -1,0 +1,61 @@
+/**
+ * What the control API (gRPC) and the CLI ask of the controller. The gRPC server is a thin adapter over
+ * this contract; the controller implements it.
+ */
+import type { FunctionSpec } from './spec/types.ts';
+
+/** One shard of a function as the status shows it. */
+export interface ShardStatus {
+  shard: number;
+  /** Worker id holding the lease ('' when none). */
+  owner: string;
+  epoch: number;
+  /** Records not yet handled (head − checkpoint + pending). */
+  lag: number;
+  /** Records waiting for a retry. */
+  pending: number;
+}
+
+/** A deployed function's status. */
+export interface FunctionStatus {
+  name: string;
+  /** Spec revision (increases with every deploy). */
+  revision: number;
+  replicas: { desired: number; ready: number };
+  shards: ShardStatus[];
+  /** Total lag over shards. */
+  lag: number;
+  /** Records handled per second over the last minute. */
+  ratePerSecond: number;
+  /** Counters of the function (exact totals). */
+  counters: Record<string, number>;
+  /** Dead letters so far. */
+  deadLetters: number;
+  /** Most recent errors (worker crashes, dead letters), newest first. */
+  errors: { at: string; message: string }[];
+}
+
+/** A log line of a function's workers. */
+export interface LogLine {
+  at: string;
+  ordinal: number;
+  level: string;
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+/** The controller as seen by its clients. */
+export interface ControlPlane {
+  /** Validates and stores a spec (YAML text), then reconciles. Returns the new revision. */
+  deploy(specYaml: string, specDir: string): Promise<{ name: string; revision: number }>;
+  /** Removes a function and stops its workers; false when unknown. */
+  remove(name: string): Promise<boolean>;
+  list(): Promise<{ name: string; revision: number; replicas: number }[]>;
+  status(name: string): Promise<FunctionStatus>;
+  /** Pins the replica count (within minReplicas..maxReplicas; SLUICE_INVALID_ARGUMENT past them). */
+  scale(name: string, replicas: number): Promise<void>;
+  /** Runs the handler once on a synthetic event; returns the declared effects as JSON. */
+  invoke(name: string, event: { key: string; body?: Uint8Array; attrs?: Record<string, unknown> }): Promise<unknown>;
+  /** Log lines of the function's workers; follows new lines until the signal aborts when `follow`. */
+  logs(name: string, options: { follow: boolean; signal?: AbortSignal }): AsyncIterable<LogLine>;
+}
