@@ -291,10 +291,13 @@ export class ShardRunner {
       this.#d.log.warn({ shard: this.shard, records: dead.map((d) => ({ seq: d.seq, key: d.key, attempts: d.attempts, error: d.error.code })) }, 'records dead-lettered');
     }
     const handled = new Set([...retrying.keys(), ...expired.map((p) => p.seq)]);
+    const stillPending = new Set(newPending.map((p) => p.seq));
     const next: Checkpoint = {
       seq: Math.max(c.seq, advanceTo),
       pending: [...c.pending.filter((p) => !handled.has(p.seq)), ...newPending].sort((a, b) => a.seq - b.seq),
       counts: { ...c.counts },
+      // Records that left the shard in this step: finished (any outcome) or expired; pending ones count when they finish.
+      handled: c.handled + fetched.filter((f) => !stillPending.has(f.seq)).length + expired.length,
       epoch: c.epoch,
     };
     for (const [k, v] of Object.entries(counters)) next.counts[k] = (next.counts[k] ?? 0) + v;

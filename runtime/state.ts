@@ -44,6 +44,8 @@ export interface Checkpoint {
   pending: PendingRecord[];
   /** Counter totals of this shard. */
   counts: Record<string, number>;
+  /** Records consumed from the shard so far (handled, skipped or dead-lettered): throughput for the autoscaler. */
+  handled: number;
   epoch: number;
 }
 
@@ -127,9 +129,9 @@ export class CheckpointStore {
   async load(startSeq: number, epoch: number): Promise<Checkpoint> {
     const cur = await this.#kv.getItem(this.#key);
     this.#revision = cur?.revision ?? 0;
-    if (!cur) return { seq: startSeq, pending: [], counts: {}, epoch };
+    if (!cur) return { seq: startSeq, pending: [], counts: {}, handled: 0, epoch };
     const c = cur.item as unknown as Checkpoint;
-    return { seq: c.seq, pending: c.pending ?? [], counts: c.counts ?? {}, epoch };
+    return { seq: c.seq, pending: c.pending ?? [], counts: c.counts ?? {}, handled: c.handled ?? 0, epoch };
   }
 
   /**

@@ -43,12 +43,12 @@ const onSignal = (sig: string) => {
 process.on('SIGTERM', () => onSignal('SIGTERM'));
 process.on('SIGINT', () => onSignal('SIGINT'));
 process.on('SIGUSR2', () => {
-  // Rescale without restart: SLUICE_RESCALE_FILE holds {"replicas": R, "ordinal": i}.
+  // Rescale without restart: SLUICE_RESCALE_FILE holds {"replicas": R, "ordinal": i, "batchesInFlight": n}.
   const f = process.env.SLUICE_RESCALE_FILE;
   if (!f) return;
   try {
-    const r = JSON.parse(readFileSync(f, 'utf8')) as { replicas: number; ordinal?: number };
-    worker.rescale(r.replicas, r.ordinal);
+    const r = JSON.parse(readFileSync(f, 'utf8')) as { replicas: number; ordinal?: number; batchesInFlight?: number };
+    worker.rescale(r.replicas, r.ordinal, r.batchesInFlight);
   } catch (e) {
     worker.log.error({ err: e }, 'rescale failed');
   }

@@ -150,8 +150,12 @@ export class Worker {
     };
   }
 
-  /** Changes the replica count (and ordinal): shards that move away are drained and released. */
-  rescale(replicas: number, ordinal = this.#ordinal): void {
+  /**
+   * Changes the replica count (and ordinal, and this worker's share of the function's batch credits):
+   * shards that move away are drained and released.
+   */
+  rescale(replicas: number, ordinal = this.#ordinal, batchesInFlight?: number): void {
+    if (batchesInFlight !== undefined) this.#deps?.credits.resize(batchesInFlight);
     if (!Number.isInteger(replicas) || replicas < 1 || !Number.isInteger(ordinal) || ordinal < 0 || ordinal >= replicas)
       throw new BindingError('SLUICE_INVALID_ARGUMENT', `rescale: ordinal ${ordinal} must be in 0..${replicas - 1}`);
     this.#replicas = replicas;

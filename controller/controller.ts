@@ -1,0 +1,318 @@
+/**
+ * The controller: keeps the desired functions (stored through the KV binding, table `sluice-functions`)
+ * and reconciles them into running workers through a driver, scaling each on its lag.
+ *
+ * Every `intervalMs` it measures, per function, the lag (records not yet handled over all shards, read
+ * from the checkpoints and the streams), the incoming rate and the per-replica throughput, asks the
+ * pure `desiredReplicas()` for a count and tells the driver. `scale` pins a count (within min..max)
+ * until the next deploy.
+ */
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { BindingError } from '../bindings/errors.ts';
+import type { Backend, KvBinding } from '../bindings/types.ts';
+import { invokeHandler } from '../functions/testing.ts';
+import type { FunctionDefinition } from '../functions/types.ts';
+import { openStateTable, type Checkpoint, parseDurationMs } from '../runtime/index.ts';
+import { desiredReplicas } from './autoscaler.ts';
+import type { ControlPlane, FunctionStatus, LogLine, ShardStatus } from './control-plane.ts';
+import type { Driver } from './driver.ts';
+import { loadFunctionSpec, toWorkerOptions, type FunctionSpec } from './spec/index.ts';
+
+/** Table of deployed functions. */
+export const FUNCTIONS_TABLE = 'sluice-functions';
+
+/** Options of the controller. */
+export interface ControllerOptions {
+  /** Where the controller keeps desired functions (and reads lag): the platform's backend. */
+  backend: Backend;
+  driver: Driver;
+  /** Reconcile period. @default 1000 */
+  intervalMs?: number;
+  /** Log sink of the controller itself. @default none */
+  onEvent?: (e: { function: string; message: string }) => void;
+}
+
+interface Stored {
+  yaml: string;
+  specDir: string;
+  revision: number;
+  pinned?: number;
+}
+
+interface Runtime {
+  spec: FunctionSpec;
+  stored: Stored;
+  replicas: number;
+  history: { at: number; replicas: number }[];
+  lastActiveAt: number;
+  lastHead?: { at: number; total: number; done: number };
+  incoming: number;
+  throughput: number;
+  lag: number;
+  shards: ShardStatus[];
+  errors: { at: string; message: string }[];
+  appliedRevision: number;
+}
+
+export class Controller implements ControlPlane {
+  readonly #o: Required<Omit<ControllerOptions, 'onEvent'>> & Pick<ControllerOptions, 'onEvent'>;
+  #table!: KvBinding;
+  #state!: KvBinding;
+  readonly #fns = new Map<string, Runtime>();
+  #timer: NodeJS.Timeout | undefined;
+  #busy: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  private constructor(o: ControllerOptions) {
+    this.#o = { intervalMs: 1000, ...o };
+  }
+
+  /** Opens the tables and re-applies every stored function (a restarted controller resumes). */
+  static async open(options: ControllerOptions): Promise<Controller> {
+    const c = new Controller(options);
+    await options.backend.createTable(FUNCTIONS_TABLE);
+    c.#table = await options.backend.kv(FUNCTIONS_TABLE);
+    c.#state = await openStateTable(options.backend);
+    let marker: string | undefined;
+    do {
+      const page = await c.#table.getItems(marker ? { marker } : {});
+      for (const e of page.items) await c.#adopt(e.item as unknown as Stored);
+      marker = page.nextMarker;
+    } while (marker);
+    return c;
+  }
+
+  /** Starts the reconcile loop. */
+  start(): void {
+    const tick = () => {
+      this.#busy = this.reconcile()
+        .catch((e: unknown) => this.#o.onEvent?.({ function: '*', message: `reconcile failed: ${(e as Error).message}` }))
+        .finally(() => {
+          if (!this.#closed) this.#timer = setTimeout(tick, this.#o.intervalMs);
+        });
+    };
+    tick();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    await this.#busy;
+    await this.#o.driver.close();
+  }
+
+  async #adopt(stored: Stored): Promise<Runtime> {
+    const spec = loadFunctionSpec(stored.yaml);
+    const name = spec.metadata.name;
+    const prev = this.#fns.get(name);
+    const rt: Runtime = {
+      spec,
+      stored,
+      replicas: prev?.replicas ?? 0,
+      history: [],
+      lastActiveAt: Date.now(),
+      incoming: 0,
+      throughput: 0,
+      lag: 0,
+      shards: [],
+      errors: prev?.errors ?? [],
+      appliedRevision: 0,
+    };
+    this.#fns.set(name, rt);
+    await this.#o.driver.apply(spec, stored.specDir);
+    rt.appliedRevision = stored.revision;
+    const initial = stored.pinned ?? Math.max(spec.spec.scaling.minReplicas, 1);
+    await this.#o.driver.scale(name, initial);
+    rt.replicas = initial;
+    return rt;
+  }
+
+  #get(name: string): Runtime {
+    const rt = this.#fns.get(name);
+    if (!rt) throw new BindingError('SLUICE_NOT_FOUND', `function '${name}' is not deployed`);
+    return rt;
+  }
+
+  async deploy(specYaml: string, specDir: string): Promise<{ name: string; revision: number }> {
+    const spec = loadFunctionSpec(specYaml);
+    const dir = isAbsolute(specDir) ? specDir : resolve(specDir);
+    // Fail the deploy, not the workers: options must resolve and the trigger's source must exist.
+    const o = toWorkerOptions(spec, { specDir: dir, ordinal: 0, replicas: 1, env: process.env });
+    if (o.trigger.type === 'object') await this.#o.backend.objects(o.trigger.bucket);
+    else await this.#o.backend.streams().info(o.trigger.stream);
+    const name = spec.metadata.name;
+    const cur = await this.#table.getItem(name);
+    const revision = ((cur?.item.revision as number | undefined) ?? 0) + 1;
+    const stored: Stored = { yaml: specYaml, specDir: dir, revision };
+    await this.#table.putItem(name, stored as unknown as Record<string, never>);
+    await this.#adopt(stored);
+    this.#o.onEvent?.({ function: name, message: `deployed revision ${revision}` });
+    return { name, revision };
+  }
+
+  async remove(name: string): Promise<boolean> {
+    const had = this.#fns.delete(name);
+    const removed = await this.#o.driver.remove(name);
+    const deleted = await this.#table.deleteItem(name);
+    return had || removed || deleted;
+  }
+
+  async list(): Promise<{ name: string; revision: number; replicas: number }[]> {
+    return [...this.#fns.values()].map((r) => ({ name: r.spec.metadata.name, revision: r.stored.revision, replicas: r.replicas })).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async scale(name: string, replicas: number): Promise<void> {
+    const rt = this.#get(name);
+    const { minReplicas, maxReplicas } = rt.spec.spec.scaling;
+    if (!Number.isInteger(replicas) || replicas < minReplicas || replicas > maxReplicas)
+      throw new BindingError('SLUICE_INVALID_ARGUMENT', `scale ${name}: ${replicas} is outside the spec's scaling range ${minReplicas}..${maxReplicas}`);
+    rt.stored = { ...rt.stored, pinned: replicas };
+    await this.#table.putItem(name, rt.stored as unknown as Record<string, never>);
+    await this.#o.driver.scale(name, replicas);
+    rt.replicas = replicas;
+  }
+
+  /** One reconcile round over every function (also called by tests to step deterministically). */
+  async reconcile(): Promise<void> {
+    for (const rt of this.#fns.values()) {
+      try {
+        await this.#measure(rt);
+        if (rt.stored.pinned !== undefined) continue;
+        const s = rt.spec.spec.scaling;
+        const now = Date.now();
+        const d = desiredReplicas({
+          lag: rt.lag,
+          incomingPerSecond: rt.incoming,
+          throughputPerReplica: rt.throughput,
+          targetLagPerReplica: s.targetLagPerReplica,
+          current: rt.replicas,
+          min: s.minReplicas,
+          max: s.maxReplicas,
+          now,
+          lastActiveAt: rt.lastActiveAt,
+          scaleToZeroAfterMs: parseDurationMs(s.scaleToZeroAfter, 'scaling.scaleToZeroAfter'),
+          scaleUpWindowMs: parseDurationMs(s.stabilization.scaleUp, 'scaling.stabilization.scaleUp'),
+          scaleDownWindowMs: parseDurationMs(s.stabilization.scaleDown, 'scaling.stabilization.scaleDown'),
+          history: rt.history,
+        });
+        rt.history.push({ at: now, replicas: d.recommendation });
+        rt.history = rt.history.filter((h) => now - h.at <= 600_000);
+        if (d.replicas !== rt.replicas) {
+          this.#o.onEvent?.({ function: rt.spec.metadata.name, message: `${rt.replicas} → ${d.replicas}: ${d.reason}` });
+          await this.#o.driver.scale(rt.spec.metadata.name, d.replicas);
+          rt.replicas = d.replicas;
+        }
+      } catch (e) {
+        rt.errors.unshift({ at: new Date().toISOString(), message: (e as Error).message });
+        rt.errors.length = Math.min(rt.errors.length, 20);
+      }
+    }
+  }
+
+  /** Reads lag per shard (checkpoint vs stream) and derives the incoming rate and throughput. */
+  async #measure(rt: Runtime): Promise<void> {
+    const fn = rt.spec.metadata.name;
+    const o = toWorkerOptions(rt.spec, { specDir: rt.stored.specDir, ordinal: 0, replicas: 1, env: process.env });
+    const streams = this.#o.backend.streams();
+    const stream = o.trigger.type === 'object' ? (await (await this.#o.backend.objects(o.trigger.bucket)).info()).changeStream : o.trigger.stream;
+    const info = await streams.info(stream);
+    const shards: ShardStatus[] = [];
+    let lag = 0;
+    let total = 0;
+    let done = 0;
+    for (let s = 0; s < info.shards; s++) {
+      const c = (await this.#state.getItem(`ckpt/${fn}/${s}`))?.item as unknown as Checkpoint | undefined;
+      const lease = (await this.#state.getItem(`lease/${fn}/${s}`))?.item as { owner?: string; epoch?: number; expiresAt?: number } | undefined;
+      const from = c?.seq ?? info.bounds[s]!.first;
+      const page = await streams.getRecords({ stream, shard: s, seq: from }, { limit: 1 });
+      const shardLag = page.lag + page.records.length + (c?.pending.length ?? 0);
+      lag += shardLag;
+      const live = lease?.owner && (lease.expiresAt ?? 0) > Date.now() ? lease.owner : '';
+      shards.push({ shard: s, owner: live, epoch: lease?.epoch ?? 0, lag: shardLag, pending: c?.pending.length ?? 0 });
+      total += shardLag;
+      done += c?.handled ?? 0;
+    }
+    const now = Date.now();
+    if (rt.lastHead) {
+      const dt = (now - rt.lastHead.at) / 1000;
+      const handled = Math.max(0, done - rt.lastHead.done);
+      rt.incoming = dt > 0 ? Math.max(0, (total - rt.lastHead.total + handled) / dt) : 0;
+      rt.throughput = dt > 0 && rt.replicas > 0 && handled > 0 ? Math.max(rt.throughput * 0.5, handled / dt / rt.replicas) : rt.throughput;
+    }
+    rt.lastHead = { at: now, total, done };
+    rt.lag = lag;
+    rt.shards = shards;
+    if (lag > 0 || rt.incoming > 0) rt.lastActiveAt = now;
+  }
+
+  async status(name: string): Promise<FunctionStatus> {
+    const rt = this.#get(name);
+    await this.#measure(rt);
+    const w = await this.#o.driver.status(name);
+    const o = toWorkerOptions(rt.spec, { specDir: rt.stored.specDir, ordinal: 0, replicas: 1, env: process.env });
+    const counters: Record<string, number> = {};
+    for (let s = 0; s < rt.shards.length; s++) {
+      const c = (await this.#state.getItem(`ckpt/${name}/${s}`))?.item as unknown as Checkpoint | undefined;
+      for (const [k, v] of Object.entries(c?.counts ?? {}) as [string, number][]) counters[k] = (counters[k] ?? 0) + v;
+    }
+    let deadLetters = 0;
+    try {
+      const dlq = await this.#o.backend.streams().info(o.retries?.deadLetterStream ?? `dlq-${name}`);
+      deadLetters = dlq.bounds.reduce((n, b) => n + Math.max(0, b.last - b.first + 1), 0);
+    } catch {
+      deadLetters = 0;
+    }
+    return {
+      name,
+      revision: rt.stored.revision,
+      replicas: { desired: w?.desired ?? rt.replicas, ready: w?.ready ?? 0 },
+      shards: rt.shards,
+      lag: rt.lag,
+      ratePerSecond: Math.round(rt.throughput * Math.max(1, rt.replicas)),
+      counters,
+      deadLetters,
+      errors: rt.errors,
+    };
+  }
+
+  async invoke(name: string, event: { key: string; body?: Uint8Array; attrs?: Record<string, unknown> }): Promise<unknown> {
+    const rt = this.#get(name);
+    const file = resolve(rt.stored.specDir, rt.spec.spec.handler);
+    const mod = (await import(pathToFileURL(file).href)) as { default: FunctionDefinition };
+    const res = await invokeHandler(mod.default, [{ key: event.key, body: event.body ?? new Uint8Array(0), attrs: (event.attrs ?? {}) as Record<string, never> }], { function: name });
+    return { records: res.records, counters: res.counters, error: res.error ?? null, durationMs: res.durationMs };
+  }
+
+  async *logs(name: string, options: { follow: boolean; signal?: AbortSignal }): AsyncIterable<LogLine> {
+    this.#get(name);
+    const d = this.#o.driver as Driver & { logs?: (n: string) => LogLine[]; events?: import('node:events').EventEmitter };
+    if (!d.logs) throw new BindingError('SLUICE_INVALID_ARGUMENT', `logs are not available from the ${d.kind} driver; use kubectl logs`);
+    for (const l of d.logs(name)) yield l;
+    if (!options.follow || !d.events) return;
+    const queue: LogLine[] = [];
+    let wake: (() => void) | undefined;
+    const onLog = (fn: string, l: LogLine) => {
+      if (fn !== name) return;
+      if (queue.length < 10_000) queue.push(l);
+      wake?.();
+    };
+    d.events.on('log', onLog);
+    try {
+      while (!options.signal?.aborted) {
+        while (queue.length > 0) yield queue.shift()!;
+        await new Promise<void>((r) => {
+          wake = r;
+          options.signal?.addEventListener('abort', () => r(), { once: true });
+        });
+      }
+    } finally {
+      d.events.off('log', onLog);
+    }
+  }
+}
+
+/** The directory of a spec file (where its handler path is resolved). */
+export function specDirOf(file: string): string {
+  return dirname(resolve(file));
+}

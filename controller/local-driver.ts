@@ -1,0 +1,234 @@
+/**
+ * The `local` driver: worker processes on this machine, one per ordinal 0..R-1 of each function.
+ * A worker that dies is restarted with exponential backoff; scaling tells running workers the new
+ * replica count (SIGUSR2 + a rescale file) so they hand shards off without restarting, stops the
+ * ordinals past the new count with SIGTERM (they drain, commit and release their leases), and starts
+ * new ordinals (which wait for the leases of the shards they receive).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BindingError } from '../bindings/errors.ts';
+import type { WorkerOptions } from '../runtime/index.ts';
+import { creditsPerReplica } from './autoscaler.ts';
+import type { Driver, WorkloadStatus } from './driver.ts';
+import type { LogLine } from './control-plane.ts';
+import { toWorkerOptions, type FunctionSpec } from './spec/index.ts';
+
+const workerMain = fileURLToPath(new URL('../runtime/worker-main.ts', import.meta.url));
+
+/** Options of the local driver. */
+export interface LocalDriverOptions {
+  /** Directory for worker configs and rescale files. */
+  runDir: string;
+  /** First restart delay of a crashed worker; doubles up to `maxRestartDelayMs`. @default 500 */
+  restartDelayMs?: number;
+  /** @default 30000 */
+  maxRestartDelayMs?: number;
+  /** Lines of worker logs kept per function. @default 2000 */
+  logLines?: number;
+  /** Extra environment of the workers (secrets are resolved from it). @default process.env */
+  env?: NodeJS.ProcessEnv;
+}
+
+interface Replica {
+  ordinal: number;
+  proc: ChildProcess | undefined;
+  ready: boolean;
+  restarts: number;
+  stopping: boolean;
+  exited: Promise<void>;
+  timer: NodeJS.Timeout | undefined;
+}
+
+interface Workload {
+  name: string;
+  options: (ordinal: number, replicas: number) => WorkerOptions;
+  maxBatchesInFlight: number | undefined;
+  replicas: Map<number, Replica>;
+  desired: number;
+  logs: LogLine[];
+}
+
+export class LocalDriver implements Driver {
+  readonly kind = 'local';
+  readonly #o: Required<Omit<LocalDriverOptions, 'env'>> & { env: NodeJS.ProcessEnv };
+  readonly #workloads = new Map<string, Workload>();
+  /** Emits `log` (name, LogLine) and `exit` (name, ordinal, code). */
+  readonly events = new EventEmitter();
+  #closed = false;
+
+  constructor(options: LocalDriverOptions) {
+    this.#o = {
+      runDir: options.runDir,
+      restartDelayMs: options.restartDelayMs ?? 500,
+      maxRestartDelayMs: options.maxRestartDelayMs ?? 30_000,
+      logLines: options.logLines ?? 2000,
+      env: options.env ?? process.env,
+    };
+    mkdirSync(this.#o.runDir, { recursive: true });
+    this.events.setMaxListeners(0);
+  }
+
+  async apply(spec: FunctionSpec, specDir: string): Promise<void> {
+    const name = spec.metadata.name;
+    const options = (ordinal: number, replicas: number) => toWorkerOptions(spec, { specDir, ordinal, replicas, env: this.#o.env });
+    options(0, 1); // validate now: a bad spec must fail the deploy, not the workers
+    const prev = this.#workloads.get(name);
+    const w: Workload = { name, options, maxBatchesInFlight: spec.spec.scaling.maxBatchesInFlight, replicas: new Map(), desired: 0, logs: prev?.logs ?? [] };
+    if (prev) {
+      // A new spec: stop the old workers (they drain and release), then start the new ones.
+      const desired = prev.desired;
+      await this.#stopAll(prev);
+      this.#workloads.set(name, w);
+      await this.scale(name, desired);
+    } else this.#workloads.set(name, w);
+  }
+
+  async scale(name: string, replicas: number): Promise<void> {
+    const w = this.#get(name);
+    if (!Number.isInteger(replicas) || replicas < 0) throw new BindingError('SLUICE_INVALID_ARGUMENT', `scale ${name}: replicas must be a non-negative integer`);
+    w.desired = replicas;
+    // Ordinals past the new count stop first; they release their leases on the way out.
+    const leaving = [...w.replicas.values()].filter((r) => r.ordinal >= replicas);
+    await Promise.all(leaving.map((r) => this.#stop(w, r)));
+    for (const r of w.replicas.values()) this.#rescale(w, r);
+    for (let i = 0; i < replicas; i++) if (!w.replicas.has(i)) this.#start(w, i);
+  }
+
+  async remove(name: string): Promise<boolean> {
+    const w = this.#workloads.get(name);
+    if (!w) return false;
+    await this.#stopAll(w);
+    this.#workloads.delete(name);
+    return true;
+  }
+
+  async status(name: string): Promise<WorkloadStatus | undefined> {
+    const w = this.#workloads.get(name);
+    if (!w) return undefined;
+    const replicas = [...w.replicas.values()]
+      .sort((a, b) => a.ordinal - b.ordinal)
+      .map((r) => ({ ordinal: r.ordinal, id: r.proc?.pid !== undefined ? `pid ${r.proc.pid}` : 'restarting', ready: r.ready, restarts: r.restarts }));
+    return { desired: w.desired, ready: replicas.filter((r) => r.ready).length, replicas };
+  }
+
+  /** Recent log lines of a function's workers. */
+  logs(name: string): LogLine[] {
+    return [...(this.#workloads.get(name)?.logs ?? [])];
+  }
+
+  /** Pids of the running workers of a function, by ordinal (for tests and `sluice status`). */
+  pids(name: string): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const r of this.#workloads.get(name)?.replicas.values() ?? []) if (r.proc?.pid !== undefined && r.proc.exitCode === null) out.set(r.ordinal, r.proc.pid);
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#workloads.values()].map((w) => this.#stopAll(w)));
+  }
+
+  #get(name: string): Workload {
+    const w = this.#workloads.get(name);
+    if (!w) throw new BindingError('SLUICE_NOT_FOUND', `function '${name}' is not deployed`);
+    return w;
+  }
+
+  #files(w: Workload, ordinal: number): { config: string; rescale: string } {
+    return { config: join(this.#o.runDir, `${w.name}-${ordinal}.json`), rescale: join(this.#o.runDir, `${w.name}-${ordinal}.rescale.json`) };
+  }
+
+  #credits(w: Workload, ordinal: number, perWorker: number): number {
+    return creditsPerReplica(w.maxBatchesInFlight, Math.max(1, w.desired), ordinal, perWorker);
+  }
+
+  #start(w: Workload, ordinal: number): void {
+    const r: Replica = { ordinal, proc: undefined, ready: false, restarts: 0, stopping: false, exited: Promise.resolve(), timer: undefined };
+    w.replicas.set(ordinal, r);
+    this.#spawn(w, r);
+  }
+
+  #spawn(w: Workload, r: Replica): void {
+    if (this.#closed || r.stopping) return;
+    const files = this.#files(w, r.ordinal);
+    const o = w.options(r.ordinal, Math.max(1, w.desired));
+    const perWorker = o.batchesInFlight ?? Math.max(1, (o.threads ?? 1) * 2);
+    writeFileSync(files.config, JSON.stringify({ ...o, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }));
+    writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal }));
+    const proc = spawn(process.execPath, ['--import', 'tsx', workerMain, files.config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...this.#o.env, SLUICE_ORDINAL: String(r.ordinal), SLUICE_REPLICAS: String(Math.max(1, w.desired)), SLUICE_RESCALE_FILE: files.rescale },
+    });
+    r.proc = proc;
+    r.ready = false;
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      if (d.includes('"event":"ready"')) r.ready = true;
+    });
+    let buf = '';
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      for (const l of lines) this.#log(w, r.ordinal, l);
+    });
+    r.exited = new Promise((resolve) =>
+      proc.once('exit', (code, signal) => {
+        r.ready = false;
+        this.events.emit('exit', w.name, r.ordinal, code ?? signal);
+        if (!r.stopping && !this.#closed) {
+          // Crashed or killed: restart with backoff so a crash loop cannot spin the machine.
+          const delay = Math.min(this.#o.maxRestartDelayMs, this.#o.restartDelayMs * 2 ** Math.min(r.restarts, 10));
+          r.restarts++;
+          this.#log(w, r.ordinal, JSON.stringify({ level: 50, msg: `worker exited (${code ?? signal}); restarting in ${delay} ms`, time: Date.now() }));
+          r.timer = setTimeout(() => this.#spawn(w, r), delay);
+        }
+        resolve();
+      }),
+    );
+  }
+
+  #rescale(w: Workload, r: Replica): void {
+    const files = this.#files(w, r.ordinal);
+    const o = w.options(r.ordinal, Math.max(1, w.desired));
+    const perWorker = o.batchesInFlight ?? Math.max(1, (o.threads ?? 1) * 2);
+    writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }));
+    if (r.proc && r.proc.exitCode === null) r.proc.kill('SIGUSR2');
+  }
+
+  async #stop(w: Workload, r: Replica): Promise<void> {
+    r.stopping = true;
+    if (r.timer) clearTimeout(r.timer);
+    if (r.proc && r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGTERM');
+    await r.exited;
+    w.replicas.delete(r.ordinal);
+  }
+
+  async #stopAll(w: Workload): Promise<void> {
+    await Promise.all([...w.replicas.values()].map((r) => this.#stop(w, r)));
+  }
+
+  #log(w: Workload, ordinal: number, raw: string): void {
+    if (!raw.trim()) return;
+    let line: LogLine;
+    try {
+      const j = JSON.parse(raw) as Record<string, unknown>;
+      const { level, msg, time, ...fields } = j;
+      line = { at: new Date(typeof time === 'number' ? time : Date.now()).toISOString(), ordinal, level: levelName(level), message: String(msg ?? ''), fields };
+    } catch {
+      line = { at: new Date().toISOString(), ordinal, level: 'info', message: raw, fields: {} };
+    }
+    w.logs.push(line);
+    if (w.logs.length > this.#o.logLines) w.logs.splice(0, w.logs.length - this.#o.logLines);
+    this.events.emit('log', w.name, line);
+  }
+}
+
+function levelName(l: unknown): string {
+  if (typeof l === 'string') return l;
+  const n = typeof l === 'number' ? l : 30;
+  return n >= 60 ? 'fatal' : n >= 50 ? 'error' : n >= 40 ? 'warn' : n >= 30 ? 'info' : n >= 20 ? 'debug' : 'trace';
+}

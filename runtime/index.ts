@@ -1,0 +1,9 @@
+/** The worker runtime: shard ownership, micro-batching, hand-off, exactly-once commit. */
+export { assign, owners } from './assign.ts';
+export { openBackend, type BackendSpec } from './backend-spec.ts';
+export type { BatchInput, BatchRecordInput, BindingSpec } from './batch-types.ts';
+export { markerAttr } from './committer.ts';
+export { openStateTable, readCounters, STATE_TABLE, type Checkpoint, type PendingRecord } from './state.ts';
+export { Worker, type WorkerState } from './worker.ts';
+export { resolveWorkerOptions, type ResolvedWorkerOptions, type Trigger, type WorkerOptions } from './worker-options.ts';
+export { parseDurationMs } from '../functions/types.ts';

@@ -1,0 +1,201 @@
+/**
+ * The handler thread: piscina's worker module (loaded through `bootstrap.mjs`).
+ *
+ * Once per thread (first task): load the function module, open the backend when bindings need it,
+ * build `ctx.data`, run `init`. Per task: read the batch IN PLACE from its slot of the shared buffer
+ * (passed once through `workerData`), hand the handler thin record views, collect effects, write the
+ * results into the same slot and return only a status number through postMessage.
+ */
+import { pathToFileURL } from 'node:url';
+import { threadId, workerData } from 'node:worker_threads';
+import { pino, type Logger } from 'pino';
+import type { Backend, ObjectBinding } from '../../bindings/types.ts';
+import { batchFailure, CounterSet, type BatchEffects } from '../../functions/effects.ts';
+import type { BoundBinding, FunctionDefinition, HandlerContext } from '../../functions/types.ts';
+import { openBackend, type BackendSpec } from '../backend-spec.ts';
+import type { BindingSpec } from '../batch-types.ts';
+import { BatchView } from '../handoff/batch-reader.ts';
+import { writeResults } from '../handoff/results-writer.ts';
+import { SLOT_HEADER_BYTES, SlotPhase, SlotWord, stateWord } from '../handoff/slots.ts';
+import { bindAll } from './bound-bindings.ts';
+import { SlotRecord, type RecordScope } from './slot-record.ts';
+
+/** What the pool passes to every thread at start (structured-cloned; the buffer is shared). */
+export interface HandlerThreadData {
+  buffer: SharedArrayBuffer;
+  slotBytes: number;
+  /** Absolute path of the function module (default export from `defineFunction`). */
+  module: string;
+  function: string;
+  backend: BackendSpec;
+  bindings: BindingSpec[];
+  logLevel: string;
+}
+
+/** One task: which slot holds the batch, and the ticket it was published under. */
+export interface HandlerTask {
+  slot: number;
+  ticket: number;
+}
+
+/** What a task returns through postMessage. */
+export const TaskStatus = {
+  /** Results are in the slot. */
+  ok: 0,
+  /** The pool gave up on this batch (timeout/abort) before the results were written; nothing written. */
+  abandoned: 1,
+} as const;
+
+interface Ready {
+  def: FunctionDefinition;
+  data: Readonly<Record<string, BoundBinding>>;
+  log: Logger;
+  scope: Omit<RecordScope, 'live'>;
+}
+
+const config = workerData as HandlerThreadData;
+let ready: Ready | undefined;
+let starting: Promise<Ready> | undefined;
+
+/** Loads the function, its backend and bindings, and runs `init`, once per thread. */
+async function start(): Promise<Ready> {
+  // stderr, like the worker process's own logger; a synchronous destination, written from this thread.
+  const log = pino({ level: config.logLevel, base: { function: config.function, thread: threadId } }, pino.destination(2));
+  const mod = (await import(pathToFileURL(config.module).href)) as { default?: unknown };
+  const def = mod.default as FunctionDefinition | undefined;
+  if (typeof def !== 'object' || def === null || typeof def.handler !== 'function')
+    throw new TypeError(`function module ${config.module} must export default defineFunction({ handler })`);
+  // The backend is opened once per thread, and only when something needs it: declared bindings now,
+  // or later a `data()` whose body was not prefetched.
+  let backend: Promise<Backend> | undefined;
+  const getBackend = (): Promise<Backend> => (backend ??= openBackend(config.backend));
+  const data = config.bindings.length > 0 ? await bindAll(await getBackend(), config.bindings) : Object.freeze({});
+  const buckets = new Map<string, Promise<ObjectBinding>>();
+  const objects = (bucket: string): Promise<ObjectBinding> => {
+    let b = buckets.get(bucket);
+    if (b === undefined) {
+      b = getBackend().then((be) => be.objects(bucket));
+      b.catch(() => buckets.delete(bucket));
+      buckets.set(bucket, b);
+    }
+    return b;
+  };
+  if (def.init !== undefined) await def.init({ function: config.function, log, data });
+  return { def, data, log, scope: { objects } };
+}
+
+function getReady(): Ready | Promise<Ready> {
+  if (ready !== undefined) return ready;
+  starting ??= start().then(
+    (r) => (ready = r),
+    (err: unknown) => {
+      starting = undefined; // a failed start is retried by the next task
+      throw err;
+    },
+  );
+  return starting;
+}
+
+/** The per-batch context; logger and signal are made only when the handler asks for them. */
+class BatchContext implements HandlerContext {
+  readonly function: string;
+  readonly shard: number;
+  readonly batchId: string;
+  readonly data: Readonly<Record<string, BoundBinding>>;
+  readonly deadline: number;
+  readonly counters = new CounterSet();
+  readonly count = (name: string, n?: number): void => this.counters.count(name, n);
+  readonly #base: Logger;
+  #log: Logger | undefined;
+  #ac: AbortController | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(r: Ready, view: BatchView) {
+    this.function = config.function;
+    this.shard = view.shard;
+    this.batchId = view.batchId;
+    this.data = r.data;
+    this.deadline = view.deadlineMs;
+    this.#base = r.log;
+  }
+
+  get log(): Logger {
+    return (this.#log ??= this.#base.child({ shard: this.shard, batchId: this.batchId }));
+  }
+
+  get signal(): AbortSignal {
+    if (this.#ac === undefined) {
+      const ac = (this.#ac = new AbortController());
+      const left = this.deadline - Date.now();
+      const reason = (): Error => Object.assign(new Error(`batch '${this.batchId}' passed its deadline`), { name: 'TimeoutError' });
+      if (left <= 0) ac.abort(reason());
+      else this.#timer = setTimeout(() => ac.abort(reason()), Math.min(left, 2 ** 31 - 1));
+    }
+    return this.#ac.signal;
+  }
+
+  dispose(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+  }
+}
+
+/** piscina's task function. */
+export default async function runTask(task: HandlerTask): Promise<number> {
+  const r = ready ?? (await getReady());
+  const at = task.slot * config.slotBytes;
+  const header = new Int32Array(config.buffer, at, SLOT_HEADER_BYTES / 4);
+  const assigned = stateWord(task.ticket, SlotPhase.assigned);
+  if (Atomics.load(header, SlotWord.state) !== assigned) return TaskStatus.abandoned;
+  const batchLen = header[SlotWord.batchLen] as number;
+  const view = new BatchView(new Uint8Array(config.buffer, at + SLOT_HEADER_BYTES, batchLen));
+
+  const scope: RecordScope = { live: true, objects: r.scope.objects };
+  const n = view.length;
+  const records = new Array<SlotRecord>(n);
+  for (let i = 0; i < n; i++) records[i] = new SlotRecord(view.record(i), scope);
+  const ctx = new BatchContext(r, view);
+  let error: BatchEffects['error'];
+  try {
+    await r.def.handler(records, ctx);
+  } catch (err) {
+    error = batchFailure(err);
+  } finally {
+    scope.live = false;
+    ctx.dispose();
+  }
+
+  const effects: BatchEffects = { records: records.map((x) => x.effects), counters: ctx.counters.values };
+  if (error !== undefined) effects.error = error;
+  return publish(header, task.ticket, at, batchLen, effects);
+}
+
+/** Claims the slot for this ticket's results and writes them; a batch the pool gave up on is left alone. */
+function publish(header: Int32Array, ticket: number, at: number, batchLen: number, effects: BatchEffects): number {
+  const assigned = stateWord(ticket, SlotPhase.assigned);
+  if (Atomics.compareExchange(header, SlotWord.state, assigned, stateWord(ticket, SlotPhase.writing)) !== assigned) return TaskStatus.abandoned;
+  const off = SLOT_HEADER_BYTES + ((batchLen + 7) & ~7);
+  const dst = new Uint8Array(config.buffer, at + off, config.slotBytes - off);
+  let len: number;
+  try {
+    len = writeResults(dst, effects);
+  } catch (err) {
+    // The effects do not fit (SLUICE_SLOT_OVERFLOW): the batch fails as a whole. The verdict fits the
+    // reserve the pool keeps after the batch (without its stack if need be).
+    const verdict = batchFailure(err);
+    try {
+      len = writeResults(dst, { records: [], counters: {}, error: verdict });
+    } catch {
+      delete verdict.error.stack;
+      try {
+        len = writeResults(dst, { records: [], counters: {}, error: verdict });
+      } catch (again) {
+        Atomics.store(header, SlotWord.state, stateWord(ticket, SlotPhase.abandoned));
+        throw again;
+      }
+    }
+  }
+  header[SlotWord.resultsOff] = off;
+  header[SlotWord.resultsLen] = len;
+  Atomics.store(header, SlotWord.state, stateWord(ticket, SlotPhase.done));
+  return TaskStatus.ok;
+}
