@@ -40,6 +40,9 @@ export const ErrorCodes = {
   SLUICE_SLOT_OVERFLOW: 'a batch or its results do not fit in a shared-memory slot',
   SLUICE_HANDLER_FAILED: 'a handler threw or its thread died; the batch is retried',
   SLUICE_LEASE_LOST: 'a worker lost the lease of a shard to a newer epoch; it stops handling that shard',
+  SLUICE_SPEC_INVALID: 'a function spec does not validate; the message names the path and line',
+  SLUICE_KUBERNETES: 'the Kubernetes API refused or failed a request; the message names the resource',
+  SLUICE_UNAUTHENTICATED: 'a control API call carried no bearer token, or one the server does not accept',
 } as const;
 
 /** A stable sluice error code. */

@@ -1,0 +1,119 @@
+/**
+ * From a validated spec to the configuration of one worker process ({@link WorkerOptions}). Paths
+ * become absolute (against the spec's directory), secrets are resolved from the environment, and the
+ * trigger kinds the runtime does not run yet are refused here, at deploy time, rather than by a
+ * worker that would crash-loop.
+ */
+import { resolve } from 'node:path';
+import type { BackendSpec } from '../../runtime/backend-spec.ts';
+import type { Trigger, WorkerOptions } from '../../runtime/worker-options.ts';
+import { resolveWorkerOptions } from '../../runtime/worker-options.ts';
+import { SluiceError } from '../../bindings/errors.ts';
+import { SpecError } from './errors.ts';
+import type { FunctionSpec, TriggerSpec } from './types.ts';
+
+/**
+ * The NATS backend as the worker receives it, with the auth token resolved from `tokenSecret`.
+ * `runtime/backend-spec.ts` does not carry a token yet; the field is ignored until it does.
+ */
+export type NatsWorkerBackend = Extract<BackendSpec, { kind: 'nats' }> & { token?: string };
+
+/** Options of {@link toWorkerOptions}. */
+export interface ToWorkerOptionsOptions {
+  /** Directory of the spec file: the handler path and a local backend's dir are relative to it. */
+  specDir: string;
+  /** Ordinal of the worker, 0..replicas-1. */
+  ordinal: number;
+  /** Workers of the function. */
+  replicas: number;
+  /** Environment that `fromEnv` secrets are read from. @default process.env */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * The value of the secret `name` of the spec: its `value`, or the environment variable its `fromEnv`
+ * names. Errors name the secret and the variable, never a value.
+ */
+export function resolveSecret(spec: FunctionSpec, name: string, env: Readonly<Record<string, string | undefined>> = process.env): string {
+  const i = spec.spec.secrets.findIndex((s) => s.name === name);
+  const s = spec.spec.secrets[i];
+  if (s === undefined) throw new SpecError([{ path: 'spec.secrets', message: `has no secret named ${JSON.stringify(name)}` }]);
+  if (s.value !== undefined) return s.value;
+  const v = env[s.fromEnv];
+  if (v === undefined || v === '') throw new SpecError([{ path: `spec.secrets[${i}].fromEnv`, message: `environment variable ${s.fromEnv} (secret ${JSON.stringify(name)}) is not set` }]);
+  return v;
+}
+
+/** Every secret of the spec resolved, by name (fails on the first that cannot be). */
+export function resolveSecrets(spec: FunctionSpec, env: Readonly<Record<string, string | undefined>> = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const s of spec.spec.secrets) out[s.name] = resolveSecret(spec, s.name, env);
+  return out;
+}
+
+function trigger(t: TriggerSpec): Trigger {
+  if (t.object !== undefined) {
+    const o = t.object;
+    const out: Trigger = { type: 'object', bucket: o.bucket, events: [...o.events] };
+    if (o.prefix !== undefined) out.prefix = o.prefix;
+    if (o.suffix !== undefined) out.suffix = o.suffix;
+    if (o.inlineBodyMaxBytes !== undefined) out.inlineBodyMaxBytes = o.inlineBodyMaxBytes;
+    return out;
+  }
+  if (t.stream !== undefined) return { type: 'stream', stream: t.stream.stream };
+  const kind = t.http !== undefined ? 'http' : t.cron !== undefined ? 'cron' : 'query';
+  throw new SpecError([{ path: `spec.triggers[0].${kind}`, message: `${kind} triggers are not supported yet (supported: object, stream)` }]);
+}
+
+/** Copies the keys of `from` whose value is defined (exactOptionalPropertyTypes forbids `key: undefined`). */
+function defined<T extends object>(from: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(from).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+}
+
+/**
+ * The configuration of worker `ordinal` of `replicas` for this spec. Throws {@link SpecError} for a
+ * reserved trigger kind or an unresolvable secret, and `SLUICE_INVALID_ARGUMENT` when the result would
+ * not pass the worker's own validation (checked here so a bad deploy fails before any process starts).
+ */
+export function toWorkerOptions(spec: FunctionSpec, options: ToWorkerOptionsOptions): WorkerOptions {
+  const s = spec.spec;
+  const env = options.env ?? process.env;
+  const first = s.triggers[0];
+  if (first === undefined) throw new SpecError([{ path: 'spec.triggers', message: 'must have exactly one entry' }]);
+
+  let backend: BackendSpec;
+  if (s.backend.kind === 'local') backend = { kind: 'local', dir: resolve(options.specDir, s.backend.dir) };
+  else {
+    const nats: NatsWorkerBackend = { kind: 'nats', url: s.backend.url };
+    if (s.backend.prefix !== undefined) nats.prefix = s.backend.prefix;
+    if (s.backend.tokenSecret !== undefined) nats.token = resolveSecret(spec, s.backend.tokenSecret, env);
+    backend = nats;
+  }
+
+  const o: WorkerOptions = {
+    function: spec.metadata.name,
+    module: resolve(options.specDir, s.handler),
+    trigger: trigger(first),
+    backend,
+    ordinal: options.ordinal,
+    replicas: options.replicas,
+    bindings: s.bindings.map((b) => ({ ...b })),
+  };
+  if (s.batch !== undefined) o.batch = defined(s.batch);
+  if (s.retries !== undefined) {
+    const { deadLetter, ...r } = s.retries;
+    o.retries = defined(r);
+    if (deadLetter !== undefined) o.retries.deadLetterStream = deadLetter.stream;
+  }
+  if (s.concurrency?.threads !== undefined) o.threads = s.concurrency.threads;
+  if (s.concurrency?.batchesInFlight !== undefined) o.batchesInFlight = s.concurrency.batchesInFlight;
+  if (s.timeout !== undefined) o.timeout = s.timeout;
+
+  try {
+    resolveWorkerOptions(o);
+  } catch (e) {
+    if (e instanceof SluiceError) throw e;
+    throw new SluiceError('SLUICE_INVALID_ARGUMENT', `worker options of ${spec.metadata.name}: ${(e as Error).message}`, { cause: e });
+  }
+  return o;
+}
