@@ -13,7 +13,7 @@ import { BindingError } from '../bindings/errors.ts';
 import type { Backend, KvBinding } from '../bindings/types.ts';
 import { invokeHandler } from '../functions/testing.ts';
 import type { FunctionDefinition } from '../functions/types.ts';
-import { openStateTable, type Checkpoint, parseDurationMs } from '../runtime/index.ts';
+import { openStateTable, parseDurationMs, replicasKey, type Checkpoint } from '../runtime/index.ts';
 import { desiredReplicas } from './autoscaler.ts';
 import type { ControlPlane, FunctionStatus, LogLine, ShardStatus } from './control-plane.ts';
 import type { Driver } from './driver.ts';
@@ -123,9 +123,15 @@ export class Controller implements ControlPlane {
     await this.#o.driver.apply(spec, stored.specDir);
     rt.appliedRevision = stored.revision;
     const initial = stored.pinned ?? Math.max(spec.spec.scaling.minReplicas, 1);
-    await this.#o.driver.scale(name, initial);
+    await this.#scaleTo(name, initial);
     rt.replicas = initial;
     return rt;
+  }
+
+  /** Tells the driver and publishes the live count for the workers (state table), in that order. */
+  async #scaleTo(name: string, replicas: number): Promise<void> {
+    if (replicas >= 1) await this.#state.putItem(replicasKey(name), { replicas, at: Date.now() });
+    await this.#o.driver.scale(name, replicas);
   }
 
   #get(name: string): Runtime {
@@ -169,7 +175,7 @@ export class Controller implements ControlPlane {
       throw new BindingError('SLUICE_INVALID_ARGUMENT', `scale ${name}: ${replicas} is outside the spec's scaling range ${minReplicas}..${maxReplicas}`);
     rt.stored = { ...rt.stored, pinned: replicas };
     await this.#table.putItem(name, rt.stored as unknown as Record<string, never>);
-    await this.#o.driver.scale(name, replicas);
+    await this.#scaleTo(name, replicas);
     rt.replicas = replicas;
   }
 
@@ -200,7 +206,7 @@ export class Controller implements ControlPlane {
         rt.history = rt.history.filter((h) => now - h.at <= 600_000);
         if (d.replicas !== rt.replicas) {
           this.#o.onEvent?.({ function: rt.spec.metadata.name, message: `${rt.replicas} → ${d.replicas}: ${d.reason}` });
-          await this.#o.driver.scale(rt.spec.metadata.name, d.replicas);
+          await this.#scaleTo(rt.spec.metadata.name, d.replicas);
           rt.replicas = d.replicas;
         }
       } catch (e) {

@@ -4,10 +4,10 @@ import { NatsBackend } from '../bindings/nats/index.ts';
 import type { Backend } from '../bindings/types.ts';
 
 /** The backend of a function: the embedded store in a directory, or a NATS JetStream server. */
-export type BackendSpec = { kind: 'local'; dir: string } | { kind: 'nats'; url: string; prefix?: string };
+export type BackendSpec = { kind: 'local'; dir: string } | { kind: 'nats'; url: string; prefix?: string; token?: string };
 
 /** Opens the backend a spec names. */
 export async function openBackend(spec: BackendSpec): Promise<Backend> {
   if (spec.kind === 'local') return LocalBackend.open({ dir: spec.dir });
-  return NatsBackend.open(spec.prefix === undefined ? { servers: spec.url } : { servers: spec.url, prefix: spec.prefix });
+  return NatsBackend.open({ servers: spec.url, ...(spec.prefix !== undefined ? { prefix: spec.prefix } : {}), ...(spec.token !== undefined ? { token: spec.token } : {}) });
 }

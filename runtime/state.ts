@@ -166,6 +166,11 @@ export class CheckpointStore {
   }
 }
 
+/** State-table key of a function's live replica count, written by the controller, read by workers. */
+export function replicasKey(fn: string): string {
+  return `replicas/${fn}`;
+}
+
 /** Sums the counters of every shard of a function (exact: each shard's totals are committed with its position). */
 export async function readCounters(kv: KvBinding, fn: string, shards: number): Promise<Record<string, number>> {
   const out: Record<string, number> = {};

@@ -19,9 +19,13 @@ function config(): WorkerOptions {
   if (!raw) throw new Error('give the worker config as a file argument or in SLUICE_WORKER_CONFIG');
   const o = JSON.parse(raw) as WorkerOptions;
   const fromHost = /-(\d+)$/.exec(process.env.HOSTNAME ?? '')?.[1];
-  const ordinal = process.env.SLUICE_ORDINAL ?? fromHost;
+  // An empty SLUICE_ORDINAL (no pod-index label before Kubernetes 1.28) falls back to the pod name.
+  const ordinal = process.env.SLUICE_ORDINAL || fromHost;
   if (ordinal !== undefined) o.ordinal = Number(ordinal);
-  if (process.env.SLUICE_REPLICAS !== undefined) o.replicas = Number(process.env.SLUICE_REPLICAS);
+  if (process.env.SLUICE_REPLICAS) o.replicas = Number(process.env.SLUICE_REPLICAS);
+  // The live replica count comes from the state table (see Worker); a pod started by a scale-up may
+  // see a stale count in its environment, so never start with ordinal >= replicas.
+  o.replicas = Math.max(o.replicas ?? 1, (o.ordinal ?? 0) + 1);
   return o;
 }
 

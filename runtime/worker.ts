@@ -21,7 +21,7 @@ import { RecordSource } from './records.ts';
 import { InlineRunner, workerLogger, type HandlerRunner } from './runner.ts';
 import { Semaphore } from './semaphore.ts';
 import { ShardRunner, sleep, type ShardDeps } from './shard-runner.ts';
-import { Leases, openStateTable } from './state.ts';
+import { Leases, openStateTable, replicasKey } from './state.ts';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.ts';
 
 /** Worker lifecycle states. */
@@ -155,9 +155,9 @@ export class Worker {
    * shards that move away are drained and released.
    */
   rescale(replicas: number, ordinal = this.#ordinal, batchesInFlight?: number): void {
-    if (batchesInFlight !== undefined) this.#deps?.credits.resize(batchesInFlight);
     if (!Number.isInteger(replicas) || replicas < 1 || !Number.isInteger(ordinal) || ordinal < 0 || ordinal >= replicas)
       throw new BindingError('SLUICE_INVALID_ARGUMENT', `rescale: ordinal ${ordinal} must be in 0..${replicas - 1}`);
+    if (batchesInFlight !== undefined) this.#deps?.credits.resize(batchesInFlight);
     this.#replicas = replicas;
     this.#ordinal = ordinal;
     this.#wake?.();
@@ -183,7 +183,15 @@ export class Worker {
   }
 
   async #reconcile(): Promise<void> {
-    const desired = new Set(assign(this.#shards, this.#replicas, this.#ordinal));
+    // The controller publishes the live replica count in the state table: a pod started or kept by a
+    // scale operation learns it here without a restart (its environment may be stale).
+    const live = (await this.#deps!.state.getItem(replicasKey(this.options.function)))?.item.replicas;
+    if (typeof live === 'number' && Number.isInteger(live) && live >= 1 && live !== this.#replicas) {
+      this.log.info({ from: this.#replicas, to: live }, 'replica count changed');
+      this.#replicas = live;
+    }
+    // An ordinal past the count is on its way out: it owns nothing (its shards drain below).
+    const desired = new Set(this.#ordinal < this.#replicas ? assign(this.#shards, this.#replicas, this.#ordinal) : []);
     const leases = this.#leases!;
     // Drop runners that ended (lease lost, failure); they are retried below if still desired.
     for (const [s, r] of this.#runners) {

@@ -14,7 +14,6 @@ import type { FunctionSpec, TriggerSpec } from './types.ts';
 
 /**
  * The NATS backend as the worker receives it, with the auth token resolved from `tokenSecret`.
- * `runtime/backend-spec.ts` does not carry a token yet; the field is ignored until it does.
  */
 export type NatsWorkerBackend = Extract<BackendSpec, { kind: 'nats' }> & { token?: string };
 
