@@ -17,6 +17,7 @@ import { openStateTable, parseDurationMs, replicasKey, type Checkpoint } from '.
 import { desiredReplicas } from './autoscaler.ts';
 import type { ControlPlane, FunctionStatus, LogLine, ShardStatus } from './control-plane.ts';
 import type { Driver } from './driver.ts';
+import type { ScalerSource } from './grpc/scaler.ts';
 import { loadFunctionSpec, toWorkerOptions, type FunctionSpec } from './spec/index.ts';
 
 /** Table of deployed functions. */
@@ -55,7 +56,7 @@ interface Runtime {
   appliedRevision: number;
 }
 
-export class Controller implements ControlPlane {
+export class Controller implements ControlPlane, ScalerSource {
   readonly #o: Required<Omit<ControllerOptions, 'onEvent'>> & Pick<ControllerOptions, 'onEvent'>;
   #table!: KvBinding;
   #state!: KvBinding;
@@ -280,6 +281,30 @@ export class Controller implements ControlPlane {
       deadLetters,
       errors: rt.errors,
     };
+  }
+
+  /** KEDA external scaler: current lag (measured now). */
+  async lag(name: string): Promise<number> {
+    const rt = this.#get(name);
+    await this.#measure(rt);
+    return rt.lag;
+  }
+
+  async targetLagPerReplica(name: string): Promise<number> {
+    return this.#get(name).spec.spec.scaling.targetLagPerReplica;
+  }
+
+  /** Whether the function has work, now and at each change (checked every reconcile interval). */
+  async *activity(name: string, options?: { signal?: AbortSignal }): AsyncIterable<boolean> {
+    let last: boolean | undefined;
+    while (!options?.signal?.aborted && !this.#closed) {
+      const active = (await this.lag(name)) > 0;
+      if (active !== last) yield (last = active);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, this.#o.intervalMs);
+        options?.signal?.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+      });
+    }
   }
 
   async invoke(name: string, event: { key: string; body?: Uint8Array; attrs?: Record<string, unknown> }): Promise<unknown> {

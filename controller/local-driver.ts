@@ -31,6 +31,11 @@ export interface LocalDriverOptions {
   logLines?: number;
   /** Extra environment of the workers (secrets are resolved from it). @default process.env */
   env?: NodeJS.ProcessEnv;
+  /**
+   * The platform's own embedded store: a function whose spec says `backend: local` runs on it (one
+   * data directory per local platform), whatever `dir` the spec names. @default the spec's dir
+   */
+  localDir?: string;
 }
 
 interface Replica {
@@ -54,7 +59,7 @@ interface Workload {
 
 export class LocalDriver implements Driver {
   readonly kind = 'local';
-  readonly #o: Required<Omit<LocalDriverOptions, 'env'>> & { env: NodeJS.ProcessEnv };
+  readonly #o: Required<Omit<LocalDriverOptions, 'env' | 'localDir'>> & { env: NodeJS.ProcessEnv; localDir: string | undefined };
   readonly #workloads = new Map<string, Workload>();
   /** Emits `log` (name, LogLine) and `exit` (name, ordinal, code). */
   readonly events = new EventEmitter();
@@ -67,6 +72,7 @@ export class LocalDriver implements Driver {
       maxRestartDelayMs: options.maxRestartDelayMs ?? 30_000,
       logLines: options.logLines ?? 2000,
       env: options.env ?? process.env,
+      localDir: options.localDir,
     };
     mkdirSync(this.#o.runDir, { recursive: true });
     this.events.setMaxListeners(0);
@@ -74,7 +80,11 @@ export class LocalDriver implements Driver {
 
   async apply(spec: FunctionSpec, specDir: string): Promise<void> {
     const name = spec.metadata.name;
-    const options = (ordinal: number, replicas: number) => toWorkerOptions(spec, { specDir, ordinal, replicas, env: this.#o.env });
+    const localDir = this.#o.localDir;
+    const options = (ordinal: number, replicas: number): WorkerOptions => {
+      const o = toWorkerOptions(spec, { specDir, ordinal, replicas, env: this.#o.env });
+      return localDir !== undefined && o.backend.kind === 'local' ? { ...o, backend: { kind: 'local', dir: localDir } } : o;
+    };
     options(0, 1); // validate now: a bad spec must fail the deploy, not the workers
     const prev = this.#workloads.get(name);
     const w: Workload = { name, options, maxBatchesInFlight: spec.spec.scaling.maxBatchesInFlight, replicas: new Map(), desired: 0, logs: prev?.logs ?? [] };

@@ -1,0 +1,100 @@
+/** `sluice deploy|rm|ls|status|logs|invoke|scale`: functions, through the control API. */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { SluiceError } from '../../../bindings/errors.ts';
+import { ControlClient } from '../../grpc/client.ts';
+import { specDirOf } from '../../controller.ts';
+import { collect, controlTarget, out, parseValue, type GlobalOptions } from '../context.ts';
+
+async function withClient<T>(g: GlobalOptions, fn: (c: ControlClient) => Promise<T>): Promise<T> {
+  const { address, token } = controlTarget(g);
+  const c = await ControlClient.connect(address, token, { connectTimeoutMs: 3000 });
+  try {
+    return await fn(c);
+  } finally {
+    c.close();
+  }
+}
+
+export function register(program: Command, g: () => GlobalOptions): void {
+  program
+    .command('deploy')
+    .description('deploy (or update) a function from its spec file')
+    .requiredOption('-f, --file <spec.yaml>', 'function spec')
+    .action(async (o: { file: string }) => {
+      let yaml: string;
+      try {
+        yaml = readFileSync(o.file, 'utf8');
+      } catch (cause) {
+        throw new SluiceError('SLUICE_INVALID_ARGUMENT', `cannot read spec file ${o.file}: ${(cause as Error).message}`, { cause });
+      }
+      const r = await withClient(g(), (c) => c.deploy(yaml, specDirOf(o.file)));
+      out(g(), r, () => `deployed ${r.name} (revision ${r.revision})`);
+    });
+  program
+    .command('rm')
+    .description('remove a function and stop its workers')
+    .argument('<name>')
+    .action(async (name: string) => {
+      const removed = await withClient(g(), (c) => c.remove(name));
+      if (!removed) throw new SluiceError('SLUICE_NOT_FOUND', `function '${name}' is not deployed`);
+      out(g(), { removed }, () => `removed ${name}`);
+    });
+  program
+    .command('ls')
+    .description('list deployed functions')
+    .action(async () => {
+      const l = await withClient(g(), (c) => c.list());
+      out(g(), l, () => (l.length ? ['NAME                 REVISION  REPLICAS', ...l.map((f) => `${f.name.padEnd(20)} ${String(f.revision).padStart(8)}  ${String(f.replicas).padStart(8)}`)].join('\n') : '(no functions)'));
+    });
+  program
+    .command('status')
+    .description('replicas, shards (owner, lag), rate, counters and errors of a function')
+    .argument('<name>')
+    .action(async (name: string) => {
+      const s = await withClient(g(), (c) => c.status(name));
+      out(g(), s, () =>
+        [
+          `${s.name} revision ${s.revision}: ${s.replicas.ready}/${s.replicas.desired} replicas ready, lag ${s.lag}, ${s.ratePerSecond}/s, ${s.deadLetters} dead letters`,
+          `counters: ${Object.entries(s.counters).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'}`,
+          'SHARD  OWNER                          EPOCH      LAG  PENDING',
+          ...s.shards.map((x) => `${String(x.shard).padStart(5)}  ${(x.owner || '-').padEnd(30)} ${String(x.epoch).padStart(5)} ${String(x.lag).padStart(8)} ${String(x.pending).padStart(8)}`),
+          ...s.errors.slice(0, 5).map((e) => `error ${e.at}: ${e.message}`),
+        ].join('\n'),
+      );
+    });
+  program
+    .command('scale')
+    .description('pin the replica count of a function (within its scaling range)')
+    .argument('<name>')
+    .argument('<replicas>', 'replica count', (v) => Number(v))
+    .action(async (name: string, replicas: number) => {
+      await withClient(g(), (c) => c.scale(name, replicas));
+      out(g(), { name, replicas }, () => `scaled ${name} to ${replicas}`);
+    });
+  program
+    .command('invoke')
+    .description('run a function once on a synthetic object event; prints the declared effects')
+    .argument('<name>')
+    .option('--key <key>', 'object key of the event', 'invoke/test')
+    .option('--data <text>', 'object body', '')
+    .option('--attr <name=value>', 'attribute of the object (repeatable)', collect, [])
+    .action(async (name: string, o: { key: string; data: string; attr: string[] }) => {
+      const attrs = Object.fromEntries(o.attr.map((a) => [a.slice(0, a.indexOf('=')), parseValue(a.slice(a.indexOf('=') + 1))]));
+      const r = await withClient(g(), (c) => c.invoke(name, { key: o.key, body: Buffer.from(o.data), attrs }));
+      out(g(), r, () => JSON.stringify(r, null, 2));
+    });
+  program
+    .command('logs')
+    .description("a function's worker logs")
+    .argument('<name>')
+    .option('-f, --follow', 'keep printing new lines')
+    .action(async (name: string, o: { follow?: boolean }) => {
+      const ac = new AbortController();
+      process.once('SIGINT', () => ac.abort());
+      await withClient(g(), async (c) => {
+        for await (const l of c.logs(name, { follow: o.follow === true, signal: ac.signal }))
+          out(g(), l, () => `${l.at} [${l.ordinal}] ${l.level.padEnd(5)} ${l.message}${Object.keys(l.fields).length ? ` ${JSON.stringify(l.fields)}` : ''}`);
+      });
+    });
+}

@@ -1,0 +1,62 @@
+/** `sluice kv get|put|query`: items of a KV table. */
+import type { Command } from 'commander';
+import { collect, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
+
+export function register(program: Command, g: () => GlobalOptions): void {
+  const kv = program.command('kv').description('items of a KV table: get, put, query');
+  kv.command('get')
+    .argument('<table>')
+    .argument('<key>')
+    .option('--attrs <names>', 'comma-separated attributes to return')
+    .action(async (table: string, key: string, o: { attrs?: string }) => {
+      await withBackend(g(), async (b) => {
+        const e = await (await b.kv(table)).getItem(key, o.attrs ? { attrs: o.attrs.split(',') } : {});
+        if (!e) throw Object.assign(new Error(`item '${key}' does not exist in table '${table}'`), { code: 'SLUICE_NOT_FOUND' });
+        out(g(), e, () => `${key} (revision ${e.revision})\n${JSON.stringify(e.item, null, 2)}`);
+      });
+    });
+  kv.command('put')
+    .description('write an item: a JSON object, or --set name=value pairs; --update applies an update expression')
+    .argument('<table>')
+    .argument('<key>')
+    .argument('[json]', 'the whole item as JSON')
+    .option('--set <name=value>', 'attribute (repeatable)', collect, [])
+    .option('--update <expr>', 'update expression instead of a whole item')
+    .option('--value <:name=value>', 'placeholder value (repeatable)', collect, [])
+    .option('--condition <expr>', 'only if this condition holds')
+    .option('--create', 'create the table when missing')
+    .action(async (table: string, key: string, json: string | undefined, o: { set: string[]; update?: string; value: string[]; condition?: string; create?: boolean }) => {
+      await withBackend(g(), async (b) => {
+        if (o.create) await b.createTable(table);
+        const t = await b.kv(table);
+        const values = Object.fromEntries(o.value.map((v) => [v.slice(0, v.indexOf('=')), parseValue(v.slice(v.indexOf('=') + 1))])) as Record<string, never>;
+        const cond = o.condition ? { condition: { expr: o.condition, values } } : {};
+        if (o.update) {
+          const r = await t.updateItem(key, { expr: o.update, values }, cond);
+          out(g(), r, () => `${key} revision ${r.revision}\n${JSON.stringify(r.item, null, 2)}`);
+          return;
+        }
+        const item = json ? (JSON.parse(json) as Record<string, never>) : (Object.fromEntries(o.set.map((s) => [s.slice(0, s.indexOf('=')), parseValue(s.slice(s.indexOf('=') + 1))])) as Record<string, never>);
+        const r = await t.putItem(key, item, cond);
+        out(g(), r, () => `${key} revision ${r.revision}`);
+      });
+    });
+  kv.command('query')
+    .description("scan a table with a filter, e.g. \"(bugs < 15) AND starts(name, 'Car')\"")
+    .argument('<table>')
+    .argument('[filter]')
+    .option('--attrs <names>', 'comma-separated attributes to return')
+    .option('--limit <n>', 'most items', (v) => Number(v), 1000)
+    .action(async (table: string, filter: string | undefined, o: { attrs?: string; limit: number }) => {
+      await withBackend(g(), async (b) => {
+        const items: import("../../../bindings/types.ts").ItemEntry[] = [];
+        let marker: string | undefined;
+        do {
+          const page = await (await b.kv(table)).getItems({ ...(filter ? { filter } : {}), ...(o.attrs ? { attrs: o.attrs.split(',') } : {}), limit: Math.min(1000, o.limit - items.length), ...(marker ? { marker } : {}) });
+          items.push(...page.items);
+          marker = page.nextMarker;
+        } while (marker && items.length < o.limit);
+        out(g(), items, () => items.map((e) => `${e.key}\t${JSON.stringify(e.item)}`).join('\n') || '(no items)');
+      });
+    });
+}

@@ -1,0 +1,119 @@
+/**
+ * What every CLI command shares: global options, output (text or --json), the data backend, the
+ * control-API client, and the documented exit codes.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { SluiceError } from '../../bindings/errors.ts';
+import type { Backend } from '../../bindings/types.ts';
+import { openBackend, type BackendSpec } from '../../runtime/index.ts';
+
+/** Exit codes of `sluice`, documented in `sluice --help` and docs/CLI.md. */
+export const ExitCodes = {
+  ok: 0,
+  /** Anything unexpected. */
+  failed: 1,
+  /** Bad usage: unknown command or option, missing argument. */
+  usage: 2,
+  /** The function, object, item or stream does not exist. */
+  notFound: 3,
+  /** Invalid input: a malformed spec, expression, key, or a value out of range (e.g. scaling past max). */
+  invalid: 4,
+  /** Missing or wrong token. */
+  unauthenticated: 5,
+  /** The backend or the controller cannot be reached. */
+  unavailable: 6,
+  /** A condition failed (ifMatch, ifRevision, condition expression). */
+  conflict: 7,
+} as const;
+
+/** Global options of every command. */
+export interface GlobalOptions {
+  /** Print JSON for scripts instead of text. @default false */
+  json?: boolean;
+  /** Data backend: a directory for the embedded store, or a nats:// URL. @default $SLUICE_DATA or ./.sluice-data */
+  data?: string;
+  /** Control API address host:port. @default $SLUICE_SERVER or 127.0.0.1:7070 */
+  server?: string;
+  /** Control API token. @default $SLUICE_TOKEN, else <data>/token written by `sluice dev` */
+  token?: string;
+}
+
+/** The backend a `--data` value names. */
+export function backendSpec(g: GlobalOptions): BackendSpec {
+  const d = g.data ?? process.env.SLUICE_DATA ?? './.sluice-data';
+  return d.startsWith('nats://') ? { kind: 'nats', url: d } : { kind: 'local', dir: resolve(d) };
+}
+
+/** Opens the data backend. */
+export async function dataBackend(g: GlobalOptions): Promise<Backend> {
+  return openBackend(backendSpec(g));
+}
+
+/** The control API address and token. */
+export function controlTarget(g: GlobalOptions): { address: string; token: string } {
+  const address = g.server ?? process.env.SLUICE_SERVER ?? '127.0.0.1:7070';
+  let token = g.token ?? process.env.SLUICE_TOKEN;
+  if (!token) {
+    const spec = backendSpec(g);
+    const f = spec.kind === 'local' ? join(spec.dir, 'token') : '';
+    if (f && existsSync(f)) token = readFileSync(f, 'utf8').trim();
+  }
+  if (!token) throw new SluiceError('SLUICE_INVALID_ARGUMENT', 'no control token: pass --token, set SLUICE_TOKEN, or run `sluice dev` (it writes <data>/token)');
+  return { address, token };
+}
+
+/** Prints a result: JSON with --json, else the text rendering. */
+export function out(g: GlobalOptions, value: unknown, text: () => string): void {
+  process.stdout.write(g.json ? `${JSON.stringify(value, jsonReplacer)}\n` : `${text()}\n`);
+}
+
+/** JSON that keeps bytes (base64) and dates (ISO). */
+export function jsonReplacer(_k: string, v: unknown): unknown {
+  if (v instanceof Uint8Array) return { $bytes: Buffer.from(v).toString('base64') };
+  if (v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data))
+    return { $bytes: Buffer.from((v as { data: number[] }).data).toString('base64') };
+  return v;
+}
+
+/** Maps an error to the documented exit code. */
+export function exitCodeOf(e: unknown): number {
+  const code = (e as { code?: string }).code ?? '';
+  if (/NOT_FOUND/.test(code)) return ExitCodes.notFound;
+  if (code === 'SLUICE_CONDITION_FAILED') return ExitCodes.conflict;
+  if (code === 'SLUICE_UNAUTHENTICATED' || /UNAUTHENTICATED/.test(code)) return ExitCodes.unauthenticated;
+  if (code === 'SLUICE_BACKEND_UNAVAILABLE' || code === 'SLUICE_TIMEOUT') return ExitCodes.unavailable;
+  if (/INVALID|SYNTAX|TOO_LARGE|SPEC/.test(code)) return ExitCodes.invalid;
+  if (code.startsWith('commander.')) return ExitCodes.usage;
+  return ExitCodes.failed;
+}
+
+/** Parses `--attr name=value` style JSON-ish values: numbers, true/false/null, JSON, else strings. */
+export function parseValue(s: string): unknown {
+  if (/^-?\d+(\.\d+)?$/.test(s)) return Number(s);
+  if (s === 'true' || s === 'false') return s === 'true';
+  if (s === 'null') return null;
+  if (/^[[{"]/.test(s)) {
+    try {
+      return JSON.parse(s);
+    } catch {
+      return s;
+    }
+  }
+  return s;
+}
+
+/** Collects repeated options into an array (commander helper). */
+export function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+/** Runs `fn` with a backend and closes it. */
+export async function withBackend<T>(g: GlobalOptions, fn: (b: Backend) => Promise<T>): Promise<T> {
+  const b = await dataBackend(g);
+  try {
+    return await fn(b);
+  } finally {
+    await b.close();
+  }
+}

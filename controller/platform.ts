@@ -1,0 +1,78 @@
+/**
+ * A whole sluice control plane in one process: the platform's backend, a driver, the controller and
+ * the gRPC server (control API + KEDA external scaler). `sluice dev` and the controller Deployment
+ * (`controller/main.ts`) both start it.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Backend } from '../bindings/types.ts';
+import { openBackend, type BackendSpec } from '../runtime/index.ts';
+import { Controller } from './controller.ts';
+import type { Driver } from './driver.ts';
+import { startControlServer, type ControlServer } from './grpc/server.ts';
+import { KubernetesDriver } from './kubernetes/index.ts';
+import { LocalDriver } from './local-driver.ts';
+
+/** Options of {@link startPlatform}. */
+export interface PlatformOptions {
+  /** The platform's backend (where functions, leases and checkpoints live). */
+  backend: BackendSpec;
+  /** Where workers run. @default 'local' */
+  driver?: 'local' | 'kubernetes';
+  /** Directory for worker configs and the generated token (local driver). @default <data dir>/run or ./.sluice-run */
+  runDir?: string;
+  /** Control API host. @default '127.0.0.1' */
+  host?: string;
+  /** Control API port (0: any free port). @default 7070 */
+  port?: number;
+  /** Accepted control tokens. @default $SLUICE_TOKEN, else a random token saved to <runDir>/../token */
+  tokens?: string[];
+  /** Reconcile period. @default 1000 */
+  intervalMs?: number;
+  /** Controller events (scaling decisions, deploys). @default ignored */
+  onEvent?: (e: { function: string; message: string }) => void;
+}
+
+export interface Platform {
+  backend: Backend;
+  controller: Controller;
+  driver: Driver;
+  server: ControlServer;
+  token: string;
+  /** Stops the server, the workers (gracefully) and the backend. */
+  close(): Promise<void>;
+}
+
+/** Reads or creates the token file `<dir>/token`. */
+export function ensureToken(dir: string): string {
+  const f = join(dir, 'token');
+  if (existsSync(f)) return readFileSync(f, 'utf8').trim();
+  mkdirSync(dir, { recursive: true });
+  const t = randomBytes(24).toString('base64url');
+  writeFileSync(f, t, { mode: 0o600 });
+  return t;
+}
+
+export async function startPlatform(o: PlatformOptions): Promise<Platform> {
+  const backend = await openBackend(o.backend);
+  const baseDir = o.backend.kind === 'local' ? o.backend.dir : join(process.cwd(), '.sluice-run');
+  const runDir = o.runDir ?? join(baseDir, 'run');
+  const tokens = o.tokens ?? (process.env.SLUICE_TOKEN ? [process.env.SLUICE_TOKEN] : [ensureToken(baseDir)]);
+  const driver: Driver = o.driver === 'kubernetes' ? new KubernetesDriver({}) : new LocalDriver({ runDir, ...(o.backend.kind === 'local' ? { localDir: o.backend.dir } : {}) });
+  const controller = await Controller.open({ backend, driver, intervalMs: o.intervalMs ?? 1000, ...(o.onEvent ? { onEvent: o.onEvent } : {}) });
+  controller.start();
+  const server = await startControlServer({ plane: controller, scaler: controller, tokens, host: o.host ?? '127.0.0.1', port: o.port ?? 7070 });
+  return {
+    backend,
+    controller,
+    driver,
+    server,
+    token: tokens[0]!,
+    async close() {
+      await server.close();
+      await controller.close();
+      await backend.close();
+    },
+  };
+}
