@@ -10,7 +10,7 @@ import type { Backend, ObjectBinding } from '../bindings/types.ts';
 import { batchFailure, CounterSet, EffectsCollector, type BatchEffects } from '../functions/effects.ts';
 import type { EventRecord, FunctionDefinition, HandlerContext } from '../functions/types.ts';
 import type { BatchInput, BatchRecordInput } from './batch-types.ts';
-import { bindData } from './bind-data.ts';
+import { bindAll } from './threads/bound-bindings.ts';
 import type { ResolvedWorkerOptions } from './worker-options.ts';
 
 /** Runs a batch through the function's handler and returns the declared effects. */
@@ -43,7 +43,7 @@ export class InlineRunner implements HandlerRunner {
     const mod = (await import(pathToFileURL(o.module).href)) as { default?: FunctionDefinition };
     const def = mod.default;
     if (!def || typeof def.handler !== 'function') throw new BindingError('SLUICE_INVALID_ARGUMENT', `function module ${o.module} has no default export from defineFunction`);
-    const data = await bindData(backend, o.bindings);
+    const data = await bindAll(backend, o.bindings);
     await def.init?.({ function: o.function, log, data });
     return new InlineRunner(def, o, backend, log, data);
   }
