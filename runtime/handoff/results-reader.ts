@@ -72,7 +72,7 @@ function readRecordResult(r: WireReader, p: number, ptrWords: number, s: Int32Ar
   for (let i = 0; i < ptrWords; i++) any |= dv.getInt32(p + i * 8, true) | dv.getInt32(p + i * 8 + 4, true);
   if (any === 0) return e;
 
-  if (ptrWords > RecordResultLayout.pSet) readAttrList(r, p + RecordResultLayout.pSet * 8, s, e.set);
+  if (ptrWords > RecordResultLayout.pSet) e.set = readAttrList(r, p + RecordResultLayout.pSet * 8, s);
   if (ptrWords > RecordResultLayout.pRemove) {
     r.pointerList(p + RecordResultLayout.pRemove * 8, s);
     const base = s[0] as number;

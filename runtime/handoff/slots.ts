@@ -10,6 +10,8 @@
  * | 1 `BATCH_LEN` | bytes of the batch message (at {@link SLOT_HEADER_BYTES}) |
  * | 2 `RESULTS_OFF` | offset of the results message from the slot start |
  * | 3 `RESULTS_LEN` | bytes of the results message |
+ * | 4 `STARTED` | ticket whose handler has started (written by the handler thread) |
+ * | 5 `STARTED_MS` | when it started, ms after the pool's epoch (written before `STARTED`) |
  *
  * Protocol (why a ticket: a handler thread that timed out is terminated asynchronously and may still
  * be running for a moment; it must never write into a slot that already serves the next batch):
@@ -23,7 +25,7 @@ import { BindingError, SluiceError } from '../../bindings/errors.ts';
 /** Bytes of the per-slot header. */
 export const SLOT_HEADER_BYTES = 64;
 /** Header word indexes (Int32). */
-export const SlotWord = { state: 0, batchLen: 1, resultsOff: 2, resultsLen: 3 } as const;
+export const SlotWord = { state: 0, batchLen: 1, resultsOff: 2, resultsLen: 3, started: 4, startedMs: 5 } as const;
 /** Phases of a slot's state word. */
 export const SlotPhase = { free: 0, assigned: 1, writing: 2, done: 3, abandoned: 4 } as const;
 /** One of {@link SlotPhase}. */
@@ -194,6 +196,7 @@ export class SlotPool {
     h[SlotWord.batchLen] = batchLen;
     h[SlotWord.resultsOff] = 0;
     h[SlotWord.resultsLen] = 0;
+    h[SlotWord.started] = -1;
     Atomics.store(h, SlotWord.state, stateWord(ticket, SlotPhase.assigned));
     return ticket;
   }

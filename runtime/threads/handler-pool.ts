@@ -1,23 +1,31 @@
 /**
  * Handler threads behind one call: `await pool.run(batch)` writes the batch into a free shared-memory
  * slot, lets a piscina thread handle it in place, and reads the effects back from the same slot.
- * Nothing but a slot number and a status crosses postMessage.
+ * Nothing but slot numbers and statuses cross postMessage.
+ *
+ * Dispatch: at most `threads × concurrentTasksPerThread` piscina tasks run at once; batches written
+ * while every place is taken wait in the pool's queue (bounded by the slots), and a freed place takes
+ * all of them (shared out evenly among free places) as ONE task, handled one after the other — under
+ * load this spreads piscina's per-task cost (≈20 µs of main-thread CPU here) over several batches.
  *
  * Failure model: a handler past `timeoutMs` rejects the run with SLUICE_HANDLER_TIMEOUT and its thread
  * is terminated and replaced (piscina destroys the thread of an aborted running task); a thread that
  * dies or a function that fails to load rejects with SLUICE_HANDLER_FAILED; a handler that throws is
  * NOT a rejection — it comes back as `BatchEffects.error`. The slot is released on every path.
+ * `timeoutMs` counts from the moment the thread starts the handler (written into the slot header),
+ * not from dispatch; a batch that shared its task with one that timed out loses its thread too and
+ * rejects with SLUICE_HANDLER_FAILED, unless it had already finished (then its results are used).
  */
 import { fileURLToPath } from 'node:url';
 import { isAbsolute } from 'node:path';
 import { Piscina } from 'piscina';
-import { BindingError, SluiceError } from '../../bindings/errors.ts';
+import { BindingError } from '../../bindings/errors.ts';
 import type { BatchEffects, RecordEffects } from '../../functions/effects.ts';
 import type { BackendSpec } from '../backend-spec.ts';
 import type { BatchInput, BindingSpec } from '../batch-types.ts';
 import { writeBatch } from '../handoff/batch-writer.ts';
 import { readResults } from '../handoff/results-reader.ts';
-import { resultsReserve, SLOT_HEADER_BYTES, SlotPool } from '../handoff/slots.ts';
+import { resultsReserve, SLOT_HEADER_BYTES, SlotPool, SlotWord } from '../handoff/slots.ts';
 import { TaskStatus, type HandlerTask, type HandlerThreadData } from './handler-thread.ts';
 
 /** pino levels accepted by `logLevel`. */
@@ -120,17 +128,51 @@ type PoolState = 'open' | 'closing' | 'closed';
 
 const BOOTSTRAP = fileURLToPath(new URL('./bootstrap.mjs', import.meta.url));
 
+/** A batch written into its slot, waiting for a thread or being handled. */
+interface Pending {
+  slot: number;
+  ticket: number;
+  batchId: string;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  /** Queued since (then dispatched since): bounds the wait for its handler to start. */
+  sinceMs: number;
+  task: Task | undefined;
+  /** Why the pool gave up on it, when it did. */
+  gaveUp: 'running' | 'not-started' | 'aborted' | undefined;
+  resolve(status: number): void;
+  reject(err: Error): void;
+}
+
+/** One piscina task: the batches ready when a thread freed up, handled one after the other. */
+interface Task {
+  ac: AbortController;
+  batches: Pending[];
+  /** The batch whose timeout or abort terminated the task's thread. */
+  culprit: Pending | undefined;
+}
+
 /** A fixed set of handler threads fed through shared-memory slots. */
 export class HandlerPool {
   readonly options: ResolvedHandlerPoolOptions;
   readonly #slots: SlotPool;
-  readonly #piscina: Piscina<HandlerTask, number>;
+  readonly #piscina: Piscina<HandlerTask, number[]>;
   readonly #inflight = new Set<Promise<unknown>>();
+  /** Batches waiting for a thread (at most `slots`: each holds one). */
+  #queue: Pending[] = [];
+  readonly #tasks = new Set<Task>();
+  /** piscina tasks allowed at once: one per thread and concurrent task. */
+  readonly #capacity: number;
+  readonly #epochMs = Date.now();
+  /** How long a batch may wait for its handler to start (queued behind others, thread starting). */
+  readonly #startBoundMs: number;
+  readonly #sweeper: NodeJS.Timeout;
   #state: PoolState = 'open';
 
   private constructor(options: ResolvedHandlerPoolOptions) {
     this.options = options;
     this.#slots = new SlotPool({ slots: options.slots, slotBytes: options.slotBytes, acquireTimeoutMs: 2 ** 31 - 1 });
+    this.#capacity = options.threads * options.concurrentTasksPerThread;
     const workerData: HandlerThreadData = {
       buffer: this.#slots.buffer,
       slotBytes: options.slotBytes,
@@ -139,27 +181,51 @@ export class HandlerPool {
       backend: options.backend,
       bindings: options.bindings,
       logLevel: options.logLevel,
+      epochMs: this.#epochMs,
+      timeoutMs: options.timeoutMs,
     };
-    this.#piscina = new Piscina<HandlerTask, number>({
+    this.#piscina = new Piscina<HandlerTask, number[]>({
       filename: BOOTSTRAP,
       minThreads: options.threads,
       maxThreads: options.threads,
       idleTimeout: Number.POSITIVE_INFINITY,
       concurrentTasksPerWorker: options.concurrentTasksPerThread,
-      // In-flight tasks never exceed the slots, so the queue is bounded by them.
-      maxQueue: options.slots,
+      // The pool queues batches itself and hands piscina at most `capacity` tasks (plus the warm-up).
+      maxQueue: this.#capacity + options.threads,
       // 'async': an idle thread waits with Atomics.waitAsync, so its event loop keeps running (a NATS
-      // connection in the thread keeps answering pings); 'sync' would block it between batches.
+      // connection in the thread keeps answering pings); 'sync' would block it between batches
+      // (and measured slower here: test/bench/handoff.ts).
       atomics: 'async',
       workerData,
     });
     // A thread dying between tasks is reported here (piscina replaces it); during a task, the task rejects.
     this.#piscina.on('error', () => {});
+    // A batch waits at most for every batch ahead of it, each up to its timeout.
+    this.#startBoundMs = options.timeoutMs * Math.ceil(options.slots / this.#capacity) + 60_000;
+    // One coarse timer for every batch instead of one per batch: timeouts fire at most ~10% late.
+    const every = Math.min(1000, Math.max(5, Math.floor(options.timeoutMs / 10)));
+    this.#sweeper = setInterval(() => this.#sweep(), every).unref();
   }
 
-  /** Starts the threads (each loads the function and runs `init` before its first batch). */
+  /**
+   * Starts the threads and waits until the function has loaded (and run `init`) on them, so a module
+   * that does not load fails here with SLUICE_HANDLER_FAILED rather than on the first batch.
+   */
   static async open(options: HandlerPoolOptions): Promise<HandlerPool> {
-    return new HandlerPool(resolveHandlerPoolOptions(options));
+    const pool = new HandlerPool(resolveHandlerPoolOptions(options));
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), pool.#startBoundMs);
+    try {
+      await Promise.all(Array.from({ length: pool.options.threads }, () => pool.#piscina.run({ slots: [], tickets: [] }, { signal: ac.signal })));
+    } catch (err) {
+      await pool.close({ graceMs: 0 });
+      const what = `function '${pool.options.function}' (${pool.options.module})`;
+      if (ac.signal.aborted) throw new BindingError('SLUICE_HANDLER_TIMEOUT', `${what} did not load and init within ${pool.#startBoundMs} ms`);
+      throw new BindingError('SLUICE_HANDLER_FAILED', `${what} failed to load: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+    return pool;
   }
 
   get occupancy(): PoolOccupancy {
@@ -185,7 +251,7 @@ export class HandlerPool {
     try {
       const region = slots.bytes(slot).subarray(SLOT_HEADER_BYTES, slots.slotBytes - resultsReserve(batch.records.length));
       ticket = slots.assign(slot, writeBatch(region, batch));
-      const status = await this.#dispatch(slot, ticket, batch, signal);
+      const status = await this.#submit(slot, ticket, batch.batchId, signal);
       const bytes = status === TaskStatus.ok ? slots.results(slot, ticket) : undefined;
       if (bytes === undefined) throw new BindingError('SLUICE_HANDLER_FAILED', `handler thread of '${this.options.function}' returned no results for batch '${batch.batchId}'`);
       const effects = readResults(bytes);
@@ -199,29 +265,112 @@ export class HandlerPool {
     }
   }
 
-  /** Runs the task with the timeout; maps piscina's failures to sluice's codes. */
-  async #dispatch(slot: number, ticket: number, batch: BatchInput, signal: AbortSignal | undefined): Promise<number> {
-    const ac = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ac.abort();
-    }, this.options.timeoutMs);
-    const onAbort = (): void => ac.abort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await this.#piscina.run({ slot, ticket }, { signal: ac.signal });
-    } catch (err) {
-      const where = `batch '${batch.batchId}' of '${this.options.function}'`;
-      if (timedOut)
-        throw new BindingError('SLUICE_HANDLER_TIMEOUT', `${where} ran past ${this.options.timeoutMs} ms; its handler thread was terminated and replaced`, {
-          details: { timeoutMs: this.options.timeoutMs },
-        });
-      if (signal?.aborted) throw new BindingError('SLUICE_ABORTED', `${where} was aborted; its handler thread was terminated and replaced`, { cause: signal.reason });
-      throw new BindingError('SLUICE_HANDLER_FAILED', `${where}: handler thread failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+  /** Queues a published batch for a thread; resolves with the thread's status for it. */
+  #submit(slot: number, ticket: number, batchId: string, signal: AbortSignal | undefined): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const p: Pending = { slot, ticket, batchId, signal, onAbort: undefined, sinceMs: Date.now(), task: undefined, gaveUp: undefined, resolve, reject };
+      if (signal !== undefined) {
+        p.onAbort = () => this.#giveUp(p, 'aborted');
+        signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.#queue.push(p);
+      this.#pump();
+    });
+  }
+
+  /** Hands queued batches to free threads, sharing them out evenly among the free task places. */
+  #pump(): void {
+    let free = this.#capacity - this.#tasks.size;
+    while (free > 0 && this.#queue.length > 0) {
+      const take = Math.ceil(this.#queue.length / free);
+      this.#dispatch(this.#queue.splice(0, take));
+      free--;
+    }
+  }
+
+  #dispatch(batches: Pending[]): void {
+    const task: Task = { ac: new AbortController(), batches, culprit: undefined };
+    const now = Date.now();
+    for (const b of batches) {
+      b.task = task;
+      b.sinceMs = now;
+    }
+    this.#tasks.add(task);
+    this.#piscina.run({ slots: batches.map((b) => b.slot), tickets: batches.map((b) => b.ticket) }, { signal: task.ac.signal }).then(
+      (statuses) => {
+        this.#endTask(task);
+        batches.forEach((b, i) => this.#settle(b, statuses[i] ?? TaskStatus.abandoned, undefined));
+      },
+      (err: unknown) => {
+        this.#endTask(task);
+        for (const b of batches) this.#settle(b, -1, err);
+      },
+    );
+  }
+
+  #endTask(task: Task): void {
+    this.#tasks.delete(task);
+    this.#pump();
+  }
+
+  #settle(b: Pending, status: number, err: unknown): void {
+    if (b.onAbort !== undefined) b.signal?.removeEventListener('abort', b.onAbort);
+    if (b.gaveUp === undefined) {
+      if (err === undefined) return b.resolve(status);
+      // The thread died after finishing this batch (e.g. a later batch of its task timed out): its
+      // results are complete in the slot, so it still succeeds.
+      if (this.#slots.results(b.slot, b.ticket) !== undefined) return b.resolve(TaskStatus.ok);
+    }
+    b.reject(this.#failure(b, err));
+  }
+
+  /** The error a batch's run rejects with. */
+  #failure(b: Pending, err: unknown): BindingError {
+    const where = `batch '${b.batchId}' of '${this.options.function}'`;
+    const replaced = 'its handler thread was terminated and replaced';
+    switch (b.gaveUp) {
+      case 'running':
+        return new BindingError('SLUICE_HANDLER_TIMEOUT', `${where} ran past ${this.options.timeoutMs} ms; ${replaced}`, { details: { timeoutMs: this.options.timeoutMs } });
+      case 'not-started':
+        return new BindingError('SLUICE_HANDLER_TIMEOUT', `${where} did not start within ${this.#startBoundMs} ms`, { details: { timeoutMs: this.#startBoundMs } });
+      case 'aborted':
+        return new BindingError('SLUICE_ABORTED', `${where} was aborted${b.task === undefined ? '' : `; ${replaced}`}`, { cause: b.signal?.reason });
+    }
+    const culprit = b.task?.culprit;
+    if (culprit !== undefined && culprit !== b)
+      return new BindingError('SLUICE_HANDLER_FAILED', `${where} shared a handler thread with batch '${culprit.batchId}', whose ${culprit.gaveUp === 'aborted' ? 'abort' : 'timeout'} terminated it`);
+    return new BindingError('SLUICE_HANDLER_FAILED', `${where}: handler thread failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+
+  /**
+   * Gives up on a batch: still queued, it leaves the queue; dispatched, its task is aborted, which
+   * makes piscina terminate the thread (and start a replacement).
+   */
+  #giveUp(b: Pending, why: NonNullable<Pending['gaveUp']>): void {
+    if (b.gaveUp !== undefined) return;
+    b.gaveUp = why;
+    const task = b.task;
+    if (task === undefined) {
+      this.#queue = this.#queue.filter((q) => q !== b);
+      this.#settle(b, -1, undefined);
+      return;
+    }
+    task.culprit ??= b;
+    task.ac.abort();
+  }
+
+  /** Gives up on batches whose handler ran past `timeoutMs`, or did not start within the start bound. */
+  #sweep(): void {
+    const now = Date.now();
+    for (const b of this.#queue) if (now - b.sinceMs > this.#startBoundMs) this.#giveUp(b, 'not-started');
+    for (const task of this.#tasks) {
+      for (const b of task.batches) {
+        if (b.gaveUp !== undefined) continue;
+        const h = this.#slots.header(b.slot);
+        if (Atomics.load(h, SlotWord.started) === b.ticket) {
+          if (now - (this.#epochMs + (h[SlotWord.startedMs] as number)) > this.options.timeoutMs) this.#giveUp(b, 'running');
+        } else if (now - b.sinceMs > this.#startBoundMs) this.#giveUp(b, 'not-started');
+      }
     }
   }
 
@@ -238,8 +387,11 @@ export class HandlerPool {
     const drained = Promise.allSettled([...this.#inflight]).then(() => 'drained' as const);
     const how = await Promise.race([drained, grace]);
     clearTimeout(timer);
+    clearInterval(this.#sweeper);
     if (how === 'timeout') {
-      this.#slots.rejectWaiters(new SluiceError('SLUICE_ABORTED', `handler pool of '${this.options.function}' closed`));
+      const closed = new BindingError('SLUICE_ABORTED', `handler pool of '${this.options.function}' closed before the batch ran`);
+      this.#slots.rejectWaiters(closed);
+      for (const b of this.#queue.splice(0)) b.reject(closed);
       await this.#piscina.destroy();
     } else await this.#piscina.close();
     this.#state = 'closed';

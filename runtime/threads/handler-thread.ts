@@ -30,15 +30,19 @@ export interface HandlerThreadData {
   backend: BackendSpec;
   bindings: BindingSpec[];
   logLevel: string;
+  /** Origin of the start times written into slot headers (epoch ms). */
+  epochMs: number;
+  /** The pool's handler timeout: `ctx.signal` aborts and `ctx.deadline` falls no later than this after the start. */
+  timeoutMs: number;
 }
 
-/** One task: which slot holds the batch, and the ticket it was published under. */
+/** One task: the slots holding its batches, and the tickets they were published under. */
 export interface HandlerTask {
-  slot: number;
-  ticket: number;
+  slots: number[];
+  tickets: number[];
 }
 
-/** What a task returns through postMessage. */
+/** What a task returns through postMessage, per batch. */
 export const TaskStatus = {
   /** Results are in the slot. */
   ok: 0,
@@ -68,7 +72,14 @@ async function start(): Promise<Ready> {
   // The backend is opened once per thread, and only when something needs it: declared bindings now,
   // or later a `data()` whose body was not prefetched.
   let backend: Promise<Backend> | undefined;
-  const getBackend = (): Promise<Backend> => (backend ??= openBackend(config.backend));
+  const getBackend = (): Promise<Backend> => {
+    if (backend === undefined) {
+      const opening = openBackend(config.backend);
+      opening.catch(() => (backend = undefined)); // a failed open is tried again by the next caller
+      backend = opening;
+    }
+    return backend;
+  };
   const data = config.bindings.length > 0 ? await bindAll(await getBackend(), config.bindings) : Object.freeze({});
   const buckets = new Map<string, Promise<ObjectBinding>>();
   const objects = (bucket: string): Promise<ObjectBinding> => {
@@ -110,12 +121,15 @@ class BatchContext implements HandlerContext {
   #ac: AbortController | undefined;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(r: Ready, view: BatchView) {
+  constructor(r: Ready, view: BatchView, startedMs: number) {
     this.function = config.function;
     this.shard = view.shard;
     this.batchId = view.batchId;
     this.data = r.data;
-    this.deadline = view.deadlineMs;
+    // The earlier of the batch's deadline and the pool's timeout (past which the thread is terminated).
+    const batchDeadline = view.deadlineMs;
+    const timeout = startedMs + config.timeoutMs;
+    this.deadline = batchDeadline > 0 && batchDeadline < timeout ? batchDeadline : timeout;
     this.#base = r.log;
   }
 
@@ -127,7 +141,7 @@ class BatchContext implements HandlerContext {
     if (this.#ac === undefined) {
       const ac = (this.#ac = new AbortController());
       const left = this.deadline - Date.now();
-      const reason = (): Error => Object.assign(new Error(`batch '${this.batchId}' passed its deadline`), { name: 'TimeoutError' });
+      const reason = (): Error => Object.assign(new Error(`batch '${this.batchId}' reached its deadline`), { name: 'TimeoutError' });
       if (left <= 0) ac.abort(reason());
       else this.#timer = setTimeout(() => ac.abort(reason()), Math.min(left, 2 ** 31 - 1));
     }
@@ -139,13 +153,37 @@ class BatchContext implements HandlerContext {
   }
 }
 
-/** piscina's task function. */
-export default async function runTask(task: HandlerTask): Promise<number> {
+// Load the function while piscina finishes starting the thread, so the first batch finds it ready.
+// Not awaited here: a failure must fail tasks (and be retried), not the thread's bootstrap.
+void (async () => {
+  try {
+    await getReady();
+  } catch {
+    // Reported by (and retried for) the first task.
+  }
+})();
+
+/**
+ * piscina's task function: handles the batches of the task one after the other (the pool puts every
+ * batch that is ready when a thread frees up into one task, so piscina's per-task cost is shared).
+ * An empty task only waits for the function to be loaded (the pool's warm-up).
+ */
+export default async function runTask(task: HandlerTask): Promise<number[]> {
   const r = ready ?? (await getReady());
-  const at = task.slot * config.slotBytes;
+  const statuses: number[] = [];
+  for (let k = 0; k < task.slots.length; k++) statuses.push(await runBatch(r, task.slots[k] as number, task.tickets[k] as number));
+  return statuses;
+}
+
+async function runBatch(r: Ready, slot: number, ticket: number): Promise<number> {
+  const at = slot * config.slotBytes;
   const header = new Int32Array(config.buffer, at, SLOT_HEADER_BYTES / 4);
-  const assigned = stateWord(task.ticket, SlotPhase.assigned);
-  if (Atomics.load(header, SlotWord.state) !== assigned) return TaskStatus.abandoned;
+  if (Atomics.load(header, SlotWord.state) !== stateWord(ticket, SlotPhase.assigned)) return TaskStatus.abandoned;
+  // The handler's clock starts now (the pool's timeout measures the handler, not the thread's start
+  // or the batches before it in the task).
+  const startedMs = Date.now();
+  header[SlotWord.startedMs] = startedMs - config.epochMs;
+  Atomics.store(header, SlotWord.started, ticket);
   const batchLen = header[SlotWord.batchLen] as number;
   const view = new BatchView(new Uint8Array(config.buffer, at + SLOT_HEADER_BYTES, batchLen));
 
@@ -153,7 +191,7 @@ export default async function runTask(task: HandlerTask): Promise<number> {
   const n = view.length;
   const records = new Array<SlotRecord>(n);
   for (let i = 0; i < n; i++) records[i] = new SlotRecord(view.record(i), scope);
-  const ctx = new BatchContext(r, view);
+  const ctx = new BatchContext(r, view, startedMs);
   let error: BatchEffects['error'];
   try {
     await r.def.handler(records, ctx);
@@ -166,7 +204,7 @@ export default async function runTask(task: HandlerTask): Promise<number> {
 
   const effects: BatchEffects = { records: records.map((x) => x.effects), counters: ctx.counters.values };
   if (error !== undefined) effects.error = error;
-  return publish(header, task.ticket, at, batchLen, effects);
+  return publish(header, ticket, at, batchLen, effects);
 }
 
 /** Claims the slot for this ticket's results and writes them; a batch the pool gave up on is left alone. */
