@@ -124,6 +124,9 @@ export class NatsBackend implements Backend {
         name: o.name,
         // Keep trying after a disconnect: calls then fail with SLUICE_TIMEOUT until NATS is back.
         maxReconnectAttempts: -1,
+        // nats.js captures a stack trace for every request otherwise: measured 30% of client CPU in a get
+        // loop (raw kv.put 20k → 33k ops/s without it). Our errors carry their own context.
+        noAsyncTraces: true,
         ...(options.token !== undefined ? { token: options.token } : {}),
         ...(options.user !== undefined ? { user: options.user } : {}),
         ...(options.pass !== undefined ? { pass: options.pass } : {}),
