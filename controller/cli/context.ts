@@ -4,9 +4,10 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { InvalidArgumentError } from 'commander';
 import { SluiceError } from '../../bindings/errors.ts';
 import type { Backend } from '../../bindings/types.ts';
-import { openBackend, type BackendSpec } from '../../runtime/index.ts';
+import type { BackendSpec } from '../../runtime/index.ts';
 
 /** Exit codes of `sluice`, documented in `sluice --help` and docs/CLI.md. */
 export const ExitCodes = {
@@ -15,7 +16,7 @@ export const ExitCodes = {
   failed: 1,
   /** Bad usage: unknown command or option, missing argument. */
   usage: 2,
-  /** The function, object, item or stream does not exist. */
+  /** The function, bucket, object, table, item, stream or a file named on the command line does not exist. */
   notFound: 3,
   /** Invalid input: a malformed spec, expression, key, or a value out of range (e.g. scaling past max). */
   invalid: 4,
@@ -26,6 +27,27 @@ export const ExitCodes = {
   /** A condition failed (ifMatch, ifRevision, condition expression). */
   conflict: 7,
 } as const;
+
+/** What each exit code means: printed by `sluice --help`, and the table of docs/CLI.md (a unit test compares them). */
+export const ExitCodeMeanings: { readonly [K in keyof typeof ExitCodes]: string } = {
+  ok: 'success',
+  failed: 'anything unexpected (an internal error)',
+  usage: 'bad usage: unknown command or option, missing or malformed argument',
+  notFound: 'the function, bucket, object, table, item, stream or a file named on the command line does not exist',
+  invalid: 'invalid input: a malformed spec, expression, key or value, or a value out of range (e.g. scaling past maxReplicas)',
+  unauthenticated: 'missing or wrong control token',
+  unavailable: 'the backend or the control API cannot be reached',
+  conflict: 'a condition failed (--condition, ifMatch, revision); nothing was written',
+};
+
+/** Commander argument parser of an integer of at least `min` (a malformed one is bad usage, exit 2). */
+export function intArg(min = 0): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`must be an integer of at least ${min}, got '${v}'`);
+    return n;
+  };
+}
 
 /** Global options of every command. */
 export interface GlobalOptions {
@@ -47,6 +69,8 @@ export function backendSpec(g: GlobalOptions): BackendSpec {
 
 /** Opens the data backend. */
 export async function dataBackend(g: GlobalOptions): Promise<Backend> {
+  // Loaded on use: commands that only talk to the control API start faster without the backends.
+  const { openBackend } = await import('../../runtime/index.ts');
   return openBackend(backendSpec(g));
 }
 

@@ -2,12 +2,13 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SluiceError } from '../../../bindings/errors.ts';
-import { ControlClient } from '../../grpc/client.ts';
-import { specDirOf } from '../../controller.ts';
-import { collect, controlTarget, out, parseValue, type GlobalOptions } from '../context.ts';
+import type { ControlClient } from '../../grpc/client.ts';
+import { collect, controlTarget, intArg, out, parseValue, type GlobalOptions } from '../context.ts';
 
 async function withClient<T>(g: GlobalOptions, fn: (c: ControlClient) => Promise<T>): Promise<T> {
   const { address, token } = controlTarget(g);
+  // Loaded on use, like every heavy module of the CLI: `sluice --help` and the data commands start faster.
+  const { ControlClient } = await import('../../grpc/client.ts');
   const c = await ControlClient.connect(address, token, { connectTimeoutMs: 3000 });
   try {
     return await fn(c);
@@ -26,8 +27,12 @@ export function register(program: Command, g: () => GlobalOptions): void {
       try {
         yaml = readFileSync(o.file, 'utf8');
       } catch (cause) {
+        if ((cause as { code?: unknown }).code === 'ENOENT') throw new SluiceError('SLUICE_FILE_NOT_FOUND', `function spec ${o.file} does not exist`, { cause });
         throw new SluiceError('SLUICE_INVALID_ARGUMENT', `cannot read spec file ${o.file}: ${(cause as Error).message}`, { cause });
       }
+      const [{ loadFunctionSpec }, { specDirOf }] = await Promise.all([import('../../spec/index.ts'), import('../../controller.ts')]);
+      // Validate here first: the messages then name this file (the server only sees the text).
+      loadFunctionSpec(yaml, o.file);
       const r = await withClient(g(), (c) => c.deploy(yaml, specDirOf(o.file)));
       out(g(), r, () => `deployed ${r.name} (revision ${r.revision})`);
     });
@@ -67,7 +72,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .command('scale')
     .description('pin the replica count of a function (within its scaling range)')
     .argument('<name>')
-    .argument('<replicas>', 'replica count', (v) => Number(v))
+    .argument('<replicas>', 'replica count', intArg(0))
     .action(async (name: string, replicas: number) => {
       await withClient(g(), (c) => c.scale(name, replicas));
       out(g(), { name, replicas }, () => `scaled ${name} to ${replicas}`);

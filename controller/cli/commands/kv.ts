@@ -1,6 +1,6 @@
 /** `sluice kv get|put|query`: items of a KV table. */
 import type { Command } from 'commander';
-import { collect, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
+import { collect, intArg, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
   const kv = program.command('kv').description('items of a KV table: get, put, query');
@@ -46,7 +46,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .argument('<table>')
     .argument('[filter]')
     .option('--attrs <names>', 'comma-separated attributes to return')
-    .option('--limit <n>', 'most items', (v) => Number(v), 1000)
+    .option('--limit <n>', 'most items', intArg(1), 1000)
     .action(async (table: string, filter: string | undefined, o: { attrs?: string; limit: number }) => {
       await withBackend(g(), async (b) => {
         const items: import("../../../bindings/types.ts").ItemEntry[] = [];

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import type { ObjectBinding } from '../../../bindings/types.ts';
-import { collect, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
+import { collect, intArg, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
 
 const TYPES: Record<string, string> = { '.txt': 'text/plain', '.md': 'text/markdown', '.json': 'application/json', '.csv': 'text/csv', '.html': 'text/html', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.pdf': 'application/pdf' };
 
@@ -124,7 +124,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .argument('<bucket>')
     .option('--prefix <prefix>', 'only keys starting with this', '')
     .option('--delimiter <d>', "roll keys up to this into folders, e.g. '/'")
-    .option('--limit <n>', 'page size', (v) => Number(v), 1000)
+    .option('--limit <n>', 'page size', intArg(1), 1000)
     .option('--all', 'follow every page')
     .action(async (bucket: string, opts: { prefix: string; delimiter?: string; limit: number; all?: boolean }) => {
       await withBackend(g(), async (b) => {

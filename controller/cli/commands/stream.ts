@@ -1,6 +1,6 @@
 /** `sluice stream put|tail`: records of a user stream. */
 import type { Command } from 'commander';
-import { out, withBackend, type GlobalOptions } from '../context.ts';
+import { ExitCodes, intArg, out, withBackend, type GlobalOptions } from '../context.ts';
 
 export function register(program: Command, g: () => GlobalOptions): void {
   const stream = program.command('stream').description('records of a stream: put, tail');
@@ -10,16 +10,16 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .argument('<stream>')
     .argument('<data...>')
     .option('--key <partitionKey>', 'partition key (default: the data itself)')
-    .option('--create <shards>', 'create the stream with this many shards when missing')
-    .action(async (name: string, data: string[], o: { key?: string; create?: string }) => {
+    .option('--create <shards>', 'create the stream with this many shards when missing', intArg(1))
+    .action(async (name: string, data: string[], o: { key?: string; create?: number }) => {
       let lines = data;
       if (data.length === 1 && data[0] === '-') lines = (await new Response(process.stdin as unknown as ReadableStream).text()).split('\n').filter(Boolean);
       await withBackend(g(), async (b) => {
         const s = b.streams();
-        if (o.create) await s.create(name, { shards: Number(o.create) });
+        if (o.create !== undefined) await s.create(name, { shards: o.create });
         const res = await s.putRecords(name, lines.map((d) => ({ data: d, partitionKey: o.key ?? d })));
         out(g(), res, () => res.map((r, i) => (r.ok ? `record ${i} → shard ${r.shard} seq ${r.seq}` : `record ${i} failed: ${r.error.message}`)).join('\n'));
-        if (res.some((r) => !r.ok)) process.exitCode = 4;
+        if (res.some((r) => !r.ok)) process.exitCode = ExitCodes.invalid;
       });
     });
   stream
@@ -27,7 +27,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('print records as they arrive (all shards); Ctrl-C to stop')
     .argument('<stream>')
     .option('--from <pos>', "'latest' or 'earliest'", 'latest')
-    .option('--count <n>', 'stop after n records', (v) => Number(v))
+    .option('--count <n>', 'stop after n records', intArg(1))
     .action(async (name: string, o: { from: 'latest' | 'earliest'; count?: number }) => {
       await withBackend(g(), async (b) => {
         const s = b.streams();

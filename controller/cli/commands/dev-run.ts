@@ -1,0 +1,121 @@
+/**
+ * What `sluice dev` runs (`dev.ts` registers the command and loads this on use): the local platform in
+ * one command — embedded backend, controller, worker processes and the control API — deploying every
+ * `functions/<name>/function.yaml` and redeploying on change. `--demo` then uploads the sample files and
+ * prints what the functions found.
+ */
+import { watch, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BindingError } from '../../../bindings/errors.ts';
+import type { Backend } from '../../../bindings/types.ts';
+import { openStateTable, readCounters } from '../../../runtime/index.ts';
+import { specDirOf } from '../../controller.ts';
+import { startPlatform, type Platform } from '../../platform.ts';
+import { loadFunctionSpec } from '../../spec/index.ts';
+import { putPaths } from './objects.ts';
+import { backendSpec, type GlobalOptions } from '../context.ts';
+
+const log = (s: string) => process.stdout.write(`${s}\n`);
+
+function specFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && existsSync(join(dir, e.name, 'function.yaml')))
+    .map((e) => join(dir, e.name, 'function.yaml'))
+    .sort();
+}
+
+/** Creates the buckets and streams a spec's trigger needs (dev convenience; production creates them explicitly). */
+async function ensureSources(backend: Backend, yaml: string): Promise<void> {
+  const spec = loadFunctionSpec(yaml);
+  for (const t of spec.spec.triggers) {
+    const trigger = t as { object?: { bucket: string }; stream?: { stream: string } };
+    if (trigger.object) await backend.createBucket(trigger.object.bucket, { shards: 4 });
+    if (trigger.stream)
+      await backend
+        .streams()
+        .create(trigger.stream.stream, { shards: 4 })
+        .catch((e: unknown) => {
+          if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
+        });
+  }
+}
+
+async function deployAll(p: Platform, files: string[]): Promise<void> {
+  for (const f of files) {
+    try {
+      const yaml = readFileSync(f, 'utf8');
+      await ensureSources(p.backend, yaml);
+      const r = await p.controller.deploy(yaml, specDirOf(f));
+      log(`deployed ${r.name} (revision ${r.revision}) from ${f}`);
+    } catch (e) {
+      log(`cannot deploy ${f}: ${(e as Error).message}`);
+    }
+  }
+}
+
+async function demo(p: Platform, samples: string): Promise<void> {
+  const bucket = 'uploads';
+  const objects = await p.backend.objects(bucket);
+  log(`\ndemo: uploading ${samples} to bucket '${bucket}'`);
+  const put = await putPaths(objects, [samples], 'demo/', {}, false);
+  const state = await openStateTable(p.backend);
+  const shards = (await objects.info()).shards;
+  const end = Date.now() + 60_000;
+  let counters: Record<string, number> = {};
+  // Wait until every uploaded object carries the function's verdict.
+  for (;;) {
+    const heads = await Promise.all(put.map((r) => objects.head(r.key)));
+    counters = await readCounters(state, 'scan-sensitive', shards);
+    if (heads.every((h) => h && h.attrs.has_ssn !== undefined)) break;
+    if (Date.now() > end) {
+      log('demo: the function did not finish within 60 s; see `sluice logs scan-sensitive`');
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  log('demo: what scan-sensitive found');
+  for (const r of put) {
+    const a = (await objects.getAttrs(r.key)).attrs;
+    log(`  ${r.key.padEnd(36)} has_ssn=${String(a.has_ssn).padEnd(5)} has_ccard=${String(a.has_ccard)}`);
+  }
+  log(`  counters: ${Object.entries(counters).map(([k, v]) => `${k}=${v}`).join(' ')} (totals over every run on this data directory)`);
+}
+
+/** Options of `sluice dev`. */
+export interface DevOptions {
+  functions: string;
+  port: number;
+  demo?: boolean;
+  exitAfterDemo?: boolean;
+}
+
+/** Runs the local platform until SIGINT or SIGTERM (or after the demo with `exitAfterDemo`). */
+export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
+  const spec = backendSpec(g);
+  const p = await startPlatform({ backend: spec, port: o.port, onEvent: (e) => log(`controller: ${e.function}: ${e.message}`) });
+  log(`sluice dev: backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
+  const dir = resolve(o.functions);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    log('stopping: workers finish their batches and commit');
+    await p.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+  await deployAll(p, specFiles(dir));
+  if (o.demo) await demo(p, join(dir, 'scan-sensitive', 'samples'));
+  if (o.exitAfterDemo) return stop();
+  // Redeploy a function when anything in its folder changes (debounced).
+  if (existsSync(dir)) {
+    let timer: NodeJS.Timeout | undefined;
+    watch(dir, { recursive: true }, () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => void deployAll(p, specFiles(dir)), 300);
+    });
+  }
+  log(`\nwatching ${dir}; try: npx sluice put uploads ./some-file.txt && npx sluice attrs uploads some-file.txt   (Ctrl-C to stop)`);
+}
