@@ -150,6 +150,8 @@ export class Controller implements ControlPlane, ScalerSource {
     else await this.#o.backend.streams().info(o.trigger.stream);
     const name = spec.metadata.name;
     const cur = await this.#table.getItem(name);
+    // The same spec again (e.g. `sluice dev` restarting) is not a new revision and keeps a pinned scale.
+    if (cur && cur.item.yaml === specYaml && cur.item.specDir === dir && this.#fns.has(name)) return { name, revision: cur.item.revision as number };
     const revision = ((cur?.item.revision as number | undefined) ?? 0) + 1;
     const stored: Stored = { yaml: specYaml, specDir: dir, revision };
     await this.#table.putItem(name, stored as unknown as Record<string, never>);

@@ -119,6 +119,16 @@ export function register(program: Command, g: () => GlobalOptions): void {
       });
   }
   objects
+    .command('mb')
+    .description('make a bucket (idempotent for the same shard count)')
+    .argument('<bucket>')
+    .option('--shards <n>', 'shards of its change stream (fixed at creation)', '8')
+    .action(async (bucket: string, opts: { shards: string }) => {
+      const shards = Number(opts.shards);
+      const info = await withBackend(g(), (b) => b.createBucket(bucket, { shards }));
+      out(g(), info, () => `bucket ${info.name}: ${info.shards} shards, change stream ${info.changeStream}`);
+    });
+  objects
     .command('ls')
     .description('list objects (one page; --all for every page)')
     .argument('<bucket>')
