@@ -73,6 +73,7 @@ function writeRecord(w: WireWriter, at: number, r: BatchRecordInput, batchSource
  * the results writer (`RecordResult.set`).
  */
 export function writeAttrs(w: WireWriter, ptr: number, attrs: Readonly<Record<string, Value>>): void {
+  // Two for-in loops (count, then write) measured faster than one Object.keys (V8's enum cache).
   let n = 0;
   for (const _ in attrs) n++;
   if (n === 0) return;

@@ -10,8 +10,9 @@
  * | 1 `BATCH_LEN` | bytes of the batch message (at {@link SLOT_HEADER_BYTES}) |
  * | 2 `RESULTS_OFF` | offset of the results message from the slot start |
  * | 3 `RESULTS_LEN` | bytes of the results message |
- * | 4 `STARTED` | ticket whose handler has started (written by the handler thread) |
- * | 5 `STARTED_MS` | when it started, ms after the pool's epoch (written before `STARTED`) |
+ * | 4 `STARTED` | {@link unclaimed}`(t)` when assigned; the thread claims the ticket by compareExchange to `t` |
+ * | 5 `STARTED_MS` | when it started, ms after the pool's epoch ({@link STARTED_MS_UNSET} until written, after `STARTED`) |
+ * | 6 `RUNNER` | id of the ring runner that claimed it (-1 until written, before `STARTED_MS`) |
  *
  * Protocol (why a ticket: a handler thread that timed out is terminated asynchronously and may still
  * be running for a moment; it must never write into a slot that already serves the next batch):
@@ -19,13 +20,26 @@
  * with compareExchange `ASSIGNED|t → WRITING|t` (failing when main abandoned the batch or the slot
  * moved on), writes, then stores `DONE|t`. Main gives up on a batch with compareExchange
  * `ASSIGNED|t → ABANDONED|t`; when the thread is mid-write it waits for `DONE|t` before reusing the slot.
+ *
+ * Who runs a ticket is decided on `STARTED`: a thread claims it with compareExchange
+ * `unclaimed(t) → t` before running the handler; main gives up on a batch not yet started with
+ * compareExchange `unclaimed(t) → GAVE_UP`. Exactly one of the two wins, so a batch main gave up on is
+ * never run, and a stale queue entry (same slot, older ticket) never matches.
  */
 import { BindingError, SluiceError } from '../../bindings/errors.ts';
 
 /** Bytes of the per-slot header. */
 export const SLOT_HEADER_BYTES = 64;
 /** Header word indexes (Int32). */
-export const SlotWord = { state: 0, batchLen: 1, resultsOff: 2, resultsLen: 3, started: 4, startedMs: 5 } as const;
+export const SlotWord = { state: 0, batchLen: 1, resultsOff: 2, resultsLen: 3, started: 4, startedMs: 5, runner: 6 } as const;
+/** `STARTED` of an assigned ticket nobody claimed yet (negative: never a ticket). */
+export function unclaimed(ticket: number): number {
+  return -1 - (ticket & 0xffffff);
+}
+/** `STARTED` once main gave up on a ticket before any thread claimed it. */
+export const STARTED_GAVE_UP = -0x7fffffff;
+/** `STARTED_MS` before the claiming thread wrote it. */
+export const STARTED_MS_UNSET = -0x80000000;
 /** Phases of a slot's state word. */
 export const SlotPhase = { free: 0, assigned: 1, writing: 2, done: 3, abandoned: 4 } as const;
 /** One of {@link SlotPhase}. */
@@ -196,7 +210,9 @@ export class SlotPool {
     h[SlotWord.batchLen] = batchLen;
     h[SlotWord.resultsOff] = 0;
     h[SlotWord.resultsLen] = 0;
-    h[SlotWord.started] = -1;
+    h[SlotWord.runner] = -1;
+    h[SlotWord.startedMs] = STARTED_MS_UNSET;
+    h[SlotWord.started] = unclaimed(ticket);
     Atomics.store(h, SlotWord.state, stateWord(ticket, SlotPhase.assigned));
     return ticket;
   }

@@ -3,18 +3,26 @@
  * slot, lets a piscina thread handle it in place, and reads the effects back from the same slot.
  * Nothing but slot numbers and statuses cross postMessage.
  *
- * Dispatch: at most `threads × concurrentTasksPerThread` piscina tasks run at once; batches written
- * while every place is taken wait in the pool's queue (bounded by the slots), and a freed place takes
- * all of them (shared out evenly among free places) as ONE task, handled one after the other — under
- * load this spreads piscina's per-task cost (≈20 µs of main-thread CPU here) over several batches.
+ * Dispatch (`dispatch`):
+ * - `'ring'` (default): each thread runs ONE long-lived piscina task, a loop taking (slot, ticket)
+ *   entries from a SharedArrayBuffer ring (runtime/handoff/ring.ts) and waiting on it with
+ *   `Atomics.waitAsync` when empty; it signals a completion by the slot's state word plus a shared
+ *   counter that the main thread `waitAsync`s on. No message crosses per batch; piscina keeps thread
+ *   lifecycle (start, replace, terminate). A timeout terminates the thread through the abort signal
+ *   of its loop's task; a fresh loop is started on the replacement thread.
+ * - `'task'`: at most `threads × concurrentTasksPerThread` piscina tasks run at once; batches written
+ *   while every place is taken wait in the pool's queue (bounded by the slots), and a freed place
+ *   takes all of them (shared out evenly among free places) as ONE task, handled one after the other —
+ *   under load this spreads piscina's per-task cost (≈20 µs of main-thread CPU here) over several batches.
  *
  * Failure model: a handler past `timeoutMs` rejects the run with SLUICE_HANDLER_TIMEOUT and its thread
  * is terminated and replaced (piscina destroys the thread of an aborted running task); a thread that
  * dies or a function that fails to load rejects with SLUICE_HANDLER_FAILED; a handler that throws is
  * NOT a rejection — it comes back as `BatchEffects.error`. The slot is released on every path.
  * `timeoutMs` counts from the moment the thread starts the handler (written into the slot header),
- * not from dispatch; a batch that shared its task with one that timed out loses its thread too and
- * rejects with SLUICE_HANDLER_FAILED, unless it had already finished (then its results are used).
+ * not from dispatch; a batch that shared its task (ring: its thread) with one that timed out loses its
+ * thread too and rejects with SLUICE_HANDLER_FAILED, unless it had already finished (then its results
+ * are used).
  */
 import { fileURLToPath } from 'node:url';
 import { isAbsolute } from 'node:path';
@@ -25,7 +33,8 @@ import type { BackendSpec } from '../backend-spec.ts';
 import type { BatchInput, BindingSpec } from '../batch-types.ts';
 import { writeBatch } from '../handoff/batch-writer.ts';
 import { readResults } from '../handoff/results-reader.ts';
-import { resultsReserve, SLOT_HEADER_BYTES, SlotPool, SlotWord } from '../handoff/slots.ts';
+import { ringCapacity, ringPush, RingWord, ringWords, waitAsync } from '../handoff/ring.ts';
+import { resultsReserve, SLOT_HEADER_BYTES, SlotPhase, SlotPool, SlotWord, STARTED_GAVE_UP, STARTED_MS_UNSET, stateWord, unclaimed } from '../handoff/slots.ts';
 import { TaskStatus, type HandlerTask, type HandlerThreadData } from './handler-thread.ts';
 
 /** pino levels accepted by `logLevel`. */
@@ -62,6 +71,13 @@ export interface HandlerPoolOptions {
    * also fails the other batches of the terminated thread. @default 1
    */
   concurrentTasksPerThread?: number;
+  /**
+   * How batches reach the threads: `'ring'`, one long-lived loop per thread fed through a shared
+   * ring (no message per batch), or `'task'`, one piscina task per batch (or per group of batches
+   * queued together). Same behaviour and failure model; `'ring'` measured faster
+   * (test/bench/handoff.ts). @default 'ring'
+   */
+  dispatch?: 'ring' | 'task';
 }
 
 /** {@link HandlerPoolOptions} with every default applied; frozen. */
@@ -102,7 +118,9 @@ export function resolveHandlerPoolOptions(o: HandlerPoolOptions): ResolvedHandle
   const logLevel = o.logLevel ?? 'info';
   if (!(LogLevels as readonly string[]).includes(logLevel)) throw invalid('logLevel', LogLevels.join(' | '), logLevel);
   const concurrentTasksPerThread = positiveInt(o.concurrentTasksPerThread ?? 1, 'concurrentTasksPerThread', 64);
-  return Object.freeze({ module: o.module, function: o.function, threads, slots, slotBytes, timeoutMs, backend, bindings: bindings.map((b) => ({ ...b })), logLevel, concurrentTasksPerThread });
+  const dispatch = o.dispatch ?? 'ring';
+  if (dispatch !== 'ring' && dispatch !== 'task') throw invalid('dispatch', "'ring' or 'task'", dispatch);
+  return Object.freeze({ module: o.module, function: o.function, threads, slots, slotBytes, timeoutMs, backend, bindings: bindings.map((b) => ({ ...b })), logLevel, concurrentTasksPerThread, dispatch });
 }
 
 /** How busy the pool is. */
@@ -137,7 +155,8 @@ interface Pending {
   onAbort: (() => void) | undefined;
   /** Queued since (then dispatched since): bounds the wait for its handler to start. */
   sinceMs: number;
-  task: Task | undefined;
+  /** The piscina task (or ring loop) whose thread was, or is being, terminated with this batch on it. */
+  task: Task | Runner | undefined;
   /** Why the pool gave up on it, when it did. */
   gaveUp: 'running' | 'not-started' | 'aborted' | undefined;
   resolve(status: number): void;
@@ -150,6 +169,15 @@ interface Task {
   batches: Pending[];
   /** The batch whose timeout or abort terminated the task's thread. */
   culprit: Pending | undefined;
+}
+
+/** A ring loop: one long-lived piscina task on one thread. */
+interface Runner {
+  id: number;
+  ac: AbortController;
+  /** The batch whose timeout or abort terminated the loop's thread. */
+  culprit: Pending | undefined;
+  sinceMs: number;
 }
 
 /** A fixed set of handler threads fed through shared-memory slots. */
@@ -168,11 +196,27 @@ export class HandlerPool {
   readonly #startBoundMs: number;
   readonly #sweeper: NodeJS.Timeout;
   #state: PoolState = 'open';
+  // ── dispatch 'ring' ──
+  readonly #ring: Int32Array | undefined;
+  readonly #ringMask: number;
+  /** Batches pushed to the ring (taken or not), by slot. */
+  readonly #pushed = new Map<number, Pending>();
+  /** Live ring loops by id. */
+  readonly #runners = new Map<number, Runner>();
+  #nextRunner = 0;
+  #watching = false;
+  /** Loops that failed right after starting, in a row (backs their restart off). */
+  #startFailures = 0;
 
   private constructor(options: ResolvedHandlerPoolOptions) {
     this.options = options;
     this.#slots = new SlotPool({ slots: options.slots, slotBytes: options.slotBytes, acquireTimeoutMs: 2 ** 31 - 1 });
     this.#capacity = options.threads * options.concurrentTasksPerThread;
+    const ring = options.dispatch === 'ring';
+    const capacity = ringCapacity(options.slots);
+    this.#ringMask = capacity - 1;
+    const ringBuffer = ring ? new SharedArrayBuffer(ringWords(capacity) * 4) : undefined;
+    this.#ring = ringBuffer === undefined ? undefined : new Int32Array(ringBuffer);
     const workerData: HandlerThreadData = {
       buffer: this.#slots.buffer,
       slotBytes: options.slotBytes,
@@ -183,13 +227,16 @@ export class HandlerPool {
       logLevel: options.logLevel,
       epochMs: this.#epochMs,
       timeoutMs: options.timeoutMs,
+      ring: ringBuffer,
+      ringMask: this.#ringMask,
     };
     this.#piscina = new Piscina<HandlerTask, number[]>({
       filename: BOOTSTRAP,
       minThreads: options.threads,
       maxThreads: options.threads,
       idleTimeout: Number.POSITIVE_INFINITY,
-      concurrentTasksPerWorker: options.concurrentTasksPerThread,
+      // Ring: one loop per thread, which takes up to concurrentTasksPerThread batches itself.
+      concurrentTasksPerWorker: ring ? 1 : options.concurrentTasksPerThread,
       // The pool queues batches itself and hands piscina at most `capacity` tasks (plus the warm-up).
       maxQueue: this.#capacity + options.threads,
       // 'async': an idle thread waits with Atomics.waitAsync, so its event loop keeps running (a NATS
@@ -225,6 +272,7 @@ export class HandlerPool {
     } finally {
       clearTimeout(timer);
     }
+    if (pool.#ring !== undefined) for (let i = 0; i < pool.options.threads; i++) pool.#startRunner();
     return pool;
   }
 
@@ -273,9 +321,112 @@ export class HandlerPool {
         p.onAbort = () => this.#giveUp(p, 'aborted');
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
+      if (this.#ring !== undefined) {
+        this.#pushed.set(slot, p);
+        if (this.#queue.length > 0 || !ringPush(this.#ring, this.#ringMask, slot, ticket)) this.#queue.push(p);
+        this.#watch();
+        return;
+      }
       this.#queue.push(p);
       this.#pump();
     });
+  }
+
+  // ── dispatch 'ring' ──
+
+  /**
+   * Waits (Atomics.waitAsync on DONE) while batches are in the ring, settling those whose state word
+   * says done (or abandoned by their thread), and moving batches the full ring left queued into it.
+   */
+  #watch(): void {
+    const ring = this.#ring as Int32Array;
+    if (this.#watching) return;
+    while (this.#pushed.size > 0) {
+      const seen = Atomics.load(ring, RingWord.done);
+      this.#reap();
+      if (this.#pushed.size === 0) return;
+      const w = waitAsync(ring, RingWord.done, seen);
+      if (w.async) {
+        this.#watching = true;
+        void w.value.then(() => {
+          this.#watching = false;
+          this.#watch();
+        });
+        return;
+      }
+    }
+  }
+
+  #reap(): void {
+    const slots = this.#slots;
+    for (const b of this.#pushed.values()) {
+      const s = Atomics.load(slots.header(b.slot), SlotWord.state);
+      if (s === stateWord(b.ticket, SlotPhase.done)) this.#settle(b, TaskStatus.ok, undefined);
+      else if (s === stateWord(b.ticket, SlotPhase.abandoned) && b.gaveUp === undefined)
+        this.#settle(b, -1, new Error('the handler thread could not handle the batch (malformed message or results not writable)'));
+    }
+    const ring = this.#ring as Int32Array;
+    while (this.#queue.length > 0) {
+      const b = this.#queue[0] as Pending;
+      if (!ringPush(ring, this.#ringMask, b.slot, b.ticket)) break;
+      this.#queue.shift();
+    }
+  }
+
+  #startRunner(): void {
+    if (this.#state === 'closed') return;
+    const runner: Runner = { id: this.#nextRunner, ac: new AbortController(), culprit: undefined, sinceMs: Date.now() };
+    this.#nextRunner = (this.#nextRunner + 1) & 0x7fffffff;
+    this.#runners.set(runner.id, runner);
+    const task: HandlerTask = { runner: runner.id, concurrency: this.options.concurrentTasksPerThread };
+    this.#piscina.run(task, { signal: runner.ac.signal }).then(
+      () => this.#runnerEnded(runner, undefined),
+      (err: unknown) => this.#runnerEnded(runner, err ?? new Error('handler thread failed')),
+    );
+  }
+
+  /** A loop returned (STOP) or its thread died (crash, timeout kill, failed start): fail what it held, start another. */
+  #runnerEnded(runner: Runner, err: unknown): void {
+    this.#runners.delete(runner.id);
+    const why = err ?? new Error('handler thread stopped');
+    let held = 0;
+    for (const b of this.#pushed.values()) {
+      const h = this.#slots.header(b.slot);
+      if (Atomics.load(h, SlotWord.started) === b.ticket && Atomics.load(h, SlotWord.runner) === runner.id) {
+        held++;
+        b.task = runner;
+        this.#settle(b, -1, why);
+      }
+    }
+    if (err === undefined || this.#state === 'closed' || Atomics.load(this.#ring as Int32Array, RingWord.stop) !== 0) return;
+    // A loop that failed on its own within a second of starting (the function's load or init failed
+    // on a new thread): restart it with back-off; with no loop left, fail the batches waiting for one.
+    const failedAtStart = runner.culprit === undefined && held === 0 && Date.now() - runner.sinceMs < 1000;
+    this.#startFailures = failedAtStart ? this.#startFailures + 1 : 0;
+    if (failedAtStart && this.#runners.size === 0) for (const b of [...this.#pushed.values()]) if (this.#unstarted(b)) this.#settle(b, -1, why);
+    const delay = this.#startFailures === 0 ? 0 : Math.min(5000, 50 * 2 ** Math.min(this.#startFailures, 7));
+    if (delay === 0) this.#startRunner();
+    else setTimeout(() => this.#startRunner(), delay).unref();
+  }
+
+  /** Takes back a batch no thread has claimed (it will never run); false when a thread has. */
+  #unstarted(b: Pending): boolean {
+    const k = this.#queue.indexOf(b);
+    if (k >= 0) {
+      this.#queue.splice(k, 1);
+      return true;
+    }
+    const free = unclaimed(b.ticket);
+    return Atomics.compareExchange(this.#slots.header(b.slot), SlotWord.started, free, STARTED_GAVE_UP) === free;
+  }
+
+  /** Terminates the thread running `b` (through its loop's task); retried by the sweep until the loop is known. */
+  #kill(b: Pending): void {
+    const runner = this.#runners.get(Atomics.load(this.#slots.header(b.slot), SlotWord.runner));
+    if (runner === undefined) return; // the id is written right after the claim: the sweep tries again
+    b.task = runner;
+    runner.culprit ??= b;
+    runner.ac.abort();
   }
 
   /** Hands queued batches to free threads, sharing them out evenly among the free task places. */
@@ -314,6 +465,7 @@ export class HandlerPool {
   }
 
   #settle(b: Pending, status: number, err: unknown): void {
+    if (this.#ring !== undefined && !this.#pushed.delete(b.slot)) return; // settled already
     if (b.onAbort !== undefined) b.signal?.removeEventListener('abort', b.onAbort);
     if (b.gaveUp === undefined) {
       if (err === undefined) return b.resolve(status);
@@ -349,19 +501,40 @@ export class HandlerPool {
   #giveUp(b: Pending, why: NonNullable<Pending['gaveUp']>): void {
     if (b.gaveUp !== undefined) return;
     b.gaveUp = why;
+    if (this.#ring !== undefined) {
+      if (this.#unstarted(b)) this.#settle(b, -1, undefined);
+      else this.#kill(b);
+      return;
+    }
     const task = b.task;
     if (task === undefined) {
       this.#queue = this.#queue.filter((q) => q !== b);
       this.#settle(b, -1, undefined);
       return;
     }
-    task.culprit ??= b;
+    (task as Task).culprit ??= b;
     task.ac.abort();
   }
 
   /** Gives up on batches whose handler ran past `timeoutMs`, or did not start within the start bound. */
   #sweep(): void {
     const now = Date.now();
+    if (this.#ring !== undefined) {
+      for (const b of [...this.#pushed.values()]) {
+        if (b.gaveUp !== undefined) {
+          this.#kill(b); // claimed but its loop's id was not yet written when given up on
+          continue;
+        }
+        const h = this.#slots.header(b.slot);
+        const ms = Atomics.load(h, SlotWord.startedMs);
+        if (Atomics.load(h, SlotWord.started) === b.ticket) {
+          if (ms !== STARTED_MS_UNSET && now - (this.#epochMs + ms) > this.options.timeoutMs) this.#giveUp(b, 'running');
+        } else if (now - b.sinceMs > this.#startBoundMs) this.#giveUp(b, 'not-started');
+      }
+      // Also moves batches a full ring left queued: threads skipping stale entries bump no DONE.
+      this.#reap();
+      return;
+    }
     for (const b of this.#queue) if (now - b.sinceMs > this.#startBoundMs) this.#giveUp(b, 'not-started');
     for (const task of this.#tasks) {
       for (const b of task.batches) {
@@ -388,12 +561,27 @@ export class HandlerPool {
     const how = await Promise.race([drained, grace]);
     clearTimeout(timer);
     clearInterval(this.#sweeper);
+    const ring = this.#ring;
     if (how === 'timeout') {
       const closed = new BindingError('SLUICE_ABORTED', `handler pool of '${this.options.function}' closed before the batch ran`);
       this.#slots.rejectWaiters(closed);
+      if (ring !== undefined) {
+        Atomics.store(ring, RingWord.stop, 1);
+        for (const b of [...this.#pushed.values()])
+          if (this.#unstarted(b)) {
+            this.#pushed.delete(b.slot);
+            b.reject(closed);
+          }
+      }
       for (const b of this.#queue.splice(0)) b.reject(closed);
       await this.#piscina.destroy();
-    } else await this.#piscina.close();
+    } else {
+      if (ring !== undefined) {
+        Atomics.store(ring, RingWord.stop, 1);
+        Atomics.notify(ring, RingWord.head);
+      }
+      await this.#piscina.close();
+    }
     this.#state = 'closed';
   }
 }

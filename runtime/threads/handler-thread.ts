@@ -2,9 +2,11 @@
  * The handler thread: piscina's worker module (loaded through `bootstrap.mjs`).
  *
  * Once per thread (first task): load the function module, open the backend when bindings need it,
- * build `ctx.data`, run `init`. Per task: read the batch IN PLACE from its slot of the shared buffer
- * (passed once through `workerData`), hand the handler thin record views, collect effects, write the
- * results into the same slot and return only a status number through postMessage.
+ * build `ctx.data`, run `init`. Per batch: read the batch IN PLACE from its slot of the shared buffer
+ * (passed once through `workerData`), hand the handler thin record views, collect effects and write the
+ * results into the same slot. With `dispatch: 'task'` each piscina task carries slot numbers and
+ * returns status numbers; with `'ring'` one long-lived task per thread takes slots from the shared ring
+ * and signals completions through shared memory (see {@link runRing}).
  */
 import { pathToFileURL } from 'node:url';
 import { threadId, workerData } from 'node:worker_threads';
@@ -16,7 +18,8 @@ import { openBackend, type BackendSpec } from '../backend-spec.ts';
 import type { BindingSpec } from '../batch-types.ts';
 import { BatchView } from '../handoff/batch-reader.ts';
 import { writeResults } from '../handoff/results-writer.ts';
-import { SLOT_HEADER_BYTES, SlotPhase, SlotWord, stateWord } from '../handoff/slots.ts';
+import { ringTake, RingWord, taken, waitAsync } from '../handoff/ring.ts';
+import { SLOT_HEADER_BYTES, SlotPhase, SlotWord, stateWord, unclaimed } from '../handoff/slots.ts';
 import { bindAll } from './bound-bindings.ts';
 import { SlotRecord, type RecordScope } from './slot-record.ts';
 
@@ -34,13 +37,27 @@ export interface HandlerThreadData {
   epochMs: number;
   /** The pool's handler timeout: `ctx.signal` aborts and `ctx.deadline` falls no later than this after the start. */
   timeoutMs: number;
+  /** The dispatch ring (`dispatch: 'ring'`; see runtime/handoff/ring.ts), and its capacity − 1. */
+  ring: SharedArrayBuffer | undefined;
+  ringMask: number;
 }
 
 /** One task: the slots holding its batches, and the tickets they were published under. */
-export interface HandlerTask {
+export interface BatchTask {
   slots: number[];
   tickets: number[];
 }
+
+/** The long-lived task of `dispatch: 'ring'`: take slots from the ring until STOP. */
+export interface RingTask {
+  /** Written into the header of every slot this loop claims (the pool kills its thread by it). */
+  runner: number;
+  /** Batches handled at once by this loop. */
+  concurrency: number;
+}
+
+/** What piscina carries to a handler thread. */
+export type HandlerTask = BatchTask | RingTask;
 
 /** What a task returns through postMessage, per batch. */
 export const TaskStatus = {
@@ -170,20 +187,97 @@ void (async () => {
  */
 export default async function runTask(task: HandlerTask): Promise<number[]> {
   const r = ready ?? (await getReady());
+  if ('runner' in task) return runRing(r, task);
   const statuses: number[] = [];
-  for (let k = 0; k < task.slots.length; k++) statuses.push(await runBatch(r, task.slots[k] as number, task.tickets[k] as number));
+  for (let k = 0; k < task.slots.length; k++) statuses.push(await runBatch(r, task.slots[k] as number, task.tickets[k] as number, -1));
   return statuses;
 }
 
-async function runBatch(r: Ready, slot: number, ticket: number): Promise<number> {
+const headers: Int32Array[] = [];
+function headerOf(slot: number): Int32Array {
+  return (headers[slot] ??= new Int32Array(config.buffer, slot * config.slotBytes, SLOT_HEADER_BYTES / 4));
+}
+
+/**
+ * The ring loop: takes (slot, ticket) entries while fewer than `concurrency` batches are running,
+ * waits on `HEAD` with `Atomics.waitAsync` when the ring is empty (the thread's event loop keeps
+ * running), and after each batch bumps `DONE` and notifies the main thread. Returns at STOP once its
+ * batches are done. A batch that throws outside its handler (malformed, results unwritable) is marked
+ * ABANDONED by the thread, which main reports as SLUICE_HANDLER_FAILED; the loop goes on.
+ */
+function runRing(r: Ready, task: RingTask): Promise<number[]> {
+  const ctrl = new Int32Array(config.ring as SharedArrayBuffer);
+  const mask = config.ringMask;
+  return new Promise<number[]>((resolve) => {
+    let active = 0;
+    let waiting = false;
+    const finished = (slot: number, ticket: number, status: number): void => {
+      active--;
+      if (status === TaskStatus.ok || status === FAILED) {
+        Atomics.add(ctrl, RingWord.done, 1);
+        Atomics.notify(ctrl, RingWord.done);
+      }
+      next();
+    };
+    const next = (): void => {
+      while (active < task.concurrency) {
+        if (Atomics.load(ctrl, RingWord.stop) !== 0) {
+          if (active === 0) resolve([]);
+          return;
+        }
+        if (!ringTake(ctrl, mask)) {
+          if (waiting) return;
+          const head = Atomics.load(ctrl, RingWord.head);
+          if (head !== Atomics.load(ctrl, RingWord.tail)) continue;
+          const w = waitAsync(ctrl, RingWord.head, head);
+          if (!w.async) continue;
+          waiting = true;
+          void w.value.then(() => {
+            waiting = false;
+            // Woken while full (it took entries meanwhile, after finishing others): pass the wake-up
+            // on, or an idle thread would sleep while an entry waits for this one.
+            if (active >= task.concurrency && Atomics.load(ctrl, RingWord.head) !== Atomics.load(ctrl, RingWord.tail)) Atomics.notify(ctrl, RingWord.head, 1);
+            next();
+          });
+          return;
+        }
+        const slot = taken.slot;
+        const ticket = taken.ticket;
+        active++;
+        runBatch(r, slot, ticket, task.runner).then(
+          (status) => finished(slot, ticket, status),
+          () => finished(slot, ticket, failBatch(slot, ticket)),
+        );
+      }
+    };
+    next();
+  });
+}
+
+/** Status of a batch the thread could not handle (ring mode: marked ABANDONED by the thread). */
+const FAILED = 2;
+
+function failBatch(slot: number, ticket: number): number {
+  const h = headerOf(slot);
+  const abandoned = stateWord(ticket, SlotPhase.abandoned);
+  if (Atomics.load(h, SlotWord.state) === abandoned) return FAILED;
+  for (const phase of [SlotPhase.assigned, SlotPhase.writing] as const)
+    if (Atomics.compareExchange(h, SlotWord.state, stateWord(ticket, phase), abandoned) === stateWord(ticket, phase)) return FAILED;
+  return TaskStatus.abandoned;
+}
+
+async function runBatch(r: Ready, slot: number, ticket: number, runner: number): Promise<number> {
   const at = slot * config.slotBytes;
-  const header = new Int32Array(config.buffer, at, SLOT_HEADER_BYTES / 4);
+  const header = headerOf(slot);
   if (Atomics.load(header, SlotWord.state) !== stateWord(ticket, SlotPhase.assigned)) return TaskStatus.abandoned;
+  // Claim the ticket: fails when main gave up on it first, or when this is a stale ring entry.
+  const free = unclaimed(ticket);
+  if (Atomics.compareExchange(header, SlotWord.started, free, ticket) !== free) return TaskStatus.abandoned;
   // The handler's clock starts now (the pool's timeout measures the handler, not the thread's start
   // or the batches before it in the task).
   const startedMs = Date.now();
-  header[SlotWord.startedMs] = startedMs - config.epochMs;
-  Atomics.store(header, SlotWord.started, ticket);
+  Atomics.store(header, SlotWord.runner, runner);
+  Atomics.store(header, SlotWord.startedMs, startedMs - config.epochMs);
   const batchLen = header[SlotWord.batchLen] as number;
   const view = new BatchView(new Uint8Array(config.buffer, at + SLOT_HEADER_BYTES, batchLen));
 

@@ -4,8 +4,9 @@
  * What it measures, with 100-record batches whose handler reads key, size, mtime and 5 attributes of
  * every record and declares nothing:
  *   (a) sluice: `HandlerPool.run()` — the batch written as Cap'n Proto into a SharedArrayBuffer slot,
- *       read in place on a piscina thread, effects written back into the slot; only a slot number and
- *       a status cross postMessage;
+ *       read in place on a piscina thread, effects written back into the slot; with `dispatch: 'ring'`
+ *       nothing crosses postMessage per batch (slot numbers go through a shared ring, completions
+ *       through a shared counter), with `'task'` a slot number and a status do;
  *   (b) baseline, in the same run: piscina `run()` with the same batches as plain JS arrays (structured
  *       clone through postMessage both ways), same thread count (2), same number of batches in flight.
  * Also: the raw in-place reader in one thread (records/s), the writer, capnp-es decoding for scale,
@@ -195,8 +196,15 @@ async function main(): Promise<void> {
   // ── (a) sluice vs (b) baseline ──
   const results: (Measured & { label: string })[] = [];
   const fnModule = fileURLToPath(new URL('./handoff-function.ts', import.meta.url));
-  for (const concurrentTasksPerThread of [1, 2, 4]) {
+  const variants = [
+    ['ring', 1],
+    ['ring', 2],
+    ['task', 1],
+    ['task', 4],
+  ] as const;
+  for (const [dispatch, concurrentTasksPerThread] of variants) {
     const pool = await HandlerPool.open({
+      dispatch,
       module: fnModule,
       function: 'bench',
       threads: THREADS,
@@ -205,7 +213,7 @@ async function main(): Promise<void> {
       logLevel: 'silent',
       concurrentTasksPerThread,
     });
-    const label = `(a) sluice HandlerPool, ${concurrentTasksPerThread} task(s)/thread`;
+    const label = `(a) sluice HandlerPool, dispatch '${dispatch}', ${concurrentTasksPerThread} batch(es)/thread`;
     results.push({ label, ...(await drive(label, (b) => pool.run(b))) });
     await pool.close();
   }

@@ -60,7 +60,8 @@ forEachBackend('runtime', (ctx) => {
         module: fixture,
         trigger: { type: 'object', bucket },
         backend: ctx.childSpec(),
-        threads: 0,
+        // The production path: handler threads over shared-memory slots.
+        threads: 1,
         batch: { maxRecords: 100, maxWait: '5ms' },
         leaseTtl: '1s',
         logLevel: 'warn',

@@ -291,8 +291,36 @@ describe('handoff - handler pool', () => {
     expect(() => resolveHandlerPoolOptions({ ...base, logLevel: 'loud' })).toThrow(/handlerPool.logLevel/);
     expect(() => resolveHandlerPoolOptions({ ...base, bindings: [{ name: 'x', kind: 'object', resource: 'b', access: 'write' as 'read' }] })).toThrow(/bindings\[0\].access/);
     const r = resolveHandlerPoolOptions({ ...base, threads: 3 });
-    expect(r).toMatchObject({ threads: 3, slots: 6, slotBytes: 8 * 1024 * 1024, timeoutMs: 30_000, bindings: [], logLevel: 'info', concurrentTasksPerThread: 1 });
+    expect(() => resolveHandlerPoolOptions({ ...base, dispatch: 'queue' as 'ring' })).toThrow(/handlerPool.dispatch/);
+    expect(r).toMatchObject({ threads: 3, slots: 6, slotBytes: 8 * 1024 * 1024, timeoutMs: 30_000, bindings: [], logLevel: 'info', concurrentTasksPerThread: 1, dispatch: 'ring' });
     expect(Object.isFrozen(r)).toBe(true);
+  });
+});
+
+describe.each(['task', 'ring'] as const)("handoff - handler pool, dispatch '%s'", (dispatch) => {
+  it('handoff - timeouts replace the thread, a crash fails its batch, an abort releases the slot; the pool goes on', async () => {
+    const pool = await open('misbehave', { threads: 1, slots: 2, timeoutMs: 400, dispatch });
+    const before = (await pool.run(batch([rec('who')]))).records[0]!.set.thread;
+    const spin = pool.run(batch([rec('spin')]));
+    const queued = pool.run(batch([rec('who')])); // waits behind the spinner, then runs on the fresh thread
+    expect((await rejection(spin)).code).toBe('SLUICE_HANDLER_TIMEOUT');
+    expect((await queued).records[0]!.set.thread).not.toBe(before);
+    expect((await rejection(pool.run(batch([rec('exit')])))).code).toBe('SLUICE_HANDLER_FAILED');
+    const ac = new AbortController();
+    const p = pool.run(batch([rec('sleep')]), { signal: ac.signal });
+    setTimeout(() => ac.abort(), 50);
+    expect((await rejection(p)).code).toBe('SLUICE_ABORTED');
+    const many = await Promise.all(Array.from({ length: 12 }, (_, i) => pool.run(batch([rec(`k${i}`), rec('who')]))));
+    expect(many.every((f) => f.records.length === 2 && f.error === undefined)).toBe(true);
+    expect(pool.occupancy.inUse).toBe(0);
+  });
+
+  it('handoff - several batches per thread at once', async () => {
+    const pool = await open('echo', { threads: 2, slots: 8, concurrentTasksPerThread: 2, dispatch });
+    const runs = await Promise.all(Array.from({ length: 40 }, (_, i) => pool.run(batch([rec(`k${i}`), rec(`j${i}`)]))));
+    expect(runs.map((f) => f.counters.records)).toEqual(Array(40).fill(2));
+    await pool.close();
+    expect(pool.occupancy.inUse).toBe(0);
   });
 });
 
