@@ -59,6 +59,8 @@ export class ShardRunner {
   #ckpt: CheckpointStore;
   #c: Checkpoint | undefined;
   #batchNo = 0;
+  #positionAt = 0;
+  #positionBusy = false;
 
   constructor(deps: ShardDeps, shard: number, lease: Lease) {
     this.#d = deps;
@@ -126,6 +128,7 @@ export class ShardRunner {
         }
       }
       this.#transition('stopped');
+      await this.#waitPosition();
     } catch (e) {
       if (e instanceof SluiceError && e.code === 'SLUICE_LEASE_LOST') {
         this.#d.log.warn({ shard: this.shard, epoch: this.lease.epoch }, 'lease lost; shard stopped');
@@ -135,6 +138,12 @@ export class ShardRunner {
         this.#transition('failed');
       }
     }
+  }
+
+  /** Publishes the final position on stop (after any publish in flight). */
+  async #waitPosition(): Promise<void> {
+    while (this.#positionBusy) await sleep(5);
+    await this.#publishPosition(true);
   }
 
   /** Pending records due now, in order, never ahead of an earlier pending record of their key. */
@@ -303,12 +312,26 @@ export class ShardRunner {
     for (const [k, v] of Object.entries(counters)) next.counts[k] = (next.counts[k] ?? 0) + v;
     await this.#ckpt.save(next);
     this.#c = next;
-    // The group position is for observers (lag, tooling); the checkpoint is the truth.
-    const low = next.pending.length > 0 ? Math.min(next.pending[0]!.seq, next.seq) : next.seq;
-    await this.#d.streams
-      .group(this.#d.stream, o.function)
+    this.#publishPosition(false);
+  }
+
+  /**
+   * Commits the consumer-group position (lowest pending sequence) for observers — lag tooling, other
+   * consumers of the group. The checkpoint is the truth, so this is neither awaited by the batch loop nor
+   * done more than once a second (measured: it was a third store turn on every batch's path).
+   */
+  #publishPosition(force: boolean): Promise<void> {
+    const c = this.#c;
+    if (!c || (!force && Date.now() - this.#positionAt < 1000) || this.#positionBusy) return Promise.resolve();
+    this.#positionAt = Date.now();
+    this.#positionBusy = true;
+    const low = c.pending.length > 0 ? Math.min(c.pending[0]!.seq, c.seq) : c.seq;
+    return this.#d.streams
+      .group(this.#d.stream, this.#d.o.function)
       .then((g) => g.commit({ stream: this.#d.stream, shard: this.shard, seq: low }))
-      .catch((e: unknown) => this.#d.log.debug({ err: e }, 'group commit failed'));
+      .then(() => undefined)
+      .catch((e: unknown) => this.#d.log.debug({ err: e }, 'group commit failed'))
+      .finally(() => (this.#positionBusy = false));
   }
 
   /**
