@@ -264,6 +264,8 @@ async function defaultRunner(o: ResolvedWorkerOptions, backend: Backend, log: Lo
     module: o.module,
     function: o.function,
     threads: o.threads,
+    // One slot per batch credit: a shard holding a credit never waits for a slot.
+    slots: Math.max(o.batchesInFlight, o.threads * 2),
     timeoutMs: o.timeoutMs,
     backend: o.backend,
     bindings: [...o.bindings],

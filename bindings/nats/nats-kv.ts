@@ -123,6 +123,12 @@ export class NatsKv implements KvBinding {
     try {
       // Unconditional puts are one append: last writer wins, nothing to read first.
       if (c.condition === undefined && c.ifRevision === undefined) return { revision: await this.#kv.put(encodeKey(key), value) };
+      // A plain revision check is the server's own CAS: one append, no read (checkpoints and lease
+      // renewals take this path on every batch). On a mismatch, the read below builds the error.
+      if (c.condition === undefined && c.ifRevision !== undefined && c.ifRevision > 0) {
+        const revision = await this.#cas(key, value, { revision: c.ifRevision, item: undefined });
+        if (revision !== undefined) return { revision };
+      }
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         checkSignal(options?.signal, where);
         await casBackoff(attempt, options?.signal);
