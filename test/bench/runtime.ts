@@ -89,10 +89,8 @@ import { nanos } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import pino from 'pino';
 import { LocalBackend } from '../../bindings/local/index.ts';
-import { LocalKv } from '../../bindings/local/local-kv.ts';
 import { LocalStream } from '../../bindings/local/local-stream.ts';
 import { NatsBackend } from '../../bindings/nats/index.ts';
-import { NatsKv } from '../../bindings/nats/nats-kv.ts';
 import { NatsStream } from '../../bindings/nats/nats-stream.ts';
 import { changeStreamName, codec, decodeChange } from '../../bindings/shared.ts';
 import type { Backend, Cursor, ObjectBinding, StreamBinding } from '../../bindings/types.ts';
@@ -371,9 +369,6 @@ for (const proto of [LocalStream.prototype, NatsStream.prototype]) {
     return g;
   };
 }
-// Keep the KV classes referenced: their putItem is what CheckpointStore.save awaits.
-void LocalKv;
-void NatsKv;
 
 interface HistogramSum {
   sum: number;
