@@ -4,9 +4,11 @@
  */
 import { createHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
-import { BindingError } from './errors.ts';
+import { BindingError, ConditionFailedError } from './errors.ts';
+import { checkCondition, evaluateCondition, type Expression } from './expr/index.ts';
 import type {
   ChangeRecord,
+  ConditionalOptions,
   GetItemsOptions,
   GetRecordsOptions,
   ListOptions,
@@ -17,7 +19,7 @@ import type {
   SeekPosition,
   StreamOptions,
 } from './types.ts';
-import { checkAttrs, checkKey, compareKeys, Limits, utf8Length } from './values.ts';
+import { checkAttrs, checkKey, compareKeys, Limits, utf8Length, type Item } from './values.ts';
 
 /** The one value codec of sluice (msgpack; keeps Uint8Array, Date, maps and lists). */
 export const codec = new Packr({ useRecords: false, moreTypes: false, structuredClone: false, mapsAsObjects: true, variableMapSize: true });
@@ -328,4 +330,28 @@ export function project<T extends Record<string, unknown>>(item: T, attrs: strin
 /** Rejects at once when the signal is already aborted. */
 export function checkSignal(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw new BindingError('SLUICE_ABORTED', `${what} was aborted`, { cause: signal.reason });
+}
+
+/** Validated conditions of a KV write. */
+export interface ResolvedConditional {
+  condition: Expression | undefined;
+  ifRevision: number | undefined;
+}
+
+/** Validates the conditions of a KV write (expression parses, revision is a non-negative integer) before any I/O. */
+export function resolveConditional(o: ConditionalOptions | undefined, where: string): ResolvedConditional {
+  const condition = o?.condition;
+  if (condition !== undefined) checkCondition(condition, `${where}: condition`);
+  const ifRevision = o?.ifRevision;
+  if (ifRevision !== undefined && (typeof ifRevision !== 'number' || !Number.isSafeInteger(ifRevision) || ifRevision < 0))
+    throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: ifRevision must be a non-negative integer, got ${JSON.stringify(ifRevision)}`);
+  return { condition, ifRevision };
+}
+
+/** Checks a KV write's conditions against the current item (undefined: absent); throws ConditionFailedError carrying it. */
+export function checkItemConditions(where: string, cur: { item: Item; revision: number } | undefined, c: ResolvedConditional): void {
+  if (c.ifRevision !== undefined && (cur?.revision ?? 0) !== c.ifRevision)
+    throw new ConditionFailedError(`${where}: ifRevision ${c.ifRevision} but the item ${cur ? `has revision ${cur.revision}` : 'does not exist'}`, cur?.item, cur?.revision);
+  if (c.condition !== undefined && !evaluateCondition(c.condition, cur?.item))
+    throw new ConditionFailedError(`${where}: the condition does not hold`, cur?.item, cur?.revision);
 }

@@ -2,9 +2,8 @@
  * KV tables on the embedded store. Revisions come from one counter per table, so a key deleted and
  * written again never reuses a revision (no ABA for `ifRevision`).
  */
-import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition } from '../expr/index.ts';
-import { checkSignal, project, resolveGetItems, shardOf } from '../shared.ts';
+import { checkItemConditions, checkSignal, project, resolveConditional, resolveGetItems, shardOf } from '../shared.ts';
 import type {
   ConditionalOptions,
   Expression,
@@ -18,22 +17,6 @@ import type {
 } from '../types.ts';
 import { checkItem, checkKey, compareKeys, type Item } from '../values.ts';
 import type { LocalStore, StoredItem } from './local-store.ts';
-
-/** Checks `condition` and `ifRevision` against the current entry; throws ConditionFailedError. */
-export function checkItemConditions(op: string, key: string, cur: { item: Item; revision: number } | undefined, o: ConditionalOptions | undefined): void {
-  if (o?.ifRevision !== undefined && (cur?.revision ?? 0) !== o.ifRevision)
-    throw new ConditionFailedError(`${op} '${key}': ifRevision ${o.ifRevision} but the item is at revision ${cur?.revision ?? 0}`, cur?.item, cur?.revision);
-  if (o?.condition !== undefined && !evaluateCondition(o.condition, cur?.item))
-    throw new ConditionFailedError(`${op} '${key}': condition did not hold`, cur?.item, cur?.revision);
-}
-
-/** Validates conditional options before any write. */
-export function checkConditionalOptions(op: string, key: string, o: ConditionalOptions | undefined): void {
-  if (o?.condition !== undefined) checkCondition(o.condition, `${op} '${key}': condition`);
-  if (o?.ifRevision !== undefined && (!Number.isSafeInteger(o.ifRevision) || o.ifRevision < 0))
-    throw new BindingError('SLUICE_INVALID_ARGUMENT', `${op} '${key}': ifRevision must be a non-negative integer`);
-  checkSignal(o?.signal, `${op} '${key}'`);
-}
 
 /** `KvBinding` over {@link LocalStore}. */
 export class LocalKv implements KvBinding {
@@ -91,10 +74,12 @@ export class LocalKv implements KvBinding {
   async putItem(key: string, item: Item, options?: ConditionalOptions): Promise<WriteResult> {
     this.#where(key);
     checkItem(item, `putItem '${key}': item`);
-    checkConditionalOptions('putItem', key, options);
+    const where = `putItem '${key}'`;
+    const c = resolveConditional(options, where);
+    checkSignal(options?.signal, where);
     const s = this.#store;
     return s.write(() => {
-      checkItemConditions('putItem', key, this.#current(key), options);
+      checkItemConditions(where, this.#current(key), c);
       const revision = s.next(['r', this.table]);
       s.items.put([this.table, key], { i: item, r: revision });
       return { revision };
@@ -104,11 +89,13 @@ export class LocalKv implements KvBinding {
   async updateItem(key: string, update: Expression, options?: ConditionalOptions): Promise<UpdateItemResult> {
     this.#where(key);
     checkUpdate(update, `updateItem '${key}': update`);
-    checkConditionalOptions('updateItem', key, options);
+    const where = `updateItem '${key}'`;
+    const c = resolveConditional(options, where);
+    checkSignal(options?.signal, where);
     const s = this.#store;
     return s.write(() => {
       const cur = this.#current(key);
-      checkItemConditions('updateItem', key, cur, options);
+      checkItemConditions(where, cur, c);
       const item = applyUpdate(update, cur?.item);
       checkItem(item, `updateItem '${key}': resulting item`);
       const revision = s.next(['r', this.table]);
@@ -119,11 +106,13 @@ export class LocalKv implements KvBinding {
 
   async deleteItem(key: string, options?: ConditionalOptions): Promise<boolean> {
     this.#where(key);
-    checkConditionalOptions('deleteItem', key, options);
+    const where = `deleteItem '${key}'`;
+    const c = resolveConditional(options, where);
+    checkSignal(options?.signal, where);
     const s = this.#store;
     return s.write(() => {
       const cur = this.#current(key);
-      checkItemConditions('deleteItem', key, cur, options);
+      checkItemConditions(where, cur, c);
       if (!cur) return false;
       s.next(['r', this.table]);
       s.items.remove([this.table, key]);

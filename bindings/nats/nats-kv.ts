@@ -4,9 +4,9 @@
  * sequence of its last write). Conditional writes read the current item, check, and append with a CAS
  * on the revision they read; a lost race re-reads and re-checks.
  */
-import { BindingError, ConditionFailedError } from '../errors.ts';
+import { BindingError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition, type Expression } from '../expr/index.ts';
-import { checkSignal, codec, project, resolveGetItems, shardOf } from '../shared.ts';
+import { checkItemConditions, checkSignal, codec, project, resolveConditional, resolveGetItems, shardOf } from '../shared.ts';
 import type {
   ConditionalOptions,
   GetItemOptions,
@@ -38,15 +38,6 @@ interface CurrentItem {
 function checkAttrList(attrs: unknown, where: string): asserts attrs is string[] | undefined {
   if (attrs !== undefined && (!Array.isArray(attrs) || attrs.some((a) => typeof a !== 'string')))
     throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: attrs must be an array of attribute names`);
-}
-
-function resolveConditional(o: ConditionalOptions | undefined, where: string): { condition: Expression | undefined; ifRevision: number | undefined } {
-  const condition = o?.condition;
-  if (condition !== undefined) checkCondition(condition, `${where}: condition`);
-  const ifRevision = o?.ifRevision;
-  if (ifRevision !== undefined && (typeof ifRevision !== 'number' || !Number.isSafeInteger(ifRevision) || ifRevision < 0))
-    throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: ifRevision must be a non-negative integer, got ${JSON.stringify(ifRevision)}`);
-  return { condition, ifRevision };
 }
 
 /** Items in one table. */
@@ -201,15 +192,8 @@ export class NatsKv implements KvBinding {
   }
 
   #check(where: string, cur: CurrentItem, condition: Expression | undefined, ifRevision: number | undefined): void {
-    const revision = cur.item === undefined ? undefined : cur.revision;
-    if (ifRevision !== undefined && (revision ?? 0) !== ifRevision)
-      throw new ConditionFailedError(
-        `${where}: ifRevision ${ifRevision} but the item ${revision === undefined ? 'does not exist' : `has revision ${revision}`}`,
-        cur.item,
-        revision,
-      );
-    if (condition !== undefined && !evaluateCondition(condition, cur.item))
-      throw new ConditionFailedError(`${where}: the condition does not hold`, cur.item, revision);
+    // A deletion marker's revision is not an item's: an absent item has revision 0 for ifRevision.
+    checkItemConditions(where, cur.item === undefined ? undefined : { item: cur.item, revision: cur.revision }, { condition, ifRevision });
   }
 
   /** Appends with a CAS on the revision read; undefined when another writer got there first. */
