@@ -5,28 +5,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
+import { ExitCodes, mappingOf } from '../../bindings/error-table.ts';
 import { SluiceError } from '../../bindings/errors.ts';
 import type { Backend } from '../../bindings/types.ts';
 import type { BackendSpec } from '../../runtime/index.ts';
 
-/** Exit codes of `sluice`, documented in `sluice --help` and docs/CLI.md. */
-export const ExitCodes = {
-  ok: 0,
-  /** Anything unexpected. */
-  failed: 1,
-  /** Bad usage: unknown command or option, missing argument. */
-  usage: 2,
-  /** The function, bucket, object, table, item, stream or a file named on the command line does not exist. */
-  notFound: 3,
-  /** Invalid input: a malformed spec, expression, key, or a value out of range (e.g. scaling past max). */
-  invalid: 4,
-  /** Missing or wrong token. */
-  unauthenticated: 5,
-  /** The backend or the controller cannot be reached. */
-  unavailable: 6,
-  /** A condition failed (ifMatch, ifRevision, condition expression). */
-  conflict: 7,
-} as const;
+/** Exit codes of `sluice`, documented in `sluice --help` and docs/CLI.md; defined beside the error table. */
+export { ExitCodes };
 
 /** What each exit code means: printed by `sluice --help`, and the table of docs/CLI.md (a unit test compares them). */
 export const ExitCodeMeanings: { readonly [K in keyof typeof ExitCodes]: string } = {
@@ -100,16 +85,12 @@ export function jsonReplacer(_k: string, v: unknown): unknown {
   return v;
 }
 
-/** Maps an error to the documented exit code. */
+/** Maps an error to the documented exit code: usage errors from commander, else the error table's row. */
 export function exitCodeOf(e: unknown): number {
-  const code = (e as { code?: string }).code ?? '';
-  if (/NOT_FOUND/.test(code)) return ExitCodes.notFound;
-  if (code === 'SLUICE_CONDITION_FAILED') return ExitCodes.conflict;
-  if (code === 'SLUICE_UNAUTHENTICATED' || /UNAUTHENTICATED/.test(code)) return ExitCodes.unauthenticated;
-  if (code === 'SLUICE_BACKEND_UNAVAILABLE' || code === 'SLUICE_TIMEOUT') return ExitCodes.unavailable;
-  if (/INVALID|SYNTAX|TOO_LARGE|SPEC/.test(code)) return ExitCodes.invalid;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code !== 'string') return ExitCodes.failed;
   if (code.startsWith('commander.')) return ExitCodes.usage;
-  return ExitCodes.failed;
+  return ExitCodes[mappingOf(code).exit];
 }
 
 /** Parses `--attr name=value` style JSON-ish values: numbers, true/false/null, JSON, else strings. */

@@ -1,35 +1,20 @@
 /**
  * sluice errors ↔ gRPC statuses. The server maps a thrown error to a status in {@link toServiceError}
- * (one mapping function, {@link toGrpcStatus}); the exact sluice code rides along in the trailing
+ * (through the one error table, {@link toGrpcStatus}); the exact sluice code rides along in the trailing
  * metadata `sluice-code`, so {@link fromServiceError} on the client rebuilds the same code even where
  * several codes share one gRPC status. A status without `sluice-code` (a proxy, a transport failure,
  * another server) falls back to the closest code by status.
  */
 import { Metadata, status as Status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+import { ErrorTable, GrpcStatus } from '../../bindings/error-table.ts';
 import { isErrorCode, SluiceError, type ErrorCode } from '../../bindings/errors.ts';
 
 /** Trailing-metadata key carrying the sluice error code. */
 export const SLUICE_CODE_KEY = 'sluice-code';
 
-/** The gRPC status a sluice error code travels as. */
+/** The gRPC status a sluice error code travels as (read from the one table, `bindings/error-table.ts`). */
 export function toGrpcStatus(code: ErrorCode): Status {
-  switch (code) {
-    case 'SLUICE_NOT_FOUND':
-      return Status.NOT_FOUND;
-    case 'SLUICE_SPEC_INVALID':
-    case 'SLUICE_INVALID_ARGUMENT':
-    case 'SLUICE_EXPRESSION_SYNTAX':
-    case 'SLUICE_EXPRESSION_INVALID':
-      return Status.INVALID_ARGUMENT;
-    case 'SLUICE_CONDITION_FAILED':
-      return Status.FAILED_PRECONDITION;
-    case 'SLUICE_BACKEND_UNAVAILABLE':
-      return Status.UNAVAILABLE;
-    case 'SLUICE_UNAUTHENTICATED':
-      return Status.UNAUTHENTICATED;
-    default:
-      return Status.INTERNAL;
-  }
+  return GrpcStatus[ErrorTable[code].grpc] as Status;
 }
 
 /** The closest sluice code for a status that came without `sluice-code`. */

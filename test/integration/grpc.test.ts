@@ -398,7 +398,7 @@ describe('grpc - errors', () => {
     ['SLUICE_EXPRESSION_INVALID', new SluiceError('SLUICE_EXPRESSION_INVALID', 'unknown placeholder'), Status.INVALID_ARGUMENT, 'SLUICE_EXPRESSION_INVALID'],
     ['SLUICE_CONDITION_FAILED', new SluiceError('SLUICE_CONDITION_FAILED', 'revision moved'), Status.FAILED_PRECONDITION, 'SLUICE_CONDITION_FAILED'],
     ['SLUICE_BACKEND_UNAVAILABLE', new SluiceError('SLUICE_BACKEND_UNAVAILABLE', 'nats is down'), Status.UNAVAILABLE, 'SLUICE_BACKEND_UNAVAILABLE'],
-    ['SLUICE_LEASE_LOST (otherwise)', new SluiceError('SLUICE_LEASE_LOST', 'epoch 8 > 7'), Status.INTERNAL, 'SLUICE_LEASE_LOST'],
+    ['SLUICE_LEASE_LOST (ErrorTable row)', new SluiceError('SLUICE_LEASE_LOST', 'epoch 8 > 7'), Status.ABORTED, 'SLUICE_LEASE_LOST'],
     ['a plain Error', new Error('kaput'), Status.INTERNAL, 'SLUICE_INTERNAL'],
   ];
 

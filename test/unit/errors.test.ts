@@ -2,14 +2,31 @@
 import { execSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { ErrorTable, ExitCodes, GrpcStatus, mappingOf } from '../../bindings/error-table.ts';
 import { BindingError, ConditionFailedError, deserializeError, ErrorCodes, serializeError } from '../../bindings/errors.ts';
 
 describe('errors', () => {
   const doc = readFileSync(new URL('../../docs/ERRORS.md', import.meta.url), 'utf8');
-  const documented = [...doc.matchAll(/^\| `(SLUICE_[A-Z_]+)` \| (.+) \|$/gm)].map((m) => [m[1]!, m[2]!] as const);
+  const rows = [...doc.matchAll(/^\| `(SLUICE_[A-Z_]+)` \| (.+) \| (\d+) \| `(\w+)` \| `(\w+)` \| (\w+) \| (yes|no) \|$/gm)];
+  const documented = rows.map((m) => [m[1]!, m[2]!] as const);
 
   it('errors - every code in the table is documented with its meaning, and nothing else is', () => {
     expect(Object.fromEntries(documented)).toEqual(ErrorCodes);
+  });
+
+  it('errors - the docs table shows every row of ErrorTable: HTTP, S3, gRPC, CLI exit, retryable', () => {
+    const fromDoc = Object.fromEntries(rows.map((m) => [m[1]!, { http: Number(m[3]), s3: m[4]!, grpc: m[5]!, exit: m[6]!, retryable: m[7] === 'yes' }]));
+    expect(fromDoc).toEqual(JSON.parse(JSON.stringify(ErrorTable)));
+  });
+
+  it('errors - every row maps to a real gRPC status, exit code and an HTTP error status', () => {
+    for (const [code, r] of Object.entries(ErrorTable)) {
+      expect(GrpcStatus[r.grpc], code).toBeGreaterThan(0);
+      expect(ExitCodes[r.exit], code).toBeGreaterThan(0);
+      expect(r.http, code).toBeGreaterThanOrEqual(400);
+      expect(r.http, code).toBeLessThan(600);
+    }
+    expect(mappingOf('NOT_A_SLUICE_CODE')).toBe(ErrorTable.SLUICE_INTERNAL);
   });
 
   it('errors - codes are unique and follow the SLUICE_ pattern', () => {
