@@ -189,6 +189,8 @@ export class Controller implements ControlPlane, ScalerSource {
         await this.#measure(rt);
         if (rt.stored.pinned !== undefined) continue;
         const s = rt.spec.spec.scaling;
+        // KEDA owns the replica count of this function (its ScaledObject reads our external scaler).
+        if (s.autoscaler === 'keda') continue;
         const now = Date.now();
         const d = desiredReplicas({
           lag: rt.lag,

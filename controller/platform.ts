@@ -28,6 +28,8 @@ export interface PlatformOptions {
   port?: number;
   /** Accepted control tokens. @default $SLUICE_TOKEN, else a random token saved to <runDir>/../token */
   tokens?: string[];
+  /** Tokens the KEDA external scaler accepts (trigger metadata `tokenFromEnv`). @default $SLUICE_SCALER_TOKEN when set, else the scaler is open */
+  scalerTokens?: string[];
   /** Reconcile period. @default 1000 */
   intervalMs?: number;
   /** Controller events (scaling decisions, deploys). @default ignored */
@@ -62,7 +64,8 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   const driver: Driver = o.driver === 'kubernetes' ? new KubernetesDriver({}) : new LocalDriver({ runDir, ...(o.backend.kind === 'local' ? { localDir: o.backend.dir } : {}) });
   const controller = await Controller.open({ backend, driver, intervalMs: o.intervalMs ?? 1000, ...(o.onEvent ? { onEvent: o.onEvent } : {}) });
   controller.start();
-  const server = await startControlServer({ plane: controller, scaler: controller, tokens, host: o.host ?? '127.0.0.1', port: o.port ?? 7070 });
+  const scalerTokens = o.scalerTokens ?? (process.env.SLUICE_SCALER_TOKEN ? [process.env.SLUICE_SCALER_TOKEN] : undefined);
+  const server = await startControlServer({ plane: controller, scaler: controller, tokens, ...(scalerTokens ? { scalerTokens } : {}), host: o.host ?? '127.0.0.1', port: o.port ?? 7070 });
   return {
     backend,
     controller,

@@ -188,6 +188,12 @@ const scalingSchema = z
     scaleToZeroAfter: durationSchema.default('5m'),
     /** Function-wide cap on batches in flight, shared out over the replicas. @default no cap */
     maxBatchesInFlight: int(1).optional(),
+    /**
+     * Who sets the replica count: `sluice` (the controller's own autoscaler) or `keda` (a KEDA ScaledObject
+     * over the controller's external scaler; `sluice render k8s` renders it and the controller stops scaling
+     * the function itself, so the two never fight). @default 'sluice'
+     */
+    autoscaler: z.enum(['sluice', 'keda']).default('sluice'),
     stabilization: z
       .strictObject({
         /** Window whose lowest recommendation a scale-up takes. @default '0s' */
