@@ -134,7 +134,7 @@ describe('spec', () => {
     expect(s.metadata.labels).toEqual({});
     expect(s.spec.backend).toEqual({ kind: 'local', dir: './.sluice-data' });
     expect(s.spec.triggers[0]?.object).toEqual({ bucket: 'uploads', events: ['put'] });
-    expect(s.spec.scaling).toEqual({ minReplicas: 1, maxReplicas: 4, targetLagPerReplica: 1000, scaleToZeroAfter: '5m', stabilization: { scaleUp: '0s', scaleDown: '60s' } });
+    expect(s.spec.scaling).toEqual({ minReplicas: 1, maxReplicas: 4, targetLagPerReplica: 1000, scaleToZeroAfter: '5m', autoscaler: 'sluice', stabilization: { scaleUp: '0s', scaleDown: '60s' } });
     expect(s.spec.bindings).toEqual([]);
     expect(s.spec.secrets).toEqual([]);
     // Partly given blocks keep their own values and get the rest.
@@ -246,5 +246,14 @@ describe('spec', () => {
     expect(o.module.endsWith('functions/scan-sensitive/index.ts')).toBe(true);
     expect(o.trigger).toEqual({ type: 'object', bucket: 'uploads', events: ['put'] });
     expect(o.bindings).toEqual([]);
+  });
+});
+
+describe('spec - scaling.autoscaler', () => {
+  it("spec - scaling.autoscaler accepts 'sluice' and 'keda' and refuses anything else, naming the path", async () => {
+    const { loadFunctionSpec } = await import('../../controller/spec/index.ts');
+    const base = `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: f}\nspec:\n  handler: ./h.ts\n  triggers: [{stream: {stream: s}}]\n`;
+    expect(loadFunctionSpec(`${base}  scaling: {autoscaler: keda}\n`).spec.scaling.autoscaler).toBe('keda');
+    expect(() => loadFunctionSpec(`${base}  scaling: {autoscaler: hpa}\n`)).toThrow(/spec\.scaling\.autoscaler/);
   });
 });
