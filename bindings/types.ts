@@ -311,6 +311,15 @@ export interface PutRecord {
   partitionKey?: string;
   shard?: number;
   headers?: Record<string, string>;
+  /**
+   * Append only while this record's shard ends at this sequence: the seq of the shard's last record present,
+   * 0 when the shard holds none. Otherwise this record fails alone with `SLUICE_CONDITION_FAILED` and nothing
+   * is appended for it. Optimistic concurrency for logs with racing writers: the cron and query schedulers
+   * append each tick and page with it, so one instant is appended once however many replicas race, and a
+   * crash between deciding and appending is repaired by reading the last record again.
+   * @default no condition
+   */
+  ifLastSeq?: number;
 }
 
 /** Per-record result of {@link StreamBinding.putRecords}: where it landed, or why it did not. */

@@ -42,7 +42,8 @@ import type {
 } from '../types.ts';
 import { checkName, Limits } from '../values.ts';
 import { drain, type NatsContext, PullStatusError, type PulledMsg, type StreamTarget } from './nats-context.ts';
-import { isStreamNotFound, JsCodes, toBindingError } from './nats-errors.ts';
+import { isStreamNotFound, isWrongLastSequence, JsCodes, toBindingError } from './nats-errors.ts';
+import { lastSeqMismatch, resolveIfLastSeq } from '../stream-conditions.ts';
 import { checkGroupName, NatsGroup } from './nats-group.ts';
 import type { KvStore } from './nats-kvstore.ts';
 import { describe, incarnationOf, kvStream, parseDescription, streamToken } from './nats-names.ts';
@@ -194,11 +195,13 @@ export class NatsStream implements StreamBinding {
           await Promise.all(inFlight);
           checkSignal(options.signal, where);
         }
-        const r = resolveRecord(name, i, records[i] as PutRecord, t.shards);
+        const cond = resolveIfLastSeq(name, i, records[i] as PutRecord);
+        const r = cond.ok ? resolveRecord(name, i, records[i] as PutRecord, t.shards) : cond;
         if (!r.ok) {
           results[i] = r;
           continue;
         }
+        const ifLastSeq = cond.ok ? cond.ifLastSeq : undefined;
         const h = recordHeaders(r.partitionKey, r.headers);
         if (typeof h === 'string') {
           // This record cannot travel as NATS headers; it fails alone.
@@ -208,12 +211,20 @@ export class NatsStream implements StreamBinding {
         // Publishes leave in call order on one connection, so records of one shard get increasing
         // sequences in the order given.
         const p = this.#ctx.js
-          .publish(this.#ctx.names.userSubject(name, r.shard), r.data, h ? { headers: h } : {})
+          .publish(this.#ctx.names.userSubject(name, r.shard), r.data, {
+            ...(h ? { headers: h } : {}),
+            // The shard's subject's last sequence: JetStream refuses the publish when it moved (10071).
+            ...(ifLastSeq !== undefined ? { expect: { lastSubjectSequence: ifLastSeq } } : {}),
+          })
           .then(
             (ack) => {
               results[i] = { ok: true, shard: r.shard, seq: ack.seq };
             },
             (err: unknown) => {
+              if (ifLastSeq !== undefined && isWrongLastSequence(err)) {
+                results[i] = lastSeqMismatch(name, i, r.shard, ifLastSeq, undefined);
+                return;
+              }
               const e = toBindingError(err, `${where} record ${i}`);
               results[i] = { ok: false, error: { code: e.code, message: e.message } };
             },
