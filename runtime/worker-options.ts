@@ -3,6 +3,7 @@
  * durations as '250ms') → {@link resolveWorkerOptions} → {@link ResolvedWorkerOptions} (all required,
  * milliseconds, frozen). Errors name the option path.
  */
+import { parseCron, type CronSchedule } from './triggers/cron.ts';
 import { BindingError } from '../bindings/errors.ts';
 import { parseDurationMs } from '../functions/types.ts';
 import type { BackendSpec } from './backend-spec.ts';
@@ -26,6 +27,11 @@ export interface ObjectTrigger {
 export interface StreamTrigger {
   type: 'stream';
   stream: string;
+  /**
+   * Set for a cron trigger: the stream is the function's tick stream and every worker runs a ticker that
+   * appends one tick per schedule instant (runtime/triggers/cron.ts). @default no ticker
+   */
+  cron?: CronSchedule;
 }
 
 /** What starts the function. */
@@ -156,7 +162,18 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
       inlineBodyMaxBytes: int(t.inlineBodyMaxBytes, 'trigger.inlineBodyMaxBytes', 0, 4 * 1024 * 1024, 65536),
     });
   } else if (t?.type === 'stream') {
-    trigger = Object.freeze({ type: 'stream' as const, stream: t.stream });
+    if (t.cron === undefined) trigger = Object.freeze({ type: 'stream' as const, stream: t.stream });
+    else {
+      const c = t.cron;
+      try {
+        parseCron(c.schedule, c.timezone);
+      } catch (e) {
+        throw bad('trigger.cron.schedule', `is not a valid cron expression (${(e as Error).message})`);
+      }
+      if (c.catchUp !== undefined && !['none', 'one', 'all'].includes(c.catchUp)) throw bad('trigger.cron.catchUp', `must be 'none', 'one' or 'all'`);
+      if (c.overlap !== undefined && !['skip', 'queue'].includes(c.overlap)) throw bad('trigger.cron.overlap', `must be 'skip' or 'queue'`);
+      trigger = Object.freeze({ type: 'stream' as const, stream: t.stream, cron: Object.freeze({ ...c }) });
+    }
   } else throw bad('trigger.type', `must be 'object' or 'stream'`);
   const replicas = int(o.replicas, 'replicas', 1, 1024, 1);
   const ordinal = int(o.ordinal, 'ordinal', 0, replicas - 1, 0);

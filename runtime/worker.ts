@@ -21,7 +21,8 @@ import { RecordSource } from './records.ts';
 import { InlineRunner, workerLogger, type HandlerRunner } from './runner.ts';
 import { Semaphore } from './semaphore.ts';
 import { ShardRunner, sleep, type ShardDeps } from './shard-runner.ts';
-import { Leases, openStateTable, replicasKey } from './state.ts';
+import { CheckpointStore, Leases, openStateTable, replicasKey } from './state.ts';
+import { CronTicker } from './triggers/cron.ts';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.ts';
 
 /** Worker lifecycle states. */
@@ -54,6 +55,7 @@ export class Worker {
   #loop: Promise<void> = Promise.resolve();
   #wake: (() => void) | undefined;
   #http: { server: Server; port: number } | undefined;
+  #ticker: CronTicker | undefined;
   readonly #hooks: WorkerHooks;
 
   private constructor(o: ResolvedWorkerOptions, hooks: WorkerHooks) {
@@ -112,11 +114,11 @@ export class Worker {
       this.#shards = info.shards;
     } else {
       stream = o.trigger.stream;
+      // A cron trigger's tick stream belongs to the function: whoever starts first creates it.
+      if (o.trigger.cron !== undefined) await createIfMissing(streams, stream, 1);
       this.#shards = (await streams.info(stream)).shards;
     }
-    await streams.create(o.retries.deadLetterStream, { shards: 1 }).catch((e: unknown) => {
-      if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
-    });
+    await createIfMissing(streams, o.retries.deadLetterStream, 1);
     this.#runner = await (this.#hooks.runner ?? defaultRunner)(o, backend, this.log);
     this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs);
     const source = new RecordSource(o, objects);
@@ -135,6 +137,21 @@ export class Worker {
     }
     this.#transition('running');
     this.#loop = this.#ownership();
+    if (o.trigger.type === 'stream' && o.trigger.cron !== undefined) {
+      // Every replica ticks; conditional appends make one tick per instant (runtime/triggers/cron.ts).
+      const ckpt = new CheckpointStore(state, o.function, 0);
+      this.#ticker = new CronTicker({
+        streams,
+        stream,
+        cron: o.trigger.cron,
+        busy: async (seq) => {
+          const c = await ckpt.load(1, 0);
+          return c.seq <= seq || c.pending.length > 0;
+        },
+        log: this.log.child({ trigger: 'cron' }),
+      });
+      this.#ticker.start();
+    }
   }
 
   /** A status document: state, shards with their checkpoint position and pending records. */
@@ -236,6 +253,7 @@ export class Worker {
     if (this.#state === 'stopped' || this.#state === 'draining') return true;
     this.#transition('draining');
     this.#wake?.();
+    await this.#ticker?.close();
     const drain = (async () => {
       await this.#loop;
       await Promise.all([...this.#runners.values()].map((r) => r.stop()));
@@ -251,10 +269,18 @@ export class Worker {
   }
 
   async #closeResources(): Promise<void> {
+    await this.#ticker?.close().catch(() => undefined);
     await this.#runner?.close().catch(() => undefined);
     if (this.#http) await new Promise<void>((r) => this.#http!.server.close(() => r()));
     await this.#backend?.close().catch(() => undefined);
   }
+}
+
+/** Creates a stream the worker needs; one that exists already is fine. */
+async function createIfMissing(streams: StreamBinding, name: string, shards: number): Promise<void> {
+  await streams.create(name, { shards }).catch((e: unknown) => {
+    if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
+  });
 }
 
 async function defaultRunner(o: ResolvedWorkerOptions, backend: Backend, log: Logger): Promise<HandlerRunner> {

@@ -9,6 +9,7 @@
  * drift from the worker. Their documented defaults are repeated in the TSDoc for readers.
  */
 import { z } from 'zod';
+import { parseCron } from '../../runtime/triggers/cron.ts';
 
 /** A `sluice.dev/v1` Function's API version and kind. */
 export const SpecApiVersion = 'sluice.dev/v1';
@@ -107,17 +108,33 @@ const httpTriggerSchema = z.strictObject({
   methods: z.array(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], { error: 'must be one of GET, HEAD, POST, PUT, PATCH, DELETE' })).min(1, { error: 'must name at least one method' }).optional(),
 });
 
-const cronTriggerSchema = z.strictObject({
-  schedule: nonEmpty('must be a cron expression'),
-  timezone: nonEmpty('must be an IANA time zone').optional(),
-});
+const cronTriggerSchema = z
+  .strictObject({
+    /** Cron expression: 5 fields, or 6 with seconds first (croner syntax). */
+    schedule: nonEmpty('must be a cron expression'),
+    /** IANA time zone the expression is read in. @default the worker's local zone */
+    timezone: nonEmpty('must be an IANA time zone').optional(),
+    /** Instants missed while no worker ran: none | one (the latest, once) | all. @default 'one' */
+    catchUp: z.enum(['none', 'one', 'all'], { error: "must be one of 'none', 'one', 'all'" }).default('one'),
+    /** An instant reached while the previous tick is unhandled: skip it, or queue it. @default 'skip' */
+    overlap: z.enum(['skip', 'queue'], { error: "must be one of 'skip', 'queue'" }).default('skip'),
+  })
+  .check((ctx) => {
+    // croner is the one cron parser: the spec refuses what the worker's ticker could not run.
+    try {
+      parseCron(ctx.value.schedule, ctx.value.timezone);
+    } catch (e) {
+      const path = /time ?zone/i.test((e as Error).message) && ctx.value.timezone !== undefined ? 'timezone' : 'schedule';
+      ctx.issues.push({ code: 'custom', input: ctx.value.schedule, path: [path], message: `is not valid: ${(e as Error).message}` });
+    }
+  });
 
 const queryTriggerSchema = z.strictObject({ bucket: resourceName(), filter: nonEmpty('must be a filter expression'), every: durationSchema });
 
 /** Every trigger kind, the reserved ones included (accepted here, refused by `toWorkerOptions`). */
 export const TriggerKinds = ['object', 'stream', 'http', 'cron', 'query'] as const;
 /** Trigger kinds a worker runs today. */
-export const SupportedTriggerKinds = ['object', 'stream'] as const;
+export const SupportedTriggerKinds = ['object', 'stream', 'cron'] as const;
 
 /** Exactly one of the keys of T: what a one-key YAML variant (`- object: {...}`) means. */
 type OneOf<T> = { [K in keyof T]-?: { [P in K]-?: Exclude<T[P], undefined> } & { [P in Exclude<keyof T, K>]?: never } }[keyof T];

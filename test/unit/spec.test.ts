@@ -150,10 +150,9 @@ describe('spec', () => {
     expect([o.timeoutMs, o.batch.maxWaitMs, o.retries.initialBackoffMs, o.retries.maxBackoffMs]).toEqual([1500, 250, 500, 3_600_000]);
   });
 
-  it('spec - reserved triggers (http, cron, query) pass the schema but toWorkerOptions refuses them', () => {
+  it('spec - reserved triggers (http, query) pass the schema but toWorkerOptions refuses them', () => {
     const variants = {
       http: '- http:\n        path: /hook\n        methods: [POST]',
-      cron: '- cron:\n        schedule: "*/5 * * * *"\n        timezone: Europe/Paris',
       query: '- query:\n        bucket: uploads\n        filter: "size > 1000"\n        every: 1m',
     };
     for (const [kind, block] of Object.entries(variants)) {
@@ -255,5 +254,39 @@ describe('spec - scaling.autoscaler', () => {
     const base = `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: f}\nspec:\n  handler: ./h.ts\n  triggers: [{stream: {stream: s}}]\n`;
     expect(loadFunctionSpec(`${base}  scaling: {autoscaler: keda}\n`).spec.scaling.autoscaler).toBe('keda');
     expect(() => loadFunctionSpec(`${base}  scaling: {autoscaler: hpa}\n`)).toThrow(/spec\.scaling\.autoscaler/);
+  });
+});
+
+describe('spec - cron triggers', () => {
+  const base = (cron: string) => `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: tick}\nspec:\n  handler: ./h.ts\n  triggers:\n    - cron: ${cron}\n`;
+
+  it('spec - a cron trigger becomes a stream trigger on the tick stream with its schedule and policies (defaults one / skip)', async () => {
+    const { loadFunctionSpec, toWorkerOptions } = await import('../../controller/spec/index.ts');
+    const o = toWorkerOptions(loadFunctionSpec(base('{schedule: "*/5 * * * * *", timezone: Europe/Paris}')), { specDir: '/fn', ordinal: 0, replicas: 1 });
+    expect(o.trigger).toEqual({ type: 'stream', stream: 'cron-tick', cron: { schedule: '*/5 * * * * *', timezone: 'Europe/Paris', catchUp: 'one', overlap: 'skip' } });
+    const q = toWorkerOptions(loadFunctionSpec(base('{schedule: "0 * * * *", catchUp: all, overlap: queue}')), { specDir: '/fn', ordinal: 0, replicas: 1 });
+    expect(q.trigger).toMatchObject({ cron: { catchUp: 'all', overlap: 'queue' } });
+  });
+
+  it('spec - a bad cron expression, time zone or policy is SLUICE_SPEC_INVALID naming the path and line', async () => {
+    const { loadFunctionSpec } = await import('../../controller/spec/index.ts');
+    const cases: [string, RegExp][] = [
+      ['{schedule: "61 * * * *"}', /spec\.triggers\[0\]\.cron\.schedule/],
+      ['{schedule: "every monday"}', /spec\.triggers\[0\]\.cron\.schedule/],
+      ['{schedule: "* * * * *", timezone: Mars/Olympus}', /spec\.triggers\[0\]\.cron\.(timezone|schedule)/],
+      ['{schedule: "* * * * *", catchUp: some}', /spec\.triggers\[0\]\.cron\.catchUp/],
+      ['{schedule: "* * * * *", overlap: wait}', /spec\.triggers\[0\]\.cron\.overlap/],
+    ];
+    for (const [cron, path] of cases) {
+      let err: unknown;
+      try {
+        loadFunctionSpec(base(cron), 'tick.yaml');
+      } catch (e) {
+        err = e;
+      }
+      expect((err as { code?: string })?.code, cron).toBe('SLUICE_SPEC_INVALID');
+      expect((err as Error).message, cron).toMatch(path);
+      expect((err as Error).message, cron).toMatch(/tick\.yaml:7:/);
+    }
   });
 });
