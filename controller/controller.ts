@@ -147,7 +147,15 @@ export class Controller implements ControlPlane, ScalerSource {
     // Fail the deploy, not the workers: options must resolve and the trigger's source must exist.
     const o = toWorkerOptions(spec, { specDir: dir, ordinal: 0, replicas: 1, env: process.env });
     if (o.trigger.type === 'object') await this.#o.backend.objects(o.trigger.bucket);
-    else await this.#o.backend.streams().info(o.trigger.stream);
+    else if (o.trigger.cron !== undefined) {
+      // A cron trigger's tick stream belongs to the function: created here (and by its workers), one shard.
+      await this.#o.backend
+        .streams()
+        .create(o.trigger.stream, { shards: 1 })
+        .catch((e: unknown) => {
+          if ((e as { code?: string }).code !== 'SLUICE_ALREADY_EXISTS') throw e;
+        });
+    } else await this.#o.backend.streams().info(o.trigger.stream);
     const name = spec.metadata.name;
     const cur = await this.#table.getItem(name);
     // The same spec again (e.g. `sluice dev` restarting) is not a new revision and keeps a pinned scale.
