@@ -84,15 +84,18 @@ export class Batcher {
     this.#limits = limits;
   }
 
-  /** The next step from checkpoint `c`; undefined when there is nothing to do (after waiting a while). */
-  async next(c: Readonly<Checkpoint>, now: number, signal: AbortSignal): Promise<Step | undefined> {
+  /**
+   * The next step from checkpoint `c`; undefined when there is nothing to do (after waiting a while, unless
+   * `noWait`: then at once, so the caller can write its checkpoint before it idles).
+   */
+  async next(c: Readonly<Checkpoint>, now: number, signal: AbortSignal, noWait = false): Promise<Step | undefined> {
     const { due, counting } = dueRecords(c, now, this.#limits.maxRecords);
     if (due.length > 0) return this.#retry(c, due, counting);
     if (c.pending.length >= MAX_PENDING) {
-      await sleep(IDLE_WAIT_MS, signal);
+      if (!noWait) await sleep(IDLE_WAIT_MS, signal);
       return undefined;
     }
-    return this.#fresh(c, now, signal);
+    return this.#fresh(c, now, signal, noWait);
   }
 
   async #retry(c: Readonly<Checkpoint>, due: PendingRecord[], counting: boolean): Promise<Step> {
@@ -112,10 +115,10 @@ export class Batcher {
     return step;
   }
 
-  async #fresh(c: Readonly<Checkpoint>, now: number, signal: AbortSignal): Promise<Step | undefined> {
+  async #fresh(c: Readonly<Checkpoint>, now: number, signal: AbortSignal, noWait: boolean): Promise<Step | undefined> {
     const { maxRecords, maxBytes, maxWaitMs } = this.#limits;
     const nextDue = c.pending.reduce((m, p) => Math.min(m, p.nextAt), Infinity);
-    const waitMs = Math.max(0, Math.min(IDLE_WAIT_MS, nextDue - now));
+    const waitMs = noWait ? 0 : Math.max(0, Math.min(IDLE_WAIT_MS, nextDue - now));
     const { records, lag } = await this.#source.pull(this.#shard, c.seq, { limit: maxRecords, waitMs, fillMs: maxWaitMs, signal });
     if (records.length === 0) return { counting: true, advanceTo: c.seq, run: [], fates: [], expired: [], lag };
     // Keep the batch within maxBytes: records past the cut are pulled again next time.

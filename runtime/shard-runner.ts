@@ -11,6 +11,16 @@
  * At-least-once delivery, exactly-once effect: effects commit (conditioned on the processed-marker) before
  * the checkpoint that moves past them; a crash in between re-delivers, and the marker makes the
  * re-delivery a no-op (`duplicate`).
+ *
+ * When more records are already waiting (the source's lag after the pull), the checkpoint of step N is
+ * written together with the effects of step N+1 — issued in the same event-loop turn, so on the local
+ * backend they commit in ONE LMDB transaction (its group commit) and on NATS the two round trips overlap.
+ * Otherwise (a trickle, the tail of a burst) it is written at once, right after the effects. This is
+ * safe: checkpoint N is issued only after N's effects committed (at-least-once), checkpoints are written
+ * in order (each awaits the one before, and the revision CAS chains them), and effects of N+1 committed
+ * before checkpoint N are re-delivered after a crash and meet their marker (`duplicate`, counted once by
+ * the counting rule since the lost checkpoints took their counts with them). A failed write puts the
+ * runner back on the last durable checkpoint, so nothing is skipped.
  */
 import type { Logger } from 'pino';
 import { SluiceError } from '../bindings/errors.ts';
@@ -31,6 +41,9 @@ import type { ResolvedWorkerOptions } from './worker-options.ts';
 
 export { MAX_PENDING } from './batcher.ts';
 export { sleep } from './batcher.ts';
+
+/** Most steps a shard runs on one batch credit (see the loop). */
+const MAX_CHAIN = 8;
 
 /** What a shard runner needs from its worker. */
 export interface ShardDeps {
@@ -60,7 +73,12 @@ export class ShardRunner {
   #done: Promise<void> = Promise.resolve();
   #ckpt: CheckpointStore;
   #batcher: Batcher;
+  /** The latest checkpoint (possibly not yet written; see the header). */
   #c: Checkpoint | undefined;
+  /** The last checkpoint written. */
+  #durable: Checkpoint | undefined;
+  /** #c has not been written yet. */
+  #unsaved = false;
   #batchNo = 0;
   #positionAt = 0;
   #positionBusy = false;
@@ -77,7 +95,7 @@ export class ShardRunner {
     return this.#state;
   }
 
-  /** The last committed checkpoint (for status and tests). */
+  /** The latest checkpoint (for status and tests; written at the latest with the next batch's effects). */
   get checkpoint(): Readonly<Checkpoint> | undefined {
     return this.#c;
   }
@@ -107,7 +125,7 @@ export class ShardRunner {
     try {
       const start = await this.#d.source.start(this.shard);
       // Claim the checkpoint under this epoch at once: an older owner's next write now fails.
-      this.#c = await this.#ckpt.claim(start, this.lease.epoch);
+      this.#c = this.#durable = await this.#ckpt.claim(start, this.lease.epoch);
       if (this.#state === 'starting') this.#transition('running');
       let errors = 0;
       while (this.#state === 'running') {
@@ -117,7 +135,13 @@ export class ShardRunner {
           break;
         }
         try {
-          await this.#step();
+          // Keep the credit while a checkpoint is unwritten: the next step writes it with its effects
+          // (or at once when there is nothing to do), so it never waits for a credit of its own. At most
+          // MAX_CHAIN steps, so a busy shard does not starve the others when credits are fewer than shards.
+          let n = 0;
+          do await this.#step();
+          while (this.#unsaved && ++n < MAX_CHAIN && this.#state === 'running');
+          await this.#flush();
           errors = 0;
         } catch (e) {
           if (e instanceof SluiceError && e.code === 'SLUICE_LEASE_LOST') throw e;
@@ -129,6 +153,13 @@ export class ShardRunner {
         } finally {
           this.#d.credits.release();
         }
+      }
+      // Drain: the last step's checkpoint is written before the shard is handed over.
+      try {
+        await this.#flush();
+      } catch (e) {
+        if (e instanceof SluiceError && e.code === 'SLUICE_LEASE_LOST') throw e;
+        this.#d.log.warn({ shard: this.shard, err: e }, 'final checkpoint write failed; its records are re-delivered');
       }
       this.#transition('stopped');
       await this.#waitPosition();
@@ -149,30 +180,51 @@ export class ShardRunner {
     await this.#publishPosition(true);
   }
 
+  /** Writes the latest checkpoint if it is not written yet; on failure falls back to the last written one. */
+  async #flush(): Promise<void> {
+    if (!this.#unsaved) return;
+    const c = this.#c!;
+    this.#unsaved = false;
+    try {
+      await this.#ckpt.save(c);
+    } catch (e) {
+      // Not written (or unknown): continue from the last durable checkpoint; what came after it is
+      // re-delivered and meets its markers.
+      this.#c = this.#durable;
+      throw e;
+    }
+    this.#durable = c;
+    this.#publishPosition(false);
+  }
+
   async #step(): Promise<void> {
     const { o, metrics } = this.#d;
     const c = this.#c!;
-    const step = await this.#batcher.next(c, Date.now(), this.#ac.signal);
-    if (!step) return;
-    if (step.lag !== undefined) metrics.lag.set({ shard: String(this.shard) }, step.lag + c.pending.length);
-    if (step.run.length === 0 && step.fates.length === 0 && step.expired.length === 0) return;
+    // With a checkpoint to write, do not wait for records: write it first when there are none.
+    const step = await this.#batcher.next(c, Date.now(), this.#ac.signal, this.#unsaved);
+    if (step?.lag !== undefined) metrics.lag.set({ shard: String(this.shard) }, step.lag + c.pending.length);
+    if (!step || (step.run.length === 0 && step.fates.length === 0 && step.expired.length === 0)) {
+      await this.#flush();
+      return;
+    }
 
     const now = Date.now();
     const fates: RecordFate[] = [...step.fates];
     const dead: DeadLetter[] = step.expired.map((p) => this.#letter(p, p.attempts, { code: 'SLUICE_NOT_FOUND', message: `record ${p.seq} expired from source '${this.#d.source.name}' before it could be retried` }));
     for (const p of step.expired) fates.push({ seq: p.seq, key: p.key, outcome: 'dead_letter' });
-    const counters = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : undefined;
+    const counters = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : (await this.#flush(), undefined);
 
     if (dead.length > 0) {
       await writeDeadLetters(this.#d.streams, o.retries.deadLetterStream, dead);
       metrics.deadLetters.inc(dead.length);
       this.#d.log.warn({ shard: this.shard, records: dead.map((d) => ({ seq: d.seq, key: d.key, attempts: d.attempts, error: d.error.code })) }, 'records dead-lettered');
     }
-    const next = nextCheckpoint(c, { advanceTo: step.advanceTo, records: fates, ...(counters ? { counters } : {}) });
-    await this.#ckpt.save(next);
-    this.#c = next;
+    this.#c = nextCheckpoint(c, { advanceTo: step.advanceTo, records: fates, ...(counters ? { counters } : {}) });
+    this.#unsaved = true;
     for (const f of fates) if (f.outcome !== 'waiting') metrics.count(f.outcome);
-    this.#publishPosition(false);
+    // Defer the write to the next step's effects only when records are known to be waiting; otherwise
+    // (a trickle, the tail of a burst, a retry step) write it now, so counters follow effects at once.
+    if (!(step.lag !== undefined && step.lag > 0)) await this.#flush();
   }
 
   /**
@@ -203,8 +255,13 @@ export class ShardRunner {
     endHandler();
     if (effects.error) this.#d.log.warn({ shard: this.shard, batchId: batch.batchId, error: effects.error.error.message }, 'handler failed the batch');
     const endCommit = metrics.commitSeconds.startTimer();
-    const results = await this.#d.committer.commitBatch(batch.records, effects, this.shard);
+    // The effects and the previous step's checkpoint are issued in the same turn (one store transaction
+    // on local). Both are awaited before anything fails, so no write is left running.
+    const [committed, saved] = await Promise.allSettled([this.#d.committer.commitBatch(batch.records, effects, this.shard), this.#flush()]);
     endCommit();
+    if (saved.status === 'rejected') throw saved.reason;
+    if (committed.status === 'rejected') throw committed.reason;
+    const results = committed.value;
     const after = Date.now();
     results.forEach((r, i) => {
       const { input, retry: prev } = step.run[i]!;
@@ -239,7 +296,7 @@ export class ShardRunner {
    * done more than once a second (measured: it was a third store turn on every batch's path).
    */
   #publishPosition(force: boolean): Promise<void> {
-    const c = this.#c;
+    const c = this.#durable;
     if (!c || (!force && Date.now() - this.#positionAt < 1000) || this.#positionBusy) return Promise.resolve();
     this.#positionAt = Date.now();
     this.#positionBusy = true;
