@@ -13,7 +13,7 @@ import { BindingError } from '../bindings/errors.ts';
 import type { Backend, KvBinding } from '../bindings/types.ts';
 import { invokeHandler } from '../functions/testing.ts';
 import type { FunctionDefinition } from '../functions/types.ts';
-import { openStateTable, parseDurationMs, replicasKey, type Checkpoint } from '../runtime/index.ts';
+import { openStateTable, parseDurationMs, StateReader } from '../runtime/index.ts';
 import { desiredReplicas } from './autoscaler.ts';
 import type { ControlPlane, FunctionStatus, LogLine, ShardStatus } from './control-plane.ts';
 import type { Driver } from './driver.ts';
@@ -59,7 +59,7 @@ interface Runtime {
 export class Controller implements ControlPlane, ScalerSource {
   readonly #o: Required<Omit<ControllerOptions, 'onEvent'>> & Pick<ControllerOptions, 'onEvent'>;
   #table!: KvBinding;
-  #state!: KvBinding;
+  #state!: StateReader;
   readonly #fns = new Map<string, Runtime>();
   #timer: NodeJS.Timeout | undefined;
   #busy: Promise<void> = Promise.resolve();
@@ -74,7 +74,7 @@ export class Controller implements ControlPlane, ScalerSource {
     const c = new Controller(options);
     await options.backend.createTable(FUNCTIONS_TABLE);
     c.#table = await options.backend.kv(FUNCTIONS_TABLE);
-    c.#state = await openStateTable(options.backend);
+    c.#state = new StateReader(await openStateTable(options.backend));
     let marker: string | undefined;
     do {
       const page = await c.#table.getItems(marker ? { marker } : {});
@@ -131,7 +131,7 @@ export class Controller implements ControlPlane, ScalerSource {
 
   /** Tells the driver and publishes the live count for the workers (state table), in that order. */
   async #scaleTo(name: string, replicas: number): Promise<void> {
-    if (replicas >= 1) await this.#state.putItem(replicasKey(name), { replicas, at: Date.now() });
+    if (replicas >= 1) await this.#state.publishReplicas(name, replicas);
     await this.#o.driver.scale(name, replicas);
   }
 
@@ -241,8 +241,8 @@ export class Controller implements ControlPlane, ScalerSource {
     let total = 0;
     let done = 0;
     for (let s = 0; s < info.shards; s++) {
-      const c = (await this.#state.getItem(`ckpt/${fn}/${s}`))?.item as unknown as Checkpoint | undefined;
-      const lease = (await this.#state.getItem(`lease/${fn}/${s}`))?.item as { owner?: string; epoch?: number; expiresAt?: number } | undefined;
+      const c = await this.#state.checkpoint(fn, s);
+      const lease = await this.#state.lease(fn, s);
       const from = c?.seq ?? info.bounds[s]!.first;
       const page = await streams.getRecords({ stream, shard: s, seq: from }, { limit: 1 });
       const shardLag = page.lag + page.records.length + (c?.pending.length ?? 0);
@@ -270,11 +270,7 @@ export class Controller implements ControlPlane, ScalerSource {
     await this.#measure(rt);
     const w = await this.#o.driver.status(name);
     const o = toWorkerOptions(rt.spec, { specDir: rt.stored.specDir, ordinal: 0, replicas: 1, env: process.env });
-    const counters: Record<string, number> = {};
-    for (let s = 0; s < rt.shards.length; s++) {
-      const c = (await this.#state.getItem(`ckpt/${name}/${s}`))?.item as unknown as Checkpoint | undefined;
-      for (const [k, v] of Object.entries(c?.counts ?? {}) as [string, number][]) counters[k] = (counters[k] ?? 0) + v;
-    }
+    const counters = await this.#state.counters(name, rt.shards.length);
     let deadLetters = 0;
     try {
       const dlq = await this.#o.backend.streams().info(o.retries?.deadLetterStream ?? `dlq-${name}`);

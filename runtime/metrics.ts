@@ -18,6 +18,7 @@ export class WorkerMetrics {
   readonly retries: Counter<'function'>;
   readonly deadLetters: Counter<'function'>;
   readonly ownedShards: Gauge<'function'>;
+  readonly commitFailures: Counter<'function' | 'code'>;
 
   constructor(fn: string) {
     const r = [this.registry];
@@ -31,6 +32,7 @@ export class WorkerMetrics {
     this.retries = new Counter({ name: 'sluice_retries_total', help: 'Records scheduled for another attempt', labelNames: ['function'], registers: r });
     this.deadLetters = new Counter({ name: 'sluice_dead_letters_total', help: 'Records sent to the dead-letter stream', labelNames: ['function'], registers: r });
     this.ownedShards = new Gauge({ name: 'sluice_owned_shards', help: 'Shards this worker holds the lease of', labelNames: ['function'], registers: r });
+    this.commitFailures = new Counter({ name: 'sluice_commit_failures_total', help: 'Record commits that failed, by error code (each is retried or dead-lettered)', labelNames: ['function', 'code'], registers: r });
     for (const o of Outcomes) this.events.inc({ outcome: o }, 0);
   }
 

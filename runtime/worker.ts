@@ -17,11 +17,13 @@ import { assign } from './assign.ts';
 import { openBackend } from './backend-spec.ts';
 import { startHttp } from './http.ts';
 import { WorkerMetrics } from './metrics.ts';
-import { RecordSource } from './records.ts';
+import { Committer } from './committer.ts';
+import { StreamRecordSource } from './records.ts';
 import { InlineRunner, workerLogger, type HandlerRunner } from './runner.ts';
 import { Semaphore } from './semaphore.ts';
-import { ShardRunner, sleep, type ShardDeps } from './shard-runner.ts';
-import { CheckpointStore, Leases, openStateTable, replicasKey } from './state.ts';
+import { sleep } from './batcher.ts';
+import { ShardRunner, type ShardDeps } from './shard-runner.ts';
+import { Leases, openStateTable, StateReader } from './state.ts';
 import { CronTicker } from './triggers/cron.ts';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.ts';
 
@@ -37,6 +39,11 @@ export interface WorkerHooks {
   runner?: RunnerFactory;
   /** Logger. @default pino JSON lines on stderr */
   log?: Logger;
+  /**
+   * Opens the worker's backend (its state table, trigger source and commits go through it) — e.g. a
+   * wrapper that injects store faults in tests. Handler threads open their own. @default openBackend(options.backend)
+   */
+  openBackend?: (spec: ResolvedWorkerOptions['backend']) => Promise<Backend>;
 }
 
 export class Worker {
@@ -48,6 +55,7 @@ export class Worker {
   #runner: HandlerRunner | undefined;
   #leases: Leases | undefined;
   #deps: ShardDeps | undefined;
+  #reader: StateReader | undefined;
   #shards = 0;
   #replicas: number;
   #ordinal: number;
@@ -101,7 +109,7 @@ export class Worker {
 
   async #open(): Promise<void> {
     const o = this.options;
-    this.#backend = await openBackend(o.backend);
+    this.#backend = await (this.#hooks.openBackend ?? openBackend)(o.backend);
     const backend = this.#backend;
     const state: KvBinding = await openStateTable(backend);
     const streams: StreamBinding = backend.streams();
@@ -121,8 +129,10 @@ export class Worker {
     await createIfMissing(streams, o.retries.deadLetterStream, 1);
     this.#runner = await (this.#hooks.runner ?? defaultRunner)(o, backend, this.log);
     this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs);
-    const source = new RecordSource(o, objects);
-    this.#deps = { o, streams, stream, objects, state, source, runner: this.#runner, credits: new Semaphore(o.batchesInFlight), metrics: this.metrics, log: this.log };
+    const source = new StreamRecordSource(o, streams, stream, objects);
+    const committer = new Committer({ function: o.function, objects, metrics: this.metrics, log: this.log });
+    this.#reader = new StateReader(state);
+    this.#deps = { o, streams, state, source, committer, runner: this.#runner, credits: new Semaphore(o.batchesInFlight), metrics: this.metrics, log: this.log };
     if (o.httpPort >= 0) {
       this.#http = await startHttp(
         this.metrics,
@@ -139,14 +149,14 @@ export class Worker {
     this.#loop = this.#ownership();
     if (o.trigger.type === 'stream' && o.trigger.cron !== undefined) {
       // Every replica ticks; conditional appends make one tick per instant (runtime/triggers/cron.ts).
-      const ckpt = new CheckpointStore(state, o.function, 0);
+      const reader = this.#reader;
       this.#ticker = new CronTicker({
         streams,
         stream,
         cron: o.trigger.cron,
         busy: async (seq) => {
-          const c = await ckpt.load(1, 0);
-          return c.seq <= seq || c.pending.length > 0;
+          const c = await reader.checkpoint(o.function, 0);
+          return c === undefined || c.seq <= seq || c.pending.length > 0;
         },
         log: this.log.child({ trigger: 'cron' }),
       });
@@ -202,8 +212,8 @@ export class Worker {
   async #reconcile(): Promise<void> {
     // The controller publishes the live replica count in the state table: a pod started or kept by a
     // scale operation learns it here without a restart (its environment may be stale).
-    const live = (await this.#deps!.state.getItem(replicasKey(this.options.function)))?.item.replicas;
-    if (typeof live === 'number' && Number.isInteger(live) && live >= 1 && live !== this.#replicas) {
+    const live = (await this.#reader!.replicas(this.options.function))?.replicas;
+    if (live !== undefined && live !== this.#replicas) {
       this.log.info({ from: this.#replicas, to: live }, 'replica count changed');
       this.#replicas = live;
     }
