@@ -5,7 +5,8 @@
 import { isAbsolute, join } from 'node:path';
 import { BindingError } from '../errors.ts';
 import { FsFile } from '../file/index.ts';
-import { changeStreamName, DEFAULT_BUCKET_SHARDS, resolveShards } from '../shared.ts';
+import { resolveShards } from '../backend-helpers.ts';
+import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
 import type { Backend, BucketInfo, BucketOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions } from '../types.ts';
 import { checkName } from '../values.ts';
 import { LocalKv } from './local-kv.ts';

@@ -4,20 +4,8 @@
  */
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition } from '../expr/index.ts';
-import {
-  bodyBytes,
-  changeStreamName,
-  checkPreconditions,
-  checkSignal,
-  encodeChange,
-  etagOf,
-  listPage,
-  resolveList,
-  resolvePut,
-  resolveRange,
-  sequencer,
-  shardOf,
-} from '../shared.ts';
+import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
+import { changeStreamName, encodeChange, sequencer, shardOf } from '../change-record.ts';
 import type {
   BucketInfo,
   CallOptions,

@@ -19,20 +19,9 @@ import { headers as natsHeaders, nuid, type MsgHdrs } from '@nats-io/nats-core';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition, type Expression } from '../expr/index.ts';
-import {
-  bodyBytes,
-  changeStreamName,
-  checkPreconditions,
-  checkSignal,
-  codec,
-  etagOf,
-  listPage,
-  resolveList,
-  resolvePut,
-  resolveRange,
-  sequencer,
-  shardOf,
-} from '../shared.ts';
+import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
+import { changeStreamName, sequencer, shardOf } from '../change-record.ts';
+import { codec } from '../codec.ts';
 import type {
   BucketInfo,
   CallOptions,
