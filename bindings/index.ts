@@ -9,5 +9,6 @@ export * from './values.ts';
 export * from './expr/index.ts';
 export * from './change-record.ts';
 export { codec } from './codec.ts';
+export { matchesWhere, stateItem, type ObjectState } from './query/index.ts';
 export { LocalBackend, LocalStore, type LocalBackendOptions, type LocalStoreOptions } from './local/index.ts';
 export { NatsBackend, type NatsBackendOptions } from './nats/index.ts';
