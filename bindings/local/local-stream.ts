@@ -4,15 +4,8 @@
  * Readers in this process wake on commit; readers in other processes poll every `pollMs`.
  */
 import { BindingError } from '../errors.ts';
-import {
-  bucketOfChangeStream,
-  checkSeekPosition,
-  checkShard,
-  checkSignal,
-  resolveGetRecords,
-  resolveRecord,
-  resolveStreamOptions,
-} from '../shared.ts';
+import { checkSeekPosition, checkShard, checkSignal, resolveGetRecords, resolveRecord, resolveStreamOptions } from '../backend-helpers.ts';
+import { bucketOfChangeStream } from '../change-record.ts';
 import { lastSeqMismatch, resolveIfLastSeq } from '../stream-conditions.ts';
 import type {
   CallOptions,

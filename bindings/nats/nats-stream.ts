@@ -16,16 +16,8 @@
 import { headers as natsHeaders, nanos, type MsgHdrs } from '@nats-io/nats-core';
 import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type StreamConfig, type StreamInfo as JsStreamInfo } from '@nats-io/jetstream';
 import { BindingError } from '../errors.ts';
-import {
-  bucketOfChangeStream,
-  checkSeekPosition,
-  checkShard,
-  checkSignal,
-  encodeChange,
-  resolveGetRecords,
-  resolveRecord,
-  resolveStreamOptions,
-} from '../shared.ts';
+import { checkSeekPosition, checkShard, checkSignal, resolveGetRecords, resolveRecord, resolveStreamOptions } from '../backend-helpers.ts';
+import { bucketOfChangeStream, encodeChange } from '../change-record.ts';
 import type {
   CallOptions,
   ConsumerGroup,
