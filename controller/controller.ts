@@ -147,15 +147,17 @@ export class Controller implements ControlPlane, ScalerSource {
     // Fail the deploy, not the workers: options must resolve and the trigger's source must exist.
     const o = toWorkerOptions(spec, { specDir: dir, ordinal: 0, replicas: 1, env: process.env });
     if (o.trigger.type === 'object') await this.#o.backend.objects(o.trigger.bucket);
-    else if (o.trigger.cron !== undefined) {
-      // A cron trigger's tick stream belongs to the function: created here (and by its workers), one shard.
+    // A cron trigger's tick stream and a scheduled query's run stream belong to the function: created here
+    // (and by its workers), one shard; a plain stream trigger's stream must exist.
+    const own = o.trigger.type === 'stream' ? (o.trigger.cron !== undefined ? o.trigger.stream : undefined) : o.trigger.feed;
+    if (own !== undefined) {
       await this.#o.backend
         .streams()
-        .create(o.trigger.stream, { shards: 1 })
+        .create(own, { shards: 1 })
         .catch((e: unknown) => {
           if ((e as { code?: string }).code !== 'SLUICE_ALREADY_EXISTS') throw e;
         });
-    } else await this.#o.backend.streams().info(o.trigger.stream);
+    } else if (o.trigger.type === 'stream') await this.#o.backend.streams().info(o.trigger.stream);
     const name = spec.metadata.name;
     const cur = await this.#table.getItem(name);
     // The same spec again (e.g. `sluice dev` restarting) is not a new revision and keeps a pinned scale.
@@ -234,7 +236,7 @@ export class Controller implements ControlPlane, ScalerSource {
     const fn = rt.spec.metadata.name;
     const o = toWorkerOptions(rt.spec, { specDir: rt.stored.specDir, ordinal: 0, replicas: 1, env: process.env });
     const streams = this.#o.backend.streams();
-    const stream = o.trigger.type === 'object' ? (await (await this.#o.backend.objects(o.trigger.bucket)).info()).changeStream : o.trigger.stream;
+    const stream = o.trigger.type === 'object' ? (o.trigger.feed ?? (await (await this.#o.backend.objects(o.trigger.bucket)).info()).changeStream) : o.trigger.stream;
     const info = await streams.info(stream);
     const shards: ShardStatus[] = [];
     let lag = 0;

@@ -9,6 +9,7 @@
  * metadata, attributes and small bodies come with the batch, so a handler thread needs no round trip).
  * A cron or query trigger is another implementation (a tick number or a run position as `seq`).
  */
+import { matchesWhere } from '../bindings/query/fields.ts';
 import { SluiceError } from '../bindings/errors.ts';
 import { decodeChange } from '../bindings/shared.ts';
 import type { ObjectBinding, StreamBinding, StreamRecord } from '../bindings/types.ts';
@@ -175,6 +176,11 @@ export class ChangeDecoder {
           }
           input.attrs = cur.attrs;
           if (cur.body) input.body = cur.body;
+          // A continuous (or scheduled) query trigger: the object's state now must match `where`.
+          if (t.where !== undefined && !matchesWhere({ key: c.key, size: c.size, etag: c.etag, version: c.version, contentType: c.contentType, mtimeMs: c.mtime.getTime(), attrs: cur.attrs }, t.where)) {
+            out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'filtered', bytes: 0 };
+            return;
+          }
         }
         out[i] = { seq: r.seq, key: c.key, input, bytes: c.key.length + (input.body?.byteLength ?? 0) + 64 };
       }),

@@ -28,6 +28,8 @@ export const StateKeys = {
   lease: (fn: string, shard: number): string => `lease/${fn}/${shard}`,
   checkpoint: (fn: string, shard: number): string => `ckpt/${fn}/${shard}`,
   replicas: (fn: string): string => `replicas/${fn}`,
+  /** The run history of a scheduled query trigger (runtime/triggers/query.ts). */
+  queryRuns: (fn: string): string => `qruns/${fn}`,
 } as const;
 
 /** State-table key of a function's live replica count, written by the controller, read by workers. */

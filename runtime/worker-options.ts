@@ -4,6 +4,8 @@
  * milliseconds, frozen). Errors name the option path.
  */
 import { parseCron, type CronSchedule } from './triggers/cron.ts';
+import type { QuerySchedule } from './triggers/query.ts';
+import { parseCondition } from '../bindings/expr/index.ts';
 import { BindingError } from '../bindings/errors.ts';
 import { parseDurationMs } from '../functions/types.ts';
 import type { BackendSpec } from './backend-spec.ts';
@@ -21,6 +23,19 @@ export interface ObjectTrigger {
   suffix?: string;
   /** Bodies up to this size are read with the batch and handed over inline. @default 65536 */
   inlineBodyMaxBytes?: number;
+  /**
+   * Only objects whose state (system fields and attributes, after the change) matches this condition are
+   * delivered; the others are skipped as filtered. A continuous query trigger is an object trigger with a
+   * `where`. @default every object
+   */
+  where?: string;
+  /**
+   * A stream of change records to consume instead of the bucket's change stream: a scheduled query
+   * trigger's run stream (one shard, filled by {@link QuerySchedule}'s runs). @default the change stream
+   */
+  feed?: string;
+  /** Set for a scheduled query trigger: every worker runs the scheduler that fills `feed`. @default no runs */
+  query?: QuerySchedule;
 }
 
 /** A stream trigger: records of one user stream. */
@@ -101,7 +116,7 @@ export interface WorkerOptions {
 export interface ResolvedWorkerOptions {
   readonly function: string;
   readonly module: string;
-  readonly trigger: Readonly<Required<ObjectTrigger>> | Readonly<StreamTrigger>;
+  readonly trigger: Readonly<Required<Omit<ObjectTrigger, 'where' | 'feed' | 'query'>> & Pick<ObjectTrigger, 'where' | 'feed' | 'query'>> | Readonly<StreamTrigger>;
   readonly backend: BackendSpec;
   readonly ordinal: number;
   readonly replicas: number;
@@ -144,6 +159,17 @@ function dur(v: number | string | undefined, path: string, dflt: number): number
   }
 }
 
+/** A `where` condition that parses (its syntax error, with line and column, names the option). */
+function checkedWhere(where: unknown, path: string): string {
+  if (typeof where !== 'string' || where.trim() === '') throw bad(path, 'must be a condition expression');
+  try {
+    parseCondition(where);
+  } catch (e) {
+    throw bad(path, (e as Error).message);
+  }
+  return where;
+}
+
 /** Validates and completes worker options; errors name the option path. */
 export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): ResolvedWorkerOptions {
   if (typeof o.function !== 'string' || !/^[a-z0-9][a-z0-9-]{0,62}$/.test(o.function)) throw bad('function', `must be 1-63 lowercase letters, digits or '-', got ${JSON.stringify(o.function)}`);
@@ -160,7 +186,11 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
       prefix: t.prefix ?? '',
       suffix: t.suffix ?? '',
       inlineBodyMaxBytes: int(t.inlineBodyMaxBytes, 'trigger.inlineBodyMaxBytes', 0, 4 * 1024 * 1024, 65536),
+      ...(t.where !== undefined ? { where: checkedWhere(t.where, 'trigger.where') } : {}),
+      ...(t.feed !== undefined ? { feed: t.feed } : {}),
+      ...(t.query !== undefined ? { query: Object.freeze({ ...t.query, where: checkedWhere(t.query.where, 'trigger.query.where') }) } : {}),
     });
+    if (trigger.query !== undefined && trigger.feed === undefined) throw bad('trigger.feed', 'must name the run stream of a scheduled query');
   } else if (t?.type === 'stream') {
     if (t.cron === undefined) trigger = Object.freeze({ type: 'stream' as const, stream: t.stream });
     else {

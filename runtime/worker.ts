@@ -25,6 +25,7 @@ import { sleep } from './batcher.ts';
 import { ShardRunner, type ShardDeps } from './shard-runner.ts';
 import { Leases, openStateTable, StateReader } from './state.ts';
 import { CronTicker } from './triggers/cron.ts';
+import { QueryScheduler } from './triggers/query.ts';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.ts';
 
 /** Worker lifecycle states. */
@@ -64,6 +65,7 @@ export class Worker {
   #wake: (() => void) | undefined;
   #http: { server: Server; port: number } | undefined;
   #ticker: CronTicker | undefined;
+  #scheduler: QueryScheduler | undefined;
   readonly #hooks: WorkerHooks;
 
   private constructor(o: ResolvedWorkerOptions, hooks: WorkerHooks) {
@@ -118,8 +120,15 @@ export class Worker {
     if (o.trigger.type === 'object') {
       objects = await backend.objects(o.trigger.bucket);
       const info = await objects.info();
-      stream = info.changeStream;
-      this.#shards = info.shards;
+      if (o.trigger.feed !== undefined) {
+        // A scheduled query trigger reads its run stream (change records of this bucket) instead.
+        stream = o.trigger.feed;
+        await createIfMissing(streams, stream, 1);
+        this.#shards = (await streams.info(stream)).shards;
+      } else {
+        stream = info.changeStream;
+        this.#shards = info.shards;
+      }
     } else {
       stream = o.trigger.stream;
       // A cron trigger's tick stream belongs to the function: whoever starts first creates it.
@@ -161,6 +170,11 @@ export class Worker {
         log: this.log.child({ trigger: 'cron' }),
       });
       this.#ticker.start();
+    }
+    if (o.trigger.type === 'object' && o.trigger.query !== undefined && objects !== undefined) {
+      // Every replica schedules; chained appends put each selected object in the run stream once.
+      this.#scheduler = new QueryScheduler({ function: o.function, objects, streams, stream, state, query: o.trigger.query, log: this.log.child({ trigger: 'query' }) });
+      this.#scheduler.start();
     }
   }
 
@@ -264,6 +278,7 @@ export class Worker {
     this.#transition('draining');
     this.#wake?.();
     await this.#ticker?.close();
+    await this.#scheduler?.close();
     const drain = (async () => {
       await this.#loop;
       await Promise.all([...this.#runners.values()].map((r) => r.stop()));
@@ -280,6 +295,7 @@ export class Worker {
 
   async #closeResources(): Promise<void> {
     await this.#ticker?.close().catch(() => undefined);
+    await this.#scheduler?.close().catch(() => undefined);
     await this.#runner?.close().catch(() => undefined);
     if (this.#http) await new Promise<void>((r) => this.#http!.server.close(() => r()));
     await this.#backend?.close().catch(() => undefined);

@@ -150,10 +150,9 @@ describe('spec', () => {
     expect([o.timeoutMs, o.batch.maxWaitMs, o.retries.initialBackoffMs, o.retries.maxBackoffMs]).toEqual([1500, 250, 500, 3_600_000]);
   });
 
-  it('spec - reserved triggers (http, query) pass the schema but toWorkerOptions refuses them', () => {
+  it('spec - the reserved http trigger passes the schema but toWorkerOptions refuses it', () => {
     const variants = {
       http: '- http:\n        path: /hook\n        methods: [POST]',
-      query: '- query:\n        bucket: uploads\n        filter: "size > 1000"\n        every: 1m',
     };
     for (const [kind, block] of Object.entries(variants)) {
       const s = loadFunctionSpec(BASE.replace('- object:\n        bucket: uploads', block));
@@ -288,5 +287,31 @@ describe('spec - cron triggers', () => {
       expect((err as Error).message, cron).toMatch(path);
       expect((err as Error).message, cron).toMatch(/tick\.yaml:7:/);
     }
+  });
+});
+
+describe('spec - query triggers', () => {
+  const base = (q: string) => `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: backup}\nspec:\n  handler: ./h.ts\n  triggers:\n    - query: ${q}\n`;
+  const opts = { specDir: '/fn', ordinal: 0, replicas: 1 };
+
+  it('spec - scheduled (every / schedule) and continuous query triggers become object triggers with where, feed and query', async () => {
+    const { loadFunctionSpec, toWorkerOptions } = await import('../../controller/spec/index.ts');
+    expect(toWorkerOptions(loadFunctionSpec(base('{bucket: docs, where: "size > 10", every: 5m, pageSize: 100}')), opts).trigger).toEqual({
+      type: 'object', bucket: 'docs', events: ['put'], where: 'size > 10', feed: 'query-backup', query: { where: 'size > 10', everyMs: 300_000, pageSize: 100 },
+    });
+    expect(toWorkerOptions(loadFunctionSpec(base('{bucket: docs, where: "size > 10", schedule: "0 */5 * * * *", prefix: a/}')), opts).trigger).toMatchObject({ feed: 'query-backup', prefix: 'a/', query: { schedule: '0 */5 * * * *', prefix: 'a/' } });
+    expect(toWorkerOptions(loadFunctionSpec(base('{bucket: docs, where: "exists(x)", continuous: true, events: [put, attrs]}')), opts).trigger).toEqual({ type: 'object', bucket: 'docs', events: ['put', 'attrs'], where: 'exists(x)' });
+  });
+
+  it('spec - a query trigger needs exactly one mode and a where that parses; errors name the path', async () => {
+    const { loadFunctionSpec } = await import('../../controller/spec/index.ts');
+    const cases: [string, RegExp][] = [
+      ['{bucket: docs, where: "size > 1"}', /spec\.triggers\[0\]\.query: must give exactly one of schedule, every, continuous/],
+      ['{bucket: docs, where: "size > 1", every: 1m, continuous: true}', /exactly one of/],
+      ['{bucket: docs, where: "size >", every: 1m}', /spec\.triggers\[0\]\.query\.where: does not parse/],
+      ['{bucket: docs, where: "size > 1", schedule: "99 * * * *"}', /spec\.triggers\[0\]\.query\.schedule/],
+      ['{bucket: docs, where: "size > 1", every: 1m, events: [put]}', /spec\.triggers\[0\]\.query\.events: only applies to continuous/],
+    ];
+    for (const [q, re] of cases) expect(() => loadFunctionSpec(base(q), 'backup.yaml'), q).toThrow(re);
   });
 });
