@@ -146,7 +146,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     }
     if ((m = /^\/api\/functions\/([^/]+)$/.exec(path)) && method === 'GET') {
       const name = decodeURIComponent(m[1]!);
-      return send(res, 200, { status: await o.plane.status(name), series: sampler.series(name) });
+      // The sampler's snapshot (at most one interval old): tabs never make the controller measure.
+      return send(res, 200, { status: sampler.latestOf(name) ?? (await o.plane.status(name)), series: sampler.series(name) });
     }
     if ((m = /^\/api\/functions\/([^/]+)\/logs$/.exec(path)) && method === 'GET') {
       return send(res, 200, tails.read(decodeURIComponent(m[1]!), intParam(u, 'after', 0, 0, Number.MAX_SAFE_INTEGER)));
