@@ -4,8 +4,8 @@
  * console on a free port) running functions/scan-sensitive. It logs in with the control token, sees
  * the function with its counters, watches the lag rise while objects are uploaded with the function
  * scaled to 0 and drop once it runs again, opens an object and sees its attributes and its
- * `thumbnail` (a JPEG made with sharp) as an image, and is refused without the token (browser and
- * plain HTTP). Screenshots go to test/artifacts/console-*.png (gitignored; CI keeps them).
+ * `thumbnail` (a JPEG made with sharp) as an image, reads the workers' live logs, and is refused
+ * without the token (browser and plain HTTP). Screenshots go to test/artifacts/console-*.png (gitignored; CI keeps them).
  *
  * In CI a missing chromium fails the file; elsewhere too: the console has no other browser test.
  */
@@ -166,6 +166,8 @@ describe('console/browser', () => {
       return owners.every((o) => o && o !== '—') ? true : undefined;
     });
     expect(await page.locator('[data-testid=chart-lag] canvas').count()).toBe(1);
+    // Live logs: the worker's own lines reach the page.
+    await until('worker log lines on the page', async () => ((await page.getByTestId('logs').textContent())?.includes('shard acquired') ? true : undefined));
 
     // Hold a backlog: scale to 0, upload, see the lag on the page.
     await client.scale(FN, 0);
