@@ -16,13 +16,17 @@
  * and logs every second and redraws two uPlot charts) and a scraper GETs the worker's /metrics every
  * second; then the worker starts and the round is timed from its `ready` line until the function's
  * counter objects_scanned has grown by N. Result: events/s per round; ratio = mean(console rounds) /
- * mean(plain rounds). Target ≥ 0.95.
+ * mean(plain rounds). Target ≥ 0.95. Because wall-clock rates on a shared machine move by tens of
+ * percent between rounds, each round also reports the worker's CPU per event (/proc/<pid>/stat), the
+ * CPU of this process (controller + console + sampler + the bench's counter polling) and of chromium's
+ * process tree, in cores: what the console costs, independent of what else the machine runs.
+ * `--browser off` runs the console rounds without a page open, to split server from browser cost.
  *
- * Run: `npx tsx test/bench/console.ts [--n 40000] [--rounds 4]` (not in CI; a few minutes).
+ * Run: `npx tsx test/bench/console.ts [--n 40000] [--rounds 4] [--browser on|off]` (not in CI; a few minutes).
  */
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +38,9 @@ import { Controller } from '../../controller/controller.ts';
 import type { Driver } from '../../controller/driver.ts';
 import { openBackend, openStateTable, readCounters } from '../../runtime/index.ts';
 
-const { values: args } = parseArgs({ options: { n: { type: 'string', default: '40000' }, rounds: { type: 'string', default: '4' } } });
+const { values: args } = parseArgs({ options: { n: { type: 'string', default: '40000' }, rounds: { type: 'string', default: '4' }, browser: { type: 'string', default: 'on' } } });
+/** `--browser off`: the console server, its sampler and the /metrics scrape without a page open (to split the cost). */
+const BROWSER = args.browser !== 'off';
 const N = Number(args.n);
 const ROUNDS = Number(args.rounds);
 const FN = 'scan-sensitive';
@@ -74,6 +80,37 @@ controller.start();
 await controller.deploy(['apiVersion: sluice.dev/v1', 'kind: Function', 'metadata:', `  name: ${FN}`, 'spec:', `  handler: ${MODULE}`, '  triggers:', '    - object:', '        bucket: uploads'].join('\n'), root);
 await controller.scale(FN, 1);
 
+/** CPU seconds (user + system) of a process, from /proc (Linux; 0 when it is gone). */
+function cpuOf(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** Pids of every descendant of `root` (chromium's process tree, the worker). */
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = readFileSync(`/proc/${d}/stat`, 'utf8');
+      parent.set(Number(d), Number(f.slice(f.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [c, pp] of parent) if (pp === p) (out.push(c), walk(c));
+  };
+  walk(root);
+  return out;
+}
+
 const body = (i: number) => (i % 10 === 0 ? `record ${i} ssn 123-45-6789 ` : `record ${i} nothing to see `).padEnd(1024, '.');
 
 async function upload(prefix: string): Promise<void> {
@@ -82,12 +119,21 @@ async function upload(prefix: string): Promise<void> {
   log(`  uploaded ${N} objects in ${((performance.now() - t0) / 1000).toFixed(1)} s (unmeasured)`);
 }
 
-async function round(i: number, withConsole: boolean): Promise<number> {
-  log(`round ${i + 1}/${ROUNDS}: ${withConsole ? 'console open + /metrics scraped every 1 s' : 'plain'}`);
+interface RoundResult {
+  eps: number;
+  /** Worker CPU per event, µs. */
+  workerUsPerEvent: number;
+  /** CPU of this process (controller, console, sampler, counter polling) and chromium's tree, in cores over the round. */
+  sideCores: number;
+  chromiumCores: number;
+}
+
+async function round(i: number, withConsole: boolean): Promise<RoundResult> {
+  log(`round ${i + 1}/${ROUNDS}: ${withConsole ? `console${BROWSER ? ' open in chromium' : ' server only (no page open)'} + /metrics scraped every 1 s` : 'plain'}`);
   await upload(`r${i}/`);
   const base = (await readCounters(state, FN, SHARDS)).objects_scanned ?? 0;
   const ui = withConsole ? await startConsole({ plane: controller, backend, tokens: [TOKEN], address: '127.0.0.1:0' }) : undefined;
-  const browser = withConsole
+  const browser = withConsole && BROWSER
     ? await chromium.launchPersistentContext(join(root, `profile-${i}`), {
         executablePath: '/usr/bin/chromium',
         headless: true,
@@ -101,6 +147,8 @@ async function round(i: number, withConsole: boolean): Promise<number> {
     await page.click('button[type=submit]');
     await page.goto(`${ui.url}#/fn/${FN}`);
     await page.getByTestId('chart-lag').waitFor();
+    // Steady state: chromium's start-up work (other processes, the renderer compiling the bundle) is not the console's running cost.
+    await sleep(3000);
   }
   const config = { function: FN, module: MODULE, trigger: { type: 'object', bucket: 'uploads' }, backend: { kind: 'local', dir }, threads: 0, batch: { maxRecords: 500, maxWait: '20ms' }, batchesInFlight: 8, leaseTtl: '30s', logLevel: 'warn', httpPort: 0 };
   const child = spawn(process.execPath, ['--import', 'tsx', WORKER_MAIN], { env: { ...process.env, SLUICE_WORKER_CONFIG: JSON.stringify(config) }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -138,6 +186,10 @@ async function round(i: number, withConsole: boolean): Promise<number> {
       };
       scrape();
     }
+    const others = descendants(process.pid).filter((p) => p !== child.pid);
+    const side0 = process.cpuUsage();
+    const chrome0 = others.reduce((a, p) => a + cpuOf(p), 0);
+    const worker0 = cpuOf(child.pid!);
     let done = 0;
     let firstAt = 0;
     for (;;) {
@@ -149,8 +201,15 @@ async function round(i: number, withConsole: boolean): Promise<number> {
     }
     const ms = performance.now() - readyAt;
     const eps = N / (ms / 1000);
-    log(`  ${N} events in ${(ms / 1000).toFixed(2)} s = ${Math.round(eps).toLocaleString('en-US')} events/s (first commit ${Math.round(firstAt - readyAt)} ms after ready)${withConsole ? ` (${scrapes} /metrics scrapes)` : ''}`);
-    return eps;
+    const workerUsPerEvent = ((cpuOf(child.pid!) - worker0) * 1e6) / N;
+    const side = process.cpuUsage(side0);
+    const chromiumCores = (others.reduce((a, p) => a + cpuOf(p), 0) - chrome0) / (ms / 1000);
+    const sideCores = (side.user + side.system) / 1e6 / (ms / 1000);
+    log(
+      `  ${N} events in ${(ms / 1000).toFixed(2)} s = ${Math.round(eps).toLocaleString('en-US')} events/s (first commit ${Math.round(firstAt - readyAt)} ms after ready); ` +
+        `worker CPU ${workerUsPerEvent.toFixed(0)} µs/event; this process ${sideCores.toFixed(2)} cores, chromium ${chromiumCores.toFixed(2)} cores${withConsole ? `; ${scrapes} /metrics scrapes` : ''}`,
+    );
+    return { eps, workerUsPerEvent, sideCores, chromiumCores };
   } finally {
     clearTimeout(scrapeTimer);
     child.kill('SIGTERM');
@@ -161,8 +220,8 @@ async function round(i: number, withConsole: boolean): Promise<number> {
   }
 }
 
-const plain: number[] = [];
-const withUi: number[] = [];
+const plain: RoundResult[] = [];
+const withUi: RoundResult[] = [];
 const loadBefore = (await import('node:os')).loadavg();
 try {
   for (let i = 0; i < ROUNDS; i++) {
@@ -176,8 +235,15 @@ try {
   rmSync(root, { recursive: true, force: true });
 }
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-const ratio = mean(withUi) / mean(plain);
+const ratio = mean(withUi.map((r) => r.eps)) / mean(plain.map((r) => r.eps));
 const loadAfter = (await import('node:os')).loadavg();
-log(`\nplain: ${plain.map((x) => Math.round(x)).join(', ')} events/s (mean ${Math.round(mean(plain))})`);
-log(`console + /metrics: ${withUi.map((x) => Math.round(x)).join(', ')} events/s (mean ${Math.round(mean(withUi))})`);
+const show = (label: string, rs: RoundResult[]) =>
+  log(
+    `${label}: ${rs.map((x) => Math.round(x.eps)).join(', ')} events/s (mean ${Math.round(mean(rs.map((r) => r.eps)))}); worker CPU ${mean(rs.map((r) => r.workerUsPerEvent)).toFixed(0)} µs/event; ` +
+      `this process ${mean(rs.map((r) => r.sideCores)).toFixed(2)} cores; chromium ${mean(rs.map((r) => r.chromiumCores)).toFixed(2)} cores`,
+  );
+log('');
+show('plain', plain);
+show('console + /metrics', withUi);
+log(`worker CPU per event, console / plain: ${(mean(withUi.map((r) => r.workerUsPerEvent)) / mean(plain.map((r) => r.workerUsPerEvent))).toFixed(3)}`);
 log(`ratio ${ratio.toFixed(3)} (target ≥ ${TARGET}): ${ratio >= TARGET ? 'MET' : 'MISSED'}; load average ${loadBefore[0]!.toFixed(1)} → ${loadAfter[0]!.toFixed(1)}`);
