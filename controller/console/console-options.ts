@@ -12,8 +12,10 @@ export interface ConsoleOptions {
   plane: ConsoleSource;
   /** The platform's backend: objects, dead-letter streams, the state table. Required. */
   backend: Backend;
-  /** Control tokens accepted at login (and as `authorization: Bearer`). Required, non-empty. */
-  tokens: readonly string[];
+  /** Control tokens accepted at login (and as `authorization: Bearer`). Required (or `token`), non-empty. */
+  tokens?: readonly string[];
+  /** One control token: shorthand for `tokens: [token]`. @default undefined */
+  token?: string;
   /** Address to bind, `host:port`; port 0 picks a free one. @default '127.0.0.1:7071' */
   address?: string;
   /** Period of the status sampler behind the functions page and the charts. @default 1000 */
@@ -71,7 +73,7 @@ export function resolveConsoleOptions(o: ConsoleOptions): ResolvedConsoleOptions
   return Object.freeze({
     plane: o.plane,
     backend: o.backend,
-    tokens: o.tokens,
+    tokens: o.tokens ?? (o.token !== undefined ? [o.token] : []),
     host,
     port,
     sampleIntervalMs: int(o.sampleIntervalMs, 'sampleIntervalMs', 50, 1000),

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { buildConsoleAssets } from '../../controller/console/build.ts';
+import { startConsole } from '../../controller/console/index.ts';
 import { parseAddress, resolveConsoleOptions, type ConsoleOptions } from '../../controller/console/console-options.ts';
 import { imageType, toJsonValue } from '../../controller/console/data.ts';
 import { Ring } from '../../controller/console/sampler.ts';
@@ -50,6 +51,18 @@ describe('console/unit', () => {
     expect(() => resolveConsoleOptions({ ...fake, plane: undefined as never })).toThrow(/console.plane/);
     expect(() => resolveConsoleOptions({ ...fake, backend: {} as Backend })).toThrow(/console.backend/);
     expect(resolveConsoleOptions(fake)).toMatchObject({ host: '127.0.0.1', port: 7071, sampleIntervalMs: 1000, samplesPerFunction: 600, secureCookie: false });
+  });
+
+  it('console/unit - a console needs a token: tokens or token', async () => {
+    await expect(startConsole({ ...fake, tokens: [], address: '127.0.0.1:0' })).rejects.toThrow(/console.tokens must hold at least one token/);
+    const { tokens: _, ...noTokens } = fake;
+    const c = await startConsole({ ...noTokens, token: 'one', address: '127.0.0.1:0' });
+    try {
+      expect(c.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+      expect((await fetch(new URL('api/session', c.url), { headers: { authorization: 'Bearer one' } })).status).toBe(200);
+    } finally {
+      await c.close();
+    }
   });
 
   it('console/unit - values become page JSON; images are told by their bytes', () => {
