@@ -4,7 +4,8 @@
  * console on a free port) running functions/scan-sensitive. It logs in with the control token, sees
  * the function with its counters, watches the lag rise while objects are uploaded with the function
  * scaled to 0 and drop once it runs again, opens an object and sees its attributes and its
- * `thumbnail` (a JPEG made with sharp) as an image, reads the workers' live logs, and is refused
+ * `thumbnail` (a JPEG made with sharp) as an image, reads the workers' live logs, redrives a dead
+ * letter of a second (failing) function, and is refused
  * without the token (browser and plain HTTP). Screenshots go to test/artifacts/console-*.png (gitignored; CI keeps them).
  *
  * In CI a missing chromium fails the file; elsewhere too: the console has no other browser test.
@@ -72,6 +73,12 @@ describe('console/browser', () => {
       join(fns, FN, 'function.yaml'),
       ['apiVersion: sluice.dev/v1', 'kind: Function', 'metadata:', `  name: ${FN}`, 'spec:', `  handler: ${handler}`, '  triggers:', '    - object:', '        bucket: uploads', '  batch: {maxRecords: 50, maxWait: 20ms}', '  scaling: {minReplicas: 0, maxReplicas: 1, scaleToZeroAfter: 10m}', ''].join('\n'),
     );
+    // A second function that dead-letters keys containing 'poison' at the first failure (rt-count fixture).
+    mkdirSync(join(fns, 'counter'), { recursive: true });
+    writeFileSync(
+      join(fns, 'counter', 'function.yaml'),
+      ['apiVersion: sluice.dev/v1', 'kind: Function', 'metadata:', '  name: counter', 'spec:', `  handler: ${join(root, 'test/fixtures/functions/rt-count.ts')}`, '  triggers:', '    - object:', '        bucket: inbox', '  batch: {maxWait: 5ms}', '  retries: {maxAttempts: 1}', ''].join('\n'),
+    );
     const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
     for (const k of Object.keys(env)) if (k.startsWith('SLUICE_')) delete env[k];
     const p = spawn(process.execPath, [sluiceBin, 'dev', '--data', data, '--port', '0', '--ui', '127.0.0.1:0', '--functions', fns], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -86,7 +93,7 @@ describe('console/browser', () => {
         out += d;
         // The console URL is on the first line.
         const first = /^sluice dev: console (http:\/\/127\.0\.0\.1:\d+\/) .*control API on (127\.0\.0\.1:\d+) /.exec(out.split('\n')[0] ?? '');
-        if (first && out.includes(`deployed ${FN} (revision 1)`)) {
+        if (first && out.includes(`deployed ${FN} (revision 1)`) && out.includes('deployed counter (revision 1)')) {
           url = first[1]!;
           control = first[2]!;
           clearTimeout(t);
@@ -217,6 +224,22 @@ describe('console/browser', () => {
     await until('the thumbnail decoded', async () => ((await img.evaluate((e) => (e as unknown as { naturalWidth: number }).naturalWidth)) === 96 ? true : undefined));
     await shot('object');
   });
+
+  it('console/browser - a dead letter is listed and redriven from the page', async () => {
+    const inbox = await backend.objects('inbox');
+    await inbox.put('poison-7.txt', 'always fails');
+    await page.goto(`${url}#/fn/counter`);
+    const row = page.getByTestId('dead-letters').locator('tbody tr', { hasText: 'poison-7.txt' });
+    // The page refreshes dead letters every 5 s.
+    await row.first().waitFor({ timeout: 45_000 });
+    expect(await row.first().textContent()).toContain('poisoned poison-7.txt');
+    const version = (await inbox.head('poison-7.txt'))!.version;
+    await row.first().getByRole('button', { name: 'Redrive' }).click();
+    expect(await page.getByTestId('redrive-result').textContent()).toMatch(/reput/);
+    expect((await inbox.head('poison-7.txt'))!.version).toBe(version + 1);
+    await page.getByText('redriven reput').first().waitFor();
+    await shot('dead-letters');
+  }, 60_000);
 
   it('console/browser - after logging out the page shows no data again', async () => {
     await page.goto(url);
