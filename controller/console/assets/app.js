@@ -21,7 +21,7 @@ var he,zs,du,Gt,mo,xn,Ws,kn,Us,yo,go,mu,Xl=Symbol.for("pv"),Tn={},Mn=[],gu=/^m(i
             <td>${rt(s.ratePerSecond)}</td>
             <td data-testid="counters">${Object.entries(s.counters).map(([i,u])=>O`<span class="pill">${i}=${rt(u)}</span> `)}</td>
             <td>${rt(s.deadLetters)}</td>
-            <td class="err">${s.lastError?O`<span title=${s.lastError.at}>${s.lastError.message}</span>`:"\u2014"}</td>
+            <td class=${s.lastError?"err":""}>${s.lastError?O`<span title=${s.lastError.at}>${s.lastError.message}</span>`:"\u2014"}</td>
           </tr>`)}
         ${l.length===0&&O`<tr><td colspan="8">no function deployed${t?"":" (loading\u2026)"}</td></tr>`}
       </tbody>

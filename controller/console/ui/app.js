@@ -92,7 +92,7 @@ function Functions({ auth }) {
             <td>${fmt(f.ratePerSecond)}</td>
             <td data-testid="counters">${Object.entries(f.counters).map(([k, v]) => html`<span class="pill">${k}=${fmt(v)}</span> `)}</td>
             <td>${fmt(f.deadLetters)}</td>
-            <td class="err">${f.lastError ? html`<span title=${f.lastError.at}>${f.lastError.message}</span>` : '—'}</td>
+            <td class=${f.lastError ? 'err' : ''}>${f.lastError ? html`<span title=${f.lastError.at}>${f.lastError.message}</span>` : '—'}</td>
           </tr>`,
         )}
         ${fns.length === 0 && html`<tr><td colspan="8">no function deployed${data ? '' : ' (loading…)'}</td></tr>`}
