@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { buildConsoleAssets } from '../../controller/console/build.ts';
 import { startConsole } from '../../controller/console/index.ts';
 import { parseAddress, resolveConsoleOptions, type ConsoleOptions } from '../../controller/console/console-options.ts';
-import { imageType, toJsonValue } from '../../controller/console/data.ts';
+import { imageType, QueryUnavailableError, runQuery, toJsonValue } from '../../controller/console/data.ts';
 import { Ring } from '../../controller/console/sampler.ts';
 import type { Backend } from '../../bindings/types.ts';
 
@@ -63,6 +63,23 @@ describe('console/unit', () => {
     } finally {
       await c.close();
     }
+  });
+
+  it('console/unit - the query adapter uses objects.query when the backend has it, else says it is unavailable', async () => {
+    const seen: string[] = [];
+    const rows = [{ key: 'a', size: 1 }, { key: 'b', size: 2, thumb: new Uint8Array([0xff, 0xd8, 0xff]) }, { key: 'c', size: 3 }];
+    const shapes: unknown[] = [rows, { rows }, (async function* () { yield* rows; })()];
+    for (const shape of shapes) {
+      const withQuery = { kind: 'local', objects: async (b: string) => ({ bucket: b, query: async (sql: string) => (seen.push(`${b}: ${sql}`), shape) }) } as unknown as Backend;
+      expect(await runQuery(withQuery, 'SELECT key FROM uploads WHERE size > 0', 2)).toEqual({ rows: [{ key: 'a', size: 1 }, { key: 'b', size: 2, thumb: { $bytes: 3, $image: 'image/jpeg' } }], truncated: true });
+    }
+    expect(seen[0]).toBe('uploads: SELECT key FROM uploads WHERE size > 0');
+    const backendLevel = { kind: 'nats', query: async (sql: string) => [{ sql }], objects: async () => ({}) } as unknown as Backend;
+    expect(await runQuery(backendLevel, 'select 1 from x', 10)).toEqual({ rows: [{ sql: 'select 1 from x' }], truncated: false });
+    const without = { kind: 'local', objects: async () => ({}) } as unknown as Backend;
+    await expect(runQuery(without, 'SELECT * FROM uploads', 10)).rejects.toBeInstanceOf(QueryUnavailableError);
+    await expect(runQuery(without, 'SELECT 1', 10)).rejects.toThrow(/names no bucket/);
+    await expect(runQuery(without, 'DELETE FROM uploads', 10)).rejects.toThrow(/must be a 'SELECT/);
   });
 
   it('console/unit - values become page JSON; images are told by their bytes', () => {
