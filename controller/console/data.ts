@@ -4,9 +4,8 @@
  * `{$bytes: size, $image?: mime}` (the page fetches an image's bytes from the attribute endpoint),
  * timestamps `{$time: iso}`.
  */
-import { BindingError, SluiceError } from '../../bindings/errors.ts';
+import { BindingError, ConditionFailedError, SluiceError } from '../../bindings/errors.ts';
 import type { Backend, KvBinding, Value } from '../../bindings/types.ts';
-import { ConditionFailedError } from '../../bindings/errors.ts';
 import { FUNCTIONS_TABLE } from '../controller.ts';
 import { parseDeadLetter, redriveDeadLetter, type RedriveOutcome } from '../redrive.ts';
 import { loadFunctionSpec } from '../spec/index.ts';
