@@ -4,6 +4,7 @@
  * `{$bytes: size, $image?: mime}` (the page fetches an image's bytes from the attribute endpoint),
  * timestamps `{$time: iso}`.
  */
+import { selectRows } from '../../bindings/query/sql.ts';
 import { BindingError, ConditionFailedError, SluiceError } from '../../bindings/errors.ts';
 import type { Backend, KvBinding, Value } from '../../bindings/types.ts';
 import { FUNCTIONS_TABLE } from '../controller.ts';
@@ -151,45 +152,12 @@ export async function redrive(backend: Backend, state: KvBinding, fn: string, sh
   return outcome;
 }
 
-/** The error the query box shows until a backend can run queries. */
-export class QueryUnavailableError extends Error {
-  override readonly name = 'QueryUnavailableError';
-}
-
-type QueryFn = (sql: string, options?: { limit?: number }) => unknown;
-
 /**
- * Runs `SELECT … FROM <bucket> …` through the backend's query support, feature-detected because it is
- * being added elsewhere: `backend.query(sql)` or `(await backend.objects(bucket)).query(sql)`.
- * Throws {@link QueryUnavailableError} (the server answers 501) while neither exists. Results are
- * taken up to `limit` rows, whatever shape they come in (an array, `{rows|items|objects}`, or an
- * async iterable).
+ * Runs the query box's `SELECT … FROM <bucket> …` (the one SQL path, `selectRows`, as `sluice query`),
+ * at most `limit` rows, values made JSON-safe. Malformed SQL is SLUICE_EXPRESSION_SYNTAX with a position.
  */
-export async function runQuery(backend: Backend, sql: string, limit: number): Promise<{ rows: unknown[]; truncated: boolean }> {
+export async function runQuery(backend: Backend, sql: string, limit: number): Promise<{ rows: unknown[]; truncated: boolean; plan: string }> {
   if (typeof sql !== 'string' || !/^\s*select\b/i.test(sql)) throw new BindingError('SLUICE_INVALID_ARGUMENT', "query must be a 'SELECT … FROM <bucket> …' statement");
-  let q: QueryFn | undefined;
-  const b = backend as Backend & { query?: QueryFn };
-  if (typeof b.query === 'function') q = b.query.bind(b);
-  else {
-    const from = /\bfrom\s+("?)([A-Za-z0-9._-]+)\1/i.exec(sql);
-    if (!from) throw new BindingError('SLUICE_INVALID_ARGUMENT', 'query names no bucket: write SELECT … FROM <bucket> …');
-    const objects = (await backend.objects(from[2]!)) as Awaited<ReturnType<Backend['objects']>> & { query?: QueryFn };
-    if (typeof objects.query === 'function') q = objects.query.bind(objects);
-  }
-  if (!q) throw new QueryUnavailableError(`queries are not available: the ${backend.kind} backend of this build has no objects.query (SELECT … FROM … support lands with the query feature)`);
-  let res = await q(sql, { limit });
-  if (res && typeof res === 'object' && !Array.isArray(res) && !(Symbol.asyncIterator in res)) {
-    const r = res as Record<string, unknown>;
-    res = r.rows ?? r.items ?? r.objects ?? [r];
-  }
-  const rows: unknown[] = [];
-  let truncated = false;
-  const take = (row: unknown) => {
-    if (rows.length >= limit) return (truncated = true), false;
-    rows.push(toJsonValue(row as Value));
-    return true;
-  };
-  if (Array.isArray(res)) for (const row of res) if (!take(row)) break;
-  if (res && typeof res === 'object' && Symbol.asyncIterator in res) for await (const row of res as AsyncIterable<unknown>) if (!take(row)) break;
-  return { rows, truncated };
+  const r = await selectRows(backend, sql, { maxRows: limit, where: 'console query' });
+  return { rows: r.rows.map((row) => toJsonValue(row as unknown as Value)), truncated: r.truncated, plan: r.plan.detail };
 }

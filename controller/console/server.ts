@@ -17,7 +17,7 @@ import type { KvBinding } from '../../bindings/types.ts';
 import { openStateTable } from '../../runtime/index.ts';
 import { TokenSet } from '../grpc/auth.ts';
 import { resolveConsoleOptions, type ConsoleOptions } from './console-options.ts';
-import { imageType, listBuckets, readDeadLetters, redrive, runQuery, toJsonValue, QueryUnavailableError } from './data.ts';
+import { imageType, listBuckets, readDeadLetters, redrive, runQuery, toJsonValue } from './data.ts';
 import { LogTails } from './log-tail.ts';
 import { Sampler } from './sampler.ts';
 import { authenticated, cookieOf, COOKIE, Sessions } from './session.ts';
@@ -189,12 +189,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     }
     if (path === '/api/query' && method === 'POST') {
       const body = await readJson(req);
-      try {
-        return send(res, 200, await runQuery(o.backend, body.sql as string, intParam(u, 'limit', 200, 1, 1000)));
-      } catch (e) {
-        if (e instanceof QueryUnavailableError) return send(res, 501, { error: { code: 'NOT_IMPLEMENTED', message: e.message } });
-        throw e;
-      }
+      return send(res, 200, await runQuery(o.backend, body.sql as string, intParam(u, 'limit', 200, 1, 1000)));
     }
     throw new HttpError(404, 'SLUICE_NOT_FOUND', `no console API route ${method} ${path}`);
   }

@@ -3,8 +3,7 @@
  * local driver with real worker processes): no token, no data (every data route answers 401 with no
  * body data); login sets an httpOnly SameSite=Strict cookie that then opens every route; the object
  * browser shows attributes and serves a binary `thumbnail` attribute as an image; dead letters are
- * listed and a redrive re-puts the object on the trigger path; the query box answers 501 until the
- * backend has `objects.query`.
+ * listed and a redrive re-puts the object on the trigger path; the query box runs SELECT over the objects.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -171,10 +170,15 @@ describe('console/http', () => {
     expect((await post(`/api/functions/${FN}/dead-letters/redrive`, { shard: 'x' })).status).toBe(400);
   });
 
-  it('console/http - the query box answers 501 with a clear message while the backend has no objects.query', async () => {
-    const res = await post('/api/query', { sql: 'SELECT key FROM uploads WHERE len > 3' });
-    expect(res.status).toBe(501);
-    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/objects\.query/);
+  it('console/http - the query box runs SELECT over the objects and names a malformed statement', async () => {
+    const res = await post('/api/query', { sql: 'SELECT key, len FROM uploads WHERE len > 3' });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { rows: { key: string; len: number }[] };
+    expect(body.rows.length).toBeGreaterThan(0);
+    for (const r of body.rows) expect(r.len).toBeGreaterThan(3);
+    const bad = await post('/api/query', { sql: 'SELECT key FROM uploads WHERE len >' });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('SLUICE_EXPRESSION_SYNTAX');
     expect((await post('/api/query', { sql: 'DROP TABLE x' })).status).toBe(400);
     const form = await fetch(new URL('/api/query', ui.url), { method: 'POST', headers: { cookie, 'content-type': 'text/plain' }, body: 'x' });
     expect(form.status).toBe(415);

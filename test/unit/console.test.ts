@@ -2,12 +2,15 @@
  * Console units: the committed page bundle matches its sources (build.ts), the sample ring keeps the
  * newest `capacity` samples in order, and each console option is checked at the boundary.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openBackend } from '../../runtime/index.ts';
 import { describe, expect, it } from 'vitest';
 import { buildConsoleAssets } from '../../controller/console/build.ts';
 import { startConsole } from '../../controller/console/index.ts';
 import { parseAddress, resolveConsoleOptions, type ConsoleOptions } from '../../controller/console/console-options.ts';
-import { imageType, QueryUnavailableError, runQuery, toJsonValue } from '../../controller/console/data.ts';
+import { imageType, runQuery, toJsonValue } from '../../controller/console/data.ts';
 import { Ring } from '../../controller/console/sampler.ts';
 import type { Backend } from '../../bindings/types.ts';
 
@@ -65,21 +68,27 @@ describe('console/unit', () => {
     }
   });
 
-  it('console/unit - the query adapter uses objects.query when the backend has it, else says it is unavailable', async () => {
-    const seen: string[] = [];
-    const rows = [{ key: 'a', size: 1 }, { key: 'b', size: 2, thumb: new Uint8Array([0xff, 0xd8, 0xff]) }, { key: 'c', size: 3 }];
-    const shapes: unknown[] = [rows, { rows }, (async function* () { yield* rows; })()];
-    for (const shape of shapes) {
-      const withQuery = { kind: 'local', objects: async (b: string) => ({ bucket: b, query: async (sql: string) => (seen.push(`${b}: ${sql}`), shape) }) } as unknown as Backend;
-      expect(await runQuery(withQuery, 'SELECT key FROM uploads WHERE size > 0', 2)).toEqual({ rows: [{ key: 'a', size: 1 }, { key: 'b', size: 2, thumb: { $bytes: 3, $image: 'image/jpeg' } }], truncated: true });
+  it('console/unit - the query box runs SELECT through objects.query on a real backend, at most limit rows', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-console-q-'));
+    const backend = await openBackend({ kind: 'local', dir });
+    try {
+      await backend.createBucket('uploads', { shards: 1 });
+      const o = await backend.objects('uploads');
+      for (let i = 0; i < 5; i++) {
+        await o.put(`k${i}`, 'x'.repeat(i));
+        await o.updateAttrs(`k${i}`, { expr: 'SET thumb = :t', values: { ':t': new Uint8Array([0xff, 0xd8, 0xff]) } });
+      }
+      const r = await runQuery(backend, 'SELECT size, thumb FROM uploads WHERE size > 0 ORDER BY size DESC', 2);
+      expect(r.rows).toEqual([{ key: 'k4', size: 4, thumb: { $bytes: 3, $image: 'image/jpeg' } }, { key: 'k3', size: 3, thumb: { $bytes: 3, $image: 'image/jpeg' } }]);
+      expect(r.truncated).toBe(true);
+      expect((await runQuery(backend, 'SELECT key FROM uploads WHERE size > 3', 10)).truncated).toBe(false);
+      await expect(runQuery(backend, 'SELECT key FROM uploads WHERE size >', 10)).rejects.toMatchObject({ code: 'SLUICE_EXPRESSION_SYNTAX' });
+      await expect(runQuery(backend, 'SELECT key FROM nope', 10)).rejects.toMatchObject({ code: 'SLUICE_BUCKET_NOT_FOUND' });
+      await expect(runQuery(backend, 'DELETE FROM uploads', 10)).rejects.toThrow(/must be a 'SELECT/);
+    } finally {
+      await backend.close();
+      rmSync(dir, { recursive: true, force: true });
     }
-    expect(seen[0]).toBe('uploads: SELECT key FROM uploads WHERE size > 0');
-    const backendLevel = { kind: 'nats', query: async (sql: string) => [{ sql }], objects: async () => ({}) } as unknown as Backend;
-    expect(await runQuery(backendLevel, 'select 1 from x', 10)).toEqual({ rows: [{ sql: 'select 1 from x' }], truncated: false });
-    const without = { kind: 'local', objects: async () => ({}) } as unknown as Backend;
-    await expect(runQuery(without, 'SELECT * FROM uploads', 10)).rejects.toBeInstanceOf(QueryUnavailableError);
-    await expect(runQuery(without, 'SELECT 1', 10)).rejects.toThrow(/names no bucket/);
-    await expect(runQuery(without, 'DELETE FROM uploads', 10)).rejects.toThrow(/must be a 'SELECT/);
   });
 
   it('console/unit - values become page JSON; images are told by their bytes', () => {

@@ -6,8 +6,8 @@
  * plan (which index, if any) instead of the rows.
  */
 import type { Command } from 'commander';
-import { parseSql } from '../../../bindings/expr/index.ts';
-import type { QueryOptions, QueryPlan, QueryRow } from '../../../bindings/types.ts';
+import { selectRows } from '../../../bindings/query/sql.ts';
+import type { QueryRow } from '../../../bindings/types.ts';
 import type { Value } from '../../../bindings/values.ts';
 import { collect, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
 
@@ -23,36 +23,14 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--value <:name=value>', 'placeholder value used in WHERE (repeatable)', collect, [])
     .option('--include-internal', 'let WHERE and * see internal $sluice.* attributes')
     .action(async (sql: string, o: { explain?: boolean; value: string[]; includeInternal?: boolean }) => {
-      const ast = parseSql(sql, 'query');
-      const values = placeholderValues(o.value);
-      const base: QueryOptions = {
-        select: ast.fields === '*' ? ['*'] : [...ast.fields],
-        ...(ast.where !== null ? { where: Object.keys(values).length > 0 ? { expr: ast.where, values } : ast.where } : {}),
-        ...(ast.orderBy ? { orderBy: { field: ast.orderBy.field, direction: ast.orderBy.direction } } : {}),
-        ...(o.includeInternal ? { includeInternal: true } : {}),
-      };
       await withBackend(g(), async (b) => {
-        const objects = await b.objects(ast.from);
-        const want = ast.limit ?? Infinity;
-        const rows: QueryRow[] = [];
-        let plan: QueryPlan | undefined;
-        let token: string | undefined;
-        let examined = 0;
-        do {
-          const page = await objects.query({ ...base, limit: Math.min(1000, want - rows.length), ...(token ? { continuationToken: token } : {}) });
-          plan ??= page.plan;
-          examined += page.plan.examined;
-          rows.push(...page.rows);
-          token = page.nextToken;
-          // --explain needs one page: the plan is the same for every page.
-          if (o.explain) break;
-        } while (token && rows.length < want);
+        const r = await selectRows(b, sql, { values: placeholderValues(o.value), ...(o.includeInternal ? { includeInternal: true } : {}), ...(o.explain ? { firstPageOnly: true } : {}) });
         if (o.explain) {
-          const p = { ...plan!, examined };
-          out(g(), p, () => `plan: ${p.kind}${p.index ? ` on ${p.index}` : ''}\n${p.detail}\nfirst page: ${rows.length} rows, ${p.examined} objects examined`);
+          const p = { ...r.plan, examined: r.examined };
+          out(g(), p, () => `plan: ${p.kind}${p.index ? ` on ${p.index}` : ''}\n${p.detail}\nfirst page: ${r.rows.length} rows, ${p.examined} objects examined`);
           return;
         }
-        out(g(), rows, () => table(rows));
+        out(g(), r.rows, () => table(r.rows));
       });
     });
 }
