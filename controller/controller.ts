@@ -149,7 +149,7 @@ export class Controller implements ControlPlane, ScalerSource {
     if (o.trigger.type === 'object') await this.#o.backend.objects(o.trigger.bucket);
     // A cron trigger's tick stream and a scheduled query's run stream belong to the function: created here
     // (and by its workers), one shard; a plain stream trigger's stream must exist.
-    const own = o.trigger.type === 'stream' ? (o.trigger.cron !== undefined ? o.trigger.stream : undefined) : o.trigger.feed;
+    const own = o.trigger.type === 'stream' ? (o.trigger.cron !== undefined ? o.trigger.stream : undefined) : o.trigger.type === 'object' ? o.trigger.feed : undefined;
     if (own !== undefined) {
       await this.#o.backend
         .streams()
@@ -175,6 +175,16 @@ export class Controller implements ControlPlane, ScalerSource {
     const removed = await this.#o.driver.remove(name);
     const deleted = await this.#table.deleteItem(name);
     return had || removed || deleted;
+  }
+
+  /** The HTTP routes of the deployed functions with an http trigger (for the platform's ingress). */
+  httpRoutes(): { function: string; path: string; methods: string[]; replicas: number }[] {
+    const out: { function: string; path: string; methods: string[]; replicas: number }[] = [];
+    for (const rt of this.#fns.values()) {
+      const h = rt.spec.spec.triggers[0]?.http;
+      if (h !== undefined) out.push({ function: rt.spec.metadata.name, path: h.path, methods: [...(h.methods ?? [])], replicas: Math.max(rt.replicas, rt.spec.spec.scaling.maxReplicas) });
+    }
+    return out;
   }
 
   async list(): Promise<{ name: string; revision: number; replicas: number }[]> {
@@ -236,6 +246,12 @@ export class Controller implements ControlPlane, ScalerSource {
     const fn = rt.spec.metadata.name;
     const o = toWorkerOptions(rt.spec, { specDir: rt.stored.specDir, ordinal: 0, replicas: 1, env: process.env });
     const streams = this.#o.backend.streams();
+    if (o.trigger.type === 'http') {
+      // Requests are not queued in a stream: no lag, no shards (scaling follows min/max and pins).
+      rt.lag = 0;
+      rt.shards = [];
+      return;
+    }
     const stream = o.trigger.type === 'object' ? (o.trigger.feed ?? (await (await this.#o.backend.objects(o.trigger.bucket)).info()).changeStream) : o.trigger.stream;
     const info = await streams.info(stream);
     const shards: ShardStatus[] = [];

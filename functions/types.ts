@@ -107,6 +107,60 @@ export interface FunctionDefinition {
   handler: Handler;
 }
 
+/** An HTTP request as an HTTP-triggered function receives it. */
+export interface HttpRequest {
+  /** Upper-case method: GET, POST, … */
+  readonly method: string;
+  /** The path as requested, without the query string. */
+  readonly path: string;
+  /** Query parameters (the last value of a repeated one). */
+  readonly query: Readonly<Record<string, string>>;
+  /** Request headers, names lower-case. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The request body (empty when there is none), at most the trigger's `maxBodyBytes`. */
+  readonly body: Uint8Array;
+  /** The request id, also sent back in `x-request-id` and named in error responses and logs. */
+  readonly requestId: string;
+}
+
+/** What an HTTP handler returns. */
+export interface HttpResponse {
+  /** @default 200 */
+  status?: number;
+  /** Response headers. @default none (content-type: text/plain for a string body, application/octet-stream for bytes) */
+  headers?: Record<string, string>;
+  /** @default empty */
+  body?: string | Uint8Array;
+}
+
+/** What an HTTP handler receives besides the request: the declared bindings, a logger, a deadline. */
+export interface HttpContext {
+  readonly function: string;
+  readonly log: Logger;
+  readonly data: Readonly<Record<string, BoundBinding>>;
+  /** Aborted when the request's timeout passes. */
+  readonly signal: AbortSignal;
+  /** Epoch ms by which the handler must answer (else the caller gets 504). */
+  readonly deadline: number;
+}
+
+/** An HTTP handler: answers one request. Throwing answers 500 with the request id. */
+export type HttpHandler = (req: HttpRequest, ctx: HttpContext) => HttpResponse | Promise<HttpResponse>;
+
+/** An HTTP-triggered function as a module exports it (`export default defineHttpFunction({...})`). */
+export interface HttpFunctionDefinition {
+  /** Runs once per handler thread before the first request. @default none */
+  init?: (ctx: InitContext) => void | Promise<void>;
+  http: HttpHandler;
+}
+
+/** Marks a definition as an HTTP-triggered sluice function; returns it unchanged (typed). */
+export function defineHttpFunction<T extends HttpFunctionDefinition>(def: T): T {
+  if (typeof def !== 'object' || def === null || typeof def.http !== 'function') throw new TypeError('defineHttpFunction: http must be a function');
+  if (def.init !== undefined && typeof def.init !== 'function') throw new TypeError('defineHttpFunction: init must be a function');
+  return def;
+}
+
 /** Marks a definition as a sluice function; returns it unchanged (typed). */
 export function defineFunction<T extends FunctionDefinition>(def: T): T {
   if (typeof def !== 'object' || def === null || typeof def.handler !== 'function') throw new TypeError('defineFunction: handler must be a function');

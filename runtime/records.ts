@@ -141,6 +141,8 @@ export class ChangeDecoder {
         },
       }));
     }
+    // HTTP triggers have no records: requests go to runtime/triggers/http.ts.
+    if (t.type !== 'object') return [];
     const out: Fetched[] = new Array(recs.length);
     // Prefetch reads run concurrently (bounded by the batch size); results keep stream order.
     await Promise.all(

@@ -30,6 +30,8 @@ export const StateKeys = {
   replicas: (fn: string): string => `replicas/${fn}`,
   /** The run history of a scheduled query trigger (runtime/triggers/query.ts). */
   queryRuns: (fn: string): string => `qruns/${fn}`,
+  /** Where an HTTP-triggered worker listens (runtime/triggers/http.ts), read by the platform's ingress. */
+  httpWorker: (fn: string, ordinal: number): string => `http/${fn}/${ordinal}`,
 } as const;
 
 /** State-table key of a function's live replica count, written by the controller, read by workers. */

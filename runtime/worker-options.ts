@@ -5,6 +5,7 @@
  */
 import { parseCron, type CronSchedule } from './triggers/cron.ts';
 import type { QuerySchedule } from './triggers/query.ts';
+import type { HttpTrigger } from './triggers/http.ts';
 import { parseCondition } from '../bindings/expr/index.ts';
 import { BindingError } from '../bindings/errors.ts';
 import { parseDurationMs } from '../functions/types.ts';
@@ -50,7 +51,7 @@ export interface StreamTrigger {
 }
 
 /** What starts the function. */
-export type Trigger = ObjectTrigger | StreamTrigger;
+export type Trigger = ObjectTrigger | StreamTrigger | HttpTrigger;
 
 /** Micro-batch bounds. */
 export interface BatchOptions {
@@ -116,7 +117,10 @@ export interface WorkerOptions {
 export interface ResolvedWorkerOptions {
   readonly function: string;
   readonly module: string;
-  readonly trigger: Readonly<Required<Omit<ObjectTrigger, 'where' | 'feed' | 'query'>> & Pick<ObjectTrigger, 'where' | 'feed' | 'query'>> | Readonly<StreamTrigger>;
+  readonly trigger:
+    | Readonly<Required<Omit<ObjectTrigger, 'where' | 'feed' | 'query'>> & Pick<ObjectTrigger, 'where' | 'feed' | 'query'>>
+    | Readonly<StreamTrigger>
+    | Readonly<Required<Omit<HttpTrigger, 'methods'>> & { methods: readonly string[] }>;
   readonly backend: BackendSpec;
   readonly ordinal: number;
   readonly replicas: number;
@@ -204,7 +208,19 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
       if (c.overlap !== undefined && !['skip', 'queue'].includes(c.overlap)) throw bad('trigger.cron.overlap', `must be 'skip' or 'queue'`);
       trigger = Object.freeze({ type: 'stream' as const, stream: t.stream, cron: Object.freeze({ ...c }) });
     }
-  } else throw bad('trigger.type', `must be 'object' or 'stream'`);
+  } else if (t?.type === 'http') {
+    if (typeof t.path !== 'string' || !/^\/\S*$/.test(t.path)) throw bad('trigger.path', "must be a URL path starting with '/'");
+    const methods = (t.methods ?? []).map((m) => String(m).toUpperCase());
+    trigger = Object.freeze({
+      type: 'http' as const,
+      path: t.path,
+      methods: Object.freeze(methods),
+      maxBodyBytes: int(t.maxBodyBytes, 'trigger.maxBodyBytes', 0, 1024 * 1024 * 1024, 8 * 1024 * 1024),
+      concurrency: int(t.concurrency, 'trigger.concurrency', 1, 10_000, 16),
+      maxQueue: int(t.maxQueue, 'trigger.maxQueue', 0, 100_000, 64),
+      host: t.host ?? '127.0.0.1',
+    });
+  } else throw bad('trigger.type', `must be 'object', 'stream' or 'http'`);
   const replicas = int(o.replicas, 'replicas', 1, 1024, 1);
   const ordinal = int(o.ordinal, 'ordinal', 0, replicas - 1, 0);
   const threads = int(o.threads, 'threads', 0, 64, 1);

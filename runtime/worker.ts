@@ -26,6 +26,7 @@ import { ShardRunner, type ShardDeps } from './shard-runner.ts';
 import { Leases, openStateTable, StateReader } from './state.ts';
 import { CronTicker } from './triggers/cron.ts';
 import { QueryScheduler } from './triggers/query.ts';
+import { HttpTriggerServer } from './triggers/http.ts';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.ts';
 
 /** Worker lifecycle states. */
@@ -66,6 +67,7 @@ export class Worker {
   #http: { server: Server; port: number } | undefined;
   #ticker: CronTicker | undefined;
   #scheduler: QueryScheduler | undefined;
+  #http2: HttpTriggerServer | undefined;
   readonly #hooks: WorkerHooks;
 
   private constructor(o: ResolvedWorkerOptions, hooks: WorkerHooks) {
@@ -129,19 +131,24 @@ export class Worker {
         stream = info.changeStream;
         this.#shards = info.shards;
       }
-    } else {
+    } else if (o.trigger.type === 'stream') {
       stream = o.trigger.stream;
       // A cron trigger's tick stream belongs to the function: whoever starts first creates it.
       if (o.trigger.cron !== undefined) await createIfMissing(streams, stream, 1);
       this.#shards = (await streams.info(stream)).shards;
+    } else {
+      // An HTTP trigger owns no shards: requests arrive through its HTTP server (started below).
+      stream = '';
+      this.#shards = 0;
     }
     await createIfMissing(streams, o.retries.deadLetterStream, 1);
-    this.#runner = await (this.#hooks.runner ?? defaultRunner)(o, backend, this.log);
+    // An HTTP trigger runs its handler on its own request threads (runtime/triggers/http.ts), not batches.
+    if (o.trigger.type !== 'http') this.#runner = await (this.#hooks.runner ?? defaultRunner)(o, backend, this.log);
     this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs);
     const source = new StreamRecordSource(o, streams, stream, objects);
     const committer = new Committer({ function: o.function, objects, metrics: this.metrics, log: this.log });
     this.#reader = new StateReader(state);
-    this.#deps = { o, streams, state, source, committer, runner: this.#runner, credits: new Semaphore(o.batchesInFlight), metrics: this.metrics, log: this.log };
+    if (this.#runner) this.#deps = { o, streams, state, source, committer, runner: this.#runner, credits: new Semaphore(o.batchesInFlight), metrics: this.metrics, log: this.log };
     if (o.httpPort >= 0) {
       this.#http = await startHttp(
         this.metrics,
@@ -154,8 +161,9 @@ export class Worker {
         o.httpHost,
       );
     }
+    if (o.trigger.type === 'http') this.#http2 = await HttpTriggerServer.start({ o, trigger: o.trigger, state, log: this.log.child({ trigger: 'http' }), registry: this.metrics.registry });
     this.#transition('running');
-    this.#loop = this.#ownership();
+    if (this.#shards > 0) this.#loop = this.#ownership();
     if (o.trigger.type === 'stream' && o.trigger.cron !== undefined) {
       // Every replica ticks; conditional appends make one tick per instant (runtime/triggers/cron.ts).
       const reader = this.#reader;
@@ -279,6 +287,8 @@ export class Worker {
     this.#wake?.();
     await this.#ticker?.close();
     await this.#scheduler?.close();
+    // Requests in flight finish (the server stops accepting first); then the threads go.
+    await this.#http2?.close();
     const drain = (async () => {
       await this.#loop;
       await Promise.all([...this.#runners.values()].map((r) => r.stop()));
@@ -296,6 +306,7 @@ export class Worker {
   async #closeResources(): Promise<void> {
     await this.#ticker?.close().catch(() => undefined);
     await this.#scheduler?.close().catch(() => undefined);
+    await this.#http2?.close().catch(() => undefined);
     await this.#runner?.close().catch(() => undefined);
     if (this.#http) await new Promise<void>((r) => this.#http!.server.close(() => r()));
     await this.#backend?.close().catch(() => undefined);

@@ -105,8 +105,16 @@ const objectTriggerSchema = z.strictObject({
 const streamTriggerSchema = z.strictObject({ stream: resourceName() });
 
 const httpTriggerSchema = z.strictObject({
+  /** The route: requests to this path (and below it) reach the function through the platform's HTTP ingress. */
   path: z.string({ error: 'must be a string' }).regex(/^\/\S*$/, { error: "must be a URL path starting with '/'" }),
+  /** Methods accepted (others get 405). @default every method */
   methods: z.array(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], { error: 'must be one of GET, HEAD, POST, PUT, PATCH, DELETE' })).min(1, { error: 'must name at least one method' }).optional(),
+  /** Largest request body (413 past it). @default 8388608 */
+  maxBodyBytes: int(0, 1024 * 1024 * 1024).optional(),
+  /** Requests one handler thread works on at once. @default 16 */
+  concurrency: int(1, 10_000).optional(),
+  /** Requests waiting for a thread per worker; past it, 429 with Retry-After. @default 64 */
+  maxQueue: int(0, 100_000).optional(),
 });
 
 const cronTriggerSchema = z
@@ -172,7 +180,7 @@ const queryTriggerSchema = z
 /** Every trigger kind, the reserved ones included (accepted here, refused by `toWorkerOptions`). */
 export const TriggerKinds = ['object', 'stream', 'http', 'cron', 'query'] as const;
 /** Trigger kinds a worker runs today. */
-export const SupportedTriggerKinds = ['object', 'stream', 'cron', 'query'] as const;
+export const SupportedTriggerKinds = ['object', 'stream', 'http', 'cron', 'query'] as const;
 
 /** Exactly one of the keys of T: what a one-key YAML variant (`- object: {...}`) means. */
 type OneOf<T> = { [K in keyof T]-?: { [P in K]-?: Exclude<T[P], undefined> } & { [P in Exclude<keyof T, K>]?: never } }[keyof T];

@@ -82,7 +82,15 @@ function trigger(t: TriggerSpec, fn: string): Trigger {
     if (q.pageSize !== undefined) query.pageSize = q.pageSize;
     return { type: 'object', bucket: q.bucket, events: ['put'], where: q.where, feed, query, ...(q.prefix !== undefined ? { prefix: q.prefix } : {}) };
   }
-  throw new SpecError([{ path: 'spec.triggers[0].http', message: 'http triggers are not supported yet (supported: object, stream, cron, query)' }]);
+  const h = t.http!;
+  return {
+    type: 'http',
+    path: h.path,
+    ...(h.methods !== undefined ? { methods: [...h.methods] } : {}),
+    ...(h.maxBodyBytes !== undefined ? { maxBodyBytes: h.maxBodyBytes } : {}),
+    ...(h.concurrency !== undefined ? { concurrency: h.concurrency } : {}),
+    ...(h.maxQueue !== undefined ? { maxQueue: h.maxQueue } : {}),
+  };
 }
 
 /** Copies the keys of `from` whose value is defined (exactOptionalPropertyTypes forbids `key: undefined`). */

@@ -150,23 +150,10 @@ describe('spec', () => {
     expect([o.timeoutMs, o.batch.maxWaitMs, o.retries.initialBackoffMs, o.retries.maxBackoffMs]).toEqual([1500, 250, 500, 3_600_000]);
   });
 
-  it('spec - the reserved http trigger passes the schema but toWorkerOptions refuses it', () => {
-    const variants = {
-      http: '- http:\n        path: /hook\n        methods: [POST]',
-    };
-    for (const [kind, block] of Object.entries(variants)) {
-      const s = loadFunctionSpec(BASE.replace('- object:\n        bucket: uploads', block));
-      expect(Object.keys(s.spec.triggers[0] ?? {})).toEqual([kind]);
-      let err: unknown;
-      try {
-        toWorkerOptions(s, { specDir: '/fn', ordinal: 0, replicas: 1 });
-      } catch (e) {
-        err = e;
-      }
-      expect(err).toBeInstanceOf(SpecError);
-      expect((err as SpecError).code).toBe('SLUICE_SPEC_INVALID');
-      expect((err as SpecError).message).toContain(`spec.triggers[0].${kind}: ${kind} triggers are not supported yet`);
-    }
+  it('spec - an http trigger becomes the worker http trigger with its limits; a bad path names the path', () => {
+    const s = loadFunctionSpec(BASE.replace('- object:\n        bucket: uploads', '- http:\n        path: /hook\n        methods: [POST]\n        maxBodyBytes: 1024\n        maxQueue: 2'));
+    expect(toWorkerOptions(s, { specDir: '/fn', ordinal: 0, replicas: 1 }).trigger).toEqual({ type: 'http', path: '/hook', methods: ['POST'], maxBodyBytes: 1024, maxQueue: 2 });
+    expect(() => loadFunctionSpec(BASE.replace('- object:\n        bucket: uploads', '- http:\n        path: hook'))).toThrow(/spec\.triggers\[0\]\.http\.path: must be a URL path/);
   });
 
   it('spec - secrets resolve from their value or from the environment, and a missing variable names the variable only', () => {

@@ -10,6 +10,7 @@ import { BindingError } from '../../../bindings/errors.ts';
 import type { Backend } from '../../../bindings/types.ts';
 import { openStateTable, readCounters } from '../../../runtime/index.ts';
 import { specDirOf } from '../../controller.ts';
+import { startHttpIngress, type HttpIngress } from '../../http-ingress.ts';
 import { startPlatform, type Platform } from '../../platform.ts';
 import { loadFunctionSpec } from '../../spec/index.ts';
 import type { RunningConsole } from '../../console/index.ts';
@@ -29,9 +30,12 @@ function specFiles(dir: string): string[] {
 /** Creates the buckets and streams a spec's trigger needs (dev convenience; production creates them explicitly). */
 async function ensureSources(backend: Backend, yaml: string): Promise<void> {
   const spec = loadFunctionSpec(yaml);
+  // Buckets the function's object bindings name, too (serve-object reads bucket `site`).
+  for (const b of spec.spec.bindings) if (b.kind === 'object') await backend.createBucket(b.resource, { shards: 4 });
   for (const t of spec.spec.triggers) {
-    const trigger = t as { object?: { bucket: string }; stream?: { stream: string } };
+    const trigger = t as { object?: { bucket: string }; stream?: { stream: string }; query?: { bucket: string } };
     if (trigger.object) await backend.createBucket(trigger.object.bucket, { shards: 4 });
+    if (trigger.query) await backend.createBucket(trigger.query.bucket, { shards: 4 });
     if (trigger.stream)
       await backend
         .streams()
@@ -96,6 +100,20 @@ async function startDevConsole(p: Platform, address: string, isDefault: boolean)
   }
 }
 
+/** The HTTP ingress of http-triggered functions; a taken default port falls back to a free one. */
+async function startDevIngress(p: Platform, address: string, isDefault: boolean): Promise<HttpIngress> {
+  const state = await openStateTable(p.backend);
+  const m = /^(.*):(\d+)$/.exec(/^\d+$/.test(address) ? `127.0.0.1:${address}` : address);
+  if (!m) throw new BindingError('SLUICE_INVALID_ARGUMENT', `--http must be host:port, got ${JSON.stringify(address)}`);
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  try {
+    return await startHttpIngress({ routes: p.controller, state, host, port: Number(m[2]) });
+  } catch (e) {
+    if (!isDefault || !String((e as Error).message).includes('EADDRINUSE')) throw e;
+    return startHttpIngress({ routes: p.controller, state, host, port: 0 });
+  }
+}
+
 /** Options of `sluice dev`. */
 export interface DevOptions {
   functions: string;
@@ -106,6 +124,10 @@ export interface DevOptions {
   ui?: string | false;
   /** `ui` is the default: when that port is taken, the console takes a free port instead of failing. @default false */
   uiIsDefault?: boolean;
+  /** HTTP ingress address (`host:port`) for http-triggered functions, or false for none. @default '127.0.0.1:8080' */
+  http?: string | false;
+  /** `http` is the default: when that port is taken, the ingress takes a free port instead of failing. @default false */
+  httpIsDefault?: boolean;
 }
 
 /** Runs the local platform until SIGINT or SIGTERM (or after the demo with `exitAfterDemo`). */
@@ -120,7 +142,12 @@ export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
     await p.close();
     throw e;
   });
-  log(`sluice dev: ${ui ? `console ${ui.url} · ` : ''}backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
+  const ingress = o.http === false ? undefined : await startDevIngress(p, o.http ?? '127.0.0.1:8080', o.httpIsDefault ?? false).catch(async (e: unknown) => {
+    await ui?.close();
+    await p.close();
+    throw e;
+  });
+  log(`sluice dev: ${ui ? `console ${ui.url} · ` : ''}${ingress ? `http ${ingress.url} · ` : ''}backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
   started = true;
   for (const s of early.splice(0)) log(s);
   const dir = resolve(o.functions);
@@ -130,6 +157,7 @@ export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
     stopping = true;
     log('stopping: workers finish their batches and commit');
     await ui?.close();
+    await ingress?.close();
     await p.close();
     process.exit(0);
   };

@@ -18,8 +18,10 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--exit-after-demo', 'stop after the demo (for scripts and tests)')
     .option('--ui <host:port>', 'web console address (port 0: any free port); its URL is the first line printed', '127.0.0.1:7071')
     .option('--no-ui', 'do not serve the web console')
+    .option('--http <host:port>', 'HTTP ingress of http-triggered functions (port 0: any free port)', '127.0.0.1:8080')
+    .option('--no-http', 'do not serve the HTTP ingress')
     .action(async (o: DevOptions, cmd: Command) => {
       const { runDev } = await import('./dev-run.ts');
-      await runDev({ ...o, uiIsDefault: cmd.getOptionValueSource('ui') === 'default' }, g());
+      await runDev({ ...o, uiIsDefault: cmd.getOptionValueSource('ui') === 'default', httpIsDefault: cmd.getOptionValueSource('http') === 'default' }, g());
     });
 }

@@ -1,0 +1,118 @@
+/**
+ * The platform's HTTP ingress (`sluice dev --http`, default 127.0.0.1:8080): routes a request by its path
+ * to a function with an http trigger and proxies it to one of that function's workers, round robin over
+ * the workers registered in the state table (runtime/triggers/http.ts). The longest matching route wins
+ * (`/a/b` before `/a`); a route matches its path and everything below it.
+ *
+ * Answers of its own: 404 when no route matches, 503 with Retry-After while the function has no live
+ * worker (none registered within the last 3 heartbeats), 502 when the chosen worker cannot be reached
+ * (the next request tries the next worker). Bodies stream through in both directions.
+ */
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { KvBinding } from '../bindings/types.ts';
+import { StateKeys } from '../runtime/state.ts';
+import { HTTP_HEARTBEAT_MS, type HttpRegistration } from '../runtime/triggers/http.ts';
+
+/** The routes the ingress serves: what {@link Controller.httpRoutes} returns. */
+export interface RouteSource {
+  httpRoutes(): { function: string; path: string; methods: string[]; replicas: number }[];
+}
+
+/** Options of {@link startHttpIngress}. */
+export interface HttpIngressOptions {
+  routes: RouteSource;
+  /** The platform's state table (worker registrations). */
+  state: KvBinding;
+  /** @default '127.0.0.1' */
+  host?: string;
+  /** 0 picks a free port. @default 8080 */
+  port?: number;
+}
+
+export interface HttpIngress {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+function send(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify({ error: { code, message } });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...headers });
+  res.end(text);
+}
+
+/** True when `path` is `route` or below it. */
+function under(path: string, route: string): boolean {
+  if (route === '/') return true;
+  return path === route || path.startsWith(route.endsWith('/') ? route : `${route}/`);
+}
+
+export async function startHttpIngress(o: HttpIngressOptions): Promise<HttpIngress> {
+  // Workers per function, refreshed at most every heartbeat: the state table is not read per request.
+  const cache = new Map<string, { at: number; urls: string[] }>();
+  const rr = new Map<string, number>();
+  async function workers(fn: string, replicas: number): Promise<string[]> {
+    const c = cache.get(fn);
+    if (c && Date.now() - c.at < HTTP_HEARTBEAT_MS / 2) return c.urls;
+    const regs = await Promise.all(Array.from({ length: replicas }, (_, i) => o.state.getItem(StateKeys.httpWorker(fn, i))));
+    const now = Date.now();
+    const urls = regs.flatMap((r) => {
+      const reg = r?.item as unknown as HttpRegistration | undefined;
+      return reg && typeof reg.url === 'string' && now - reg.at < 3 * HTTP_HEARTBEAT_MS ? [reg.url] : [];
+    });
+    cache.set(fn, { at: now, urls });
+    return urls;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const route = o.routes
+      .httpRoutes()
+      .filter((r) => under(path, r.path))
+      .sort((a, b) => b.path.length - a.path.length)[0];
+    if (route === undefined) return send(res, 404, 'SLUICE_NOT_FOUND', `no function serves ${path}`);
+    const urls = await workers(route.function, route.replicas);
+    if (urls.length === 0) return send(res, 503, 'SLUICE_BACKEND_UNAVAILABLE', `function ${route.function} has no running worker`, { 'retry-after': '1' });
+    const n = (rr.get(route.function) ?? 0) % urls.length;
+    rr.set(route.function, n + 1);
+    const target = new URL(req.url ?? '/', urls[n]);
+    await new Promise<void>((resolve) => {
+      const up = request(target, { method: req.method ?? 'GET', headers: { ...req.headers, host: target.host } }, (w) => {
+        res.writeHead(w.statusCode ?? 502, w.headers);
+        w.pipe(res);
+        w.on('end', resolve);
+        w.on('error', () => (res.destroy(), resolve()));
+      });
+      up.on('error', (e) => {
+        cache.delete(route.function);
+        if (!res.headersSent) send(res, 502, 'SLUICE_BACKEND_UNAVAILABLE', `worker of ${route.function} did not answer: ${e.message}`);
+        else res.destroy();
+        resolve();
+      });
+      req.pipe(up);
+    });
+  }
+
+  const server: Server = createServer((req, res) => {
+    void handle(req, res).catch((e: unknown) => {
+      if (!res.headersSent) send(res, 500, 'SLUICE_INTERNAL', (e as Error).message);
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port ?? 8080, o.host ?? '127.0.0.1', () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+  const host = (o.host ?? '127.0.0.1').includes(':') ? `[${o.host}]` : (o.host ?? '127.0.0.1');
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      }),
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * The task an HTTP handler thread runs: one request in, one response out. The thread loads the function
+ * module and opens its declared bindings once (first request), then answers each request with the
+ * module's `http` handler. A handler that throws answers 500 (the error travels back serialised); one
+ * that runs past its deadline has its thread terminated by the pool (504), so a runaway handler never
+ * blocks the worker.
+ */
+import { pathToFileURL } from 'node:url';
+import { workerData } from 'node:worker_threads';
+import pino from 'pino';
+import { BindingError, serializeError, type SerializedError } from '../../bindings/errors.ts';
+import type { Backend } from '../../bindings/types.ts';
+import type { BoundBinding, HttpFunctionDefinition, HttpRequest, HttpResponse } from '../../functions/types.ts';
+import { openBackend, type BackendSpec } from '../backend-spec.ts';
+import type { BindingSpec } from '../batch-types.ts';
+import { bindAll } from '../threads/bound-bindings.ts';
+
+/** What every HTTP thread is started with. */
+export interface HttpThreadData {
+  module: string;
+  function: string;
+  backend: BackendSpec;
+  bindings: BindingSpec[];
+  logLevel: string;
+}
+
+/** One request as a task (bodies travel as transferred ArrayBuffers). */
+export interface HttpTask {
+  req: HttpRequest;
+  deadlineMs: number;
+  /** A warm-up task: load the module and bindings, answer 204, call no handler. */
+  warm?: boolean;
+}
+
+/** The task's answer: a response, or the handler's error. */
+export type HttpTaskResult = { ok: true; status: number; headers: Record<string, string>; body: Uint8Array } | { ok: false; error: SerializedError };
+
+interface Loaded {
+  def: HttpFunctionDefinition;
+  data: Readonly<Record<string, BoundBinding>>;
+  backend: Backend;
+}
+
+const d = workerData as HttpThreadData;
+const log = pino({ level: d.logLevel, base: { function: d.function, thread: 'http' } }, pino.destination(2));
+// Loading starts with the thread, so the first request does not pay for it within its timeout.
+let loaded: Promise<Loaded> | undefined = load();
+loaded.catch(() => undefined);
+
+async function load(): Promise<Loaded> {
+  const mod = (await import(pathToFileURL(d.module).href)) as { default?: HttpFunctionDefinition };
+  const def = mod.default;
+  if (!def || typeof def.http !== 'function') throw new BindingError('SLUICE_INVALID_ARGUMENT', `function module ${d.module} has no default export from defineHttpFunction (an http handler)`);
+  const backend = await openBackend(d.backend);
+  const data = await bindAll(backend, d.bindings);
+  await def.init?.({ function: d.function, log, data });
+  return { def, data, backend };
+}
+
+function bytesOf(body: HttpResponse['body']): Uint8Array {
+  if (body === undefined) return new Uint8Array(0);
+  if (typeof body === 'string') return Buffer.from(body, 'utf8');
+  if (body instanceof Uint8Array) return body;
+  throw new BindingError('SLUICE_INVALID_ARGUMENT', 'http handler: body must be a string or a Uint8Array');
+}
+
+/** piscina's task function. */
+export default async function handle(task: HttpTask): Promise<HttpTaskResult> {
+  try {
+    loaded ??= load();
+    const { def, data } = await loaded;
+    if (task.warm) return { ok: true, status: 204, headers: {}, body: new Uint8Array(0) };
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), Math.max(0, task.deadlineMs - Date.now()));
+    try {
+      const res = await def.http(task.req, { function: d.function, log: log.child({ requestId: task.req.requestId }), data, signal: ac.signal, deadline: task.deadlineMs });
+      const status = res?.status ?? 200;
+      if (!Number.isInteger(status) || status < 100 || status > 599) throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: status must be an integer 100-599, got ${JSON.stringify(status)}`);
+      const body = bytesOf(res?.body);
+      const headers = { ...(res?.headers ?? {}) };
+      if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type') && body.byteLength > 0) headers['content-type'] = typeof res?.body === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream';
+      return { ok: true, status, headers, body };
+    } finally {
+      clearTimeout(timer);
+    }
+  } catch (e) {
+    // A load failure is retried by the next request (a module fixed under live reload loads then).
+    if (loaded !== undefined && (await loaded.then(() => false, () => true))) loaded = undefined;
+    return { ok: false, error: serializeError(e) };
+  }
+}

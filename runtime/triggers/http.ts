@@ -1,0 +1,207 @@
+/**
+ * The HTTP trigger, worker side: a `node:http` server on the worker (a free port by default) whose requests
+ * run the function's `http` handler on a small piscina pool of handler threads, registered in the state
+ * table (`http/<function>/<ordinal>`) so the platform's ingress (controller/http-ingress.ts) can route to it.
+ *
+ * Why threads and not the worker's event loop: a handler that loops forever must cost one request a 504,
+ * not the worker its liveness. A request past the timeout aborts its piscina task, which terminates and
+ * replaces that thread. Capacity is bounded twice — `concurrency` requests per thread and `maxQueue`
+ * waiting — and a request past both is answered 429 with Retry-After, never queued without bound.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { Piscina } from 'piscina';
+import { Histogram, type Registry } from 'prom-client';
+import { BindingError } from '../../bindings/errors.ts';
+import type { KvBinding } from '../../bindings/types.ts';
+import { StateKeys } from '../state.ts';
+import type { ResolvedWorkerOptions } from '../worker-options.ts';
+import type { HttpTask, HttpTaskResult, HttpThreadData } from './http-thread.ts';
+
+const BOOTSTRAP = fileURLToPath(new URL('./http-bootstrap.mjs', import.meta.url));
+/** How often a worker refreshes its registration (the ingress ignores ones older than 3×). */
+export const HTTP_HEARTBEAT_MS = 2_000;
+
+/** An HTTP trigger as the worker receives it. */
+export interface HttpTrigger {
+  type: 'http';
+  /** The route: requests to this path (and below it, `/path/...`) reach the function. */
+  path: string;
+  /** Methods accepted; others get 405. @default every method */
+  methods?: string[];
+  /** Largest request body; a larger one is answered 413 without calling the handler. @default 8388608 (8 MiB) */
+  maxBodyBytes?: number;
+  /** Requests one handler thread works on at once (handlers are mostly I/O). @default 16 */
+  concurrency?: number;
+  /** Requests waiting for a thread; past it, 429 with Retry-After. @default 64 */
+  maxQueue?: number;
+  /** Address the worker's HTTP server binds. @default '127.0.0.1' */
+  host?: string;
+}
+
+/** A worker's registration as stored in the state table. */
+export interface HttpRegistration {
+  url: string;
+  at: number;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...headers });
+  res.end(text);
+}
+
+/** Most bytes of an oversized body read and discarded before answering 413 (then the connection closes). */
+const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads a request body up to `max` bytes; undefined when it is larger. The rest of an oversized body is
+ * read and dropped (up to 64 MiB) so that the client, still sending, gets the 413 instead of a reset.
+ */
+async function readBody(req: IncomingMessage, max: number): Promise<Uint8Array | undefined> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  let over = Number(req.headers['content-length'] ?? 0) > max;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    n += c.byteLength;
+    if (n > max) over = true;
+    if (over) {
+      if (n > DISCARD_MAX_BYTES) break;
+      continue;
+    }
+    chunks.push(c);
+  }
+  return over ? undefined : new Uint8Array(Buffer.concat(chunks));
+}
+
+/** Options of {@link HttpTriggerServer.start}. */
+export interface HttpTriggerServerOptions {
+  o: ResolvedWorkerOptions;
+  trigger: Readonly<Required<Omit<HttpTrigger, 'methods'>> & { methods: readonly string[] }>;
+  state: KvBinding;
+  log: Logger;
+  registry: Registry;
+}
+
+export class HttpTriggerServer {
+  readonly url: string;
+  readonly #o: HttpTriggerServerOptions;
+  readonly #server: Server;
+  readonly #pool: Piscina<HttpTask, HttpTaskResult>;
+  readonly #heartbeat: NodeJS.Timeout;
+  readonly #key: string;
+  /** Requests admitted (running or waiting for a thread); bounded by {@link #capacity}. */
+  #inFlight = 0;
+  readonly #capacity: number;
+
+  private constructor(o: HttpTriggerServerOptions, server: Server, pool: Piscina<HttpTask, HttpTaskResult>, url: string) {
+    this.#o = o;
+    this.#server = server;
+    this.#pool = pool;
+    this.url = url;
+    this.#key = StateKeys.httpWorker(o.o.function, o.o.ordinal);
+    this.#capacity = Math.max(1, o.o.threads) * o.trigger.concurrency + o.trigger.maxQueue;
+    this.#heartbeat = setInterval(() => void this.#register().catch((e: unknown) => o.log.warn({ err: e }, 'http registration failed')), HTTP_HEARTBEAT_MS);
+    this.#heartbeat.unref();
+  }
+
+  static async start(o: HttpTriggerServerOptions): Promise<HttpTriggerServer> {
+    const w = o.o;
+    const data: HttpThreadData = { module: w.module, function: w.function, backend: w.backend, bindings: [...w.bindings], logLevel: w.logLevel };
+    const threads = Math.max(1, w.threads);
+    const pool = new Piscina<HttpTask, HttpTaskResult>({
+      filename: BOOTSTRAP,
+      minThreads: threads,
+      maxThreads: threads,
+      concurrentTasksPerWorker: o.trigger.concurrency,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      workerData: data,
+    });
+    const seconds = new Histogram({
+      name: 'sluice_http_request_seconds',
+      help: 'HTTP-triggered requests by route and status',
+      labelNames: ['function', 'route', 'status'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers: [o.registry],
+    });
+    let self: HttpTriggerServer | undefined;
+    const server = createServer((req, res) => {
+      const started = process.hrtime.bigint();
+      res.on('finish', () => seconds.observe({ route: o.trigger.path, status: String(res.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9));
+      void self!.#handle(req, res).catch((e: unknown) => {
+        o.log.error({ err: e }, 'http request failed');
+        if (!res.headersSent) send(res, 500, { error: { code: 'SLUICE_INTERNAL', message: 'internal error' } });
+        else res.destroy();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, o.trigger.host, () => resolve());
+    });
+    const addr = server.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+    const host = o.trigger.host.includes(':') ? `[${o.trigger.host}]` : o.trigger.host;
+    self = new HttpTriggerServer(o, server, pool, `http://${host}:${port}`);
+    // Register only once the handler module loads (a broken module fails the worker's start, visibly).
+    const warm = await pool.run({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
+    if (!warm.ok) {
+      await self.close();
+      throw new BindingError('SLUICE_HANDLER_FAILED', `function ${w.function} (${w.module}) failed to load: ${warm.error.message}`);
+    }
+    await self.#register();
+    return self;
+  }
+
+  async #register(): Promise<void> {
+    const reg: HttpRegistration = { url: this.url, at: Date.now() };
+    await this.#o.state.putItem(this.#key, { ...reg });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t = this.#o.trigger;
+    const requestId = (typeof req.headers['x-request-id'] === 'string' && /^[\w.-]{1,128}$/.test(req.headers['x-request-id']) ? req.headers['x-request-id'] : randomUUID());
+    res.setHeader('x-request-id', requestId);
+    const method = (req.method ?? 'GET').toUpperCase();
+    if (t.methods.length > 0 && !t.methods.includes(method)) return send(res, 405, { error: { code: 'SLUICE_INVALID_ARGUMENT', message: `${method} is not allowed on ${t.path}` }, requestId }, { allow: t.methods.join(', ') });
+    const body = await readBody(req, t.maxBodyBytes);
+    if (body === undefined) return send(res, 413, { error: { code: 'SLUICE_VALUE_TOO_LARGE', message: `request body exceeds ${t.maxBodyBytes} bytes` }, requestId });
+    const url = new URL(req.url ?? '/', 'http://x');
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    const task: HttpTask = { req: { method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers, body, requestId }, deadlineMs: Date.now() + this.#o.o.timeoutMs };
+    // Admission: every thread place plus maxQueue waiting; the rest is told to come back (never queued unbounded).
+    if (this.#inFlight >= this.#capacity) return send(res, 429, { error: { code: 'SLUICE_BACKEND_UNAVAILABLE', message: 'over capacity: every handler place and queue slot is taken' }, requestId }, { 'retry-after': '1' });
+    this.#inFlight++;
+    let r: HttpTaskResult;
+    try {
+      r = await this.#pool.run(task, { signal: AbortSignal.timeout(this.#o.o.timeoutMs), transferList: body.byteLength > 0 ? [body.buffer as ArrayBuffer] : [] });
+    } catch (e) {
+      const name = (e as Error).name;
+      if (name === 'AbortError' || name === 'TimeoutError') {
+        this.#o.log.warn({ requestId, timeoutMs: this.#o.o.timeoutMs }, 'http handler timed out; its thread is replaced');
+        return send(res, 504, { error: { code: 'SLUICE_HANDLER_TIMEOUT', message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId });
+      }
+      throw e;
+    } finally {
+      this.#inFlight--;
+    }
+    if (!r.ok) {
+      this.#o.log.warn({ requestId, error: { code: r.error.code, message: r.error.message } }, 'http handler failed');
+      // The handler's own error: 500 with the request id; its message stays in the logs, not the response.
+      return send(res, 500, { error: { code: 'SLUICE_HANDLER_FAILED', message: `the handler failed (request ${requestId})` }, requestId });
+    }
+    const out = Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength);
+    res.writeHead(r.status, { ...r.headers, 'content-length': String(out.byteLength) });
+    res.end(out);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#heartbeat);
+    await this.#o.state.deleteItem(this.#key).catch(() => undefined);
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeAllConnections?.();
+    await this.#pool.destroy();
+  }
+}
