@@ -29,7 +29,7 @@ export interface LocalStoreOptions {
   /**
    * How often a reader waiting for stream records polls for writes by other handles or processes, in ms —
    * a fallback only: those writes wake waiters through the change notification (`<dir>/sluice.wake`).
-   * @default 50
+   * @default 50 (2 when the notification cannot be set up, e.g. a read-only data directory)
    */
   pollMs?: number;
   /** Most operations committed in one transaction. @default 2000 */
@@ -86,7 +86,7 @@ const WAKE_BYTE = new Uint8Array([1]);
 /** The shared LMDB environment, its databases and the group-commit writer. */
 export class LocalStore {
   readonly dir: string;
-  readonly pollMs: number;
+  #pollMs: number;
   readonly root: RootDatabase;
   /** ['bucket'|'table'|'stream', name] → RegistryEntry */
   readonly registry: Database<RegistryEntry, Key>;
@@ -121,7 +121,7 @@ export class LocalStore {
 
   private constructor(opts: LocalStoreOptions) {
     this.dir = opts.dir;
-    this.pollMs = opts.pollMs ?? 50;
+    this.#pollMs = opts.pollMs ?? 50;
     this.#maxBatchOps = opts.maxBatchOps ?? 2000;
     this.#maxQueuedOps = opts.maxQueuedOps ?? 100_000;
     mkdirSync(opts.dir, { recursive: true });
@@ -136,6 +136,12 @@ export class LocalStore {
     this.counters = this.root.openDB({ name: 'counters' });
     this.events.setMaxListeners(0);
     this.#openWake(join(opts.dir, 'sluice.wake'));
+    if (opts.pollMs === undefined && this.#wakeFd === undefined) this.#pollMs = 2;
+  }
+
+  /** How often a waiting reader polls (a fallback to the change notification), in ms. */
+  get pollMs(): number {
+    return this.#pollMs;
   }
 
   /** Opens the change notification; without it (no inotify, odd filesystem) readers fall back to polling. */
@@ -145,7 +151,10 @@ export class LocalStore {
       this.#wakeFd = openSync(path, 'r+');
       // Not persistent: a watcher must not keep a process alive.
       this.#watcher = watch(path, { persistent: false }, () => this.events.emit('append', ANY_APPEND));
-      this.#watcher.on('error', () => this.#closeWake());
+      this.#watcher.on('error', () => {
+        this.#closeWake();
+        this.#pollMs = Math.min(this.#pollMs, 2);
+      });
     } catch {
       this.#closeWake();
     }
