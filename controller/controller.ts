@@ -10,7 +10,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BindingError } from '../bindings/errors.ts';
-import type { Backend, KvBinding } from '../bindings/types.ts';
+import type { Backend, Item, KvBinding } from '../bindings/types.ts';
 import { invokeHandler } from '../functions/testing.ts';
 import type { FunctionDefinition } from '../functions/types.ts';
 import { openStateTable, parseDurationMs, StateReader } from '../runtime/index.ts';
@@ -39,6 +39,18 @@ interface Stored {
   specDir: string;
   revision: number;
   pinned?: number;
+}
+
+/** A stored function as a KV item. */
+function encodeStored(s: Stored): Item {
+  return { yaml: s.yaml, specDir: s.specDir, revision: s.revision, ...(s.pinned !== undefined ? { pinned: s.pinned } : {}) };
+}
+
+/** A stored function read back (fields of the wrong type read as absent). */
+function decodeStored(i: Item): Stored {
+  const s: Stored = { yaml: typeof i.yaml === 'string' ? i.yaml : '', specDir: typeof i.specDir === 'string' ? i.specDir : '', revision: typeof i.revision === 'number' ? i.revision : 0 };
+  if (typeof i.pinned === 'number') s.pinned = i.pinned;
+  return s;
 }
 
 interface Runtime {
@@ -78,7 +90,7 @@ export class Controller implements ControlPlane, ScalerSource {
     let marker: string | undefined;
     do {
       const page = await c.#table.getItems(marker ? { marker } : {});
-      for (const e of page.items) await c.#adopt(e.item as unknown as Stored);
+      for (const e of page.items) await c.#adopt(decodeStored(e.item));
       marker = page.nextMarker;
     } while (marker);
     return c;
@@ -159,12 +171,13 @@ export class Controller implements ControlPlane, ScalerSource {
         });
     } else if (o.trigger.type === 'stream') await this.#o.backend.streams().info(o.trigger.stream);
     const name = spec.metadata.name;
-    const cur = await this.#table.getItem(name);
+    const got = await this.#table.getItem(name);
+    const cur = got && decodeStored(got.item);
     // The same spec again (e.g. `sluice dev` restarting) is not a new revision and keeps a pinned scale.
-    if (cur && cur.item.yaml === specYaml && cur.item.specDir === dir && this.#fns.has(name)) return { name, revision: cur.item.revision as number };
-    const revision = ((cur?.item.revision as number | undefined) ?? 0) + 1;
+    if (cur && cur.yaml === specYaml && cur.specDir === dir && this.#fns.has(name)) return { name, revision: cur.revision };
+    const revision = (cur?.revision ?? 0) + 1;
     const stored: Stored = { yaml: specYaml, specDir: dir, revision };
-    await this.#table.putItem(name, stored as unknown as Record<string, never>);
+    await this.#table.putItem(name, encodeStored(stored));
     await this.#adopt(stored);
     this.#o.onEvent?.({ function: name, message: `deployed revision ${revision}` });
     return { name, revision };
@@ -197,7 +210,7 @@ export class Controller implements ControlPlane, ScalerSource {
     if (!Number.isInteger(replicas) || replicas < minReplicas || replicas > maxReplicas)
       throw new BindingError('SLUICE_INVALID_ARGUMENT', `scale ${name}: ${replicas} is outside the spec's scaling range ${minReplicas}..${maxReplicas}`);
     rt.stored = { ...rt.stored, pinned: replicas };
-    await this.#table.putItem(name, rt.stored as unknown as Record<string, never>);
+    await this.#table.putItem(name, encodeStored(rt.stored));
     await this.#scaleTo(name, replicas);
     rt.replicas = replicas;
   }

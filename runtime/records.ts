@@ -145,8 +145,15 @@ export class ChangeDecoder {
     if (t.type !== 'object') return [];
     const out: Fetched[] = new Array(recs.length);
     // Prefetch reads run concurrently (bounded by the batch size); results keep stream order.
+    const skipAttrs = !(t.events as string[]).includes('attrs');
     await Promise.all(
       recs.map(async (r, i) => {
+        // Most change records a put-only trigger sees are the `attrs` records of its own commits: drop
+        // them by their type alone, without decoding the record.
+        if (skipAttrs && peekChangeType(r.data) === 'attrs') {
+          out[i] = { seq: r.seq, key: r.partitionKey ?? '', input: undefined, skip: 'filtered', bytes: 0 };
+          return;
+        }
         const c = decodeChange(r.data);
         const keep = (t.events as string[]).includes(c.type) && c.key.startsWith(t.prefix) && c.key.endsWith(t.suffix);
         if (!keep) {
@@ -204,4 +211,47 @@ export class ChangeDecoder {
       throw e;
     }
   }
+}
+
+const TYPE_KEY = [0x74, 0x79, 0x70, 0x65]; // "type"
+
+/**
+ * The `type` of an encoded change record, read from its msgpack bytes without decoding it: walks the
+ * top-level map while keys and values are strings (`bucket`, `key` come first) until the key `type`.
+ * undefined whenever the bytes are not shaped as expected — the caller then decodes in full, so this can
+ * only ever save work, never misfilter (test/unit/records-peek.test.ts pins it against encodeChange).
+ */
+export function peekChangeType(d: Uint8Array): string | undefined {
+  let i = 0;
+  const h = d[i++];
+  let n: number;
+  if (h === undefined) return undefined;
+  if (h >= 0x80 && h <= 0x8f) n = h & 0x0f;
+  else if (h === 0xde && d.length > 3) {
+    n = (d[1]! << 8) | d[2]!;
+    i = 3;
+  } else return undefined;
+  // A string at i: [start, end) of its bytes, or undefined when it is not a string.
+  const str = (): [number, number] | undefined => {
+    const b = d[i];
+    let len: number;
+    let at: number;
+    if (b === undefined) return undefined;
+    if (b >= 0xa0 && b <= 0xbf) [len, at] = [b & 0x1f, i + 1];
+    else if (b === 0xd9 && i + 1 < d.length) [len, at] = [d[i + 1]!, i + 2];
+    else if (b === 0xda && i + 2 < d.length) [len, at] = [(d[i + 1]! << 8) | d[i + 2]!, i + 3];
+    else return undefined;
+    if (at + len > d.length) return undefined;
+    i = at + len;
+    return [at, at + len];
+  };
+  for (let e = 0; e < n && e < 8; e++) {
+    const k = str();
+    if (!k) return undefined;
+    const isType = k[1] - k[0] === 4 && TYPE_KEY.every((c, j) => d[k[0] + j] === c);
+    const v = str();
+    if (!v) return undefined;
+    if (isType) return Buffer.from(d.buffer, d.byteOffset + v[0], v[1] - v[0]).toString('latin1');
+  }
+  return undefined;
 }

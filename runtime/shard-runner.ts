@@ -212,7 +212,9 @@ export class ShardRunner {
     const fates: RecordFate[] = [...step.fates];
     const dead: DeadLetter[] = step.expired.map((p) => this.#letter(p, p.attempts, { code: 'SLUICE_NOT_FOUND', message: `record ${p.seq} expired from source '${this.#d.source.name}' before it could be retried` }));
     for (const p of step.expired) fates.push({ seq: p.seq, key: p.key, outcome: 'dead_letter' });
-    const counters = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : (await this.#flush(), undefined);
+    // A step without effects (only filtered or superseded records) need not write the previous checkpoint:
+    // the next one includes it.
+    const counters = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : undefined;
 
     if (dead.length > 0) {
       await writeDeadLetters(this.#d.streams, o.retries.deadLetterStream, dead);

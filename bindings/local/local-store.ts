@@ -9,9 +9,15 @@
  * (DESIGN invariant 1). lmdb-js's asynchronous transaction callbacks are not used: they rely on
  * thread-safe N-API calls that never fire on this platform (measured: `transaction()` hangs), while
  * grouped `transactionSync` commits measured ≈110k conditional writes/s.
+ *
+ * Readers waiting for stream records wake on a commit that appended records: in this handle at once
+ * (`events`), in other handles and processes through a change notification — after such a commit the
+ * writer rewrites one byte of `<dir>/sluice.wake`, and every handle watches that file (inotify on Linux:
+ * one syscall per appending commit, woken readers re-check in well under a millisecond). Polling every
+ * `pollMs` stays only as a fallback for filesystems that deliver no notifications.
  */
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { BindingError } from '../errors.ts';
@@ -21,8 +27,9 @@ export interface LocalStoreOptions {
   /** Data directory (created when missing). */
   dir: string;
   /**
-   * How often a reader waiting for stream records polls for writes by other processes, in ms
-   * (writes by this process wake waiters at once). @default 2
+   * How often a reader waiting for stream records polls for writes by other handles or processes, in ms —
+   * a fallback only: those writes wake waiters through the change notification (`<dir>/sluice.wake`).
+   * @default 50 (2 when the notification cannot be set up, e.g. a read-only data directory)
    */
   pollMs?: number;
   /** Most operations committed in one transaction. @default 2000 */
@@ -72,10 +79,14 @@ interface QueuedOp {
 
 type Key = (string | number)[];
 
+/** `append` event tag meaning "some stream of this store was appended to by another handle or process". */
+export const ANY_APPEND = '*';
+const WAKE_BYTE = new Uint8Array([1]);
+
 /** The shared LMDB environment, its databases and the group-commit writer. */
 export class LocalStore {
   readonly dir: string;
-  readonly pollMs: number;
+  #pollMs: number;
   readonly root: RootDatabase;
   /** ['bucket'|'table'|'stream', name] → RegistryEntry */
   readonly registry: Database<RegistryEntry, Key>;
@@ -98,7 +109,10 @@ export class LocalStore {
   readonly groups: Database<number, Key>;
   /** ['v', bucket] | ['s', stream, shard] | ['r', table] → last number handed out */
   readonly counters: Database<number, Key>;
-  /** Emits `append` (stream, shard) after commits that appended records. */
+  /**
+   * Emits `append` with `<stream>\u0000<shard>` after this handle's commits that appended records, and
+   * with {@link ANY_APPEND} when another handle or process notified a commit that appended records.
+   */
   readonly events = new EventEmitter();
 
   #queue: QueuedOp[] = [];
@@ -107,10 +121,12 @@ export class LocalStore {
   #appended = new Set<string>();
   readonly #maxBatchOps: number;
   readonly #maxQueuedOps: number;
+  #wakeFd: number | undefined;
+  #watcher: FSWatcher | undefined;
 
   private constructor(opts: LocalStoreOptions) {
     this.dir = opts.dir;
-    this.pollMs = opts.pollMs ?? 2;
+    this.#pollMs = opts.pollMs ?? 50;
     this.#maxBatchOps = opts.maxBatchOps ?? 2000;
     this.#maxQueuedOps = opts.maxQueuedOps ?? 100_000;
     mkdirSync(opts.dir, { recursive: true });
@@ -125,6 +141,46 @@ export class LocalStore {
     this.groups = this.root.openDB({ name: 'groups' });
     this.counters = this.root.openDB({ name: 'counters' });
     this.events.setMaxListeners(0);
+    this.#openWake(join(opts.dir, 'sluice.wake'));
+    if (opts.pollMs === undefined && this.#wakeFd === undefined) this.#pollMs = 2;
+  }
+
+  /** How often a waiting reader polls (a fallback to the change notification), in ms. */
+  get pollMs(): number {
+    return this.#pollMs;
+  }
+
+  /** Opens the change notification; without it (no inotify, odd filesystem) readers fall back to polling. */
+  #openWake(path: string): void {
+    try {
+      closeSync(openSync(path, 'a', 0o600));
+      this.#wakeFd = openSync(path, 'r+');
+      // Not persistent: a watcher must not keep a process alive.
+      this.#watcher = watch(path, { persistent: false }, () => this.events.emit('append', ANY_APPEND));
+      this.#watcher.on('error', () => {
+        this.#closeWake();
+        this.#pollMs = Math.min(this.#pollMs, 2);
+      });
+    } catch {
+      this.#closeWake();
+    }
+  }
+
+  #closeWake(): void {
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    if (this.#wakeFd !== undefined) closeSync(this.#wakeFd);
+    this.#wakeFd = undefined;
+  }
+
+  /** Tells other handles and processes that a commit appended records. */
+  #notify(): void {
+    if (this.#wakeFd === undefined) return;
+    try {
+      writeSync(this.#wakeFd, WAKE_BYTE, 0, 1, 0);
+    } catch {
+      // Readers still poll; a lost notification costs latency, never records.
+    }
   }
 
   /** Opens (creating when missing) the store in `opts.dir`. */
@@ -205,6 +261,7 @@ export class LocalStore {
       if (this.#appended.size > 0) {
         const touched = [...this.#appended];
         this.#appended.clear();
+        this.#notify();
         for (const t of touched) this.events.emit('append', t);
       }
     }
@@ -221,6 +278,7 @@ export class LocalStore {
     if (this.#closed) return;
     await this.flushed();
     this.#closed = true;
+    this.#closeWake();
     await this.root.close();
   }
 

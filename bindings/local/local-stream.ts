@@ -1,7 +1,8 @@
 /**
  * Streams on the embedded store: records keyed [stream, shard, seq] with a dense per-shard sequence;
  * buckets' change streams live in the same table, written by the object binding's transactions.
- * Readers in this process wake on commit; readers in other processes poll every `pollMs`.
+ * Waiting readers wake on commit: at once in this handle, through the store's change notification in
+ * other handles and processes (polling every `pollMs` only as a fallback).
  */
 import { BindingError } from '../errors.ts';
 import { checkSeekPosition, checkShard, checkSignal, resolveGetRecords, resolveRecord, resolveStreamOptions } from '../backend-helpers.ts';
@@ -22,7 +23,7 @@ import type {
   StreamRecord,
 } from '../types.ts';
 import { checkName } from '../values.ts';
-import type { LocalStore, StoredRecord } from './local-store.ts';
+import { ANY_APPEND, type LocalStore, type StoredRecord } from './local-store.ts';
 
 /** Largest sequence key used as an open upper bound of range reads. */
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
@@ -194,7 +195,7 @@ export class LocalStream implements StreamBinding {
     return { records, next, lag: Math.max(0, last - next.seq + 1) };
   }
 
-  /** Waits for records at the cursor: woken by commits of this process, polling for other processes. */
+  /** Waits for records at the cursor: woken by commits of this handle and by other handles' notifications. */
   #wait(cursor: Cursor, limit: number, maxWaitMs: number, signal: AbortSignal | undefined): Promise<StreamRecord[]> {
     const s = this.#store;
     const tag = `${cursor.stream}\u0000${cursor.shard}`;
@@ -215,7 +216,7 @@ export class LocalStream implements StreamBinding {
         const r = this.#read(cursor, limit);
         if (r.length > 0) finish(r);
       };
-      const onAppend = (t: string) => t === tag && check();
+      const onAppend = (t: string) => (t === tag || t === ANY_APPEND) && check();
       const onAbort = () => finish(new BindingError('SLUICE_ABORTED', `getRecords '${cursor.stream}' was aborted`, { cause: signal?.reason }));
       const deadline = setTimeout(() => finish([]), maxWaitMs);
       const poll = setInterval(check, s.pollMs);

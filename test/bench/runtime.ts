@@ -29,7 +29,7 @@
  *   write, no meta rewrite (attrsRevision), no lease, no group position, no expression parsing, no
  *   handler API objects; it is one synchronous loop on one thread. It runs before and after the
  *   workers (fresh copies); the baseline is the mean of the two.
- *   Targets: ≥ 100,000 events/s on 2 cores, and ≥ 0.5× the raw loop.
+ *   Targets (issue 9): ≥ 0.6× the raw loop; 2 worker processes ≥ 50,000 events/s and ≥ 1.6× one.
  *
  * - `nats` — the same on NATS JetStream (this bench starts its own nats-server on a random loopback
  *   port with a temp store). N (default 50,000, about 10-20 s per contender on 2 cores) objects go to
@@ -42,7 +42,7 @@
  *   worker has records in flight (min(batchesInFlight, 8 shards) × maxRecords = 800): `kv.get(key)`
  *   (`@nats-io/kv`, direct get), msgpack decode, `detectBytes`, marker check, set attrs + marker,
  *   encode, `kv.update(key, value, revision)` (CAS), `msg.ack()`. It runs before and after the
- *   workers; the baseline is the mean. Target: ≥ 0.7× raw.
+ *   workers; the baseline is the mean. Target (issue 9): ≥ 0.8× raw.
  *
  * - `latency` — put → committed attributes at `--rate` (default 1,000) puts/s for `--latency-secs`
  *   (default 10) s, local and NATS, worker with maxRecords 100, batchesInFlight 8, maxWait 0, after a
@@ -52,7 +52,7 @@
  *   The watcher's own observation time is reported too (it adds the watcher's poll/pull delay), and
  *   so are this process's CPU use and event-loop delay (worker, watcher and load generator share it).
  *   p50 and p99 over all puts of the window; a put never seen counts as a miss and fails the run.
- *   Targets: p99 ≤ 5 ms local, ≤ 20 ms NATS.
+ *   Targets (issue 9): p99 ≤ 3 ms local, ≤ 12 ms NATS.
  *
  * With each worker run the bench prints where the shard runners spent their time: fetch (getRecords),
  * prepare (ChangeDecoder.prepare: decode + prefetch), handler and commit (the worker's prom-client
@@ -164,11 +164,15 @@ const RUN_LIMIT_MS = 180_000;
 const UPLOAD_LIMIT_MS = 300_000;
 const PROGRESS_EVERY_MS = 2000;
 const POLL_MS = 20;
-const TARGET_LOCAL_EPS = 100_000;
-const TARGET_LOCAL_RATIO = 0.5;
-const TARGET_NATS_RATIO = 0.7;
-const TARGET_P99_LOCAL_MS = 5;
-const TARGET_P99_NATS_MS = 20;
+// Targets of issue 9 (the previous round's were 100k events/s and 0.5× local, 0.7× NATS, p99 5 / 20 ms).
+/** Events/s of PROCESSES worker processes on the local backend. */
+const TARGET_LOCAL_EPS = 50_000;
+/** PROCESSES worker processes against one (multi-core scaling). */
+const TARGET_PROCESS_SCALING = 1.6;
+const TARGET_LOCAL_RATIO = 0.6;
+const TARGET_NATS_RATIO = 0.8;
+const TARGET_P99_LOCAL_MS = 3;
+const TARGET_P99_NATS_MS = 12;
 
 // ───────────────────────────────────────── Harness ──────────────────────────────────────────
 
@@ -738,19 +742,22 @@ async function benchLocal(threads: number[]): Promise<void> {
         result: fmtInt(r.eps),
         baseline: `${fmtInt(raw)} (raw LMDB loop)`,
         ratio: Number.isNaN(ratio) ? 'n/a' : `${ratio.toFixed(2)}×`,
-        target: `≥ ${fmtInt(TARGET_LOCAL_EPS)} and ≥ ${TARGET_LOCAL_RATIO}×`,
-        met: r.eps >= TARGET_LOCAL_EPS && ratio >= TARGET_LOCAL_RATIO,
+        target: `≥ ${TARGET_LOCAL_RATIO}×`,
+        met: ratio >= TARGET_LOCAL_RATIO,
       });
     }
     if (procs) {
       const ratio = procs.eps / raw;
+      const one = results.find((x) => x.t === 0)?.r.eps;
+      const scaling = one ? procs.eps / one : Number.NaN;
+      notes.push(`local ${PROCESSES} processes vs 1 (threads 0): ${Number.isNaN(scaling) ? 'n/a' : `${scaling.toFixed(2)}×`} (target ≥ ${TARGET_PROCESS_SCALING}×)`);
       rows.push({
         measure: `local end to end, ${PROCESSES} worker processes × threads: 0 (events/s)`,
         result: fmtInt(procs.eps),
         baseline: `${fmtInt(raw)} (raw LMDB loop, 1 thread)`,
         ratio: `${ratio.toFixed(2)}×`,
-        target: `≥ ${fmtInt(TARGET_LOCAL_EPS)} and ≥ ${TARGET_LOCAL_RATIO}×`,
-        met: procs.eps >= TARGET_LOCAL_EPS && ratio >= TARGET_LOCAL_RATIO,
+        target: `≥ ${fmtInt(TARGET_LOCAL_EPS)} and ≥ ${TARGET_PROCESS_SCALING}× one process`,
+        met: procs.eps >= TARGET_LOCAL_EPS && scaling >= TARGET_PROCESS_SCALING,
       });
     }
   } finally {
@@ -932,6 +939,9 @@ function watch(streams: StreamBinding, stream: string, onAttrs: (key: string, co
         page = await streams.getRecords(cursor, { limit: 1000, maxWaitMs: 100, signal: ac.signal });
       } catch (err) {
         if (ac.signal.aborted) return;
+        // A pull that timed out on a loaded machine is retried (seen at load 19 on 2 cores: it crashed the
+        // bench); a put never observed still counts as a miss.
+        if ((err as { code?: unknown }).code === 'SLUICE_TIMEOUT') continue;
         throw err;
       }
       for (const r of page.records) {
