@@ -43,10 +43,11 @@ export function runLocalQuery(store: LocalStore, bucket: string, indexes: Readon
   else if (streamsInKeyOrder(r) && plan.parts.every((p) => p.field !== 'key' && p.ranges.every(isPoint))) {
     // Every range is one value: its entries are in key order, so merge them from the token on and stop
     // when the page is full (a first page reads about `limit` entries, not every match).
+    // Index and state are read in one snapshot here, so an exact plan needs no per-row re-check.
     for (const k of mergeEqualities(store, bucket, plan.parts, r)) {
       const m = store.meta.get([bucket, k]);
       if (!m) continue;
-      if (!page.offer(stateOf(k, m, store.attrs.get([bucket, k]) as Attrs | undefined))) break;
+      if (!page.offer(stateOf(k, m, store.attrs.get([bucket, k]) as Attrs | undefined), plan.exact)) break;
     }
   } else {
     const keys = new Set<string>();
@@ -61,7 +62,7 @@ export function runLocalQuery(store: LocalStore, bucket: string, indexes: Readon
     for (const k of list) {
       const m = store.meta.get([bucket, k]);
       if (!m) continue;
-      if (!page.offer(stateOf(k, m, store.attrs.get([bucket, k]) as Attrs | undefined))) break;
+      if (!page.offer(stateOf(k, m, store.attrs.get([bucket, k]) as Attrs | undefined), plan.exact)) break;
     }
   }
   return page.finish(plan);
