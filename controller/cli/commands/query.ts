@@ -6,6 +6,7 @@
  * plan (which index, if any) instead of the rows.
  */
 import type { Command } from 'commander';
+import { parseSql } from '../../../bindings/expr/index.ts';
 import type { QueryOptions, QueryPlan, QueryRow } from '../../../bindings/types.ts';
 import type { Value } from '../../../bindings/values.ts';
 import { collect, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
@@ -22,8 +23,6 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--value <:name=value>', 'placeholder value used in WHERE (repeatable)', collect, [])
     .option('--include-internal', 'let WHERE and * see internal $sluice.* attributes')
     .action(async (sql: string, o: { explain?: boolean; value: string[]; includeInternal?: boolean }) => {
-      // Loaded on use, like the backends: other commands start without the parser.
-      const { parseSql } = await import('../../../bindings/expr/index.ts');
       const ast = parseSql(sql, 'query');
       const values = placeholderValues(o.value);
       const base: QueryOptions = {
