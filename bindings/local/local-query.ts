@@ -40,7 +40,16 @@ export function runLocalQuery(store: LocalStore, bucket: string, indexes: Readon
   const plan: Plan = planQuery(r.where, indexes, r.includeInternal);
   const page = new PageBuilder(r);
   if (plan.kind === 'scan') scan(store, bucket, r, page);
-  else {
+  else if (streamsInKeyOrder(r) && plan.parts.every((p) => p.field !== 'key' && p.ranges.every(isPoint))) {
+    // Every range is one value: its entries are in key order, so merge them from the token on and stop
+    // when the page is full (a first page reads about `limit` entries, not every match).
+    // Index and state are read in one snapshot here, so an exact plan needs no per-row re-check.
+    for (const k of mergeEqualities(store, bucket, plan.parts, r)) {
+      const m = store.meta.get([bucket, k]);
+      if (!m) continue;
+      if (!page.offer(stateOf(k, m, store.attrs.get([bucket, k]) as Attrs | undefined), plan.exact)) break;
+    }
+  } else {
     const keys = new Set<string>();
     for (const part of plan.parts) for (const range of part.ranges) candidates(store, bucket, part.field, range, r.prefix, keys);
     let list = [...keys];
@@ -53,10 +62,47 @@ export function runLocalQuery(store: LocalStore, bucket: string, indexes: Readon
     for (const k of list) {
       const m = store.meta.get([bucket, k]);
       if (!m) continue;
-      if (!page.offer(stateOf(k, m, store.attrs.get([bucket, k]) as Attrs | undefined))) break;
+      if (!page.offer(stateOf(k, m, store.attrs.get([bucket, k]) as Attrs | undefined), plan.exact)) break;
     }
   }
   return page.finish(plan);
+}
+
+/** True for a range of exactly one index value (equality, IN element, null). */
+function isPoint(r: IndexRange): boolean {
+  return r.prefix === undefined && (r.rank === 0 || (r.lo !== undefined && r.lo === r.hi));
+}
+
+/** Keys of several one-value index ranges, merged in key order without repeats, from the page's start. */
+function* mergeEqualities(store: LocalStore, bucket: string, parts: readonly { field: string; ranges: readonly IndexRange[] }[], r: ResolvedQuery): Generator<string> {
+  const from = startKey(r);
+  const streams: Iterator<string>[] = [];
+  for (const part of parts)
+    for (const range of part.ranges) {
+      const value = range.rank === 0 ? 0 : (range.lo as number | string);
+      streams.push(pointKeys(store, [bucket, part.field, range.rank, value], from, r.prefix));
+    }
+  const heads = streams.map((it) => it.next());
+  for (;;) {
+    let min: string | undefined;
+    for (const h of heads) if (!h.done && (min === undefined || compareKeys(h.value, min) < 0)) min = h.value;
+    if (min === undefined) return;
+    for (let i = 0; i < heads.length; i++) if (!heads[i]!.done && heads[i]!.value === min) heads[i] = streams[i]!.next();
+    if (r.after === undefined || compareKeys(min, r.after.key) > 0) yield min;
+  }
+}
+
+/** Keys of the index entries `[...head, key]` with key ≥ `from` under `prefix`, in key order. */
+function* pointKeys(store: LocalStore, head: (string | number)[], from: string, prefix: string): Generator<string> {
+  for (const k of store.qindex.getKeys({ start: [...head, from] })) {
+    if (k.length !== 5 || k[0] !== head[0] || k[1] !== head[1] || k[2] !== head[2] || k[3] !== head[3]) return;
+    const key = k[4] as string;
+    if (!key.startsWith(prefix)) {
+      if (compareKeys(key, prefix) > 0) return;
+      continue;
+    }
+    yield key;
+  }
 }
 
 /** Every object under the prefix (from the token's key on, in key order), attributes merge-joined. */

@@ -22,7 +22,6 @@
  * Un-indexed queries scan every message's value, as `getItems` does.
  */
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
-import { canonicalField } from '../query/fields.ts';
 import { indexScalar, inRange, type IndexRange, type IndexScalar, type ObjectState } from '../query/index.ts';
 import { fieldValue } from '../query/fields.ts';
 import { compareKeys, type Attrs } from '../values.ts';
@@ -133,7 +132,7 @@ export class IndexView {
     for (const [key, e] of this.#entries) {
       if (!key.startsWith(prefix)) continue;
       let v: IndexScalar | undefined;
-      if (system) v = indexScalar(fieldValue(e.state, canonicalField(field, 'index')));
+      if (system) v = indexScalar(fieldValue(e.state, field));
       else v = e.idx[field];
       if (v !== undefined && inRange(v[0], v[1], range, compareKeys)) out.add(key);
     }

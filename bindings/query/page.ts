@@ -124,14 +124,17 @@ export class PageBuilder {
     this.#keyOrder = streamsInKeyOrder(r);
   }
 
-  /** Offers one object; false when the page is full and the caller can stop. */
-  offer(s: ObjectState): boolean {
+  /**
+   * Offers one object; false when the page is full and the caller can stop. `matched`: the caller
+   * knows `where` holds (an exact index lookup in the same snapshot), so it is not evaluated again.
+   */
+  offer(s: ObjectState, matched = false): boolean {
     const r = this.#r;
     this.examined++;
     if (!s.key.startsWith(r.prefix)) return true;
     if (this.#keyOrder) {
       if (r.after !== undefined && compareKeys(s.key, r.after.key) <= 0) return true;
-      if (!matchesWhere(s, r.where, r.includeInternal)) return true;
+      if (!matched && !matchesWhere(s, r.where, r.includeInternal)) return true;
       if (this.#rows.length === r.limit) {
         this.#more = true;
         return false;
@@ -141,7 +144,7 @@ export class PageBuilder {
     }
     const e = { s: sortKey(r.orderBy === 'key' ? s.key : fieldValue(s, r.orderBy, r.includeInternal)), key: s.key, state: s };
     if (r.after !== undefined && compareRows(e, r.after, r.desc) <= 0) return true;
-    if (!matchesWhere(s, r.where, r.includeInternal)) return true;
+    if (!matched && !matchesWhere(s, r.where, r.includeInternal)) return true;
     this.#sorted.push(e);
     // Bounded memory: keep the best limit+1 whenever the buffer grows past a few pages.
     if (this.#sorted.length > 4 * (r.limit + 1)) this.#trim();

@@ -34,7 +34,19 @@ export interface PlanPart {
 }
 
 /** What the planner chose. */
-export type Plan = { kind: 'scan'; detail: string } | { kind: 'index' | 'key-range'; parts: PlanPart[]; detail: string };
+export type Plan =
+  | { kind: 'scan'; detail: string }
+  | {
+      kind: 'index' | 'key-range';
+      parts: PlanPart[];
+      detail: string;
+      /**
+       * True when the index entries match exactly what `where` matches: `where` is one `=` or IN on an
+       * indexed attribute or system field (not `key`) with scalar constants and no string cut by the index.
+       * A backend whose index and state come from one snapshot may then skip the per-row re-check.
+       */
+      exact: boolean;
+    };
 
 /** The value ranks a system field can hold (attributes can hold any). */
 const systemRanks: Record<string, readonly number[]> = {
@@ -62,7 +74,8 @@ export function planQuery(where: Expression | undefined, indexed: ReadonlySet<st
   const parts = planNode(tree.body, b, indexed, includeInternal);
   if (parts === undefined) return { kind: 'scan', detail: 'scan: no indexed field in an indexable position of where' };
   const kind = parts.every((p) => p.field === 'key') ? 'key-range' : 'index';
-  return { kind, parts, detail: `${kind === 'index' ? 'index' : 'key range'} ${parts.map(describePart).join(' ∪ ')}; where re-checked per row` };
+  const exact = kind === 'index' && isExact(tree.body, b);
+  return { kind, parts, exact, detail: `${kind === 'index' ? 'index' : 'key range'} ${parts.map(describePart).join(' ∪ ')}; ${exact ? 'exact' : 'where re-checked per row'}` };
 }
 
 /** The plan part of an explain. */
@@ -95,6 +108,27 @@ function planNode(node: ConditionNode, b: Bindings, indexed: ReadonlySet<string>
       return leaf === undefined ? undefined : [leaf];
     }
   }
+}
+
+/** See {@link Plan} `exact`; called only once `body` was planned as an index lookup. */
+function isExact(body: ConditionNode, b: Bindings): boolean {
+  let field: Operand | undefined;
+  let constants: Operand[];
+  if (body.type === 'compare' && body.op === '=') {
+    const leftIsPath = body.left.type === 'path';
+    field = leftIsPath ? body.left : body.right;
+    constants = [leftIsPath ? body.right : body.left];
+  } else if (body.type === 'in') {
+    field = body.operand;
+    constants = [...body.candidates];
+  } else return false;
+  if (fieldOf(field, b) === 'key') return false;
+  return constants.every((c) => {
+    const v = constOf(c, b);
+    // A timestamp constant also looks through every string (ISO strings compare with it): not exact.
+    if (v === null || typeof v === 'boolean' || typeof v === 'number') return true;
+    return typeof v === 'string' && truncateForIndex(v) === v && [...v].length < 64;
+  });
 }
 
 function scoreOf(p: Leaf[]): number {

@@ -60,12 +60,12 @@ async function states(o: ObjectBinding): Promise<ObjectState[]> {
 
 forEachBackend('query', (ctx) => {
   it(
-    tn('query', ctx, 'crash: SIGKILL of a writer at 8 random instants leaves no index entry without its state and no state without its entries'),
+    tn('query', ctx, 'crash: SIGKILL of a writer at 6 random instants leaves no index entry without its state and no state without its entries'),
     async () => {
       const bucket = ctx.uid('qcrash');
       await ctx.backend.createBucket(bucket, { shards: 4, indexes: INDEXES });
       let acks = 0;
-      for (let round = 0; round < 8; round++) acks += await runAndKill(ctx.childSpec(), bucket, 11 + round);
+      for (let round = 0; round < 6; round++) acks += await runAndKill(ctx.childSpec(), bucket, 11 + round);
       expect(acks).toBeGreaterThan(50);
 
       const o = await ctx.backend.objects(bucket);

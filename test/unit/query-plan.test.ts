@@ -22,6 +22,22 @@ describe('query/plan', () => {
     expect(plan("mtime >= '1970-01-01T00:00:01Z'")).toMatchObject({ parts: [{ ranges: [{ rank: 3, lo: 1000 }] }] });
   });
 
+  it('query - a lone equality or IN with exact constants is an exact plan; anything else re-checks', () => {
+    const exact = (w: Parameters<typeof planQuery>[0]) => {
+      const p = plan(w);
+      return p.kind !== 'scan' && p.exact;
+    };
+    expect(exact('has_ssn = true')).toBe(true);
+    expect(exact("level IN ('a', 'b')")).toBe(true);
+    expect(exact('size = 3')).toBe(true);
+    expect(exact({ expr: 'level = :v', values: { v: 'x' } })).toBe(true);
+    expect(exact({ expr: 'mtime = :t', values: { t: new Date(1) } })).toBe(false);
+    expect(exact(`level = '${'y'.repeat(64)}'`)).toBe(false);
+    expect(exact('has_ssn = true AND size = 3')).toBe(false);
+    expect(exact('size > 3')).toBe(false);
+    expect(exact("begins_with(key, 'a')")).toBe(false);
+  });
+
   it('query - AND picks the best indexed conjunct; OR needs every disjunct indexed', () => {
     expect(plan("n > 3 AND level = 'x' AND size > 2")).toMatchObject({ kind: 'index', parts: [{ field: 'attr.level' }] });
     expect(plan("has_ssn = true OR level = 'x'")).toMatchObject({ kind: 'index', parts: [{ field: 'attr.has_ssn' }, { field: 'attr.level' }] });

@@ -1,8 +1,6 @@
 /** `sluice kv get|put|query`: items of a KV table. */
 import type { Command } from 'commander';
 import { SluiceError } from '../../../bindings/errors.ts';
-import { parseSql } from '../../../bindings/expr/index.ts';
-import { compareRows, sortKey } from '../../../bindings/query/fields.ts';
 import type { ItemEntry } from '../../../bindings/types.ts';
 import type { Item, Value } from '../../../bindings/values.ts';
 import { collect, intArg, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
@@ -58,6 +56,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
       let limit = o.limit;
       let order: { field: string; direction: 'asc' | 'desc' } | null = null;
       if (filter !== undefined && /^\s*select\b/i.test(filter)) {
+        const { parseSql } = await import('../../../bindings/expr/index.ts');
         const ast = parseSql(filter, 'kv query');
         if (ast.from !== table) throw new SluiceError('SLUICE_INVALID_ARGUMENT', `kv query: the SQL reads FROM ${ast.from}, but the table given is ${table}`);
         where = ast.where ?? undefined;
@@ -78,6 +77,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
         } while (marker && items.length < want);
         let result = items;
         if (order) {
+          const { compareRows, sortKey } = await import('../../../bindings/query/fields.ts');
           const field = order.field;
           const keyOf = (e: ItemEntry) => sortKey(field === 'key' ? e.key : (e.item[field] as Value | undefined));
           result = items
