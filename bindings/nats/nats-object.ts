@@ -7,7 +7,9 @@
  * else is written in the same step. A large body is uploaded to the Object Store under a fresh name
  * BEFORE that message and only referenced by it, so a crash between the two leaves an unreferenced
  * body, never a visible object without its change record. After the CAS the replaced body is deleted
- * (best effort); after a lost CAS the new body is.
+ * (best effort); after a lost CAS the new body is. With an external body store (backend option
+ * `bodies`) the same steps run against it instead of the Object Store: the entry then carries `bodyRef`
+ * (protocol in body-store.ts; orphans are removed by its collector).
  *
  * KV key of an object: `<shard>.<base64url(key)>` with shard = shardOf(key, shards), so a shard's change
  * feed is the subject filter `$KV.<kv-bucket>.<shard>.>`. By default the bucket keeps 64 messages per
@@ -17,6 +19,7 @@
  */
 import { headers as natsHeaders, nuid, type MsgHdrs } from '@nats-io/nats-core';
 import { Objm, type ObjectStore } from '@nats-io/obj';
+import type { BodyStore } from '../body-store.ts';
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition, type Expression } from '../expr/index.ts';
 import {
@@ -84,6 +87,8 @@ export interface ObjectEntry {
   /** Object Store name of the body otherwise, and the store's id of it (to purge its chunks). */
   bodyName?: string;
   bodyNuid?: string;
+  /** Ref of the body in the backend's external body store (instead of the Object Store). */
+  bodyRef?: string;
 }
 
 /** The change summary of {@link CHANGE_HEADER}: what a ChangeRecord and an ObjectMeta need. */
@@ -183,9 +188,11 @@ export class NatsObject implements ObjectBinding {
   #store: Promise<ObjectStore> | undefined;
 
   readonly #history: number;
+  readonly #bodies: BodyStore | undefined;
 
-  constructor(ctx: NatsContext, bucket: string, shards: number, history: number) {
+  constructor(ctx: NatsContext, bucket: string, shards: number, history: number, bodies?: BodyStore) {
     this.#history = history;
+    this.#bodies = bodies;
     this.#ctx = ctx;
     this.bucket = bucket;
     this.#shards = shards;
@@ -204,7 +211,7 @@ export class NatsObject implements ObjectBinding {
     const bytes = bodyBytes(body, where);
     const etag = etagOf(bytes);
     const inline = bytes.byteLength <= this.#ctx.inlineBodyMaxBytes;
-    let uploaded: { name: string; nuid: string } | undefined;
+    let uploaded: { name: string; nuid: string } | { ref: string } | undefined;
     let committed = false;
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -213,7 +220,8 @@ export class NatsObject implements ObjectBinding {
         const cur = await this.#read(key);
         checkPreconditions(key, cur.live ? cur.entry : undefined, r.ifMatch, r.ifNoneMatch, (m) => this.#conditionFailed(m, cur));
         // Upload once, before the commit; a retry after a lost CAS reuses the same body.
-        if (!inline && !uploaded) uploaded = await this.#upload(key, bytes);
+        if (!inline && !uploaded)
+          uploaded = this.#bodies ? { ref: await this.#bodies.put(this.bucket, key, bytes, options?.signal ? { signal: options.signal } : {}) } : await this.#upload(key, bytes);
         const now = new Date();
         const entry: ObjectEntry = {
           type: 'put',
@@ -228,7 +236,8 @@ export class NatsObject implements ObjectBinding {
           // A put after a delete starts a new object: its attribute revisions start over.
           attrsRevision: (cur.live ? (cur.entry?.attrsRevision ?? 0) : 0) + 1,
         };
-        if (uploaded) {
+        if (uploaded && 'ref' in uploaded) entry.bodyRef = uploaded.ref;
+        else if (uploaded) {
           entry.bodyName = uploaded.name;
           entry.bodyNuid = uploaded.nuid;
         } else entry.body = bytes;
@@ -242,7 +251,7 @@ export class NatsObject implements ObjectBinding {
     } catch (err) {
       throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
     } finally {
-      if (uploaded && !committed) await this.#deleteBody({ bodyName: uploaded.name, bodyNuid: uploaded.nuid });
+      if (uploaded && !committed) await this.#deleteBody('ref' in uploaded ? { bodyRef: uploaded.ref } : { bodyName: uploaded.name, bodyNuid: uploaded.nuid });
     }
   }
 
@@ -253,6 +262,10 @@ export class NatsObject implements ObjectBinding {
     try {
       return await this.#withBody(key, where, options?.signal, async (e) => {
         const range = resolveRange(key, e.size, options?.range);
+        if (e.bodyRef !== undefined) {
+          const part = await this.#external(where).get(e.bodyRef, range, options?.signal ? { signal: options.signal } : {});
+          return part === undefined ? null : { ...headOf(e), body: part, range };
+        }
         const whole = e.body ?? (await (await this.#bodyStore()).getBlob(e.bodyName ?? ''));
         return whole === null ? null : { ...headOf(e), body: whole.subarray(range.start, range.end), range };
       });
@@ -271,6 +284,10 @@ export class NatsObject implements ObjectBinding {
         if (e.body !== undefined) {
           const chunk = e.body.subarray(range.start, range.end);
           return { head: headOf(e), body: oneChunk(chunk) };
+        }
+        if (e.bodyRef !== undefined) {
+          const body = await this.#external(where).getStream(e.bodyRef, range, options?.signal ? { signal: options.signal } : {});
+          return body === undefined ? null : { head: headOf(e), body };
         }
         const res = await (await this.#bodyStore()).get(e.bodyName ?? '');
         return res === null ? null : { head: headOf(e), body: sliceChunks(res.data, range.start, range.end, where) };
@@ -432,7 +449,10 @@ export class NatsObject implements ObjectBinding {
       const out = await read(cur.entry);
       if (out !== null) return out;
       if (cur.revision === lastRevision)
-        throw new BindingError('SLUICE_INTERNAL', `${where}: body ${cur.entry.bodyName ?? ''} of revision ${cur.revision} is missing from Object Store ${this.#storeName}`);
+        throw new BindingError(
+          'SLUICE_INTERNAL',
+          `${where}: body ${cur.entry.bodyRef ?? cur.entry.bodyName ?? ''} of revision ${cur.revision} is missing from ${cur.entry.bodyRef !== undefined ? 'the body store' : `Object Store ${this.#storeName}`}`,
+        );
       lastRevision = cur.revision;
     }
     throw new BindingError('SLUICE_CONFLICT', `${where}: the object kept changing while being read`);
@@ -466,8 +486,28 @@ export class NatsObject implements ObjectBinding {
     return { name, nuid: info.nuid };
   }
 
-  /** Removes a body's chunks and its Object Store entry, leaving no tombstone. Best effort. */
-  async #deleteBody(e: { bodyName?: string | undefined; bodyNuid?: string | undefined } | undefined): Promise<void> {
+  /** True when the current entry of `key` references external body `ref` (the collector's check). */
+  async references(key: string, ref: string): Promise<boolean> {
+    try {
+      const cur = await this.#read(key);
+      return cur.live && cur.entry?.bodyRef === ref;
+    } catch (err) {
+      throw toBindingError(err, `check body ${ref} of '${key}' in bucket '${this.bucket}'`, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
+    }
+  }
+
+  #external(where: string): BodyStore {
+    if (this.#bodies) return this.#bodies;
+    throw new BindingError('SLUICE_BACKEND_UNAVAILABLE', `${where}: the body is in an external body store, but the backend was opened without option 'bodies'`);
+  }
+
+  /** Removes a body's chunks and its Object Store entry (or the external body), leaving no tombstone. Best effort. */
+  async #deleteBody(e: { bodyName?: string | undefined; bodyNuid?: string | undefined; bodyRef?: string | undefined } | undefined): Promise<void> {
+    if (e?.bodyRef !== undefined) {
+      // A failed removal leaves an orphan for the body store's collector.
+      await this.#bodies?.delete(e.bodyRef).catch(() => undefined);
+      return;
+    }
     if (!e?.bodyName || !e.bodyNuid) return;
     const stream = `OBJ_${this.#storeName}`;
     try {
