@@ -25,6 +25,8 @@ import type { CallOptions } from './types.ts';
 export interface StoredBody {
   /** The body's ref (what the metadata stores). */
   ref: string;
+  /** The sluice bucket it was written for. */
+  bucket: string;
   /** The object key it was written for, or undefined when only {@link BodyStore.keyOf} can tell. */
   key: string | undefined;
   /** When it was written (the store's clock, second precision on many S3 servers). */
@@ -52,10 +54,8 @@ export interface BodyStore {
   getStream(ref: string, range: { start: number; end: number }, options?: CallOptions): Promise<AsyncIterable<Uint8Array> | undefined>;
   /** Removes a body; resolves also when it did not exist. */
   delete(ref: string, options?: CallOptions): Promise<void>;
-  /** Names of the buckets that have bodies in the store. */
-  buckets(options?: CallOptions): Promise<string[]>;
-  /** One page of the bodies of `bucket`, in ref order. */
-  list(bucket: string, options: { token?: string | undefined; limit: number } & CallOptions): Promise<BodyPage>;
+  /** One page of every body in the store, in ref order. */
+  list(options: { token?: string | undefined; limit: number } & CallOptions): Promise<BodyPage>;
   /** The object key a body was written for (for refs whose listing does not carry it); undefined when gone. */
   keyOf(ref: string, options?: CallOptions): Promise<string | undefined>;
   /** Releases connections. */
@@ -179,7 +179,7 @@ export interface CollectOptions extends CallOptions {
 
 /**
  * Removes bodies that no metadata references. Bounded: a run examines at most `maxBodies` bodies and
- * remembers where it stopped per bucket, so periodic runs sweep the whole store over time without ever
+ * remembers where it stopped, so periodic runs sweep the whole store over time without ever
  * holding more than one listing page. Safe to run in several processes at once: a body, once
  * unreferenced, is never referenced again (refs are never reused), and removal is idempotent.
  */
@@ -188,7 +188,7 @@ export class BodyCollector {
   readonly #lookup: (bucket: string) => Promise<ReferenceCheck | undefined>;
   readonly #graceMs: number;
   readonly #maxBodies: number;
-  #resume: { bucket: string; token: string | undefined } | undefined;
+  #resume: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<CollectResult> | undefined;
 
@@ -236,36 +236,34 @@ export class BodyCollector {
     const res: CollectResult = { scanned: 0, deleted: 0, young: 0, more: false };
     // Listing time, not the local clock, would be better; the grace period dwarfs clock skew.
     const cutoff = Date.now() - graceMs;
-    const buckets = (await this.#store.buckets(signal ? { signal } : {})).sort();
-    // Resume at the bucket and page where the last bounded run stopped, so every bucket gets its turn.
-    const from = this.#resume ? buckets.findIndex((b) => b >= this.#resume!.bucket) : 0;
-    for (let i = Math.max(0, from); i < buckets.length; i++) {
-      const bucket = buckets[i]!;
-      const check = await this.#lookup(bucket);
-      if (!check) continue;
-      let token = this.#resume?.bucket === bucket ? this.#resume.token : undefined;
-      do {
-        if (res.scanned >= budget) {
-          this.#resume = { bucket, token };
-          res.more = true;
-          return res;
+    const checks = new Map<string, ReferenceCheck | undefined>();
+    // One listing over the whole store, resumed where the last bounded run stopped, so every body gets
+    // its turn however many runs a sweep takes.
+    let token = this.#resume;
+    do {
+      if (res.scanned >= budget) {
+        this.#resume = token;
+        res.more = true;
+        return res;
+      }
+      const page = await this.#store.list({ token, limit: Math.min(1000, budget - res.scanned), ...(signal ? { signal } : {}) });
+      for (const b of page.bodies) {
+        res.scanned++;
+        if (!checks.has(b.bucket)) checks.set(b.bucket, await this.#lookup(b.bucket));
+        const check = checks.get(b.bucket);
+        if (!check) continue;
+        const key = b.key ?? (await this.#store.keyOf(b.ref, signal ? { signal } : {}));
+        if (key === undefined) continue; // removed meanwhile
+        if (await check(key, b.ref)) continue;
+        if (b.created.getTime() > cutoff) {
+          res.young++;
+          continue;
         }
-        const page = await this.#store.list(bucket, { token, limit: Math.min(1000, budget - res.scanned), ...(signal ? { signal } : {}) });
-        for (const b of page.bodies) {
-          res.scanned++;
-          const key = b.key ?? (await this.#store.keyOf(b.ref, signal ? { signal } : {}));
-          if (key === undefined) continue; // removed meanwhile
-          if (await check(key, b.ref)) continue;
-          if (b.created.getTime() > cutoff) {
-            res.young++;
-            continue;
-          }
-          await this.#store.delete(b.ref, signal ? { signal } : {});
-          res.deleted++;
-        }
-        token = page.nextToken;
-      } while (token !== undefined);
-    }
+        await this.#store.delete(b.ref, signal ? { signal } : {});
+        res.deleted++;
+      }
+      token = page.nextToken;
+    } while (token !== undefined);
     this.#resume = undefined;
     return res;
   }

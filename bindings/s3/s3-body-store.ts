@@ -142,44 +142,25 @@ export class S3BodyStore implements BodyStore {
     }
   }
 
-  async buckets(options?: CallOptions): Promise<string[]> {
-    const out: string[] = [];
-    let token: string | undefined;
+  async list(options: { token?: string | undefined; limit: number } & CallOptions): Promise<BodyPage> {
     try {
-      do {
-        const res = await this.#client.send(
-          new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: this.#prefix, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }),
-          opts(options),
-        );
-        for (const p of res.CommonPrefixes ?? []) if (p.Prefix) out.push(p.Prefix.slice(this.#prefix.length, -1));
-        token = res.IsTruncated ? res.NextContinuationToken : undefined;
-      } while (token);
-      return out;
-    } catch (err) {
-      throw toBindingError(err, `list buckets of ${this.#where}`);
-    }
-  }
-
-  async list(bucket: string, options: { token?: string | undefined; limit: number } & CallOptions): Promise<BodyPage> {
-    const prefix = this.#bucketPrefix(bucket);
-    try {
+      // No delimiter listing: not every S3-compatible server implements it for nested keys (s3rver 3.7 does not).
       const res = await this.#client.send(
-        new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, MaxKeys: options.limit, ...(options.token ? { ContinuationToken: options.token } : {}) }),
+        new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: this.#prefix, MaxKeys: options.limit, ...(options.token ? { ContinuationToken: options.token } : {}) }),
         opts(options),
       );
       const page: BodyPage = { bodies: [] };
       for (const c of res.Contents ?? []) {
-        if (!c.Key) continue;
-        const rest = c.Key.slice(prefix.length);
-        const slash = rest.lastIndexOf('/');
-        if (slash <= 0) continue; // not a key sluice wrote
-        const enc = rest.slice(0, slash);
-        page.bodies.push({ ref: c.Key, key: enc.startsWith('~') ? undefined : unb64url(enc), created: c.LastModified ?? new Date(0) });
+        // <prefix><bucket>/<encoded key>/<uuid>; anything else is not a key sluice wrote.
+        const parts = c.Key?.slice(this.#prefix.length).split('/');
+        if (!c.Key || parts?.length !== 3 || !parts[0] || !parts[1] || !parts[2]) continue;
+        const enc = parts[1];
+        page.bodies.push({ ref: c.Key, bucket: parts[0], key: enc.startsWith('~') ? undefined : unb64url(enc), created: c.LastModified ?? new Date(0) });
       }
       if (res.IsTruncated && res.NextContinuationToken) page.nextToken = res.NextContinuationToken;
       return page;
     } catch (err) {
-      throw toBindingError(err, `list bodies of bucket '${bucket}' in ${this.#where}`);
+      throw toBindingError(err, `list bodies in ${this.#where}`);
     }
   }
 

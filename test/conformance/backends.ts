@@ -8,7 +8,8 @@
  *
  * `local+s3` and `nats+s3` are the same backends with the `s3` body store against a real S3-protocol
  * server (s3rver in a child process) and `inlineMaxBytes: 0`, so every non-empty body travels through
- * S3. They run only for the suites named in their `kinds` (the object suites), to keep CI time modest.
+ * S3. They run only for the suites named in their `kinds` (the object suites and `bodies`, the body
+ * store's own suite), to keep CI time modest.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -102,7 +103,7 @@ const factories: Factory[] = [
   },
   {
     name: 'local+s3',
-    kinds: ['object'],
+    kinds: ['object', 'bodies'],
     async setup() {
       const dir = await mkdtemp(join(tmpdir(), 'sluice-local-s3-'));
       const { server, bodies } = await startBodyStore();
@@ -118,7 +119,7 @@ const factories: Factory[] = [
   },
   {
     name: 'nats+s3',
-    kinds: ['object'],
+    kinds: ['object', 'bodies'],
     async setup() {
       let nats: NatsServerHandle;
       try {
@@ -146,7 +147,8 @@ export function forEachBackend(kind: string, suite: (ctx: BackendContext) => voi
   const only = process.env.SLUICE_BACKENDS?.split(',');
   for (const f of factories) {
     if (only && !only.includes(f.name)) continue;
-    if (f.kinds && !f.kinds.includes(kind)) continue;
+    // Suites about the external body store itself run only where there is one.
+    if (f.kinds ? !f.kinds.includes(kind) : kind === 'bodies') continue;
     describe(`${kind}/${f.name}`, () => {
       const opened: Backend[] = [];
       let teardown: (() => Promise<void>) | undefined;
