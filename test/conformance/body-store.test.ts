@@ -157,6 +157,24 @@ forEachBackend('bodies', (ctx) => {
     expect(Buffer.from((await o.get('live')).body).toString()).toBe('x');
   });
 
+  it(t('the periodic collector runs by itself every gcIntervalMs'), async () => {
+    const { name, o } = await bucket();
+    await o.put('live', 'x');
+    await withStore((s) => s.put(name, 'orphan', Buffer.from('orphan')));
+    expect(await stored(name)).toHaveLength(2);
+    const other = await openChildBackend({ ...ctx.childSpec(), bodies: { ...bodies(), gcIntervalMs: 200, gcGraceMs: 0 } });
+    try {
+      const deadline = Date.now() + 30_000;
+      while ((await stored(name)).length > 1) {
+        if (Date.now() > deadline) throw new Error('the periodic collector did not remove the orphan in 30 s');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await other.close();
+    }
+    expect(Buffer.from((await o.get('live')).body).toString()).toBe('x');
+  });
+
   it(t('keys too long to name their body keep working: hashed body key, collector reads the key back'), async () => {
     const { name, o } = await bucket();
     const key = `long/${'é'.repeat(500)}`;
