@@ -10,8 +10,9 @@
  *     a failed commit (condition, conflict) the new body is removed.
  * A crash between any two steps leaves at most an unreferenced body, never a visible object without its
  * body. {@link BodyCollector} removes such orphans later: bodies older than a grace period that the
- * metadata does not reference. The grace period must exceed the longest upload-to-commit time of a
- * put, or the collector could remove a body whose commit is still coming.
+ * metadata does not reference. A put that would commit later than the grace period after its upload
+ * started is refused (SLUICE_TIMEOUT, body removed), so the collector never removes the body of a commit
+ * still to come — as long as every process uses the same grace period and clocks agree to well within it.
  *
  * What the contract deliberately leaves out: content addressing / dedup (each put has its own body, so
  * removal never needs reference counts), multipart uploads (a body is at most `Limits.maxObjectBytes`),
@@ -46,6 +47,12 @@ export interface BodyStore {
   readonly kind: string;
   /** Bodies up to this many bytes stay inline in the backend's metadata store. */
   readonly inlineMaxBytes: number;
+  /**
+   * The collector's grace period (ms). A put must commit within this time of starting its upload; the
+   * bindings check it in the commit itself and refuse later commits with SLUICE_TIMEOUT, so the collector
+   * can never remove the body of a commit still to come.
+   */
+  readonly graceMs: number;
   /** Stores `bytes` as a new body of object `key` in `bucket`; resolves with its ref once durable. */
   put(bucket: string, key: string, bytes: Uint8Array, options?: CallOptions): Promise<string>;
   /** Bytes `[start, end)` of a body; undefined when the body does not exist. */
@@ -87,8 +94,9 @@ export interface S3BodyStoreOptions {
    */
   inlineMaxBytes?: number;
   /**
-   * The collector removes an unreferenced body only when it is older than this, in ms: it must exceed
-   * the longest time between a put's upload and its metadata commit. @default 3600000 (1 h)
+   * The collector removes an unreferenced body only when it is older than this, in ms. A put whose
+   * commit would come later than this after its upload started fails with SLUICE_TIMEOUT instead (its
+   * body removed), so keep it far above the slowest upload. @default 3600000 (1 h)
    */
   gcGraceMs?: number;
   /** Interval of the periodic collector in each process that opens the backend, in ms; 0 disables it. @default 900000 (15 min) */
@@ -146,7 +154,7 @@ export function resolveBodyStoreOptions(o: unknown, where = 'bodies'): ResolvedS
     forcePathStyle,
     prefix,
     inlineMaxBytes: int('inlineMaxBytes', 64 * 1024, 0, INLINE_MAX),
-    gcGraceMs: int('gcGraceMs', 3_600_000, 0),
+    gcGraceMs: int('gcGraceMs', 3_600_000, 1),
     gcIntervalMs: int('gcIntervalMs', 900_000, 0),
     gcMaxBodiesPerRun: int('gcMaxBodiesPerRun', 10_000, 1),
     maxAttempts: int('maxAttempts', 3, 1, 20),

@@ -101,6 +101,7 @@ export class LocalObject implements ObjectBinding {
     const s = this.#store;
     const k = [this.bucket, key];
     const ext = this.#bodies !== undefined && bytes.byteLength > this.#bodies.inlineMaxBytes ? this.#bodies : undefined;
+    const started = Date.now();
     // The external body first: the commit below only references it (see body-store.ts).
     const ref = ext ? await ext.put(this.bucket, key, bytes, options?.signal ? { signal: options.signal } : {}) : undefined;
     let replaced: string | undefined;
@@ -110,6 +111,9 @@ export class LocalObject implements ObjectBinding {
         const cur = s.meta.get(k);
         checkPreconditions(key, cur, r.ifMatch, r.ifNoneMatch, (m) => new ConditionFailedError(m, cur ? toMeta(key, cur) : undefined, cur?.version));
         const now = Date.now();
+        // Checked inside the commit: past the grace period the collector may already have taken the body.
+        if (ext && now - started >= ext.graceMs)
+          throw new BindingError('SLUICE_TIMEOUT', `put '${key}': the commit came ${now - started} ms after the body upload started, past the body store's grace period of ${ext.graceMs} ms`);
         const meta: StoredMeta = { size: bytes.byteLength, etag, version: 0, contentType: r.contentType, mtime: now, attrsRevision: (cur?.attrsRevision ?? 0) + 1 };
         // The change record's sequencer doubles as the object version: one counter orders every change.
         meta.version = this.#recordChange(key, 'put', { ...meta, version: -1 }, now);

@@ -212,6 +212,7 @@ export class NatsObject implements ObjectBinding {
     const etag = etagOf(bytes);
     const inline = bytes.byteLength <= this.#ctx.inlineBodyMaxBytes;
     let uploaded: { name: string; nuid: string } | { ref: string } | undefined;
+    const started = Date.now();
     let committed = false;
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -236,6 +237,10 @@ export class NatsObject implements ObjectBinding {
           // A put after a delete starts a new object: its attribute revisions start over.
           attrsRevision: (cur.live ? (cur.entry?.attrsRevision ?? 0) : 0) + 1,
         };
+        // Past the grace period the collector may already have taken the body (see body-store.ts). The CAS
+        // below is one request bounded by the NATS timeout, far below any sensible grace period.
+        if (this.#bodies && uploaded && 'ref' in uploaded && Date.now() - started >= this.#bodies.graceMs)
+          throw new BindingError('SLUICE_TIMEOUT', `${where}: the commit would come ${Date.now() - started} ms after the body upload started, past the body store's grace period of ${this.#bodies.graceMs} ms`);
         if (uploaded && 'ref' in uploaded) entry.bodyRef = uploaded.ref;
         else if (uploaded) {
           entry.bodyName = uploaded.name;

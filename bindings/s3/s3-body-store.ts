@@ -41,6 +41,7 @@ const opts = (o: CallOptions | undefined) => (o?.signal ? { abortSignal: o.signa
 export class S3BodyStore implements BodyStore {
   readonly kind = 's3';
   readonly inlineMaxBytes: number;
+  readonly graceMs: number;
   readonly options: ResolvedS3BodyStoreOptions;
   readonly #client: S3Client;
   readonly #bucket: string;
@@ -50,6 +51,7 @@ export class S3BodyStore implements BodyStore {
   private constructor(o: ResolvedS3BodyStoreOptions) {
     this.options = o;
     this.inlineMaxBytes = o.inlineMaxBytes;
+    this.graceMs = o.gcGraceMs;
     this.#bucket = o.bucket;
     this.#prefix = o.prefix;
     this.#where = `s3 body store ${o.endpoint}/${o.bucket}`;

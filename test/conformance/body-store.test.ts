@@ -162,7 +162,7 @@ forEachBackend('bodies', (ctx) => {
     await o.put('live', 'x');
     await withStore((s) => s.put(name, 'orphan', Buffer.from('orphan')));
     expect(await stored(name)).toHaveLength(2);
-    const other = await openChildBackend({ ...ctx.childSpec(), bodies: { ...bodies(), gcIntervalMs: 200, gcGraceMs: 0 } });
+    const other = await openChildBackend({ ...ctx.childSpec(), bodies: { ...bodies(), gcIntervalMs: 200, gcGraceMs: 1 } });
     try {
       const deadline = Date.now() + 30_000;
       while ((await stored(name)).length > 1) {
@@ -173,6 +173,20 @@ forEachBackend('bodies', (ctx) => {
       await other.close();
     }
     expect(Buffer.from((await o.get('live')).body).toString()).toBe('x');
+  });
+
+  it(t('a put that would commit after the grace period fails with SLUICE_TIMEOUT and leaves no body'), async () => {
+    const { name } = await bucket();
+    const other = await openChildBackend({ ...ctx.childSpec(), bodies: { ...bodies(), gcGraceMs: 1 } });
+    try {
+      const oo = await other.objects(name);
+      const e = await rejectsWith(oo.put('slow', randomBytes(2 * 1024 * 1024)), 'SLUICE_TIMEOUT');
+      expect(e.message).toContain('grace period of 1 ms');
+      expect(await oo.head('slow')).toBeUndefined();
+      expect(await stored(name)).toEqual([]);
+    } finally {
+      await other.close();
+    }
   });
 
   it(t('keys too long to name their body keep working: hashed body key, collector reads the key back'), async () => {

@@ -42,6 +42,7 @@ describe('bodies/options', () => {
   });
   it('bodies/options - collector bounds are integers', () => {
     refused({ ...ok, gcGraceMs: 1.5 }, 'gcGraceMs');
+    refused({ ...ok, gcGraceMs: 0 }, 'gcGraceMs must be an integer from 1');
     refused({ ...ok, gcIntervalMs: -1 }, 'gcIntervalMs');
     refused({ ...ok, gcMaxBodiesPerRun: 0 }, 'gcMaxBodiesPerRun');
   });
