@@ -162,6 +162,16 @@ export function resolveBodyStoreOptions(o: unknown, where = 'bodies'): ResolvedS
   });
 }
 
+/** A backend that can collect the orphans of its external body store (both backends). */
+export interface CollectsBodies {
+  collectBodies(options?: CollectOptions): Promise<CollectResult>;
+}
+
+/** True when `b` has {@link CollectsBodies.collectBodies}. */
+export function collectsBodies(b: object): b is CollectsBodies {
+  return typeof (b as Partial<CollectsBodies>).collectBodies === 'function';
+}
+
 /** Tells whether the current metadata of `key` references body `ref`. */
 export type ReferenceCheck = (key: string, ref: string) => Promise<boolean>;
 

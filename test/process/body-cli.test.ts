@@ -1,6 +1,7 @@
 /**
  * The CLI with the s3 body store: `$SLUICE_BODIES` (JSON) makes `sluice objects put/get` keep bodies in a
- * real s3rver; a malformed value exits with the "invalid input" code and names the variable.
+ * real s3rver; `sluice objects gc` removes orphaned bodies; a malformed value exits with the "invalid
+ * input" code and names the variable.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { S3BodyStore } from '../../bindings/s3/index.ts';
 import { ExitCodes } from '../../controller/cli/context.ts';
 import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver, type S3rverHandle } from '../support/s3rver-process.ts';
 
@@ -61,6 +63,22 @@ it('bodies/cli - SLUICE_BODIES keeps the bodies of `sluice objects put` in S3 an
   const plain = await sluice(['objects', 'get', 'up', 'a.txt'], {});
   expect(plain.code).toBe(ExitCodes.unavailable);
   expect(plain.stderr).toContain("option 'bodies'");
+
+  // An orphan, as a crash between upload and commit leaves it; `objects gc` removes it and only it.
+  const store = await S3BodyStore.open(JSON.parse(env.SLUICE_BODIES) as Parameters<typeof S3BodyStore.open>[0]);
+  await store.put('up', 'a.txt', Buffer.from('orphan'));
+  await store.close();
+  const young = await sluice(['--json', 'objects', 'gc'], env);
+  expect(young.code, young.stderr).toBe(ExitCodes.ok);
+  expect(JSON.parse(young.stdout)).toMatchObject({ deleted: 0, young: 1 });
+  const gc = await sluice(['objects', 'gc', '--grace', '1ms'], env);
+  expect(gc.code, gc.stderr).toBe(ExitCodes.ok);
+  expect(gc.stdout).toContain('removed 1 unreferenced');
+  expect((await client.send(new ListObjectsV2Command({ Bucket: 'cli-bodies', Prefix: 'up/' }))).Contents ?? []).toHaveLength(1);
+  expect((await sluice(['objects', 'get', 'up', 'a.txt'], env)).stdout).toBe('hello from the cli');
+  const bad = await sluice(['objects', 'gc', '--grace', 'soon'], env);
+  expect(bad.code).toBe(ExitCodes.invalid);
+  expect(bad.stderr).toContain('--grace');
 }, 120_000);
 
 it('bodies/cli - a malformed SLUICE_BODIES exits with the invalid-input code and names the variable', async () => {
