@@ -213,7 +213,7 @@ export class NatsObject implements ObjectBinding {
     const inline = bytes.byteLength <= this.#ctx.inlineBodyMaxBytes;
     let uploaded: { name: string; nuid: string } | { ref: string } | undefined;
     const started = Date.now();
-    let committed = false;
+    let committed: boolean | 'unknown' = false;
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         checkSignal(options?.signal, where);
@@ -246,9 +246,12 @@ export class NatsObject implements ObjectBinding {
           entry.bodyName = uploaded.name;
           entry.bodyNuid = uploaded.nuid;
         } else entry.body = bytes;
+        // A commit that fails without an answer (timeout, lost connection) may still have been applied:
+        // its body then stays (an orphan at worst, for the collector) rather than risk a dangling ref.
+        committed = 'unknown';
         const revision = await this.#commit(key, entry, cur);
+        committed = revision !== undefined;
         if (revision === undefined) continue; // another writer won the race: re-read and re-check
-        committed = true;
         await this.#deleteBody(cur.entry);
         return { etag, version: revision };
       }
@@ -256,7 +259,7 @@ export class NatsObject implements ObjectBinding {
     } catch (err) {
       throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
     } finally {
-      if (uploaded && !committed) await this.#deleteBody('ref' in uploaded ? { bodyRef: uploaded.ref } : { bodyName: uploaded.name, bodyNuid: uploaded.nuid });
+      if (uploaded && committed === false) await this.#deleteBody('ref' in uploaded ? { bodyRef: uploaded.ref } : { bodyName: uploaded.name, bodyNuid: uploaded.nuid });
     }
   }
 
