@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { resolveBodyStoreOptions } from '../../bindings/body-store.ts';
 import { SluiceError } from '../../bindings/errors.ts';
 import { toBindingError } from '../../bindings/s3/index.ts';
+import { renderFunction } from '../../controller/kubernetes/render.ts';
 import { loadFunctionSpec, SpecError, toWorkerOptions } from '../../controller/spec/index.ts';
 
 const ok = { kind: 's3', endpoint: 'http://127.0.0.1:9000', bucket: 'b', accessKeyId: 'id', secretAccessKey: 'secret' } as const;
@@ -85,6 +86,13 @@ describe('bodies/spec', () => {
       dir: '/srv/.sluice-data',
       bodies: { kind: 's3', endpoint: 'http://127.0.0.1:9000', bucket: 'bodies', accessKeyId: 'AKID', secretAccessKey: 'SECRET', inlineMaxBytes: 0 },
     });
+  });
+  it('bodies/spec - rendered for Kubernetes, the S3 keys go into the Secret, never a ConfigMap', () => {
+    const m = renderFunction(loadFunctionSpec(spec(good), 'scan.yaml'));
+    expect(m.secret).toBeDefined();
+    expect(JSON.stringify(m.secret)).toContain('SECRET');
+    expect(JSON.stringify(m.configMap)).not.toContain('SECRET');
+    expect(JSON.stringify(m.configMap)).not.toContain('AKID');
   });
   it('bodies/spec - the credential secrets must exist', () => {
     try {
