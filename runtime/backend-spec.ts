@@ -1,13 +1,25 @@
 /** How a process or thread reaches a backend: plain data, passed across threads and processes. */
+import type { BodyStoreOptions } from '../bindings/body-store.ts';
 import { LocalBackend } from '../bindings/local/index.ts';
 import { NatsBackend } from '../bindings/nats/index.ts';
 import type { Backend } from '../bindings/types.ts';
 
-/** The backend of a function: the embedded store in a directory, or a NATS JetStream server. */
-export type BackendSpec = { kind: 'local'; dir: string } | { kind: 'nats'; url: string; prefix?: string; token?: string };
+/**
+ * The backend of a function: the embedded store in a directory, or a NATS JetStream server; either
+ * optionally with `bodies`, an external S3-compatible store for object bodies (see bindings/body-store.ts).
+ */
+export type BackendSpec =
+  | { kind: 'local'; dir: string; bodies?: BodyStoreOptions }
+  | { kind: 'nats'; url: string; prefix?: string; token?: string; bodies?: BodyStoreOptions };
 
 /** Opens the backend a spec names. */
 export async function openBackend(spec: BackendSpec): Promise<Backend> {
-  if (spec.kind === 'local') return LocalBackend.open({ dir: spec.dir });
-  return NatsBackend.open({ servers: spec.url, ...(spec.prefix !== undefined ? { prefix: spec.prefix } : {}), ...(spec.token !== undefined ? { token: spec.token } : {}) });
+  const bodies = spec.bodies !== undefined ? { bodies: spec.bodies } : {};
+  if (spec.kind === 'local') return LocalBackend.open({ dir: spec.dir, ...bodies });
+  return NatsBackend.open({
+    servers: spec.url,
+    ...(spec.prefix !== undefined ? { prefix: spec.prefix } : {}),
+    ...(spec.token !== undefined ? { token: spec.token } : {}),
+    ...bodies,
+  });
 }

@@ -3,7 +3,9 @@
  * usable by several processes at once.
  */
 import { isAbsolute, join } from 'node:path';
+import { BodyCollector, type BodyStore, type BodyStoreOptions, type CollectOptions, type CollectResult } from '../body-store.ts';
 import { BindingError } from '../errors.ts';
+import { S3BodyStore } from '../s3/index.ts';
 import { FsFile } from '../file/index.ts';
 import { resolveShards } from '../backend-helpers.ts';
 import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
@@ -19,6 +21,12 @@ import { LocalStream } from './local-stream.ts';
 export interface LocalBackendOptions extends Omit<LocalStoreOptions, 'dir'> {
   /** Data directory shared by every process of one sluice installation. @default './.sluice-data' */
   dir?: string;
+  /**
+   * Keep bodies above `bodies.inlineMaxBytes` in an external S3-compatible store; metadata, attributes
+   * and change records stay in the data directory. Every process opening the directory must pass the
+   * same value. @default undefined (every body in the data directory)
+   */
+  bodies?: BodyStoreOptions;
 }
 
 /** `Backend` on the embedded store. */
@@ -26,15 +34,51 @@ export class LocalBackend implements Backend {
   readonly kind = 'local';
   readonly store: LocalStore;
   readonly #streams: LocalStream;
+  readonly #bodies: BodyStore | undefined;
+  readonly #collector: BodyCollector | undefined;
 
-  private constructor(store: LocalStore) {
+  private constructor(store: LocalStore, bodies: S3BodyStore | undefined) {
     this.store = store;
     this.#streams = new LocalStream(store);
+    this.#bodies = bodies;
+    if (bodies) {
+      const o = bodies.options;
+      this.#collector = new BodyCollector(bodies, async (bucket) => this.#referenceCheck(bucket), { graceMs: o.gcGraceMs, maxBodies: o.gcMaxBodiesPerRun });
+      this.#collector.start(o.gcIntervalMs);
+    }
   }
 
-  /** Opens (creating when missing) the data directory. */
+  /** Opens (creating when missing) the data directory, and the external body store when configured. */
   static async open(options: LocalBackendOptions = {}): Promise<LocalBackend> {
-    return new LocalBackend(LocalStore.open({ ...options, dir: options.dir ?? './.sluice-data' }));
+    const { bodies: bodyOptions, ...storeOptions } = options;
+    const bodies = bodyOptions !== undefined ? await S3BodyStore.open(bodyOptions) : undefined;
+    try {
+      return new LocalBackend(LocalStore.open({ ...storeOptions, dir: options.dir ?? './.sluice-data' }), bodies);
+    } catch (err) {
+      await bodies?.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Removes external bodies no object references (left by crashes between upload and commit, or by a
+   * failed removal after an overwrite) once older than the grace period. Bounded by `maxBodies`; also
+   * runs every `bodies.gcIntervalMs`. Without `bodies`, nothing to do.
+   */
+  async collectBodies(options?: CollectOptions): Promise<CollectResult> {
+    if (!this.#collector) return { scanned: 0, deleted: 0, young: 0, more: false };
+    return this.#collector.run(options);
+  }
+
+  async #referenceCheck(bucket: string): Promise<((key: string, ref: string) => Promise<boolean>) | undefined> {
+    try {
+      const o = (await this.objects(bucket)) as LocalObject;
+      return (key, ref) => o.references(key, ref);
+    } catch (err) {
+      // Bodies under a bucket this store does not know are not ours to judge: leave them.
+      if (err instanceof BindingError && (err.code === 'SLUICE_BUCKET_NOT_FOUND' || err.code === 'SLUICE_NAME_INVALID')) return undefined;
+      throw err;
+    }
   }
 
   async createBucket(name: string, options?: BucketOptions): Promise<BucketInfo> {
@@ -59,7 +103,7 @@ export class LocalBackend implements Backend {
     checkName(bucket, 'bucket');
     const e = this.store.registry.get(['bucket', bucket]);
     if (!e || e.kind !== 'bucket') throw new BindingError('SLUICE_BUCKET_NOT_FOUND', `bucket '${bucket}' does not exist`);
-    return new LocalObject(this.store, bucket, e.shards, e.indexes ?? []);
+    return new LocalObject(this.store, bucket, e.shards, e.indexes ?? [], this.#bodies);
   }
 
   async createTable(name: string, _options?: TableOptions): Promise<void> {
@@ -87,6 +131,8 @@ export class LocalBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    await this.#collector?.stop();
     await this.store.close();
+    await this.#bodies?.close();
   }
 }

@@ -1,7 +1,13 @@
 /**
  * Objects on the embedded store. A put writes metadata, attributes, body and the change record in one
  * LMDB transaction (see {@link LocalStore.write}), so no crash can leave one without the other.
+ *
+ * With an external body store (option `bodies`), a body above its inline bound is uploaded under a new
+ * ref BEFORE that transaction, which then stores only the ref; the replaced body is removed after the
+ * commit (protocol and crash analysis in body-store.ts). Reads fetch the body by ref after reading the
+ * metadata; a body removed by a concurrent overwrite in between makes the read start over.
  */
+import type { BodyStore } from '../body-store.ts';
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition } from '../expr/index.ts';
 import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
@@ -33,6 +39,8 @@ import type { LocalStore, StoredMeta } from './local-store.ts';
 import { reindex, runLocalQuery, stateOf } from './local-query.ts';
 
 const STREAM_CHUNK = 1024 * 1024;
+/** Reads that start over because a concurrent write replaced the body before SLUICE_CONFLICT. */
+const MAX_READ_ATTEMPTS = 100;
 
 /** `ObjectBinding` over {@link LocalStore}. */
 export class LocalObject implements ObjectBinding {
@@ -42,11 +50,13 @@ export class LocalObject implements ObjectBinding {
   readonly #stream: string;
   readonly #indexes: readonly string[];
   readonly #indexSet: ReadonlySet<string>;
+  readonly #bodies: BodyStore | undefined;
 
-  constructor(store: LocalStore, bucket: string, shards: number, indexes: readonly string[] = []) {
+  constructor(store: LocalStore, bucket: string, shards: number, indexes: readonly string[] = [], bodies?: BodyStore) {
     this.#indexes = indexes;
     this.#indexSet = new Set(indexes);
     this.#store = store;
+    this.#bodies = bodies;
     this.bucket = bucket;
     this.#shards = shards;
     this.#stream = changeStreamName(bucket);
@@ -86,21 +96,41 @@ export class LocalObject implements ObjectBinding {
     const etag = etagOf(bytes);
     const s = this.#store;
     const k = [this.bucket, key];
-    return s.write(() => {
-      const cur = s.meta.get(k);
-      checkPreconditions(key, cur, r.ifMatch, r.ifNoneMatch, (m) => new ConditionFailedError(m, cur ? toMeta(key, cur) : undefined, cur?.version));
-      const now = Date.now();
-      const meta: StoredMeta = { size: bytes.byteLength, etag, version: 0, contentType: r.contentType, mtime: now, attrsRevision: (cur?.attrsRevision ?? 0) + 1 };
-      // The change record's sequencer doubles as the object version: one counter orders every change.
-      meta.version = this.#recordChange(key, 'put', { ...meta, version: -1 }, now);
-      if (this.#indexes.length > 0)
-        reindex(s, this.bucket, this.#indexes, key, cur && stateOf(key, cur, s.attrs.get(k) as Attrs | undefined), stateOf(key, meta, r.attrs));
-      s.meta.put(k, meta);
-      s.bodies.put(k, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      if (Object.keys(r.attrs).length > 0) s.attrs.put(k, r.attrs);
-      else if (cur) s.attrs.remove(k);
-      return { etag, version: meta.version };
-    });
+    const ext = this.#bodies !== undefined && bytes.byteLength > this.#bodies.inlineMaxBytes ? this.#bodies : undefined;
+    const started = Date.now();
+    // The external body first: the commit below only references it (see body-store.ts).
+    const ref = ext ? await ext.put(this.bucket, key, bytes, options?.signal ? { signal: options.signal } : {}) : undefined;
+    let replaced: string | undefined;
+    let result: PutObjectResult;
+    try {
+      result = await s.write(() => {
+        const cur = s.meta.get(k);
+        checkPreconditions(key, cur, r.ifMatch, r.ifNoneMatch, (m) => new ConditionFailedError(m, cur ? toMeta(key, cur) : undefined, cur?.version));
+        const now = Date.now();
+        // Checked inside the commit: past the grace period the collector may already have taken the body.
+        if (ext && now - started >= ext.graceMs)
+          throw new BindingError('SLUICE_TIMEOUT', `put '${key}': the commit came ${now - started} ms after the body upload started, past the body store's grace period of ${ext.graceMs} ms`);
+        const meta: StoredMeta = { size: bytes.byteLength, etag, version: 0, contentType: r.contentType, mtime: now, attrsRevision: (cur?.attrsRevision ?? 0) + 1 };
+        // The change record's sequencer doubles as the object version: one counter orders every change.
+        meta.version = this.#recordChange(key, 'put', { ...meta, version: -1 }, now);
+        if (ref !== undefined) meta.bodyRef = ref;
+        if (this.#indexes.length > 0)
+          reindex(s, this.bucket, this.#indexes, key, cur && stateOf(key, cur, s.attrs.get(k) as Attrs | undefined), stateOf(key, meta, r.attrs));
+        s.meta.put(k, meta);
+        if (ref === undefined) s.bodies.put(k, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        else if (cur && cur.bodyRef === undefined) s.bodies.remove(k);
+        if (Object.keys(r.attrs).length > 0) s.attrs.put(k, r.attrs);
+        else if (cur) s.attrs.remove(k);
+        replaced = cur?.bodyRef;
+        return { etag, version: meta.version };
+      });
+    } catch (err) {
+      // Not committed: nothing references the new body.
+      if (ref !== undefined) await this.#dropBody(ref);
+      throw err;
+    }
+    if (replaced !== undefined) await this.#dropBody(replaced);
+    return result;
   }
 
   async head(key: string, options?: CallOptions): Promise<ObjectHead | undefined> {
@@ -116,31 +146,61 @@ export class LocalObject implements ObjectBinding {
   }
 
   async get(key: string, options?: GetObjectOptions): Promise<GetObjectResult> {
-    this.#store.fresh();
     checkKey(key, `bucket '${this.bucket}': key`);
-    checkSignal(options?.signal, `get '${key}'`);
+    const where = `get '${key}'`;
+    checkSignal(options?.signal, where);
     const k = [this.bucket, key];
     const s = this.#store;
-    // Reads in one synchronous turn share lmdb-js's read snapshot (this process commits only in its own
-    // later turn), so meta, attributes and body belong to the same version.
-    const m = s.meta.get(k);
-    if (!m) throw notFound(this.bucket, key);
-    const range = resolveRange(key, m.size, options?.range);
-    const whole = s.bodies.getBinary(k) ?? Buffer.alloc(0);
-    const body = range.start === 0 && range.end === whole.byteLength ? whole : whole.subarray(range.start, range.end);
-    const attrs = (s.attrs.get(k) as Attrs | undefined) ?? {};
-    return { key, size: m.size, etag: m.etag, version: m.version, contentType: m.contentType, mtime: new Date(m.mtime), attrs, attrsRevision: m.attrsRevision, body, range };
+    let lastRef: string | undefined;
+    for (let attempt = 0; attempt < MAX_READ_ATTEMPTS; attempt++) {
+      s.fresh();
+      // Reads in one synchronous turn share lmdb-js's read snapshot (this process commits only in its own
+      // later turn), so meta, attributes and body belong to the same version.
+      const m = s.meta.get(k);
+      if (!m) throw notFound(this.bucket, key);
+      const range = resolveRange(key, m.size, options?.range);
+      const attrs = (s.attrs.get(k) as Attrs | undefined) ?? {};
+      let body: Uint8Array | undefined;
+      if (m.bodyRef === undefined) {
+        const whole = s.bodies.getBinary(k) ?? Buffer.alloc(0);
+        body = range.start === 0 && range.end === whole.byteLength ? whole : whole.subarray(range.start, range.end);
+      } else body = await this.#external(where).get(m.bodyRef, range, options?.signal ? { signal: options.signal } : {});
+      // Written out in full: a spread followed by more properties takes a slow V8 path (measured 3×).
+      if (body !== undefined)
+        return { key, size: m.size, etag: m.etag, version: m.version, contentType: m.contentType, mtime: new Date(m.mtime), attrs, attrsRevision: m.attrsRevision, body, range };
+      lastRef = this.#checkGone(where, m.bodyRef ?? '', lastRef);
+    }
+    throw new BindingError('SLUICE_CONFLICT', `${where}: the object kept changing while being read`);
   }
 
   async getStream(key: string, options?: GetObjectOptions): Promise<{ head: ObjectHead; body: AsyncIterable<Uint8Array> }> {
-    const r = await this.get(key, options);
-    const { body, range: _range, ...head } = r;
-    return {
-      head,
-      body: (async function* chunks() {
-        for (let i = 0; i < body.byteLength; i += STREAM_CHUNK) yield body.subarray(i, Math.min(i + STREAM_CHUNK, body.byteLength));
-      })(),
-    };
+    checkKey(key, `bucket '${this.bucket}': key`);
+    const where = `getStream '${key}'`;
+    checkSignal(options?.signal, where);
+    const k = [this.bucket, key];
+    const s = this.#store;
+    let lastRef: string | undefined;
+    for (let attempt = 0; attempt < MAX_READ_ATTEMPTS; attempt++) {
+      s.fresh();
+      const m = s.meta.get(k);
+      if (!m) throw notFound(this.bucket, key);
+      const range = resolveRange(key, m.size, options?.range);
+      const attrs = (s.attrs.get(k) as Attrs | undefined) ?? {};
+      const head: ObjectHead = { key, size: m.size, etag: m.etag, version: m.version, contentType: m.contentType, mtime: new Date(m.mtime), attrs, attrsRevision: m.attrsRevision };
+      if (m.bodyRef === undefined) {
+        const body = (s.bodies.getBinary(k) ?? Buffer.alloc(0)).subarray(range.start, range.end);
+        return {
+          head,
+          body: (async function* chunks() {
+            for (let i = 0; i < body.byteLength; i += STREAM_CHUNK) yield body.subarray(i, Math.min(i + STREAM_CHUNK, body.byteLength));
+          })(),
+        };
+      }
+      const body = await this.#external(where).getStream(m.bodyRef, range, options?.signal ? { signal: options.signal } : {});
+      if (body !== undefined) return { head, body };
+      lastRef = this.#checkGone(where, m.bodyRef, lastRef);
+    }
+    throw new BindingError('SLUICE_CONFLICT', `${where}: the object kept changing while being read`);
   }
 
   async delete(key: string, options?: DeleteObjectOptions): Promise<boolean> {
@@ -149,17 +209,21 @@ export class LocalObject implements ObjectBinding {
     checkSignal(options?.signal, `delete '${key}'`);
     const s = this.#store;
     const k = [this.bucket, key];
-    return s.write(() => {
+    let dropped: string | undefined;
+    const existed = await s.write(() => {
       const cur = s.meta.get(k);
       if (options?.ifMatch !== undefined) checkPreconditions(key, cur, options.ifMatch, false, (m) => new ConditionFailedError(m, cur ? toMeta(key, cur) : undefined, cur?.version));
       if (!cur) return false;
       if (this.#indexes.length > 0) reindex(s, this.bucket, this.#indexes, key, stateOf(key, cur, s.attrs.get(k) as Attrs | undefined), undefined);
       this.#recordChange(key, 'delete', cur, Date.now());
       s.meta.remove(k);
-      s.bodies.remove(k);
+      if (cur.bodyRef === undefined) s.bodies.remove(k);
       s.attrs.remove(k);
+      dropped = cur.bodyRef;
       return true;
     });
+    if (dropped !== undefined) await this.#dropBody(dropped);
+    return existed;
   }
 
   async list(options?: ListOptions): Promise<ListResult> {
@@ -216,6 +280,28 @@ export class LocalObject implements ObjectBinding {
     const r = resolveQuery(this.bucket, options);
     checkSignal(options?.signal, `query '${this.bucket}'`);
     return runLocalQuery(this.#store, this.bucket, this.#indexSet, r);
+  }
+
+  /** True when the current metadata of `key` references body `ref` (the collector's check). */
+  async references(key: string, ref: string): Promise<boolean> {
+    this.#store.fresh();
+    return this.#store.meta.get([this.bucket, key])?.bodyRef === ref;
+  }
+
+  #external(where: string): BodyStore {
+    if (this.#bodies) return this.#bodies;
+    throw new BindingError('SLUICE_BACKEND_UNAVAILABLE', `${where}: the body is in an external body store, but the backend was opened without option 'bodies'`);
+  }
+
+  /** A read found its body gone: fine once (a concurrent write replaced it), data loss when the ref stays. */
+  #checkGone(where: string, ref: string, lastRef: string | undefined): string {
+    if (ref === lastRef) throw new BindingError('SLUICE_INTERNAL', `${where} in bucket '${this.bucket}': body ${ref} is missing from the body store`);
+    return ref;
+  }
+
+  /** Removes a body nothing references any more. Best effort: the collector removes what this misses. */
+  async #dropBody(ref: string): Promise<void> {
+    await this.#bodies?.delete(ref).catch(() => undefined);
   }
 }
 

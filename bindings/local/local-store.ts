@@ -55,6 +55,8 @@ export interface StoredMeta {
   contentType: string;
   mtime: number;
   attrsRevision: number;
+  /** Ref of the body in the backend's external body store; absent when the body is in `bodies`. */
+  bodyRef?: string;
 }
 
 /** A stored stream record. */

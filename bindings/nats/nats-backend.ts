@@ -8,7 +8,9 @@ import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
+import { BodyCollector, type BodyStoreOptions, type CollectOptions, type CollectResult, type ReferenceCheck } from '../body-store.ts';
 import { BindingError } from '../errors.ts';
+import { S3BodyStore } from '../s3/index.ts';
 import { FsFile } from '../file/index.ts';
 import { resolveShards } from '../backend-helpers.ts';
 import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
@@ -58,6 +60,13 @@ export interface NatsBackendOptions {
   user?: string;
   /** Password for user/password authentication. @default undefined */
   pass?: string;
+  /**
+   * Keep bodies above `bodies.inlineMaxBytes` in an external S3-compatible store instead of the
+   * buckets' Object Stores; metadata, attributes and change records stay in NATS. Its `inlineMaxBytes`
+   * then replaces `inlineBodyMaxBytes`. Every process of one installation must pass the same value.
+   * @default undefined (bodies in NATS)
+   */
+  bodies?: BodyStoreOptions;
 }
 
 /** {@link NatsBackendOptions} with defaults applied. */
@@ -104,10 +113,18 @@ export class NatsBackend implements Backend {
   readonly #tables = new Map<string, NatsKv>();
   readonly #where: string;
   readonly #changeHistory: number;
+  readonly #bodies: S3BodyStore | undefined;
+  readonly #collector: BodyCollector | undefined;
   #closed = false;
 
-  private constructor(ctx: NatsContext, meta: KvStore, where: string, changeHistory: number) {
+  private constructor(ctx: NatsContext, meta: KvStore, where: string, changeHistory: number, bodies: S3BodyStore | undefined) {
     this.#ctx = ctx;
+    this.#bodies = bodies;
+    if (bodies) {
+      const o = bodies.options;
+      this.#collector = new BodyCollector(bodies, async (bucket) => this.#referenceCheck(bucket), { graceMs: o.gcGraceMs, maxBodies: o.gcMaxBodiesPerRun });
+      this.#collector.start(o.gcIntervalMs);
+    }
     this.#changeHistory = changeHistory;
     this.#readers = new ShardReaders(ctx);
     this.#streams = new NatsStream(ctx, this.#readers, meta);
@@ -117,6 +134,17 @@ export class NatsBackend implements Backend {
   /** Connects, checks JetStream, and creates the backend's meta KV bucket when missing. */
   static async open(options: NatsBackendOptions): Promise<NatsBackend> {
     const o = resolveOptions(options);
+    const bodies = options.bodies !== undefined ? await S3BodyStore.open(options.bodies) : undefined;
+    if (bodies) o.inlineBodyMaxBytes = bodies.inlineMaxBytes;
+    try {
+      return await NatsBackend.#connect(o, options, bodies);
+    } catch (err) {
+      await bodies?.close();
+      throw err;
+    }
+  }
+
+  static async #connect(o: ResolvedNatsBackendOptions, options: NatsBackendOptions, bodies: S3BodyStore | undefined): Promise<NatsBackend> {
     const names = new NatsNames(o.prefix);
     const where = `nats backend at ${o.servers.join(', ')}`;
     let nc: NatsConnection;
@@ -156,7 +184,7 @@ export class NatsBackend implements Backend {
         directReads: o.replicas === 1,
       };
       await KvStore.ensure(ctx, names.metaKv(), { history: 1, replicas: o.replicas, description: 'sluice backend metadata (consumer-group positions)' });
-      return new NatsBackend(ctx, new KvStore(ctx, names.metaKv()), where, o.changeHistory);
+      return new NatsBackend(ctx, new KvStore(ctx, names.metaKv()), where, o.changeHistory, bodies);
     } catch (err) {
       await nc.close().catch(() => undefined);
       throw toBindingError(err, `open ${where}`, { notFound: 'SLUICE_BACKEND_UNAVAILABLE' });
@@ -173,7 +201,7 @@ export class NatsBackend implements Backend {
     const names = this.#ctx.names;
     try {
       // The body store first: once the KV stream exists the bucket is visible and puts need the store.
-      await new Objm(this.#ctx.js).create(names.bodyStore(name), { replicas: this.#ctx.replicas, description: `sluice bodies of bucket ${name}` });
+      if (!this.#bodies) await new Objm(this.#ctx.js).create(names.bodyStore(name), { replicas: this.#ctx.replicas, description: `sluice bodies of bucket ${name}` });
       const si = await KvStore.ensure(this.#ctx, names.objectKv(name), {
         history: this.#changeHistory,
         replicas: this.#ctx.replicas,
@@ -200,7 +228,7 @@ export class NatsBackend implements Backend {
       const d = await this.#describe(this.#ctx.names.objectKv(bucket), 'bucket');
       if (!d) throw new BindingError('SLUICE_BUCKET_NOT_FOUND', `${where}: bucket '${bucket}' does not exist`);
       // A bucket's shard count is fixed and buckets are never deleted: safe to keep.
-      const b = new NatsObject(this.#ctx, bucket, d.shards, d.history ?? this.#changeHistory, d.indexes ?? []);
+      const b = new NatsObject(this.#ctx, bucket, d.shards, d.history ?? this.#changeHistory, d.indexes ?? [], this.#bodies);
       this.#buckets.set(bucket, b);
       return b;
     } catch (err) {
@@ -256,11 +284,36 @@ export class NatsBackend implements Backend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#collector?.stop();
     await this.#streams.close();
     try {
       await this.#ctx.nc.drain();
     } catch {
       // already closed (e.g. the server went away): nothing left to release
+    }
+    await this.#bodies?.close();
+  }
+
+  /**
+   * Removes external bodies no object references (left by crashes between upload and commit, or by a
+   * failed removal after an overwrite) once older than the grace period. Bounded by `maxBodies`; also
+   * runs every `bodies.gcIntervalMs`. Without `bodies`, nothing to do (Object Store bodies are purged
+   * with their commit).
+   */
+  async collectBodies(options?: CollectOptions): Promise<CollectResult> {
+    this.#checkOpen('collectBodies');
+    if (!this.#collector) return { scanned: 0, deleted: 0, young: 0, more: false };
+    return this.#collector.run(options);
+  }
+
+  async #referenceCheck(bucket: string): Promise<ReferenceCheck | undefined> {
+    try {
+      const o = (await this.objects(bucket)) as NatsObject;
+      return (key, ref) => o.references(key, ref);
+    } catch (err) {
+      // Bodies under a bucket this backend does not know are not ours to judge: leave them.
+      if (err instanceof BindingError && (err.code === 'SLUICE_BUCKET_NOT_FOUND' || err.code === 'SLUICE_NAME_INVALID')) return undefined;
+      throw err;
     }
   }
 

@@ -7,7 +7,9 @@
  * else is written in the same step. A large body is uploaded to the Object Store under a fresh name
  * BEFORE that message and only referenced by it, so a crash between the two leaves an unreferenced
  * body, never a visible object without its change record. After the CAS the replaced body is deleted
- * (best effort); after a lost CAS the new body is.
+ * (best effort); after a lost CAS the new body is. With an external body store (backend option
+ * `bodies`) the same steps run against it instead of the Object Store: the entry then carries `bodyRef`
+ * (protocol in body-store.ts; orphans are removed by its collector).
  *
  * KV key of an object: `<shard>.<base64url(key)>` with shard = shardOf(key, shards), so a shard's change
  * feed is the subject filter `$KV.<kv-bucket>.<shard>.>`. By default the bucket keeps 64 messages per
@@ -17,6 +19,7 @@
  */
 import { headers as natsHeaders, nuid, type MsgHdrs } from '@nats-io/nats-core';
 import { Objm, type ObjectStore } from '@nats-io/obj';
+import type { BodyStore } from '../body-store.ts';
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition, type Expression } from '../expr/index.ts';
 import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
@@ -78,6 +81,8 @@ export interface ObjectEntry {
   /** Object Store name of the body otherwise, and the store's id of it (to purge its chunks). */
   bodyName?: string;
   bodyNuid?: string;
+  /** Ref of the body in the backend's external body store (instead of the Object Store). */
+  bodyRef?: string;
 }
 
 /** The change summary of {@link CHANGE_HEADER}: what a ChangeRecord and an ObjectMeta need. */
@@ -189,9 +194,11 @@ export class NatsObject implements ObjectBinding {
   /** Declared indexes plus the system fields, which the view always holds. */
   readonly #planFields: ReadonlySet<string>;
   readonly #view: IndexView;
+  readonly #bodies: BodyStore | undefined;
 
-  constructor(ctx: NatsContext, bucket: string, shards: number, history: number, indexes: readonly string[] = []) {
+  constructor(ctx: NatsContext, bucket: string, shards: number, history: number, indexes: readonly string[] = [], bodies?: BodyStore) {
     this.#history = history;
+    this.#bodies = bodies;
     this.#indexes = indexes;
     this.#attrIndexes = indexes.filter((f) => f.startsWith('attr.'));
     this.#planFields = new Set([...indexes, ...SystemFields]);
@@ -214,8 +221,9 @@ export class NatsObject implements ObjectBinding {
     const bytes = bodyBytes(body, where);
     const etag = etagOf(bytes);
     const inline = bytes.byteLength <= this.#ctx.inlineBodyMaxBytes;
-    let uploaded: { name: string; nuid: string } | undefined;
-    let committed = false;
+    let uploaded: { name: string; nuid: string } | { ref: string } | undefined;
+    const started = Date.now();
+    let committed: boolean | 'unknown' = false;
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         checkSignal(options?.signal, where);
@@ -223,7 +231,8 @@ export class NatsObject implements ObjectBinding {
         const cur = await this.#read(key);
         checkPreconditions(key, cur.live ? cur.entry : undefined, r.ifMatch, r.ifNoneMatch, (m) => this.#conditionFailed(m, cur));
         // Upload once, before the commit; a retry after a lost CAS reuses the same body.
-        if (!inline && !uploaded) uploaded = await this.#upload(key, bytes);
+        if (!inline && !uploaded)
+          uploaded = this.#bodies ? { ref: await this.#bodies.put(this.bucket, key, bytes, options?.signal ? { signal: options.signal } : {}) } : await this.#upload(key, bytes);
         const now = new Date();
         const entry: ObjectEntry = {
           type: 'put',
@@ -238,13 +247,21 @@ export class NatsObject implements ObjectBinding {
           // A put after a delete starts a new object: its attribute revisions start over.
           attrsRevision: (cur.live ? (cur.entry?.attrsRevision ?? 0) : 0) + 1,
         };
-        if (uploaded) {
+        // Past the grace period the collector may already have taken the body (see body-store.ts). The CAS
+        // below is one request bounded by the NATS timeout, far below any sensible grace period.
+        if (this.#bodies && uploaded && 'ref' in uploaded && Date.now() - started >= this.#bodies.graceMs)
+          throw new BindingError('SLUICE_TIMEOUT', `${where}: the commit would come ${Date.now() - started} ms after the body upload started, past the body store's grace period of ${this.#bodies.graceMs} ms`);
+        if (uploaded && 'ref' in uploaded) entry.bodyRef = uploaded.ref;
+        else if (uploaded) {
           entry.bodyName = uploaded.name;
           entry.bodyNuid = uploaded.nuid;
         } else entry.body = bytes;
+        // A commit that fails without an answer (timeout, lost connection) may still have been applied:
+        // its body then stays (an orphan at worst, for the collector) rather than risk a dangling ref.
+        committed = 'unknown';
         const revision = await this.#commit(key, entry, cur);
+        committed = revision !== undefined;
         if (revision === undefined) continue; // another writer won the race: re-read and re-check
-        committed = true;
         await this.#deleteBody(cur.entry);
         return { etag, version: revision };
       }
@@ -252,7 +269,7 @@ export class NatsObject implements ObjectBinding {
     } catch (err) {
       throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
     } finally {
-      if (uploaded && !committed) await this.#deleteBody({ bodyName: uploaded.name, bodyNuid: uploaded.nuid });
+      if (uploaded && committed === false) await this.#deleteBody('ref' in uploaded ? { bodyRef: uploaded.ref } : { bodyName: uploaded.name, bodyNuid: uploaded.nuid });
     }
   }
 
@@ -263,6 +280,10 @@ export class NatsObject implements ObjectBinding {
     try {
       return await this.#withBody(key, where, options?.signal, async (e) => {
         const range = resolveRange(key, e.size, options?.range);
+        if (e.bodyRef !== undefined) {
+          const part = await this.#external(where).get(e.bodyRef, range, options?.signal ? { signal: options.signal } : {});
+          return part === undefined ? null : { ...headOf(e), body: part, range };
+        }
         const whole = e.body ?? (await (await this.#bodyStore()).getBlob(e.bodyName ?? ''));
         return whole === null ? null : { ...headOf(e), body: whole.subarray(range.start, range.end), range };
       });
@@ -281,6 +302,10 @@ export class NatsObject implements ObjectBinding {
         if (e.body !== undefined) {
           const chunk = e.body.subarray(range.start, range.end);
           return { head: headOf(e), body: oneChunk(chunk) };
+        }
+        if (e.bodyRef !== undefined) {
+          const body = await this.#external(where).getStream(e.bodyRef, range, options?.signal ? { signal: options.signal } : {});
+          return body === undefined ? null : { head: headOf(e), body };
         }
         const res = await (await this.#bodyStore()).get(e.bodyName ?? '');
         return res === null ? null : { head: headOf(e), body: sliceChunks(res.data, range.start, range.end, where) };
@@ -493,7 +518,10 @@ export class NatsObject implements ObjectBinding {
       const out = await read(cur.entry);
       if (out !== null) return out;
       if (cur.revision === lastRevision)
-        throw new BindingError('SLUICE_INTERNAL', `${where}: body ${cur.entry.bodyName ?? ''} of revision ${cur.revision} is missing from Object Store ${this.#storeName}`);
+        throw new BindingError(
+          'SLUICE_INTERNAL',
+          `${where}: body ${cur.entry.bodyRef ?? cur.entry.bodyName ?? ''} of revision ${cur.revision} is missing from ${cur.entry.bodyRef !== undefined ? 'the body store' : `Object Store ${this.#storeName}`}`,
+        );
       lastRevision = cur.revision;
     }
     throw new BindingError('SLUICE_CONFLICT', `${where}: the object kept changing while being read`);
@@ -527,8 +555,28 @@ export class NatsObject implements ObjectBinding {
     return { name, nuid: info.nuid };
   }
 
-  /** Removes a body's chunks and its Object Store entry, leaving no tombstone. Best effort. */
-  async #deleteBody(e: { bodyName?: string | undefined; bodyNuid?: string | undefined } | undefined): Promise<void> {
+  /** True when the current entry of `key` references external body `ref` (the collector's check). */
+  async references(key: string, ref: string): Promise<boolean> {
+    try {
+      const cur = await this.#read(key);
+      return cur.live && cur.entry?.bodyRef === ref;
+    } catch (err) {
+      throw toBindingError(err, `check body ${ref} of '${key}' in bucket '${this.bucket}'`, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
+    }
+  }
+
+  #external(where: string): BodyStore {
+    if (this.#bodies) return this.#bodies;
+    throw new BindingError('SLUICE_BACKEND_UNAVAILABLE', `${where}: the body is in an external body store, but the backend was opened without option 'bodies'`);
+  }
+
+  /** Removes a body's chunks and its Object Store entry (or the external body), leaving no tombstone. Best effort. */
+  async #deleteBody(e: { bodyName?: string | undefined; bodyNuid?: string | undefined; bodyRef?: string | undefined } | undefined): Promise<void> {
+    if (e?.bodyRef !== undefined) {
+      // A failed removal leaves an orphan for the body store's collector.
+      await this.#bodies?.delete(e.bodyRef).catch(() => undefined);
+      return;
+    }
     if (!e?.bodyName || !e.bodyNuid) return;
     const stream = `OBJ_${this.#storeName}`;
     try {

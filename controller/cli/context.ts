@@ -46,10 +46,20 @@ export interface GlobalOptions {
   token?: string;
 }
 
-/** The backend a `--data` value names. */
+/** The backend a `--data` value names, with the body store of `$SLUICE_BODIES` (JSON, docs/S3.md) when set. */
 export function backendSpec(g: GlobalOptions): BackendSpec {
   const d = g.data ?? process.env.SLUICE_DATA ?? './.sluice-data';
-  return d.startsWith('nats://') ? { kind: 'nats', url: d } : { kind: 'local', dir: resolve(d) };
+  const spec: BackendSpec = d.startsWith('nats://') ? { kind: 'nats', url: d } : { kind: 'local', dir: resolve(d) };
+  const bodies = process.env.SLUICE_BODIES;
+  if (bodies !== undefined && bodies !== '') {
+    try {
+      // Validated field by field when the backend opens (resolveBodyStoreOptions).
+      spec.bodies = JSON.parse(bodies) as NonNullable<BackendSpec['bodies']>;
+    } catch (cause) {
+      throw new SluiceError('SLUICE_INVALID_ARGUMENT', `SLUICE_BODIES must be JSON like {"kind":"s3","endpoint":…,"bucket":…,"accessKeyId":…,"secretAccessKey":…}: ${(cause as Error).message}`, { cause });
+    }
+  }
+  return spec;
 }
 
 /** Opens the data backend. */

@@ -5,7 +5,7 @@
  *
  * A function is a ConfigMap (its spec, handler path and worker.json), a headless Service (stable pod
  * DNS and the metrics port), a StatefulSet (one pod per ordinal, created in parallel) and a
- * ServiceMonitor. When the worker configuration holds a credential (a NATS token), worker.json goes
+ * ServiceMonitor. When the worker configuration holds a credential (a NATS token, S3 body store keys), worker.json goes
  * into a Secret instead of the ConfigMap: credentials never sit in a ConfigMap.
  */
 import { createHash } from 'node:crypto';
@@ -131,7 +131,8 @@ export function renderFunction(spec0: FunctionSpec, options: RenderOptions = {})
   // The worker overrides ordinal and replicas from SLUICE_ORDINAL / SLUICE_REPLICAS; these are placeholders.
   const worker = { ...toWorkerOptions(spec, { specDir, ordinal: 0, replicas: Math.max(1, replicas), ...(options.env ? { env: options.env } : {}) }), httpPort: WorkerHttpPort, httpHost: '0.0.0.0' };
   const workerJson = `${JSON.stringify(worker, null, 2)}\n`;
-  const credential = worker.backend.kind === 'nats' && 'token' in worker.backend && worker.backend.token !== undefined;
+  // A NATS token, or the body store's S3 keys (backend.bodies), make worker.json a credential.
+  const credential = (worker.backend.kind === 'nats' && 'token' in worker.backend && worker.backend.token !== undefined) || worker.backend.bodies !== undefined;
   const specYaml = redactedSpecYaml(spec);
 
   const configMap: IConfigMap = {

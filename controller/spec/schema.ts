@@ -67,10 +67,33 @@ const metadataSchema = z.strictObject({
     .default({}),
 });
 
+/** `backend.bodies`: object bodies in an S3-compatible store (bindings/body-store.ts documents every field). */
+const bodiesSchema = z.strictObject({
+  kind: z.literal('s3', { error: "must be 's3'" }),
+  /** Endpoint URL of the S3-compatible service. */
+  endpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+  /** Bucket holding the bodies; it must exist. */
+  bucket: nonEmpty('must be the name of an S3 bucket'),
+  /** Name of an entry of `spec.secrets` holding the access key id. */
+  accessKeyIdSecret: nonEmpty('must be the name of a secret'),
+  /** Name of an entry of `spec.secrets` holding the secret access key. */
+  secretAccessKeySecret: nonEmpty('must be the name of a secret'),
+  /** Signing region. @default 'us-east-1' */
+  region: nonEmpty().optional(),
+  /** Path-style addressing. @default true */
+  forcePathStyle: z.boolean({ error: 'must be true or false' }).optional(),
+  /** Prefix of every key sluice writes in the bucket. @default '' */
+  prefix: z.string({ error: 'must be a string' }).max(256, { error: 'must be at most 256 characters' }).optional(),
+  /** Bodies up to this many bytes stay in the backend. @default 65536 */
+  inlineMaxBytes: int(0, 512 * 1024).optional(),
+});
+
 const localBackendSchema = z.strictObject({
   kind: z.literal('local'),
   /** Data directory, relative to the spec file. @default './.sluice-data' */
   dir: nonEmpty().default('./.sluice-data'),
+  /** Object bodies in an S3-compatible store. @default undefined (bodies in the data directory) */
+  bodies: bodiesSchema.optional(),
 });
 
 const natsBackendSchema = z.strictObject({
@@ -81,6 +104,8 @@ const natsBackendSchema = z.strictObject({
   prefix: z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9_-]*$/, { error: "must hold only letters, digits, '_' and '-'" }).optional(),
   /** Name of an entry of `spec.secrets` holding the NATS auth token. */
   tokenSecret: nonEmpty('must be the name of a secret').optional(),
+  /** Object bodies in an S3-compatible store. @default undefined (bodies in NATS) */
+  bodies: bodiesSchema.optional(),
 });
 
 const backendSchema = z.discriminatedUnion('kind', [localBackendSchema, natsBackendSchema], { error: "must be one of 'local', 'nats'" });
@@ -341,5 +366,10 @@ export const functionSpecSchema = z
     const b = ctx.value.spec.backend;
     if (b.kind === 'nats' && b.tokenSecret !== undefined && !ctx.value.spec.secrets.some((s) => s.name === b.tokenSecret)) {
       ctx.issues.push({ code: 'custom', input: b.tokenSecret, path: ['spec', 'backend', 'tokenSecret'], message: 'must name an entry of spec.secrets' });
+    }
+    for (const field of ['accessKeyIdSecret', 'secretAccessKeySecret'] as const) {
+      const name = b.bodies?.[field];
+      if (name !== undefined && !ctx.value.spec.secrets.some((s) => s.name === name))
+        ctx.issues.push({ code: 'custom', input: name, path: ['spec', 'backend', 'bodies', field], message: 'must name an entry of spec.secrets' });
     }
   });

@@ -117,6 +117,11 @@ export function toWorkerOptions(spec: FunctionSpec, options: ToWorkerOptionsOpti
     if (s.backend.tokenSecret !== undefined) nats.token = resolveSecret(spec, s.backend.tokenSecret, env);
     backend = nats;
   }
+  if (s.backend.bodies !== undefined) {
+    // The credentials come from the spec's secrets (DESIGN invariant 5), resolved here like the NATS token.
+    const { accessKeyIdSecret, secretAccessKeySecret, ...rest } = s.backend.bodies;
+    backend.bodies = { ...defined(rest), kind: 's3', endpoint: rest.endpoint, bucket: rest.bucket, accessKeyId: resolveSecret(spec, accessKeyIdSecret, env), secretAccessKey: resolveSecret(spec, secretAccessKeySecret, env) };
+  }
 
   const o: WorkerOptions = {
     function: spec.metadata.name,

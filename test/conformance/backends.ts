@@ -5,33 +5,71 @@
  *
  * The NATS run starts its own nats-server (random loopback port, temp store). It never skips: when the
  * server cannot start, the suite fails (CI installs nats-server in .ci/run).
+ *
+ * `local+s3` and `nats+s3` are the same backends with the `s3` body store against a real S3-protocol
+ * server (s3rver in a child process) and `inlineMaxBytes: 0`, so every non-empty body travels through
+ * S3. They run only for the suites named in their `kinds` (the object suites and `bodies`, the body
+ * store's own suite), to keep CI time modest.
  */
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { LocalBackend } from '../../bindings/local/index.ts';
 import { NatsBackend } from '../../bindings/nats/index.ts';
+import type { BodyStoreOptions } from '../../bindings/body-store.ts';
 import type { Backend } from '../../bindings/types.ts';
+import type { ChildSpec } from '../support/child-backend.ts';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
+import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver, type S3rverHandle } from '../support/s3rver-process.ts';
 
 /** What a suite gets for one backend. */
 export interface BackendContext {
-  /** 'local' or 'nats' */
+  /** 'local', 'nats', 'local+s3' or 'nats+s3' */
   readonly name: string;
   /** The backend opened for the suite (shared by its tests). */
   backend: Backend;
   /** Opens another, independent client of the same store (another connection / environment handle). */
   openAnother(): Promise<Backend>;
   /** How a child process opens the same store: passed to test/support/child-backend.ts. */
-  childSpec(): { kind: 'local'; dir: string } | { kind: 'nats'; url: string };
+  childSpec(): ChildSpec;
   /** A fresh unique name for a bucket, table or stream. */
   uid(prefix: string): string;
 }
 
 interface Factory {
   name: string;
+  /** Suites (the `kind` of forEachBackend) this backend runs for. @default every suite */
+  kinds?: string[];
   setup(): Promise<{ open(): Promise<Backend>; spec(): BackendContext extends { childSpec(): infer S } ? S : never; teardown(): Promise<void> }>;
+}
+
+/** Starts s3rver with one bucket for bodies; fails (never skips) when it cannot start. */
+async function startBodyStore(): Promise<{ server: S3rverHandle; bodies: BodyStoreOptions }> {
+  let server: S3rverHandle;
+  try {
+    server = await startS3rver();
+  } catch (cause) {
+    throw new Error(`the s3 body store runs need s3rver: ${(cause as Error).message}`, { cause });
+  }
+  const bodies: BodyStoreOptions = {
+    kind: 's3',
+    endpoint: server.endpoint,
+    bucket: 'sluice-bodies',
+    accessKeyId: S3RVER_ACCESS_KEY_ID,
+    secretAccessKey: S3RVER_SECRET_ACCESS_KEY,
+    inlineMaxBytes: 0,
+    // The suites run the collector themselves.
+    gcIntervalMs: 0,
+  };
+  const c = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey: S3RVER_SECRET_ACCESS_KEY } });
+  try {
+    await c.send(new CreateBucketCommand({ Bucket: bodies.bucket }));
+  } finally {
+    c.destroy();
+  }
+  return { server, bodies };
 }
 
 const factories: Factory[] = [
@@ -63,6 +101,43 @@ const factories: Factory[] = [
       };
     },
   },
+  {
+    name: 'local+s3',
+    kinds: ['object', 'bodies'],
+    async setup() {
+      const dir = await mkdtemp(join(tmpdir(), 'sluice-local-s3-'));
+      const { server, bodies } = await startBodyStore();
+      return {
+        open: () => LocalBackend.open({ dir, bodies }),
+        spec: () => ({ kind: 'local' as const, dir, bodies }),
+        teardown: async () => {
+          await server.stop();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+  {
+    name: 'nats+s3',
+    kinds: ['object', 'bodies'],
+    async setup() {
+      let nats: NatsServerHandle;
+      try {
+        nats = await startNatsServer();
+      } catch (cause) {
+        throw new Error(`the nats conformance run needs nats-server: ${(cause as Error).message}`, { cause });
+      }
+      const { server, bodies } = await startBodyStore();
+      return {
+        open: () => NatsBackend.open({ servers: nats.url, bodies }),
+        spec: () => ({ kind: 'nats' as const, url: nats.url, bodies }),
+        teardown: async () => {
+          await server.stop();
+          await nats.stop();
+        },
+      };
+    },
+  },
 ];
 
 let counter = 0;
@@ -72,6 +147,8 @@ export function forEachBackend(kind: string, suite: (ctx: BackendContext) => voi
   const only = process.env.SLUICE_BACKENDS?.split(',');
   for (const f of factories) {
     if (only && !only.includes(f.name)) continue;
+    // Suites about the external body store itself run only where there is one.
+    if (f.kinds ? !f.kinds.includes(kind) : kind === 'bodies') continue;
     describe(`${kind}/${f.name}`, () => {
       const opened: Backend[] = [];
       let teardown: (() => Promise<void>) | undefined;

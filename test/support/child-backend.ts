@@ -4,11 +4,13 @@
  */
 import { LocalBackend } from '../../bindings/local/index.ts';
 import { NatsBackend } from '../../bindings/nats/index.ts';
+import type { BodyStoreOptions } from '../../bindings/body-store.ts';
 import type { Backend } from '../../bindings/types.ts';
 
-/** How a child process reaches the store under test. */
-export type ChildSpec = { kind: 'local'; dir: string } | { kind: 'nats'; url: string };
+/** How a child process reaches the store under test (with the external body store, when the run has one). */
+export type ChildSpec = { kind: 'local'; dir: string; bodies?: BodyStoreOptions } | { kind: 'nats'; url: string; bodies?: BodyStoreOptions };
 
 export async function openChildBackend(spec: ChildSpec): Promise<Backend> {
-  return spec.kind === 'local' ? LocalBackend.open({ dir: spec.dir }) : NatsBackend.open({ servers: spec.url });
+  const bodies = spec.bodies !== undefined ? { bodies: spec.bodies } : {};
+  return spec.kind === 'local' ? LocalBackend.open({ dir: spec.dir, ...bodies }) : NatsBackend.open({ servers: spec.url, ...bodies });
 }

@@ -6,7 +6,10 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import { collectsBodies } from '../../../bindings/body-store.ts';
+import { SluiceError } from '../../../bindings/errors.ts';
 import type { ObjectBinding } from '../../../bindings/types.ts';
+import { durationMs, durationSchema } from '../../spec/schema.ts';
 import { collect, intArg, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
 
 const TYPES: Record<string, string> = { '.txt': 'text/plain', '.md': 'text/markdown', '.json': 'application/json', '.csv': 'text/csv', '.html': 'text/html', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.pdf': 'application/pdf' };
@@ -128,6 +131,20 @@ export function register(program: Command, g: () => GlobalOptions): void {
       const shards = Number(opts.shards);
       const info = await withBackend(g(), (b) => b.createBucket(bucket, { shards, ...(opts.index.length > 0 ? { indexes: opts.index } : {}) }));
       out(g(), info, () => `bucket ${info.name}: ${info.shards} shards, change stream ${info.changeStream}${info.indexes.length > 0 ? `, indexes ${info.indexes.join(', ')}` : ''}`);
+    });
+  objects
+    .command('gc')
+    .description('remove bodies in the S3 body store ($SLUICE_BODIES) that no object references')
+    .option('--grace <duration>', "only bodies older than this, e.g. '30m'", '1h')
+    .option('--max <n>', 'most bodies examined in this run', intArg(1), 100_000)
+    .action(async (opts: { grace: string; max: number }) => {
+      const grace = durationSchema.safeParse(/^\d+$/.test(opts.grace) ? Number(opts.grace) : opts.grace);
+      if (!grace.success) throw new SluiceError('SLUICE_INVALID_ARGUMENT', `--grace must be a duration like '30m' or '1h', got '${opts.grace}'`);
+      const graceMs = Math.max(1, durationMs(grace.data));
+      await withBackend(g(), async (b) => {
+        const r = collectsBodies(b) ? await b.collectBodies({ graceMs, maxBodies: opts.max }) : { scanned: 0, deleted: 0, young: 0, more: false };
+        out(g(), r, () => `examined ${r.scanned} bodies: removed ${r.deleted} unreferenced, kept ${r.young} unreferenced younger than ${opts.grace}${r.more ? '; more left, run again' : ''}`);
+      });
     });
   objects
     .command('ls')
