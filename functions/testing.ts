@@ -225,7 +225,7 @@ class SyntheticEventRecord implements EventRecord {
     this.headers = Object.freeze({ ...r.headers });
     this.attempt = r.attempt ?? 1;
     this.body = r.inline === false ? undefined : this.#bytes;
-    this.#collector = new EffectsCollector(r.key);
+    this.#collector = new EffectsCollector(r.key, this.type);
     this.#open = open;
   }
 

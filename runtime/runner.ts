@@ -65,7 +65,7 @@ export class InlineRunner implements HandlerRunner {
     options?.signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => ac.abort(new BindingError('SLUICE_HANDLER_TIMEOUT', `handler of ${batch.function} ran past ${this.#o.timeoutMs} ms`)), Math.max(0, batch.deadlineMs - Date.now()));
     try {
-      const collectors = batch.records.map((r) => new EffectsCollector(r.key));
+      const collectors = batch.records.map((r) => new EffectsCollector(r.key, r.type));
       const records = batch.records.map((r, i) => inlineRecord(r, collectors[i]!, () => this.#bucket(r.source)));
       const counters = new CounterSet();
       const ctx: HandlerContext = {

@@ -8,6 +8,7 @@
  */
 import { BindingError } from '../../bindings/errors.ts';
 import type {
+  AttrReadOptions,
   Backend,
   Cursor,
   FileBinding,
@@ -53,19 +54,29 @@ export async function bindOne(backend: Backend, spec: BindingSpec): Promise<Boun
   }
 }
 
+/**
+ * A handler's read options without `internal`: internal attributes (`$sluice.*`) are the runtime's,
+ * so a handler cannot ask for them (the backend hides them by default).
+ */
+function userRead<T extends AttrReadOptions>(o: T | undefined): T | undefined {
+  if (o?.internal === undefined) return o;
+  const { internal: _internal, ...rest } = o;
+  return rest as T;
+}
+
 export function guardObject(b: ObjectBinding, spec: BindingSpec): ObjectBinding {
   const ro = spec.access === 'read';
   return Object.freeze<ObjectBinding>({
     bucket: b.bucket,
     info: () => b.info(),
     put: (key, body, o) => (ro ? Promise.reject(denied(spec, 'put')) : b.put(key, body, o)),
-    get: (key, o) => b.get(key, o),
-    getStream: (key, o) => b.getStream(key, o),
-    head: (key, o) => b.head(key, o),
+    get: (key, o) => b.get(key, userRead(o)),
+    getStream: (key, o) => b.getStream(key, userRead(o)),
+    head: (key, o) => b.head(key, userRead(o)),
     delete: (key, o) => (ro ? Promise.reject(denied(spec, 'delete')) : b.delete(key, o)),
     list: (o) => b.list(o),
-    getAttrs: (key, o) => b.getAttrs(key, o),
-    updateAttrs: (key, u, o) => (ro ? Promise.reject(denied(spec, 'updateAttrs')) : b.updateAttrs(key, u, o)),
+    getAttrs: (key, o) => b.getAttrs(key, userRead(o)),
+    updateAttrs: (key, u, o) => (ro ? Promise.reject(denied(spec, 'updateAttrs')) : b.updateAttrs(key, u, userRead(o))),
   });
 }
 

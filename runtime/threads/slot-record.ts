@@ -116,7 +116,7 @@ export class SlotRecord implements EventRecord {
 
   #effects(): EffectsCollector {
     this.#live();
-    return (this.#fx ??= new EffectsCollector(this.key));
+    return (this.#fx ??= new EffectsCollector(this.key, this.type));
   }
 
   setAttrs(attrs: Attrs): void {
