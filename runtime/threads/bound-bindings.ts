@@ -7,6 +7,7 @@
  * in `#private` fields, which a Proxy receiver cannot reach, and explicit members keep the types honest.
  */
 import { BindingError } from '../../bindings/errors.ts';
+import { ObjectFiles, type ObjectFileCache } from '../../bindings/file/index.ts';
 import type {
   AttrReadOptions,
   Backend,
@@ -26,21 +27,34 @@ function denied(spec: BindingSpec, method: string, why = 'is read-only'): Bindin
   });
 }
 
+/** What binding some kinds need besides the backend. */
+export interface BindContext {
+  /** The thread's cache of bodies as files (for `object-files` bindings). */
+  files?: () => Promise<ObjectFileCache>;
+}
+
 /** Builds `ctx.data` from the declared bindings (frozen; undeclared names absent). */
-export async function bindAll(backend: Backend, specs: readonly BindingSpec[]): Promise<Readonly<Record<string, BoundBinding>>> {
+export async function bindAll(backend: Backend, specs: readonly BindingSpec[], bc: BindContext = {}): Promise<Readonly<Record<string, BoundBinding>>> {
   const out: Record<string, BoundBinding> = Object.create(null) as Record<string, BoundBinding>;
   for (const spec of specs) {
     if (Object.hasOwn(out, spec.name)) throw new BindingError('SLUICE_INVALID_ARGUMENT', `binding '${spec.name}' is declared twice`);
-    out[spec.name] = await bindOne(backend, spec);
+    out[spec.name] = await bindOne(backend, spec, bc);
   }
   return Object.freeze(out);
 }
 
 /** One declared binding, guarded by its access. */
-export async function bindOne(backend: Backend, spec: BindingSpec): Promise<BoundBinding> {
+export async function bindOne(backend: Backend, spec: BindingSpec, bc: BindContext = {}): Promise<BoundBinding> {
   if (spec.access !== 'read' && spec.access !== 'read-write')
     throw new BindingError('SLUICE_INVALID_ARGUMENT', `binding '${spec.name}': access must be 'read' or 'read-write', not ${JSON.stringify(spec.access)}`);
   switch (spec.kind) {
+    case 'object-files': {
+      if (spec.access !== 'read') throw new BindingError('SLUICE_INVALID_ARGUMENT', `binding '${spec.name}': object-files bindings are read-only; declare access 'read'`);
+      if (bc.files === undefined) throw new BindingError('SLUICE_INVALID_ARGUMENT', `binding '${spec.name}': object-files needs a file cache here`);
+      // Checks the bucket exists now, so a typo fails the function's start, not its first batch.
+      const objects = await backend.objects(spec.resource);
+      return new ObjectFiles(await bc.files(), [spec.resource], async () => objects, spec.name);
+    }
     case 'object':
       return guardObject(await backend.objects(spec.resource), spec);
     case 'kv':
