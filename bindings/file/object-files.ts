@@ -190,6 +190,16 @@ export class ObjectFileCache {
   }
 }
 
+/**
+ * A directory for the caches of one owner (a handler pool: its threads' caches go inside, and removing
+ * it on close removes them all, even those of threads that were terminated). Named so that
+ * {@link ObjectFileCache.open} sweeps it once its process is gone.
+ */
+export async function makeObjectFilesDir(base: string = tmpdir()): Promise<string> {
+  await sweep(base);
+  return mkdtemp(join(base, `${PREFIX}${process.pid}-pool-`));
+}
+
 /** Removes cache directories whose process is gone (a killed worker cannot clean up after itself). */
 async function sweep(base: string): Promise<void> {
   let names: string[];

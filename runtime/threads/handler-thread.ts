@@ -41,6 +41,8 @@ export interface HandlerThreadData {
   /** The dispatch ring (`dispatch: 'ring'`; see runtime/handoff/ring.ts), and its capacity − 1. */
   ring: SharedArrayBuffer | undefined;
   ringMask: number;
+  /** Directory the thread's cache of bodies as files goes in (the pool removes it on close). */
+  filesDir: string;
 }
 
 /** One task: the slots holding its batches, and the tickets they were published under. */
@@ -103,7 +105,7 @@ async function start(): Promise<Ready> {
   let cache: Promise<ObjectFileCache> | undefined;
   const files = (): Promise<ObjectFileCache> => {
     if (cache === undefined) {
-      const opening = ObjectFileCache.open({ pinMs: config.timeoutMs + 5_000 });
+      const opening = ObjectFileCache.open({ dir: config.filesDir, pinMs: config.timeoutMs + 5_000 });
       opening.catch(() => (cache = undefined));
       cache = opening;
     }
