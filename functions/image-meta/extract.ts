@@ -63,7 +63,8 @@ function degrees(dms: unknown, ref: string | undefined, pos: string, neg: string
   const r = ref?.toUpperCase();
   if (r !== pos && r !== neg) return undefined;
   const [d = 0, m = 0, s = 0] = parts as number[];
-  if (m >= 60 || s >= 60) return undefined;
+  // 60 exactly is a rounding artefact some writers produce; more is not a position.
+  if (m > 60 || s > 60) return undefined;
   const v = d + m / 60 + s / 3600;
   if (v > max) return undefined;
   // 7 decimals is ~1 cm: more is noise from the rationals, not precision.

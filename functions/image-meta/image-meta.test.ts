@@ -168,6 +168,7 @@ describe('image-meta', () => {
     expect(gpsOf({ GPSStatus: 'V', GPSLatitudeRef: 'N', GPSLatitude: [10, 0, 0], GPSLongitudeRef: 'E', GPSLongitude: [20, 0, 0] })).toBeUndefined();
     expect(gpsOf({ GPSLatitudeRef: 'N', GPSLatitude: [91, 0, 0], GPSLongitudeRef: 'E', GPSLongitude: [20, 0, 0] })).toBeUndefined();
     expect(gpsOf({ GPSLatitudeRef: 'N', GPSLatitude: [10, 61, 0], GPSLongitudeRef: 'E', GPSLongitude: [20, 0, 0] })).toBeUndefined();
+    expect(gpsOf({ GPSLatitudeRef: 'N', GPSLatitude: [10, 2, 60], GPSLongitudeRef: 'E', GPSLongitude: [20, 0, 0] })).toEqual({ latitude: 10.05, longitude: 20 });
     expect(gpsOf(undefined)).toBeUndefined();
   });
 
