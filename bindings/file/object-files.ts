@@ -103,14 +103,15 @@ export class ObjectFileCache {
   /**
    * The host path of a file holding the body of `bucket`/`key`: written from `from.body` (of version
    * `from.version`) when the caller has the bytes, else streamed from `from.objects` (the current
-   * version). SLUICE_NOT_FOUND when the object is absent.
+   * version; `from.version`, when the caller knows it, saves a `head` on a cache hit and on the first
+   * read). SLUICE_NOT_FOUND when the object is absent.
    */
-  async materialize(bucket: string, key: string, from: { objects: ObjectBinding } | { version: number; body: Uint8Array }): Promise<string> {
+  async materialize(bucket: string, key: string, from: { objects: ObjectBinding; version?: number } | { version: number; body: Uint8Array }): Promise<string> {
     if (this.#closed) throw new BindingError('SLUICE_INVALID_ARGUMENT', 'object files: the cache is closed');
     const known = 'body' in from ? from : undefined;
     const objects = 'objects' in from ? from.objects : undefined;
     const hash = createHash('sha256').update(bucket).update('\0').update(key).digest('hex').slice(0, 24);
-    let version = known?.version;
+    let version = from.version;
     // Without the bytes, the version decides which file: one head, then a hit needs nothing more.
     if (version === undefined) {
       const h = await objects!.head(key);
@@ -137,8 +138,9 @@ export class ObjectFileCache {
             bytes = known.body.byteLength;
           } else {
             const head = await objects!.getStream(key);
-            // The object may have changed between head and read: the file is named by what was read.
-            if (head.head.version !== version) throw new BindingError('SLUICE_CONFLICT', `object '${key}' in bucket '${bucket}' changed while it was read; try again`);
+            // The object changed since the version the file is named by: the caller retries (its record
+            // is superseded by a newer one anyway).
+            if (head.head.version !== version) throw new BindingError('SLUICE_CONFLICT', `object '${key}' in bucket '${bucket}' is at version ${head.head.version}, not ${version}; try again`);
             await pipeline(Readable.from(head.body), createWriteStream(tmp));
             bytes = head.head.size;
           }

@@ -33,7 +33,7 @@ export async function recordPath(
   const cache = await scope.files();
   // A prefetched body is written straight from the batch: no second read of the object.
   if (r.body !== undefined) return cache.materialize(r.source, r.key, { version: r.version, body: r.body });
-  return cache.materialize(r.source, r.key, { objects: await scope.objects(r.source) });
+  return cache.materialize(r.source, r.key, { objects: await scope.objects(r.source), version: r.version });
 }
 
 /** Effects of a record that declared nothing; shared, never mutated. */
