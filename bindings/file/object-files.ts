@@ -5,9 +5,11 @@
  *
  * Why files are materialised, and how:
  * - Bodies live in LMDB (local) or JetStream Object Store (nats), neither of which has a file a path
- *   could name, so a body becomes a file on first use: streamed from `getStream` into a temporary file
- *   and renamed into place (a reader never sees half a file). When the caller already has the bytes
+ *   could name, so a body becomes a file on first use: read once (`get`) and written to a temporary
+ *   file renamed into place (a reader never sees half a file). When the caller already has the bytes
  *   (a body prefetched with the batch, in shared memory) they are written directly, with no fetch.
+ *   The body thus passes through JS memory once (at most `Limits.maxObjectBytes`, 64 MiB); streaming
+ *   `getStream`'s chunks instead measured 1.5-4× slower here.
  * - Files are content-addressed by bucket, key and version (`<root>/<bucket>/<sha256(key)[:24]>-v<n>/<name>`,
  *   `<name>` the key's last segment, made safe, so its extension survives), so retries and later records
  *   of the same version reuse the file, and a new version never overwrites a file a handler still reads.
@@ -24,12 +26,9 @@
  * (it names the object by bucket and key, not by path). Read-only: every write is SLUICE_ACCESS_DENIED.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, open as fsOpen, readdir as fsReaddir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { threadId } from 'node:worker_threads';
 import { BindingError, SluiceError } from '../errors.ts';
 import type { DirEntry, FileBinding, FileHandle, FileStat, ObjectBinding, OpenOptions } from '../types.ts';
@@ -137,12 +136,15 @@ export class ObjectFileCache {
             await writeFile(tmp, known.body);
             bytes = known.body.byteLength;
           } else {
-            const head = await objects!.getStream(key);
+            // One whole read, then one write: measured 1.5-4× faster than streaming the chunks of
+            // getStream into the file (8 MiB: 30 vs 130 ms), and a body is at most
+            // Limits.maxObjectBytes (64 MiB), so the memory is bounded per materialisation.
+            const got = await objects!.get(key);
             // The object changed since the version the file is named by: the caller retries (its record
             // is superseded by a newer one anyway).
-            if (head.head.version !== version) throw new BindingError('SLUICE_CONFLICT', `object '${key}' in bucket '${bucket}' is at version ${head.head.version}, not ${version}; try again`);
-            await pipeline(Readable.from(head.body), createWriteStream(tmp));
-            bytes = head.head.size;
+            if (got.version !== version) throw new BindingError('SLUICE_CONFLICT', `object '${key}' in bucket '${bucket}' is at version ${got.version}, not ${version}; try again`);
+            await writeFile(tmp, got.body);
+            bytes = got.body.byteLength;
           }
           await chmod(tmp, 0o444);
           await rename(tmp, path);
