@@ -23,8 +23,12 @@ export const THUMB_PX = 100;
 /** JPEG qualities tried in turn until the thumbnail fits one attribute. */
 const QUALITIES = [80, 60, 40] as const;
 
-/** Images described at once per batch: sharp works on libuv's pool, so a few overlap decode and I/O. */
-const PARALLEL = 4;
+/**
+ * Images described at once per batch. sharp works on libuv's pool (4 threads by default), so twice that
+ * keeps the pool busy while the last images of a batch finish (with 4, the batch's tail left lanes
+ * idle until the next batch started).
+ */
+export const PARALLEL = 8;
 
 /** The attributes of one image. */
 export interface ImageAttrs {

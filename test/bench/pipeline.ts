@@ -9,7 +9,7 @@
  *   of a fresh local data directory (`--backend nats`: a nats-server this bench starts on a random
  *   loopback port) — unmeasured.
  * - Worker: `Worker.start` in this process with the function's own settings (threads `--threads`,
- *   default 2; maxRecords 16; batchesInFlight threads × 2), timed until the function's counter `images`
+ *   default 2; maxRecords 32; batchesInFlight threads × 2), timed until the function's counter `images`
  *   (readCounters over the checkpoints, polled every 50 ms) reaches N — from the moment `Worker.start`
  *   resolved (its threads have loaded the module: the raw loop's module load is not timed either) and,
  *   reported beside it, from the `start` call. The
@@ -17,8 +17,8 @@
  *   opens the file (bodies are above the 64 KiB inline limit, so each is streamed from the bucket), and
  *   the committer writes the 7 attributes with the processed-marker.
  * - Raw loop: `describeImage` (the function's own sharp + exif-reader code: metadata, EXIF parse, an
- *   oriented 100 px JPEG thumbnail) on the same files in the temp directory, `threads × 4` at once (the
- *   handler runs 4 images at once per thread), in this process — no store, no commit, no file step.
+ *   oriented 100 px JPEG thumbnail) on the same files in the temp directory, `threads × PARALLEL` at
+ *   once (the handler runs PARALLEL = 8 images at once per batch, one batch per thread), in this process — no store, no commit, no file step.
  * - Order: raw, worker, raw, worker (each worker on its own bucket); reported per round and as the best
  *   of each, since the machine is shared and loaded.
  *
@@ -34,7 +34,7 @@ import sharp from 'sharp';
 import { LocalBackend } from '../../bindings/local/index.ts';
 import { NatsBackend } from '../../bindings/nats/index.ts';
 import type { Backend } from '../../bindings/types.ts';
-import { describeImage } from '../../functions/image-meta/index.ts';
+import { describeImage, PARALLEL } from '../../functions/image-meta/index.ts';
 import { exifOf } from '../../functions/image-meta/fixtures/make-fixtures.ts';
 import { openStateTable, readCounters } from '../../runtime/state.ts';
 import { Worker } from '../../runtime/worker.ts';
@@ -113,7 +113,7 @@ async function worker(backend: Backend, spec: { kind: 'local'; dir: string } | {
       backend: spec,
       threads: THREADS,
       batchesInFlight: THREADS * 2,
-      batch: { maxRecords: 16, maxWait: '50ms' },
+      batch: { maxRecords: 32, maxWait: '50ms' },
       timeout: '120s',
       httpPort: -1,
     },
@@ -178,7 +178,7 @@ async function main(): Promise<void> {
     const rows: { round: number; raw: number; worker: number; workerTotal: number }[] = [];
     try {
       for (const round of [1, 2]) {
-        const r = await raw(paths, THREADS * 4);
+        const r = await raw(paths, THREADS * PARALLEL);
         const w = await worker(backend, spec, bodies, round);
         rows.push({ round, raw: (N * 1000) / r, worker: (N * 1000) / w.ready, workerTotal: (N * 1000) / w.total });
         log(
