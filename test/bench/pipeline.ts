@@ -9,7 +9,7 @@
  *   of a fresh local data directory (`--backend nats`: a nats-server this bench starts on a random
  *   loopback port) — unmeasured.
  * - Worker: `Worker.start` in this process with the function's own settings (threads `--threads`,
- *   default 2; maxRecords 32; batchesInFlight threads × 2), timed until the function's counter `images`
+ *   default 1 as in function.yaml; maxRecords 32; batchesInFlight threads × 2), timed until the function's counter `images`
  *   (readCounters over the checkpoints, polled every 50 ms) reaches N — from the moment `Worker.start`
  *   resolved (its threads have loaded the module: the raw loop's module load is not timed either) and,
  *   reported beside it, from the `start` call. The
@@ -22,7 +22,7 @@
  * - Order: raw, worker, raw, worker (each worker on its own bucket); reported per round and as the best
  *   of each, since the machine is shared and loaded.
  *
- * Run: `npx tsx test/bench/pipeline.ts [--n 500] [--threads 2] [--backend local|nats]`. Bounded: N
+ * Run: `npx tsx test/bench/pipeline.ts [--n 500] [--threads 1] [--backend local|nats]`. Bounded: N
  * images, and each contender stops with an error after 10 minutes.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -46,7 +46,7 @@ const arg = (name: string, dflt: string): string => {
   return i >= 0 && args[i + 1] !== undefined ? (args[i + 1] as string) : dflt;
 };
 const N = Number(arg('n', '500'));
-const THREADS = Number(arg('threads', '2'));
+const THREADS = Number(arg('threads', '1'));
 const BACKEND = arg('backend', 'local');
 const LIMIT_MS = 10 * 60_000;
 const W = 1920;
