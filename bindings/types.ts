@@ -94,6 +94,16 @@ export interface ObjectHead extends ObjectMeta {
   attrsRevision: number;
 }
 
+/**
+ * Options of reads that return attributes. Attributes named `$sluice.*` (processed-markers and other
+ * runtime state, see `INTERNAL_ATTR_PREFIX` in values.ts) are left out of what these calls return
+ * unless `internal` is set; only the runtime sets it (handler bindings drop the option).
+ */
+export interface AttrReadOptions extends CallOptions {
+  /** Include `$sluice.*` internal attributes in the result. @default false */
+  internal?: boolean;
+}
+
 /** A byte range: `start` inclusive, `end` exclusive, both optional (`{start: 10}` = from 10 to the end). */
 export interface ByteRange {
   start?: number;
@@ -101,7 +111,7 @@ export interface ByteRange {
 }
 
 /** Options of {@link ObjectBinding.get}. */
-export interface GetObjectOptions extends CallOptions {
+export interface GetObjectOptions extends AttrReadOptions {
   /** Read only these bytes; SLUICE_RANGE_INVALID when `start` lies past the end. @default the whole body */
   range?: ByteRange;
 }
@@ -144,7 +154,7 @@ export interface ListResult {
 }
 
 /** Options of {@link ObjectBinding.updateAttrs}. */
-export interface UpdateAttrsOptions extends CallOptions {
+export interface UpdateAttrsOptions extends AttrReadOptions {
   /** Apply only when this condition holds on the current attributes. @default undefined (always) */
   condition?: Expression;
 }
@@ -233,13 +243,13 @@ export interface ObjectBinding {
   /** Reads an object's body as a stream of chunks; SLUICE_NOT_FOUND when absent. */
   getStream(key: string, options?: GetObjectOptions): Promise<{ head: ObjectHead; body: AsyncIterable<Uint8Array> }>;
   /** Metadata and attributes, or undefined when absent. */
-  head(key: string, options?: CallOptions): Promise<ObjectHead | undefined>;
+  head(key: string, options?: AttrReadOptions): Promise<ObjectHead | undefined>;
   /** Deletes an object; records a `delete` change. Returns false when there was nothing to delete. */
   delete(key: string, options?: DeleteObjectOptions): Promise<boolean>;
   /** One page of keys in UTF-8 byte order. */
   list(options?: ListOptions): Promise<ListResult>;
   /** The object's attributes; SLUICE_NOT_FOUND when absent. */
-  getAttrs(key: string, options?: CallOptions): Promise<UpdateAttrsResult>;
+  getAttrs(key: string, options?: AttrReadOptions): Promise<UpdateAttrsResult>;
   /**
    * Applies an update expression (`SET has_ssn = :t ADD hits :one REMOVE stale`) — or several, in
    * order, as one step — to the object's attributes atomically, if the condition holds; records one

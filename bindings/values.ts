@@ -141,6 +141,33 @@ function describe(v: unknown): string {
   return `of type ${typeof v}`;
 }
 
+/**
+ * Prefix of internal attributes (a function's processed-marker `$sluice.<function>`, and whatever
+ * runtime state later lands on objects). User-facing reads never show them: {@link visibleAttrs} is
+ * the one place that hides them, called by every backend's read paths.
+ */
+export const INTERNAL_ATTR_PREFIX = '$sluice.';
+
+/** True for an attribute name the runtime reserves ({@link INTERNAL_ATTR_PREFIX}). */
+export function isInternalAttr(name: string): boolean {
+  return name.startsWith(INTERNAL_ATTR_PREFIX);
+}
+
+/**
+ * `attrs` as a user may see them: without internal attributes, unless `internal` is true. Returns
+ * `attrs` itself when it holds none (the common case allocates nothing).
+ */
+export function visibleAttrs(attrs: Attrs, internal: boolean | undefined): Attrs {
+  if (internal === true) return attrs;
+  let out: Attrs | undefined;
+  for (const k in attrs) {
+    if (!k.startsWith(INTERNAL_ATTR_PREFIX)) continue;
+    out ??= { ...attrs };
+    delete out[k];
+  }
+  return out ?? attrs;
+}
+
 /** Validates one attribute/item name (non-empty, bounded, no control characters). */
 export function checkAttrName(name: string, where: string): void {
   if (typeof name !== 'string' || name.length === 0) throw new BindingError('SLUICE_VALUE_INVALID', `${where}: attribute name must be a non-empty string`);

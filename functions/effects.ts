@@ -3,10 +3,10 @@
  * (records over shared memory) and the test harness (records over plain objects), so both behave
  * the same.
  */
-import { checkAttrName, checkAttrs } from '../bindings/values.ts';
-import { serializeError, type SerializedError } from '../bindings/errors.ts';
+import { checkAttrName, checkAttrs, isInternalAttr } from '../bindings/values.ts';
+import { BindingError, serializeError, type SerializedError } from '../bindings/errors.ts';
 import type { Attrs, Expression, Value } from '../bindings/types.ts';
-import { parseDurationMs, type FailOptions } from './types.ts';
+import { parseDurationMs, type EventType, type FailOptions } from './types.ts';
 
 /** Effects declared for one record. */
 export interface RecordEffects {
@@ -25,17 +25,43 @@ export function isEmptyEffect(e: RecordEffects): boolean {
   return Object.keys(e.set).length === 0 && e.remove.length === 0 && e.updates.length === 0;
 }
 
-/** Accumulates the effects of one record; validates at the call so handlers see bad input at once. */
+/**
+ * Accumulates the effects of one record; validates at the call so handlers see bad input at once:
+ * attribute effects on a record without an object (a stream record) and names the runtime reserves
+ * (`$sluice.*`) are SLUICE_INVALID_ARGUMENT, never a silent drop at commit time.
+ */
 export class EffectsCollector {
   readonly effects: RecordEffects = { set: {}, remove: [], updates: [] };
   readonly #key: string;
+  readonly #type: EventType;
 
-  constructor(key: string) {
+  /** `type` is the record's event type: a `record` (stream record) has no object to carry attributes. */
+  constructor(key: string, type: EventType = 'put') {
     this.#key = key;
+    this.#type = type;
+  }
+
+  /** Refuses attribute effects on a record that has no object. */
+  #checkObject(method: string): void {
+    if (this.#type === 'record')
+      throw new BindingError(
+        'SLUICE_INVALID_ARGUMENT',
+        `record '${this.#key}'.${method}: a stream record has no object to carry attributes (write to a bucket or table through ctx.data instead)`,
+        { details: { method } },
+      );
+  }
+
+  #checkName(name: string, method: string): void {
+    if (isInternalAttr(name))
+      throw new BindingError('SLUICE_INVALID_ARGUMENT', `record '${this.#key}'.${method}: attribute name '${name}' is reserved for the runtime ('$sluice.' prefix)`, {
+        details: { method, name },
+      });
   }
 
   setAttrs(attrs: Attrs): void {
+    this.#checkObject('setAttrs');
     checkAttrs(attrs, `record '${this.#key}'.setAttrs`);
+    for (const k of Object.keys(attrs)) this.#checkName(k, 'setAttrs');
     for (const [k, v] of Object.entries(attrs)) {
       this.effects.set[k] = v;
       const i = this.effects.remove.indexOf(k);
@@ -44,14 +70,20 @@ export class EffectsCollector {
   }
 
   removeAttrs(names: string[]): void {
+    this.#checkObject('removeAttrs');
+    // Every name is checked before any is applied: a bad call declares nothing.
     for (const n of names) {
       checkAttrName(n, `record '${this.#key}'.removeAttrs`);
+      this.#checkName(n, 'removeAttrs');
+    }
+    for (const n of names) {
       delete this.effects.set[n];
       if (!this.effects.remove.includes(n)) this.effects.remove.push(n);
     }
   }
 
   update(expr: Expression): void {
+    this.#checkObject('update');
     this.effects.updates.push(expr);
   }
 

@@ -18,6 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { SluiceError } from '../bindings/errors.ts';
+import { ObjectFileCache } from '../bindings/file/index.ts';
 import { applyUpdate } from '../bindings/expr/index.ts';
 import { cloneValue } from '../bindings/expr/value-ops.ts';
 import { etagOf, resolveRange } from '../bindings/shared.ts';
@@ -110,7 +111,10 @@ export async function invokeHandler(def: FunctionDefinition, records: SyntheticR
   // results (or replaced the thread of a timed-out handler), so late effects never commit.
   const open = { value: true };
   const now = new Date();
-  const recs = records.map((r, i) => new SyntheticEventRecord(r, i, shard, now, open));
+  // record.path() writes files through the runtime's own cache, removed when the invocation ends.
+  let cache: Promise<ObjectFileCache> | undefined;
+  const files = (): Promise<ObjectFileCache> => (cache ??= ObjectFileCache.open({ pinMs: timeoutMs }));
+  const recs = records.map((r, i) => new SyntheticEventRecord(r, i, shard, now, open, files));
   const counters = new CounterSet();
   const controller = new AbortController();
   const result: InvokeResult = {
@@ -164,6 +168,7 @@ export async function invokeHandler(def: FunctionDefinition, records: SyntheticR
     clearTimeout(timer);
     open.value = false;
     result.durationMs = performance.now() - started;
+    if (cache !== undefined) await (await cache).close();
   }
   return result;
 }
@@ -203,8 +208,9 @@ class SyntheticEventRecord implements EventRecord {
   readonly #bytes: Uint8Array | undefined;
   readonly #collector: EffectsCollector;
   readonly #open: { readonly value: boolean };
+  readonly #files: () => Promise<ObjectFileCache>;
 
-  constructor(r: SyntheticRecord, index: number, shard: number, now: Date, open: { readonly value: boolean }) {
+  constructor(r: SyntheticRecord, index: number, shard: number, now: Date, open: { readonly value: boolean }, files: () => Promise<ObjectFileCache>) {
     const where = `records[${index}]`;
     if (typeof r?.key !== 'string') throw new SluiceError('SLUICE_INVALID_ARGUMENT', `invokeHandler: ${where}.key must be a string`);
     this.key = r.key;
@@ -225,8 +231,9 @@ class SyntheticEventRecord implements EventRecord {
     this.headers = Object.freeze({ ...r.headers });
     this.attempt = r.attempt ?? 1;
     this.body = r.inline === false ? undefined : this.#bytes;
-    this.#collector = new EffectsCollector(r.key);
+    this.#collector = new EffectsCollector(r.key, this.type);
     this.#open = open;
+    this.#files = files;
   }
 
   get effects(): RecordEffects {
@@ -242,6 +249,12 @@ class SyntheticEventRecord implements EventRecord {
 
   async text(): Promise<string> {
     return new TextDecoder().decode(await this.data());
+  }
+
+  async path(): Promise<string> {
+    if (this.type === 'record') throw new SluiceError('SLUICE_INVALID_ARGUMENT', `record '${this.key}'.path(): a stream record has no object (its payload is record.body)`);
+    if (this.#bytes === undefined) throw new SluiceError('SLUICE_NOT_FOUND', `object '${this.key}' does not exist`);
+    return (await this.#files()).materialize(this.source, this.key, { version: this.version, body: this.#bytes });
   }
 
   setAttrs(attrs: Attrs): void {

@@ -57,6 +57,15 @@ export interface EventRecord {
   data(range?: { start?: number; end?: number }): Promise<Uint8Array>;
   /** Body as UTF-8 text (convenience over {@link data}). */
   text(): Promise<string>;
+  /**
+   * A filesystem path of a read-only file holding the object's body, for libraries that only take a
+   * path (`sharp(await record.path())`). Valid at least until the handler returns (the file is kept
+   * for the handler timeout, then may be evicted). Written once per object version and thread: from
+   * the batch's shared memory when the body was prefetched, else streamed from the bucket. The file's
+   * name keeps the key's last segment (so its extension). SLUICE_NOT_FOUND for a deleted object,
+   * SLUICE_INVALID_ARGUMENT for a stream record (it has no object).
+   */
+  path(): Promise<string>;
   /** Sets attributes of the object (merged with other effects of this record; committed exactly once). */
   setAttrs(attrs: Attrs): void;
   /** Removes attributes of the object. */
@@ -67,8 +76,17 @@ export interface EventRecord {
   fail(error: Error | string, options?: FailOptions): void;
 }
 
+/**
+ * A bucket's objects as read-only files (binding kind `object-files`): paths are `<bucket>/<key>`,
+ * every write is SLUICE_ACCESS_DENIED, only the declared bucket is reachable.
+ */
+export interface ObjectFilesBinding extends FileBinding {
+  /** Host filesystem path of the file holding `<bucket>/<key>`'s body, for path-only libraries. */
+  localPath(path: string): Promise<string>;
+}
+
 /** A binding as a handler sees it: only what the function's spec declares, with the declared access. */
-export type BoundBinding = ObjectBinding | KvBinding | StreamBinding | FileBinding;
+export type BoundBinding = ObjectBinding | KvBinding | StreamBinding | FileBinding | ObjectFilesBinding;
 
 /** What a handler receives besides its records. */
 export interface HandlerContext {

@@ -32,11 +32,14 @@ export interface BatchInput {
   records: BatchRecordInput[];
 }
 
-/** A binding a function declares: name (ctx.data.<name>), kind, resource and access. */
+/**
+ * A binding a function declares: name (ctx.data.<name>), kind, resource and access. `object-files` is
+ * a bucket's objects as read-only files (paths `<bucket>/<key>`; access must be 'read').
+ */
 export interface BindingSpec {
   name: string;
-  kind: 'object' | 'kv' | 'stream' | 'file';
-  /** Bucket, table, stream name, or file root. */
+  kind: 'object' | 'kv' | 'stream' | 'file' | 'object-files';
+  /** Bucket, table, stream name, file root, or (object-files) bucket. */
   resource: string;
   access: 'read' | 'read-write';
 }

@@ -10,7 +10,9 @@ import type { Backend, ObjectBinding } from '../bindings/types.ts';
 import { batchFailure, CounterSet, EffectsCollector, type BatchEffects } from '../functions/effects.ts';
 import type { EventRecord, FunctionDefinition, HandlerContext } from '../functions/types.ts';
 import type { BatchInput, BatchRecordInput } from './batch-types.ts';
+import { ObjectFileCache } from '../bindings/file/index.ts';
 import { bindAll } from './threads/bound-bindings.ts';
+import { recordPath, type RecordScope } from './threads/slot-record.ts';
 import type { ResolvedWorkerOptions } from './worker-options.ts';
 
 /** Runs a batch through the function's handler and returns the declared effects. */
@@ -30,6 +32,7 @@ export class InlineRunner implements HandlerRunner {
   readonly #data: HandlerContext['data'];
   #inUse = 0;
   #buckets = new Map<string, Promise<ObjectBinding>>();
+  #files: LazyFiles | undefined;
 
   private constructor(def: FunctionDefinition, o: ResolvedWorkerOptions, backend: Backend, log: Logger, data: HandlerContext['data']) {
     this.#def = def;
@@ -43,9 +46,12 @@ export class InlineRunner implements HandlerRunner {
     const mod = (await import(pathToFileURL(o.module).href)) as { default?: FunctionDefinition };
     const def = mod.default;
     if (!def || typeof def.handler !== 'function') throw new BindingError('SLUICE_INVALID_ARGUMENT', `function module ${o.module} has no default export from defineFunction`);
-    const data = await bindAll(backend, o.bindings);
+    const files = new LazyFiles(o.timeoutMs + 5_000);
+    const data = await bindAll(backend, o.bindings, { files: () => files.get() });
     await def.init?.({ function: o.function, log, data });
-    return new InlineRunner(def, o, backend, log, data);
+    const r = new InlineRunner(def, o, backend, log, data);
+    r.#files = files;
+    return r;
   }
 
   get occupancy(): { inUse: number; slots: number } {
@@ -65,8 +71,9 @@ export class InlineRunner implements HandlerRunner {
     options?.signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => ac.abort(new BindingError('SLUICE_HANDLER_TIMEOUT', `handler of ${batch.function} ran past ${this.#o.timeoutMs} ms`)), Math.max(0, batch.deadlineMs - Date.now()));
     try {
-      const collectors = batch.records.map((r) => new EffectsCollector(r.key));
-      const records = batch.records.map((r, i) => inlineRecord(r, collectors[i]!, () => this.#bucket(r.source)));
+      const collectors = batch.records.map((r) => new EffectsCollector(r.key, r.type));
+      const scope = { objects: (b: string) => this.#bucket(b), files: () => this.#files!.get() };
+      const records = batch.records.map((r, i) => inlineRecord(r, collectors[i]!, () => this.#bucket(r.source), scope));
       const counters = new CounterSet();
       const ctx: HandlerContext = {
         function: batch.function,
@@ -98,10 +105,34 @@ export class InlineRunner implements HandlerRunner {
     }
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.#files?.close();
+  }
 }
 
-function inlineRecord(r: BatchRecordInput, fx: EffectsCollector, bucket: () => Promise<ObjectBinding>): EventRecord {
+/** The runner's cache of bodies as files, opened on first use. */
+class LazyFiles {
+  #cache: Promise<ObjectFileCache> | undefined;
+  readonly #pinMs: number;
+  constructor(pinMs: number) {
+    this.#pinMs = pinMs;
+  }
+  get(): Promise<ObjectFileCache> {
+    if (this.#cache === undefined) {
+      const opening = ObjectFileCache.open({ pinMs: this.#pinMs });
+      opening.catch(() => (this.#cache = undefined));
+      this.#cache = opening;
+    }
+    return this.#cache;
+  }
+  async close(): Promise<void> {
+    const c = this.#cache;
+    this.#cache = undefined;
+    if (c !== undefined) await (await c).close();
+  }
+}
+
+function inlineRecord(r: BatchRecordInput, fx: EffectsCollector, bucket: () => Promise<ObjectBinding>, scope: Pick<RecordScope, 'objects' | 'files'>): EventRecord {
   const data = async (range?: { start?: number; end?: number }): Promise<Uint8Array> => {
     if (r.body) return range ? r.body.subarray(range.start ?? 0, range.end ?? r.body.byteLength) : r.body;
     const g = await (await bucket()).get(r.key, range ? { range } : {});
@@ -124,6 +155,7 @@ function inlineRecord(r: BatchRecordInput, fx: EffectsCollector, bucket: () => P
     body: r.body,
     data,
     text: async () => Buffer.from(await data()).toString('utf8'),
+    path: () => recordPath(scope, { type: r.type, source: r.source, key: r.key, version: r.version, body: r.body }),
     setAttrs: (a) => fx.setAttrs(a),
     removeAttrs: (...n) => fx.removeAttrs(n),
     update: (e) => fx.update(e),

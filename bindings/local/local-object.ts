@@ -13,6 +13,7 @@ import { applyUpdate, checkCondition, checkUpdate, evaluateCondition } from '../
 import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
 import { changeStreamName, encodeChange, sequencer, shardOf } from '../change-record.ts';
 import type {
+  AttrReadOptions,
   BucketInfo,
   CallOptions,
   ChangeRecord,
@@ -33,7 +34,7 @@ import type {
   UpdateAttrsOptions,
   UpdateAttrsResult,
 } from '../types.ts';
-import { checkAttrs, checkKey, compareKeys, type Attrs } from '../values.ts';
+import { checkAttrs, checkKey, compareKeys, visibleAttrs, type Attrs } from '../values.ts';
 import { resolveQuery } from '../query/index.ts';
 import type { LocalStore, StoredMeta } from './local-store.ts';
 import { reindex, runLocalQuery, stateOf } from './local-query.ts';
@@ -133,7 +134,7 @@ export class LocalObject implements ObjectBinding {
     return result;
   }
 
-  async head(key: string, options?: CallOptions): Promise<ObjectHead | undefined> {
+  async head(key: string, options?: AttrReadOptions): Promise<ObjectHead | undefined> {
     this.#store.fresh();
     checkKey(key, `bucket '${this.bucket}': key`);
     checkSignal(options?.signal, `head '${key}'`);
@@ -141,7 +142,7 @@ export class LocalObject implements ObjectBinding {
     const m = this.#store.meta.get(k);
     if (!m) return undefined;
     // Written out in full: a spread followed by more properties takes a slow V8 path (measured 3×).
-    const attrs = (this.#store.attrs.get(k) as Attrs | undefined) ?? {};
+    const attrs = visibleAttrs((this.#store.attrs.get(k) as Attrs | undefined) ?? {}, options?.internal);
     return { key, size: m.size, etag: m.etag, version: m.version, contentType: m.contentType, mtime: new Date(m.mtime), attrs, attrsRevision: m.attrsRevision };
   }
 
@@ -159,7 +160,7 @@ export class LocalObject implements ObjectBinding {
       const m = s.meta.get(k);
       if (!m) throw notFound(this.bucket, key);
       const range = resolveRange(key, m.size, options?.range);
-      const attrs = (s.attrs.get(k) as Attrs | undefined) ?? {};
+      const attrs = visibleAttrs((s.attrs.get(k) as Attrs | undefined) ?? {}, options?.internal);
       let body: Uint8Array | undefined;
       if (m.bodyRef === undefined) {
         const whole = s.bodies.getBinary(k) ?? Buffer.alloc(0);
@@ -185,7 +186,7 @@ export class LocalObject implements ObjectBinding {
       const m = s.meta.get(k);
       if (!m) throw notFound(this.bucket, key);
       const range = resolveRange(key, m.size, options?.range);
-      const attrs = (s.attrs.get(k) as Attrs | undefined) ?? {};
+      const attrs = visibleAttrs((s.attrs.get(k) as Attrs | undefined) ?? {}, options?.internal);
       const head: ObjectHead = { key, size: m.size, etag: m.etag, version: m.version, contentType: m.contentType, mtime: new Date(m.mtime), attrs, attrsRevision: m.attrsRevision };
       if (m.bodyRef === undefined) {
         const body = (s.bodies.getBinary(k) ?? Buffer.alloc(0)).subarray(range.start, range.end);
@@ -242,7 +243,7 @@ export class LocalObject implements ObjectBinding {
     return listPage(bucket, r, metas());
   }
 
-  async getAttrs(key: string, options?: CallOptions): Promise<UpdateAttrsResult> {
+  async getAttrs(key: string, options?: AttrReadOptions): Promise<UpdateAttrsResult> {
     const h = await this.head(key, options);
     if (!h) throw notFound(this.bucket, key);
     return { attrs: h.attrs, attrsRevision: h.attrsRevision };
@@ -262,7 +263,7 @@ export class LocalObject implements ObjectBinding {
       if (!cur) throw notFound(this.bucket, key);
       const attrs = (s.attrs.get(k) as Attrs | undefined) ?? {};
       if (options?.condition !== undefined && !evaluateCondition(options.condition, attrs))
-        throw new ConditionFailedError(`updateAttrs '${key}': condition did not hold`, attrs, cur.attrsRevision);
+        throw new ConditionFailedError(`updateAttrs '${key}': condition did not hold`, visibleAttrs(attrs, options.internal), cur.attrsRevision);
       let next = attrs;
       for (const u of updates) next = applyUpdate(u, next);
       checkAttrs(next, `updateAttrs '${key}': resulting attrs`);
@@ -272,7 +273,7 @@ export class LocalObject implements ObjectBinding {
       s.meta.put(k, meta);
       if (Object.keys(next).length > 0) s.attrs.put(k, next);
       else s.attrs.remove(k);
-      return { attrs: next, attrsRevision: meta.attrsRevision };
+      return { attrs: visibleAttrs(next, options?.internal), attrsRevision: meta.attrsRevision };
     });
   }
 

@@ -27,6 +27,7 @@ import { changeStreamName, sequencer, shardOf } from '../change-record.ts';
 import { codec } from '../codec.ts';
 import type {
   BucketInfo,
+  AttrReadOptions,
   CallOptions,
   ChangeRecord,
   ChangeType,
@@ -48,7 +49,7 @@ import type {
 import { SystemFields } from '../types.ts';
 import { PageBuilder, planQuery, resolveQuery, streamsInKeyOrder, type ObjectState } from '../query/index.ts';
 import { IndexView, setIndexHeader } from './nats-query.ts';
-import { type Attrs, checkAttrs, checkKey, compareKeys } from '../values.ts';
+import { type Attrs, checkAttrs, checkKey, compareKeys, visibleAttrs } from '../values.ts';
 import { casBackoff, type NatsContext } from './nats-context.ts';
 import { isWrongLastSequence, toBindingError } from './nats-errors.ts';
 import { KvStore, type KvRecord } from './nats-kvstore.ts';
@@ -170,8 +171,9 @@ function metaOf(e: ObjectEntry): ObjectMeta {
   return { key: e.key, size: e.size, etag: e.etag, version: e.version, contentType: e.contentType, mtime: e.mtime };
 }
 
-function headOf(e: ObjectEntry): ObjectHead {
-  return { key: e.key, size: e.size, etag: e.etag, version: e.version, contentType: e.contentType, mtime: e.mtime, attrs: e.attrs, attrsRevision: e.attrsRevision };
+function headOf(e: ObjectEntry, internal: boolean | undefined): ObjectHead {
+  const attrs = visibleAttrs(e.attrs, internal);
+  return { key: e.key, size: e.size, etag: e.etag, version: e.version, contentType: e.contentType, mtime: e.mtime, attrs, attrsRevision: e.attrsRevision };
 }
 
 /** The Object Store subject of an object's metadata (the store's padded base64url of the name). */
@@ -282,10 +284,10 @@ export class NatsObject implements ObjectBinding {
         const range = resolveRange(key, e.size, options?.range);
         if (e.bodyRef !== undefined) {
           const part = await this.#external(where).get(e.bodyRef, range, options?.signal ? { signal: options.signal } : {});
-          return part === undefined ? null : { ...headOf(e), body: part, range };
+          return part === undefined ? null : { ...headOf(e, options?.internal), body: part, range };
         }
         const whole = e.body ?? (await (await this.#bodyStore()).getBlob(e.bodyName ?? ''));
-        return whole === null ? null : { ...headOf(e), body: whole.subarray(range.start, range.end), range };
+        return whole === null ? null : { ...headOf(e, options?.internal), body: whole.subarray(range.start, range.end), range };
       });
     } catch (err) {
       throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
@@ -301,27 +303,27 @@ export class NatsObject implements ObjectBinding {
         const range = resolveRange(key, e.size, options?.range);
         if (e.body !== undefined) {
           const chunk = e.body.subarray(range.start, range.end);
-          return { head: headOf(e), body: oneChunk(chunk) };
+          return { head: headOf(e, options?.internal), body: oneChunk(chunk) };
         }
         if (e.bodyRef !== undefined) {
           const body = await this.#external(where).getStream(e.bodyRef, range, options?.signal ? { signal: options.signal } : {});
-          return body === undefined ? null : { head: headOf(e), body };
+          return body === undefined ? null : { head: headOf(e, options?.internal), body };
         }
         const res = await (await this.#bodyStore()).get(e.bodyName ?? '');
-        return res === null ? null : { head: headOf(e), body: sliceChunks(res.data, range.start, range.end, where) };
+        return res === null ? null : { head: headOf(e, options?.internal), body: sliceChunks(res.data, range.start, range.end, where) };
       });
     } catch (err) {
       throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
     }
   }
 
-  async head(key: string, options?: CallOptions): Promise<ObjectHead | undefined> {
+  async head(key: string, options?: AttrReadOptions): Promise<ObjectHead | undefined> {
     const where = `head '${String(key)}' in bucket '${this.bucket}'`;
     checkSignal(options?.signal, where);
     checkKey(key, `bucket '${this.bucket}': key`);
     try {
       const cur = await this.#read(key);
-      return cur.live && cur.entry ? headOf(cur.entry) : undefined;
+      return cur.live && cur.entry ? headOf(cur.entry, options?.internal) : undefined;
     } catch (err) {
       throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
     }
@@ -389,13 +391,13 @@ export class NatsObject implements ObjectBinding {
     }
   }
 
-  async getAttrs(key: string, options?: CallOptions): Promise<UpdateAttrsResult> {
+  async getAttrs(key: string, options?: AttrReadOptions): Promise<UpdateAttrsResult> {
     const where = `getAttrs '${String(key)}' in bucket '${this.bucket}'`;
     checkSignal(options?.signal, where);
     checkKey(key, `bucket '${this.bucket}': key`);
     try {
       const e = await this.#readLive(key);
-      return { attrs: e.attrs, attrsRevision: e.attrsRevision };
+      return { attrs: visibleAttrs(e.attrs, options?.internal), attrsRevision: e.attrsRevision };
     } catch (err) {
       throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
     }
@@ -419,13 +421,13 @@ export class NatsObject implements ObjectBinding {
         const e = cur.entry;
         if (!cur.live || !e) throw notFound(this.bucket, key);
         if (condition !== undefined && !evaluateCondition(condition, e.attrs))
-          throw new ConditionFailedError(`${where}: the condition does not hold`, e.attrs, e.attrsRevision);
+          throw new ConditionFailedError(`${where}: the condition does not hold`, visibleAttrs(e.attrs, options?.internal), e.attrsRevision);
         let attrs = e.attrs;
         for (const u of updates) attrs = applyUpdate(u, attrs);
         checkAttrs(attrs, `${where}: attrs`);
         const next: ObjectEntry = { ...e, type: 'attrs', time: new Date(), attrs, attrsRevision: e.attrsRevision + 1 };
         if ((await this.#commit(key, next, cur)) === undefined) continue;
-        return { attrs, attrsRevision: next.attrsRevision };
+        return { attrs: visibleAttrs(attrs, options?.internal), attrsRevision: next.attrsRevision };
       }
       throw new BindingError('SLUICE_CONFLICT', `${where}: concurrent writers won ${MAX_ATTEMPTS} attempts`);
     } catch (err) {

@@ -13,7 +13,7 @@ import { evaluateCondition, type Expression } from '../expr/index.ts';
 import { isoToMs } from '../expr/value-ops.ts';
 import { order } from '../expr/value-ops.ts';
 import { SystemFields, type QueryRow, type SystemField } from '../types.ts';
-import { compareKeys, type Attrs, type Item, type Value } from '../values.ts';
+import { compareKeys, INTERNAL_ATTR_PREFIX, visibleAttrs, type Attrs, type Item, type Value } from '../values.ts';
 
 /** One object's state as a query reads it (backend-neutral). */
 export interface ObjectState {
@@ -27,8 +27,8 @@ export interface ObjectState {
   attrs: Attrs;
 }
 
-/** Prefix of internal attribute names. */
-export const INTERNAL_PREFIX = '$sluice.';
+/** Prefix of internal attribute names (the one definition is in values.ts). */
+export const INTERNAL_PREFIX = INTERNAL_ATTR_PREFIX;
 
 const systemSet: ReadonlySet<string> = new Set(SystemFields);
 
@@ -49,16 +49,8 @@ export function canonicalField(name: unknown, where: string): string {
   return `attr.${attr}`;
 }
 
-/** Attributes with the internal ones dropped (the same object when there are none). */
-export function visibleAttrs(attrs: Attrs, includeInternal: boolean): Attrs {
-  if (includeInternal) return attrs;
-  let hidden = false;
-  for (const k in attrs) if (k.startsWith(INTERNAL_PREFIX)) hidden = true;
-  if (!hidden) return attrs;
-  const out: Attrs = {};
-  for (const k of Object.keys(attrs)) if (!k.startsWith(INTERNAL_PREFIX)) out[k] = attrs[k] as Value;
-  return out;
-}
+/** Attributes without the internal ones unless asked for: the one rule of bindings/values.ts. */
+export { visibleAttrs };
 
 /**
  * The item `where` sees for one object: visible attributes by name, system fields over them, and every

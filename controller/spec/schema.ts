@@ -300,10 +300,14 @@ const scalingSchema = z
 const bindingSchema = z.strictObject({
   /** Property of `ctx.data` the handler reaches the binding through. */
   name: z.string({ error: 'must be a string' }).regex(/^[A-Za-z_$][A-Za-z0-9_$]*$/, { error: 'must be an identifier (letters, digits, _ or $, not starting with a digit)' }),
-  kind: z.enum(['object', 'kv', 'stream', 'file'], { error: "must be one of 'object', 'kv', 'stream', 'file'" }),
-  /** Bucket, table, stream name, or file root. */
+  /** `object-files`: the bucket's objects as read-only files, paths `<bucket>/<key>` (access must be 'read'). */
+  kind: z.enum(['object', 'kv', 'stream', 'file', 'object-files'], { error: "must be one of 'object', 'kv', 'stream', 'file', 'object-files'" }),
+  /** Bucket, table, stream name, file root, or (object-files) bucket. */
   resource: nonEmpty(),
   access: z.enum(['read', 'read-write'], { error: "must be one of 'read', 'read-write'" }),
+}).check((ctx) => {
+  if (ctx.value.kind === 'object-files' && ctx.value.access !== 'read')
+    ctx.issues.push({ code: 'custom', input: ctx.value.access, path: ['access'], message: "must be 'read' for an object-files binding (object bodies as files are read-only)" });
 });
 
 const secretObject = z.strictObject({

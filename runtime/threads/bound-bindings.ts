@@ -7,7 +7,9 @@
  * in `#private` fields, which a Proxy receiver cannot reach, and explicit members keep the types honest.
  */
 import { BindingError } from '../../bindings/errors.ts';
+import { ObjectFiles, type ObjectFileCache } from '../../bindings/file/index.ts';
 import type {
+  AttrReadOptions,
   Backend,
   Cursor,
   FileBinding,
@@ -25,21 +27,34 @@ function denied(spec: BindingSpec, method: string, why = 'is read-only'): Bindin
   });
 }
 
+/** What binding some kinds need besides the backend. */
+export interface BindContext {
+  /** The thread's cache of bodies as files (for `object-files` bindings). */
+  files?: () => Promise<ObjectFileCache>;
+}
+
 /** Builds `ctx.data` from the declared bindings (frozen; undeclared names absent). */
-export async function bindAll(backend: Backend, specs: readonly BindingSpec[]): Promise<Readonly<Record<string, BoundBinding>>> {
+export async function bindAll(backend: Backend, specs: readonly BindingSpec[], bc: BindContext = {}): Promise<Readonly<Record<string, BoundBinding>>> {
   const out: Record<string, BoundBinding> = Object.create(null) as Record<string, BoundBinding>;
   for (const spec of specs) {
     if (Object.hasOwn(out, spec.name)) throw new BindingError('SLUICE_INVALID_ARGUMENT', `binding '${spec.name}' is declared twice`);
-    out[spec.name] = await bindOne(backend, spec);
+    out[spec.name] = await bindOne(backend, spec, bc);
   }
   return Object.freeze(out);
 }
 
 /** One declared binding, guarded by its access. */
-export async function bindOne(backend: Backend, spec: BindingSpec): Promise<BoundBinding> {
+export async function bindOne(backend: Backend, spec: BindingSpec, bc: BindContext = {}): Promise<BoundBinding> {
   if (spec.access !== 'read' && spec.access !== 'read-write')
     throw new BindingError('SLUICE_INVALID_ARGUMENT', `binding '${spec.name}': access must be 'read' or 'read-write', not ${JSON.stringify(spec.access)}`);
   switch (spec.kind) {
+    case 'object-files': {
+      if (spec.access !== 'read') throw new BindingError('SLUICE_INVALID_ARGUMENT', `binding '${spec.name}': object-files bindings are read-only; declare access 'read'`);
+      if (bc.files === undefined) throw new BindingError('SLUICE_INVALID_ARGUMENT', `binding '${spec.name}': object-files needs a file cache here`);
+      // Checks the bucket exists now, so a typo fails the function's start, not its first batch.
+      const objects = await backend.objects(spec.resource);
+      return new ObjectFiles(await bc.files(), [spec.resource], async () => objects, spec.name);
+    }
     case 'object':
       return guardObject(await backend.objects(spec.resource), spec);
     case 'kv':
@@ -53,19 +68,29 @@ export async function bindOne(backend: Backend, spec: BindingSpec): Promise<Boun
   }
 }
 
+/**
+ * A handler's read options without `internal`: internal attributes (`$sluice.*`) are the runtime's,
+ * so a handler cannot ask for them (the backend hides them by default).
+ */
+function userRead<T extends AttrReadOptions>(o: T | undefined): T | undefined {
+  if (o?.internal === undefined) return o;
+  const { internal: _internal, ...rest } = o;
+  return rest as T;
+}
+
 export function guardObject(b: ObjectBinding, spec: BindingSpec): ObjectBinding {
   const ro = spec.access === 'read';
   return Object.freeze<ObjectBinding>({
     bucket: b.bucket,
     info: () => b.info(),
     put: (key, body, o) => (ro ? Promise.reject(denied(spec, 'put')) : b.put(key, body, o)),
-    get: (key, o) => b.get(key, o),
-    getStream: (key, o) => b.getStream(key, o),
-    head: (key, o) => b.head(key, o),
+    get: (key, o) => b.get(key, userRead(o)),
+    getStream: (key, o) => b.getStream(key, userRead(o)),
+    head: (key, o) => b.head(key, userRead(o)),
     delete: (key, o) => (ro ? Promise.reject(denied(spec, 'delete')) : b.delete(key, o)),
     list: (o) => b.list(o),
-    getAttrs: (key, o) => b.getAttrs(key, o),
-    updateAttrs: (key, u, o) => (ro ? Promise.reject(denied(spec, 'updateAttrs')) : b.updateAttrs(key, u, o)),
+    getAttrs: (key, o) => b.getAttrs(key, userRead(o)),
+    updateAttrs: (key, u, o) => (ro ? Promise.reject(denied(spec, 'updateAttrs')) : b.updateAttrs(key, u, userRead(o))),
     query: (o) => b.query(o),
   });
 }

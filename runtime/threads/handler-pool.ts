@@ -24,10 +24,12 @@
  * thread too and rejects with SLUICE_HANDLER_FAILED, unless it had already finished (then its results
  * are used).
  */
+import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { isAbsolute } from 'node:path';
 import { Piscina } from 'piscina';
 import { BindingError } from '../../bindings/errors.ts';
+import { makeObjectFilesDir } from '../../bindings/file/index.ts';
 import type { BatchEffects, RecordEffects } from '../../functions/effects.ts';
 import type { BackendSpec } from '../backend-spec.ts';
 import type { BatchInput, BindingSpec } from '../batch-types.ts';
@@ -208,8 +210,11 @@ export class HandlerPool {
   /** Loops that failed right after starting, in a row (backs their restart off). */
   #startFailures = 0;
 
-  private constructor(options: ResolvedHandlerPoolOptions) {
+  readonly #filesDir: string;
+
+  private constructor(options: ResolvedHandlerPoolOptions, filesDir: string) {
     this.options = options;
+    this.#filesDir = filesDir;
     this.#slots = new SlotPool({ slots: options.slots, slotBytes: options.slotBytes, acquireTimeoutMs: 2 ** 31 - 1 });
     this.#capacity = options.threads * options.concurrentTasksPerThread;
     const ring = options.dispatch === 'ring';
@@ -229,6 +234,7 @@ export class HandlerPool {
       timeoutMs: options.timeoutMs,
       ring: ringBuffer,
       ringMask: this.#ringMask,
+      filesDir,
     };
     this.#piscina = new Piscina<HandlerTask, number[]>({
       filename: BOOTSTRAP,
@@ -259,7 +265,8 @@ export class HandlerPool {
    * that does not load fails here with SLUICE_HANDLER_FAILED rather than on the first batch.
    */
   static async open(options: HandlerPoolOptions): Promise<HandlerPool> {
-    const pool = new HandlerPool(resolveHandlerPoolOptions(options));
+    const resolved = resolveHandlerPoolOptions(options);
+    const pool = new HandlerPool(resolved, await makeObjectFilesDir());
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), pool.#startBoundMs);
     try {
@@ -582,6 +589,8 @@ export class HandlerPool {
       }
       await this.#piscina.close();
     }
+    // Every thread's bodies-as-files cache lives in here, terminated threads' too.
+    await rm(this.#filesDir, { recursive: true, force: true }).catch(() => undefined);
     this.#state = 'closed';
   }
 }

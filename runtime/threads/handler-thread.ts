@@ -11,6 +11,7 @@
 import { pathToFileURL } from 'node:url';
 import { threadId, workerData } from 'node:worker_threads';
 import { pino, type Logger } from 'pino';
+import { ObjectFileCache } from '../../bindings/file/index.ts';
 import type { Backend, ObjectBinding } from '../../bindings/types.ts';
 import { batchFailure, CounterSet, type BatchEffects } from '../../functions/effects.ts';
 import type { BoundBinding, FunctionDefinition, HandlerContext } from '../../functions/types.ts';
@@ -40,6 +41,8 @@ export interface HandlerThreadData {
   /** The dispatch ring (`dispatch: 'ring'`; see runtime/handoff/ring.ts), and its capacity − 1. */
   ring: SharedArrayBuffer | undefined;
   ringMask: number;
+  /** Directory the thread's cache of bodies as files goes in (the pool removes it on close). */
+  filesDir: string;
 }
 
 /** One task: the slots holding its batches, and the tickets they were published under. */
@@ -97,7 +100,18 @@ async function start(): Promise<Ready> {
     }
     return backend;
   };
-  const data = config.bindings.length > 0 ? await bindAll(await getBackend(), config.bindings) : Object.freeze({});
+  // Bodies as files (record.path(), object-files bindings): one cache per thread, made on first use.
+  // A file handed out stays at least the handler timeout (plus a margin), so no running batch loses it.
+  let cache: Promise<ObjectFileCache> | undefined;
+  const files = (): Promise<ObjectFileCache> => {
+    if (cache === undefined) {
+      const opening = ObjectFileCache.open({ dir: config.filesDir, pinMs: config.timeoutMs + 5_000 });
+      opening.catch(() => (cache = undefined));
+      cache = opening;
+    }
+    return cache;
+  };
+  const data = config.bindings.length > 0 ? await bindAll(await getBackend(), config.bindings, { files }) : Object.freeze({});
   const buckets = new Map<string, Promise<ObjectBinding>>();
   const objects = (bucket: string): Promise<ObjectBinding> => {
     let b = buckets.get(bucket);
@@ -109,7 +123,7 @@ async function start(): Promise<Ready> {
     return b;
   };
   if (def.init !== undefined) await def.init({ function: config.function, log, data });
-  return { def, data, log, scope: { objects } };
+  return { def, data, log, scope: { objects, files } };
 }
 
 function getReady(): Ready | Promise<Ready> {
@@ -281,7 +295,7 @@ async function runBatch(r: Ready, slot: number, ticket: number, runner: number):
   const batchLen = header[SlotWord.batchLen] as number;
   const view = new BatchView(new Uint8Array(config.buffer, at + SLOT_HEADER_BYTES, batchLen));
 
-  const scope: RecordScope = { live: true, objects: r.scope.objects };
+  const scope: RecordScope = { live: true, objects: r.scope.objects, files: r.scope.files };
   const n = view.length;
   const records = new Array<SlotRecord>(n);
   for (let i = 0; i < n; i++) records[i] = new SlotRecord(view.record(i), scope);

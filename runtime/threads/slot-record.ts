@@ -10,6 +10,7 @@ import { resolveRange } from '../../bindings/shared.ts';
 import type { Attrs, Expression, ObjectBinding } from '../../bindings/types.ts';
 import { EffectsCollector, type RecordEffects } from '../../functions/effects.ts';
 import type { EventRecord, EventType, FailOptions } from '../../functions/types.ts';
+import type { ObjectFileCache } from '../../bindings/file/index.ts';
 import type { RecordView } from '../handoff/batch-reader.ts';
 
 /** What the records of one batch share: liveness and the way to a bucket for `data()`. */
@@ -18,6 +19,21 @@ export interface RecordScope {
   live: boolean;
   /** The object binding of a bucket, for bodies not carried inline (any bucket: an internal read). */
   objects(bucket: string): Promise<ObjectBinding>;
+  /** The thread's cache of bodies as files, for `path()` (opened on first use). */
+  files(): Promise<ObjectFileCache>;
+}
+
+/** `EventRecord.path()` over a scope: shared by handler threads and the inline runner. */
+export async function recordPath(
+  scope: Pick<RecordScope, 'objects' | 'files'>,
+  r: { type: EventType; source: string; key: string; version: number; body: Uint8Array | undefined },
+): Promise<string> {
+  if (r.type === 'record') throw new BindingError('SLUICE_INVALID_ARGUMENT', `record '${r.key}'.path(): a stream record has no object (its payload is record.body)`);
+  if (r.type === 'delete') throw new BindingError('SLUICE_NOT_FOUND', `record '${r.key}'.path(): the object was deleted`);
+  const cache = await scope.files();
+  // A prefetched body is written straight from the batch: no second read of the object.
+  if (r.body !== undefined) return cache.materialize(r.source, r.key, { version: r.version, body: r.body });
+  return cache.materialize(r.source, r.key, { objects: await scope.objects(r.source), version: r.version });
 }
 
 /** Effects of a record that declared nothing; shared, never mutated. */
@@ -114,9 +130,14 @@ export class SlotRecord implements EventRecord {
     return utf8.decode(await this.data());
   }
 
+  path(): Promise<string> {
+    const v = this.#live();
+    return recordPath(this.#scope, { type: v.type, source: v.source, key: this.key, version: v.version, body: this.body });
+  }
+
   #effects(): EffectsCollector {
     this.#live();
-    return (this.#fx ??= new EffectsCollector(this.key));
+    return (this.#fx ??= new EffectsCollector(this.key, this.type));
   }
 
   setAttrs(attrs: Attrs): void {

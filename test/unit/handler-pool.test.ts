@@ -110,7 +110,7 @@ describe('handoff - handler pool', () => {
       '名前 🎉': 'värde',
     };
     const records = [
-      rec('ключ/日本語/😀 file.txt', { attrs, headers: { 'x-ü': 'ö 🎉' }, body: new TextEncoder().encode('inline ünï'), type: 'record', source: 'events', seq: 2 ** 53 - 1, version: 2 ** 40, size: 10 }),
+      rec('ключ/日本語/😀 file.txt', { attrs, headers: { 'x-ü': 'ö 🎉' }, body: new TextEncoder().encode('inline ünï'), type: 'attrs', source: 'events', seq: 2 ** 53 - 1, version: 2 ** 40, size: 10 }),
       rec('plain', { type: 'delete', etag: '', contentType: '', attempt: 3 }),
     ];
     const b = batch(records, { shard: 5, batchId: 'batch-ü' });
@@ -120,7 +120,7 @@ describe('handoff - handler pool', () => {
     expect(copied).toEqual(attrs);
     expect(echo).toEqual({
       key: 'ключ/日本語/😀 file.txt',
-      type: 'record',
+      type: 'attrs',
       source: 'events',
       shard: 2,
       seq: 2 ** 53 - 1,
@@ -135,6 +135,13 @@ describe('handoff - handler pool', () => {
     });
     expect(ctx).toMatchObject({ function: 'echo', shard: 5, batchId: 'batch-ü', deadline: b.deadlineMs, aborted: false });
     expect((e1!.set as { echo: Attrs }).echo).toMatchObject({ key: 'plain', type: 'delete', source: 'photos', etag: '', contentType: '', attempt: 3, body: null });
+  });
+
+  it('handoff - setAttrs on a stream record fails the call on a handler thread (SLUICE_INVALID_ARGUMENT), not silently at commit', async () => {
+    const pool = await open('echo');
+    const fx = await pool.run(batch([rec('evt', { type: 'record', source: 'events' })]));
+    expect(fx.error).toMatchObject({ error: { code: 'SLUICE_INVALID_ARGUMENT' } });
+    expect(fx.error?.error.message).toMatch(/stream record has no object/);
   });
 
   it('handoff - a 0-record batch runs and returns empty effects', async () => {

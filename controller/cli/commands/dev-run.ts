@@ -114,6 +114,30 @@ async function startDevIngress(p: Platform, address: string, isDefault: boolean)
   }
 }
 
+/**
+ * The image-meta part of the demo (issue 8; kept small on purpose — the chain into geo-index comes with
+ * that function): uploads functions/image-meta/samples to bucket 'photos' and prints what was found.
+ */
+async function demoImages(p: Platform, samples: string): Promise<void> {
+  const objects = await p.backend.objects('photos');
+  log(`\ndemo: uploading ${samples} to bucket 'photos'`);
+  const put = await putPaths(objects, [samples], 'demo/', {}, false);
+  const end = Date.now() + 60_000;
+  while (!(await Promise.all(put.map((r) => objects.head(r.key)))).every((h) => h?.attrs.thumbnail !== undefined)) {
+    if (Date.now() > end) {
+      log('demo: image-meta did not finish within 60 s; see `sluice logs image-meta`');
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  log('demo: what image-meta found');
+  for (const r of put) {
+    const a = (await objects.getAttrs(r.key)).attrs;
+    const where = a.latitude === undefined ? 'no GPS' : `${String(a.latitude)},${String(a.longitude)}`;
+    log(`  ${r.key.padEnd(28)} ${`${String(a.width)}x${String(a.height)}`.padEnd(9)} ${where.padEnd(24)} ${String(a.taken_at ?? '-').padEnd(26)} ${String(a.camera ?? '-').padEnd(18)} thumbnail ${(a.thumbnail as Uint8Array).byteLength} B`);
+  }
+}
+
 /** Options of `sluice dev`. */
 export interface DevOptions {
   functions: string;
@@ -165,6 +189,7 @@ export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
   process.once('SIGTERM', () => void stop());
   await deployAll(p, specFiles(dir));
   if (o.demo) await demo(p, join(dir, 'scan-sensitive', 'samples'));
+  if (o.demo && existsSync(join(dir, 'image-meta', 'samples'))) await demoImages(p, join(dir, 'image-meta', 'samples'));
   if (o.exitAfterDemo) return stop();
   // Redeploy a function when anything in its folder changes (debounced).
   if (existsSync(dir)) {
