@@ -110,7 +110,7 @@ async function handle(o: ResolvedS3GatewayOptions, state: GatewayState, req: Inc
     await HANDLERS[op](ctx);
   } catch (err) {
     const a = toS3Answer(err);
-    if (a.status >= 500) o.onError({ requestId, op, message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    if (a.status >= 500 && a.status !== 501) o.onError({ requestId, op, message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
     sendError(req, res, err, requestId, resource);
   }
 }

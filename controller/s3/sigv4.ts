@@ -224,7 +224,7 @@ function parse(req: IncomingMessage, query: URLSearchParams): Parsed | undefined
   const amzDate = query.get('X-Amz-Date');
   if (!cred || !sh || !sig || !amzDate)
     throw new S3Error('AuthorizationQueryParametersError', 'a presigned URL needs X-Amz-Credential, X-Amz-SignedHeaders, X-Amz-Date and X-Amz-Signature');
-  const ph = query.get('X-Amz-Content-Sha256') ?? UNSIGNED_PAYLOAD;
+  const ph = query.get('X-Amz-Content-Sha256') ?? query.get('x-amz-content-sha256') ?? UNSIGNED_PAYLOAD;
   return {
     ...parseCredential(cred, 'AuthorizationQueryParametersError'),
     signedHeaders: sh.split(';'),

@@ -13,6 +13,7 @@ import { specDirOf } from '../../controller.ts';
 import { startPlatform, type Platform } from '../../platform.ts';
 import { loadFunctionSpec } from '../../spec/index.ts';
 import { putPaths } from './objects.ts';
+import { startDevS3 } from './dev-s3.ts';
 import { backendSpec, type GlobalOptions } from '../context.ts';
 
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -88,19 +89,23 @@ export interface DevOptions {
   port: number;
   demo?: boolean;
   exitAfterDemo?: boolean;
+  /** S3 gateway `host:port` ('0' = a free port). @default '127.0.0.1:9000' (skipped with a notice when taken) */
+  s3?: string;
 }
 
 /** Runs the local platform until SIGINT or SIGTERM (or after the demo with `exitAfterDemo`). */
 export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
   const spec = backendSpec(g);
   const p = await startPlatform({ backend: spec, port: o.port, onEvent: (e) => log(`controller: ${e.function}: ${e.message}`) });
-  log(`sluice dev: backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
+  const s3 = await startDevS3(p.backend, spec.kind === 'local' ? spec.dir : join(process.cwd(), '.sluice-run'), o.s3);
+  log(`sluice dev: ${s3.line}; backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
   const dir = resolve(o.functions);
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     log('stopping: workers finish their batches and commit');
+    await s3.close();
     await p.close();
     process.exit(0);
   };

@@ -16,6 +16,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--port <port>', 'control API port', intArg(0), 7070)
     .option('--demo', 'upload the sample files of functions/scan-sensitive/samples and print what was found')
     .option('--exit-after-demo', 'stop after the demo (for scripts and tests)')
+    .option('--s3 <host:port>', 'S3 gateway address (0 = a free port on 127.0.0.1) (default: 127.0.0.1:9000)')
     .action(async (o: DevOptions) => {
       const { runDev } = await import('./dev-run.ts');
       await runDev(o, g());
