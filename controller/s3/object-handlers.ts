@@ -4,7 +4,7 @@
  * GetObjectAcl. Every write is ONE Object-binding put or delete, so it produces the same change record —
  * and so triggers the same functions, exactly once in effect — as a put through the binding itself.
  */
-import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
 import type { GetObjectOptions, ObjectBinding, ObjectHead, PutObjectOptions } from '../../bindings/types.ts';
 import { FIXED_ACL } from './bucket-handlers.ts';
 import { readBody, readSmallBody } from './body.ts';
@@ -113,6 +113,19 @@ export const headObject: Handler = async (ctx) => {
   ctx.res.end();
 };
 
+/** Resolves when `res` can take more data, or has closed. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
 export const getObject: Handler = async (ctx) => {
   const b = await ctx.state.bucket(bucketOf(ctx));
   const key = keyOf(ctx);
@@ -153,7 +166,7 @@ export const getObject: Handler = async (ctx) => {
     for (let r = await it.next(); !r.done; r = await it.next()) {
       if (res.destroyed) break;
       // Backpressure: wait for the socket to drain (or close) before reading the next chunk.
-      if (!res.write(r.value)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      if (!res.write(r.value)) await drained(res);
     }
   } finally {
     await it.return?.();
