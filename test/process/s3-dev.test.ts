@@ -102,6 +102,36 @@ describe('s3/dev', () => {
     s3.destroy();
   }, 120_000);
 
+  it('s3/dev - the standalone entry (controller/s3/main.ts) serves a credentials file over the same data', async () => {
+    const creds = join(work, 'keys.yaml');
+    writeFileSync(creds, `- accessKeyId: ${KEY_ID}\n  secretAccessKey: ${SECRET}\n  access: read\n`);
+    const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_BACKEND: join(work, 'data'), SLUICE_S3_ADDRESS: '127.0.0.1:0', SLUICE_S3_CREDENTIALS_FILE: creds };
+    const p = spawn(process.execPath, ['--import', 'tsx', join(root, 'controller/s3/main.ts')], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let buf = '';
+      const url = await new Promise<string>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`main.ts did not start: ${buf}`)), 30_000);
+        p.stdout.setEncoding('utf8').on('data', (d: string) => {
+          buf += d;
+          const m = /"url":"([^"]+)"/.exec(buf);
+          if (m) {
+            clearTimeout(t);
+            resolve(m[1]!);
+          }
+        });
+        p.stderr.setEncoding('utf8').on('data', (d: string) => (buf += d));
+      });
+      const s3 = new S3Client({ endpoint: url, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: KEY_ID, secretAccessKey: SECRET } });
+      const h = await s3.send(new HeadObjectCommand({ Bucket: 'uploads', Key: 's3/letter.txt' }));
+      expect(h.Metadata?.['sluice-attr-has_ssn']).toBe('true');
+      s3.destroy();
+    } finally {
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await exited;
+    }
+  }, 60_000);
+
   it('s3/dev - without the environment pair, a key pair is generated once and kept with mode 0600', () => {
     const dir = join(work, 'gen');
     const a = ensureDevCredentials(dir, {});
