@@ -58,3 +58,15 @@ export const getBucketAcl: Handler = async (ctx) => {
 
 /** The fixed ACL (the gateway's access model is its keys, not ACLs). */
 export const FIXED_ACL = ACL;
+
+/**
+ * PutBucketAcl / PutObjectAcl: accepted and ignored. Access is decided by the gateway's keys alone, and
+ * nothing is ever anonymous, so an ACL (even public-read) can only ask for less than the keys grant;
+ * clients such as s3cmd set one after every copy and treat a refusal as a failure.
+ */
+export const putAcl: Handler = async (ctx) => {
+  drain(ctx.req);
+  const b = await ctx.state.bucket(bucketOf(ctx));
+  if (ctx.key !== undefined && !(await b.head(ctx.key))) throw new S3Error('NoSuchKey', `the key '${ctx.key}' does not exist`);
+  sendEmpty(ctx, 200);
+};

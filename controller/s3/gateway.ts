@@ -41,6 +41,7 @@ const HANDLERS: { readonly [K in Operation]: Handler } = {
   GetObject: objects.getObject,
   GetObjectTagging: objects.getObjectTagging,
   GetObjectAcl: objects.getObjectAcl,
+  PutAcl: buckets.putAcl,
   PutObject: objects.putObject,
   CopyObject: objects.copyObject,
   DeleteObject: objects.deleteObject,

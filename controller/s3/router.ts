@@ -63,6 +63,7 @@ export const Operations = [
   'GetObject',
   'GetObjectTagging',
   'GetObjectAcl',
+  'PutAcl',
   'PutObject',
   'CopyObject',
   'DeleteObject',
@@ -123,7 +124,8 @@ export function operationOf(method: string, a: Address, headers: Record<string, 
       case 'HEAD':
         return 'HeadBucket';
       case 'PUT':
-        if (q.has('versioning') || q.has('acl') || q.has('tagging')) throw new S3Error('NotImplemented', 'changing bucket versioning, ACLs or tags is not implemented by the sluice gateway');
+        if (q.has('acl')) return 'PutAcl';
+        if (q.has('versioning') || q.has('tagging')) throw new S3Error('NotImplemented', 'changing bucket versioning, ACLs or tags is not implemented by the sluice gateway');
         return 'CreateBucket';
       case 'DELETE':
         return 'DeleteBucket';
@@ -142,7 +144,8 @@ export function operationOf(method: string, a: Address, headers: Record<string, 
     case 'HEAD':
       return 'HeadObject';
     case 'PUT':
-      if (q.has('tagging') || q.has('acl')) throw new S3Error('NotImplemented', 'object tags and ACLs cannot be changed through the gateway (functions set attributes)');
+      if (q.has('acl')) return 'PutAcl';
+      if (q.has('tagging')) throw new S3Error('NotImplemented', 'object tags cannot be changed through the gateway (functions set attributes)');
       if (q.has('uploadId') || q.has('partNumber')) return headers['x-amz-copy-source'] !== undefined ? 'UploadPartCopy' : 'UploadPart';
       return headers['x-amz-copy-source'] !== undefined ? 'CopyObject' : 'PutObject';
     case 'POST':

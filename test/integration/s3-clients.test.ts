@@ -108,6 +108,7 @@ describe('s3/clients', () => {
       return r.stdout;
     };
     await ok(['mb', 's3://s3cmd-bucket']);
+    expect(await ok(['ls'])).toContain('s3://s3cmd-bucket');
     await ok(['put', small, 's3://s3cmd-bucket/dir/small.txt']);
     await ok(['put', big, 's3://s3cmd-bucket/big.bin']);
     const info = await ok(['info', 's3://s3cmd-bucket/big.bin']);
