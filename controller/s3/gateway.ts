@@ -98,13 +98,14 @@ async function handle(o: ResolvedS3GatewayOptions, state: GatewayState, req: Inc
   try {
     const a = resolveAddress(url, req.headers.host, o.virtualHostDomains);
     resource = `/${a.bucket ?? ''}${a.key !== undefined ? `/${a.key}` : ''}`;
-    op = operationOf(req.method ?? 'GET', a, req.headers);
+    // Authenticate before anything else is said about the request (even NotImplemented).
     const auth = verifyRequest(req, a.rawPath, a.rawQuery, a.query, {
       lookup: (id) => o.keys.get(id),
       maxSkewMs: o.maxSkewMs,
       maxPresignExpiresS: o.maxPresignExpiresS,
       now: o.now,
     });
+    op = operationOf(req.method ?? 'GET', a, req.headers);
     if (!allows(auth.key, a.bucket, isWrite(op)))
       throw new S3Error('AccessDenied', `access key '${auth.key.accessKeyId}' may not ${isWrite(op) ? 'write' : 'read'}${a.bucket ? ` bucket '${a.bucket}'` : ''}`);
     const ctx: S3Context = { req, res, op, state, options: o, bucket: a.bucket, key: a.key, query: a.query, auth, requestId };

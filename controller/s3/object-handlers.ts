@@ -113,6 +113,9 @@ export const headObject: Handler = async (ctx) => {
   ctx.res.end();
 };
 
+/** Bodies up to this size are sent in one write with the headers. */
+const SMALL_BODY_BYTES = 256 * 1024;
+
 /** Resolves when `res` can take more data, or has closed. */
 function drained(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
@@ -162,6 +165,14 @@ export const getObject: Handler = async (ctx) => {
   }
   const res = ctx.res;
   res.writeHead(status, { ...h, 'content-length': length });
+  if (length <= SMALL_BODY_BYTES) {
+    // A small body goes out with the headers in one write: a separate write per chunk costs the client
+    // an extra read (and, with delayed ACKs, a wait) for no memory saved.
+    const chunks: Uint8Array[] = [];
+    for (let r = await it.next(); !r.done; r = await it.next()) chunks.push(r.value);
+    res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+    return;
+  }
   try {
     for (let r = await it.next(); !r.done; r = await it.next()) {
       if (res.destroyed) break;
