@@ -129,7 +129,7 @@ async function handle(o: ResolvedS3GatewayOptions, state: GatewayState, req: Inc
 export async function startS3Gateway(options: S3GatewayOptions): Promise<S3Gateway> {
   const o = resolveS3GatewayOptions(options);
   const state = await GatewayState.open(o.backend, o.bucketShards);
-  const server: Server = createServer({ keepAlive: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => void handle(o, state, req, res));
+  const server: Server = createServer({ keepAlive: true, noDelay: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => void handle(o, state, req, res));
   // Clients keep connections in pools for up to a minute; keep ours open longer so they never race a close.
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
