@@ -361,6 +361,12 @@ forEachBackend('s3/sdk', (ctx) => {
     const bad = await raw(gw, 'PUT', `/${bucket}/modes/badsum`, th, body);
     expect(bad.status).toBe(400);
     expect(bad.body).toContain('<Code>BadDigest</Code>');
+    // A declared length past the object bound is refused before the body is read, and nothing is stored.
+    const big = await signed(gw, 'PUT', `/${bucket}/modes/huge`, { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', 'content-length': String(65 * 1024 * 1024) });
+    const huge = await raw(gw, 'PUT', `/${bucket}/modes/huge`, big, Buffer.alloc(0));
+    expect(huge.status).toBe(400);
+    expect(huge.body).toContain('<Code>EntityTooLarge</Code>');
+    expect((await status(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'modes/huge' })))).status).toBe(404);
     const sh = await signed(gw, 'PUT', `/${bucket}/modes/badsha`, { 'x-amz-content-sha256': createHash('sha256').update('other').digest('hex'), 'content-length': '5' });
     expect((await raw(gw, 'PUT', `/${bucket}/modes/badsha`, sh, Buffer.from('hello'))).body).toContain('XAmzContentSHA256Mismatch');
   });
@@ -377,7 +383,9 @@ forEachBackend('s3/sdk', (ctx) => {
   });
 
   it(tn('s3/sdk', ctx, 'attributes set by functions show as x-amz-meta-sluice-attr-* and tags; internal ones never'), async () => {
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'attrs/doc.txt', Body: 'x', Metadata: { owner: 'bo' } }));
+    // A client cannot forge a function's verdict through metadata named like an attribute header.
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'attrs/doc.txt', Body: 'x', Metadata: { owner: 'bo', 'sluice-attr-has_ssn': 'false' } }));
+    expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'attrs/doc.txt' }))).Metadata).toEqual({ owner: 'bo' });
     const objects = await ctx.backend.objects(bucket);
     await objects.updateAttrs('attrs/doc.txt', { expr: 'SET has_ssn = :t, score = :n, #m = :m', names: { '#m': '$sluice.scan-sensitive' }, values: { ':t': true, ':n': 0.5, ':m': 42 } });
     const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'attrs/doc.txt' }));
