@@ -199,6 +199,10 @@ forEachBackend('s3/sdk', (ctx) => {
       marker = r.NextMarker;
     }
     expect(v1.sort()).toEqual([...keys, 'p/sub/', 'p/zz/'].sort());
+    const few = await s3.send(new ListObjectsV2Command({ Bucket: b, Prefix: 'p/', Delimiter: '/', MaxKeys: 7 }));
+    expect([few.KeyCount, few.MaxKeys, few.IsTruncated, few.Contents?.at(-1)?.Key]).toEqual([7, 7, true, 'p/k00006']);
+    const none = await s3.send(new ListObjectsV2Command({ Bucket: b, Prefix: 'p/', MaxKeys: 0 }));
+    expect([none.KeyCount, none.IsTruncated]).toEqual([0, false]);
     const enc = await s3.send(new ListObjectsV2Command({ Bucket: b, Prefix: 'q/', EncodingType: 'url' }));
     expect(enc.Contents?.map((c) => decodeURIComponent(c.Key!))).toEqual(['q/x y+z']);
     const vs = await s3.send(new ListObjectVersionsCommand({ Bucket: b, Prefix: 'p/sub/' }));
