@@ -11,17 +11,61 @@ import { Checksum, expectChecksum, headerChecksums, isChecksumAlgorithm, type Ch
 import { S3Error } from './s3-errors.ts';
 import type { AuthContext } from './sigv4.ts';
 
+/**
+ * Bounds the bytes of request bodies the gateway holds at once (each PUT or part is buffered whole before
+ * its one atomic put): past the bound a request gets `503 SlowDown`, which every S3 client retries with
+ * backoff, instead of the process growing without limit.
+ */
+export class BodyBudget {
+  readonly maxBytes: number;
+  #used = 0;
+
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes;
+  }
+
+  get usedBytes(): number {
+    return this.#used;
+  }
+
+  /** A holder for one request: takes bytes as the body grows; `release()` returns them all. */
+  open(): BodyReservation {
+    let held = 0;
+    return {
+      take: (n: number) => {
+        if (this.#used + n > this.maxBytes)
+          throw new S3Error('SlowDown', `the gateway is holding ${this.#used} bytes of upload bodies (bound ${this.maxBytes}); retry later`);
+        this.#used += n;
+        held += n;
+      },
+      release: () => {
+        this.#used -= held;
+        held = 0;
+      },
+    };
+  }
+}
+
+/** One request's share of the {@link BodyBudget}. */
+export interface BodyReservation {
+  take(n: number): void;
+  release(): void;
+}
+
 function tooLarge(n: number, max: number): S3Error {
   return new S3Error('EntityTooLarge', `the body is ${n} bytes; the gateway accepts at most ${max} bytes per object or part`);
 }
 
 /** Reads, decodes and verifies the body of a request; at most `maxBytes` decoded bytes. */
-export async function readBody(req: IncomingMessage, auth: AuthContext, maxBytes: number): Promise<Buffer> {
+export async function readBody(req: IncomingMessage, auth: AuthContext, maxBytes: number, reservation?: BodyReservation): Promise<Buffer> {
   const h = req.headers;
   const mode = auth.payload;
   const chunked = mode.type === 'streaming-signed' || mode.type === 'streaming-unsigned-trailer' || /\baws-chunked\b/.test(h['content-encoding'] ?? '');
   const declared = chunked ? h['x-amz-decoded-content-length'] : h['content-length'];
   if (declared !== undefined && Number(declared) > maxBytes) throw tooLarge(Number(declared), maxBytes);
+  // Reserve the declared size up front (refused before any byte is read); an undeclared size as it grows.
+  const declaredBytes = declared !== undefined ? Number(declared) : undefined;
+  if (reservation && declaredBytes !== undefined && declaredBytes > 0) reservation.take(declaredBytes);
   if (chunked && declared === undefined && h['transfer-encoding'] === undefined)
     throw new S3Error('MissingContentLength', 'an aws-chunked upload needs x-amz-decoded-content-length');
 
@@ -42,6 +86,7 @@ export async function readBody(req: IncomingMessage, auth: AuthContext, maxBytes
   const take = (b: Buffer): void => {
     size += b.length;
     if (size > maxBytes) throw tooLarge(size, maxBytes);
+    if (reservation && (declaredBytes === undefined || size > declaredBytes)) reservation.take(b.length);
     parts.push(b);
     md5?.update(b);
     trailerCheck?.update(b);
@@ -83,8 +128,8 @@ export async function readBody(req: IncomingMessage, auth: AuthContext, maxBytes
 }
 
 /** Reads a small body without a size-declared payload (XML documents), bounded. */
-export async function readSmallBody(req: IncomingMessage, auth: AuthContext, maxBytes = 1024 * 1024): Promise<string> {
-  return (await readBody(req, auth, maxBytes)).toString('utf8');
+export async function readSmallBody(req: IncomingMessage, auth: AuthContext, maxBytes = 1024 * 1024, reservation?: BodyReservation): Promise<string> {
+  return (await readBody(req, auth, maxBytes, reservation)).toString('utf8');
 }
 
 /** Discards a body the operation does not read (so the connection can be reused). */

@@ -1,5 +1,6 @@
 /** What every operation handler gets, and the response helpers they share. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { BodyReservation } from './body.ts';
 import type { GatewayState } from './gateway-state.ts';
 import type { ResolvedS3GatewayOptions } from './options.ts';
 import type { Operation } from './router.ts';
@@ -18,6 +19,8 @@ export interface S3Context {
   query: URLSearchParams;
   auth: AuthContext;
   requestId: string;
+  /** This request's share of the gateway's bound on buffered bodies (released when the request ends). */
+  reservation: BodyReservation;
 }
 
 /** A handler of one operation; it writes the whole response. */

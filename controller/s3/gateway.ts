@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SluiceError } from '../../bindings/errors.ts';
+import { BodyBudget } from './body.ts';
 import * as buckets from './bucket-handlers.ts';
 import type { Handler, S3Context } from './context.ts';
 import { allows } from './credentials.ts';
@@ -59,6 +60,8 @@ export interface S3Gateway {
   readonly url: string;
   readonly host: string;
   readonly port: number;
+  /** Bytes of request bodies held right now (bounded by `maxInflightBodyBytes`). */
+  readonly bodyBytesHeld: number;
   /** Stops accepting requests and closes open connections (the backend stays open: it is the caller's). */
   close(): Promise<void>;
 }
@@ -88,13 +91,14 @@ function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, requ
   res.end(body);
 }
 
-async function handle(o: ResolvedS3GatewayOptions, state: GatewayState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(o: ResolvedS3GatewayOptions, state: GatewayState, budget: BodyBudget, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const requestId = `${ID_PREFIX}${(++seq).toString(16).toUpperCase().padStart(8, '0')}`;
   res.setHeader('x-amz-request-id', requestId);
   res.setHeader('server', 'sluice');
   const url = req.url ?? '/';
   let op: Operation | 'unknown' = 'unknown';
   let resource = url.split('?')[0]!;
+  const reservation = budget.open();
   try {
     const a = resolveAddress(url, req.headers.host, o.virtualHostDomains);
     resource = `/${a.bucket ?? ''}${a.key !== undefined ? `/${a.key}` : ''}`;
@@ -108,12 +112,15 @@ async function handle(o: ResolvedS3GatewayOptions, state: GatewayState, req: Inc
     op = operationOf(req.method ?? 'GET', a, req.headers);
     if (!allows(auth.key, a.bucket, isWrite(op)))
       throw new S3Error('AccessDenied', `access key '${auth.key.accessKeyId}' may not ${isWrite(op) ? 'write' : 'read'}${a.bucket ? ` bucket '${a.bucket}'` : ''}`);
-    const ctx: S3Context = { req, res, op, state, options: o, bucket: a.bucket, key: a.key, query: a.query, auth, requestId };
+    const ctx: S3Context = { req, res, op, state, options: o, bucket: a.bucket, key: a.key, query: a.query, auth, requestId, reservation };
     await HANDLERS[op](ctx);
   } catch (err) {
     const a = toS3Answer(err);
     if (a.status >= 500 && a.status !== 501) o.onError({ requestId, op, message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
     sendError(req, res, err, requestId, resource);
+  } finally {
+    // The body buffer is garbage once the handler is done with it (its put has committed or failed).
+    reservation.release();
   }
 }
 
@@ -129,7 +136,8 @@ async function handle(o: ResolvedS3GatewayOptions, state: GatewayState, req: Inc
 export async function startS3Gateway(options: S3GatewayOptions): Promise<S3Gateway> {
   const o = resolveS3GatewayOptions(options);
   const state = await GatewayState.open(o.backend, o.bucketShards);
-  const server: Server = createServer({ keepAlive: true, noDelay: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => void handle(o, state, req, res));
+  const budget = new BodyBudget(o.maxInflightBodyBytes);
+  const server: Server = createServer({ keepAlive: true, noDelay: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => void handle(o, state, budget, req, res));
   // Clients keep connections in pools for up to a minute; keep ours open longer so they never race a close.
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
@@ -144,6 +152,9 @@ export async function startS3Gateway(options: S3GatewayOptions): Promise<S3Gatew
     url: `http://${host}:${addr.port}`,
     host: addr.address,
     port: addr.port,
+    get bodyBytesHeld() {
+      return budget.usedBytes;
+    },
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

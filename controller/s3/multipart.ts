@@ -50,7 +50,7 @@ export const uploadPart: Handler = async (ctx) => {
   const id = uploadIdOf(ctx);
   const n = partNumberOf(ctx);
   await ctx.state.upload(id, bucketOf(ctx), keyOf(ctx));
-  const body = await readBody(ctx.req, ctx.auth, ctx.options.maxObjectBytes);
+  const body = await readBody(ctx.req, ctx.auth, ctx.options.maxObjectBytes, ctx.reservation);
   const r = await ctx.state.parts.put(GatewayState.partKey(id, n), body);
   const out: Record<string, string> = { etag: quote(r.etag) };
   for (const [k, v] of Object.entries(ctx.req.headers)) if (k.startsWith('x-amz-checksum-') && k !== 'x-amz-checksum-algorithm' && typeof v === 'string') out[k] = v;
@@ -82,7 +82,7 @@ export const completeMultipartUpload: Handler = async (ctx) => {
   const key = keyOf(ctx);
   const u = await ctx.state.upload(id, bucket, key);
   const target = await ctx.state.bucket(bucket);
-  const root = parseXml(await readSmallBody(ctx.req, ctx.auth, 2 * 1024 * 1024));
+  const root = parseXml(await readSmallBody(ctx.req, ctx.auth, 2 * 1024 * 1024, ctx.reservation));
   if (root.name !== 'CompleteMultipartUpload') throw new S3Error('MalformedXML', 'the body must be a <CompleteMultipartUpload> document');
   const listed = childrenNamed(root, 'Part').map((p) => ({ n: Number(childText(p, 'PartNumber')), etag: unquote(childText(p, 'ETag') ?? '') }));
   if (listed.length === 0) throw new S3Error('MalformedXML', 'CompleteMultipartUpload lists no parts');

@@ -189,7 +189,7 @@ export const putObject: Handler = async (ctx) => {
   const b = await ctx.state.bucket(bucketOf(ctx));
   const key = keyOf(ctx);
   const h = ctx.req.headers;
-  const body = await readBody(ctx.req, ctx.auth, ctx.options.maxObjectBytes);
+  const body = await readBody(ctx.req, ctx.auth, ctx.options.maxObjectBytes, ctx.reservation);
   const o: PutObjectOptions = { attrs: putAttrs(metaFromHeaders(h), { headers: storedHeadersFrom(h) }) };
   if (h['content-type']) o.contentType = h['content-type'];
   if (h['if-none-match'] === '*') o.ifNoneMatch = '*';
@@ -249,7 +249,7 @@ export const deleteObject: Handler = async (ctx) => {
 
 export const deleteObjects: Handler = async (ctx) => {
   const b = await ctx.state.bucket(bucketOf(ctx));
-  const root = parseXml(await readSmallBody(ctx.req, ctx.auth, 2 * 1024 * 1024));
+  const root = parseXml(await readSmallBody(ctx.req, ctx.auth, 2 * 1024 * 1024, ctx.reservation));
   if (root.name !== 'Delete') throw new S3Error('MalformedXML', 'the DeleteObjects body must be a <Delete> document');
   const quiet = childText(root, 'Quiet')?.trim() === 'true';
   const keys = childrenNamed(root, 'Object').map((o) => childText(o, 'Key'));

@@ -27,6 +27,11 @@ export interface S3GatewayOptions {
   maxObjectBytes?: number;
   /** Smallest part of a multipart upload but the last (as S3). @default 5242880 (5 MiB) */
   minPartBytes?: number;
+  /**
+   * Most bytes of request bodies held at once (bodies are buffered whole before their one put); past it
+   * requests get 503 SlowDown, which clients retry. At least `maxObjectBytes`. @default 536870912 (512 MiB)
+   */
+  maxInflightBodyBytes?: number;
   /** Shards of buckets created through the gateway. @default 8 */
   bucketShards?: number;
   /** Called with one line per failed request (5xx) for logs. @default ignored */
@@ -47,6 +52,7 @@ export interface ResolvedS3GatewayOptions {
   readonly maxPresignExpiresS: number;
   readonly maxObjectBytes: number;
   readonly minPartBytes: number;
+  readonly maxInflightBodyBytes: number;
   readonly bucketShards: number;
   readonly onError: (e: { requestId: string; op: string; message: string }) => void;
   readonly now: () => number;
@@ -74,6 +80,9 @@ export function resolveS3GatewayOptions(o: S3GatewayOptions): ResolvedS3GatewayO
   const maxObjectBytes = positive(o.maxObjectBytes, 'maxObjectBytes', Limits.maxObjectBytes);
   if (maxObjectBytes > Limits.maxObjectBytes)
     throw new SluiceError('SLUICE_INVALID_ARGUMENT', `S3 gateway option maxObjectBytes must be at most ${Limits.maxObjectBytes} (the Object binding's bound)`);
+  const maxInflightBodyBytes = positive(o.maxInflightBodyBytes, 'maxInflightBodyBytes', 512 * 1024 * 1024);
+  if (maxInflightBodyBytes < maxObjectBytes)
+    throw new SluiceError('SLUICE_INVALID_ARGUMENT', `S3 gateway option maxInflightBodyBytes (${maxInflightBodyBytes}) must be at least maxObjectBytes (${maxObjectBytes})`);
   return Object.freeze({
     backend: o.backend,
     host,
@@ -85,6 +94,7 @@ export function resolveS3GatewayOptions(o: S3GatewayOptions): ResolvedS3GatewayO
     maxPresignExpiresS: positive(o.maxPresignExpiresS, 'maxPresignExpiresS', 7 * 24 * 3600),
     maxObjectBytes,
     minPartBytes: positive(o.minPartBytes, 'minPartBytes', 5 * 1024 * 1024),
+    maxInflightBodyBytes,
     bucketShards: positive(o.bucketShards, 'bucketShards', 8),
     onError: o.onError ?? (() => undefined),
     now: o.now ?? Date.now,

@@ -36,6 +36,7 @@ export const S3OnlyErrors = {
   PreconditionFailed: 412,
   RequestTimeTooSkewed: 403,
   SignatureDoesNotMatch: 403,
+  SlowDown: 503,
   XAmzContentSHA256Mismatch: 400,
   InternalError: 500,
 } as const;

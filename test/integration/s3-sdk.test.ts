@@ -35,10 +35,17 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalBackend } from '../../bindings/local/index.ts';
+import { startS3Gateway } from '../../controller/s3/index.ts';
 import type { S3Gateway } from '../../controller/s3/index.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
-import { KEY, LIMITED, presign, putMany, READONLY, signer, startTestGateway } from '../support/s3.ts';
+import { KEY, LIMITED, presign, putMany, READONLY, signer, startTestGateway, until } from '../support/s3.ts';
 
 const MiB = 1024 * 1024;
 
@@ -399,5 +406,42 @@ forEachBackend('s3/sdk', (ctx) => {
       ['has_ssn', 'true'],
       ['score', '0.5'],
     ]);
+  });
+});
+
+describe('s3/limits', () => {
+  it('s3/limits - bodies held at once are bounded: a PUT past maxInflightBodyBytes gets 503 SlowDown, then succeeds once room frees', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-s3-limits-'));
+    const backend = await LocalBackend.open({ dir });
+    const gw = await startS3Gateway({ backend, address: '127.0.0.1:0', credentials: [KEY], maxObjectBytes: 64 * 1024, maxInflightBodyBytes: 100 * 1024 });
+    const s3 = client(gw);
+    try {
+      await s3.send(new CreateBucketCommand({ Bucket: 'lim' }));
+      // A slow upload of 60 KiB: headers and 1 KiB sent, the rest held back.
+      const path = '/lim/slow';
+      const h = await signed(gw, 'PUT', path, { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', 'content-length': String(60 * 1024) });
+      const sock = connect(gw.port, '127.0.0.1');
+      await once(sock, 'connect');
+      sock.write(`PUT ${path} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n`);
+      sock.write(Buffer.alloc(1024, 'a'));
+      let reply = '';
+      sock.setEncoding('utf8').on('data', (d: string) => (reply += d));
+      await until('the gateway to hold the slow body', async () => (gw.bodyBytesHeld === 60 * 1024 ? true : undefined));
+      const body = Buffer.alloc(60 * 1024, 'b');
+      const refused = await status(s3.send(new PutObjectCommand({ Bucket: 'lim', Key: 'fast', Body: body })));
+      expect(refused, reply).toEqual({ status: 503, name: 'SlowDown' });
+      expect((await status(s3.send(new HeadObjectCommand({ Bucket: 'lim', Key: 'fast' })))).status).toBe(404);
+      sock.write(Buffer.alloc(59 * 1024, 'a'));
+      await until('the slow upload to finish', async () => (/^HTTP\/1\.1 200/.test(reply) ? true : undefined));
+      sock.destroy();
+      await until('the reservation to be released', async () => (gw.bodyBytesHeld === 0 ? true : undefined));
+      await s3.send(new PutObjectCommand({ Bucket: 'lim', Key: 'fast', Body: body }));
+      expect((await s3.send(new HeadObjectCommand({ Bucket: 'lim', Key: 'slow' }))).ContentLength).toBe(60 * 1024);
+    } finally {
+      s3.destroy();
+      await gw.close();
+      await backend.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
