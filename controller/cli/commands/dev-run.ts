@@ -15,6 +15,7 @@ import { startPlatform, type Platform } from '../../platform.ts';
 import { loadFunctionSpec } from '../../spec/index.ts';
 import type { RunningConsole } from '../../console/index.ts';
 import { putPaths } from './objects.ts';
+import { startDevS3 } from './dev-s3.ts';
 import { backendSpec, type GlobalOptions } from '../context.ts';
 
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -152,6 +153,8 @@ export interface DevOptions {
   http?: string | false;
   /** `http` is the default: when that port is taken, the ingress takes a free port instead of failing. @default false */
   httpIsDefault?: boolean;
+  /** S3 gateway `host:port` ('0' = a free port). @default '127.0.0.1:9000' (skipped with a notice when taken) */
+  s3?: string;
 }
 
 /** Runs the local platform until SIGINT or SIGTERM (or after the demo with `exitAfterDemo`). */
@@ -166,12 +169,14 @@ export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
     await p.close();
     throw e;
   });
+  const s3 = await startDevS3(p.backend, spec.kind === 'local' ? spec.dir : join(process.cwd(), '.sluice-run'), o.s3);
   const ingress = o.http === false ? undefined : await startDevIngress(p, o.http ?? '127.0.0.1:8080', o.httpIsDefault ?? false).catch(async (e: unknown) => {
     await ui?.close();
+    await s3.close();
     await p.close();
     throw e;
   });
-  log(`sluice dev: ${ui ? `console ${ui.url} · ` : ''}${ingress ? `http ${ingress.url} · ` : ''}backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
+  log(`sluice dev: ${ui ? `console ${ui.url} · ` : ''}${ingress ? `http ${ingress.url} · ` : ''}${s3.line}; backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
   started = true;
   for (const s of early.splice(0)) log(s);
   const dir = resolve(o.functions);
@@ -182,6 +187,7 @@ export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
     log('stopping: workers finish their batches and commit');
     await ui?.close();
     await ingress?.close();
+    await s3.close();
     await p.close();
     process.exit(0);
   };

@@ -20,6 +20,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--no-ui', 'do not serve the web console')
     .option('--http <host:port>', 'HTTP ingress of http-triggered functions (port 0: any free port)', '127.0.0.1:8080')
     .option('--no-http', 'do not serve the HTTP ingress')
+    .option('--s3 <host:port>', 'S3 gateway address (0 = a free port on 127.0.0.1) (default: 127.0.0.1:9000)')
     .action(async (o: DevOptions, cmd: Command) => {
       const { runDev } = await import('./dev-run.ts');
       await runDev({ ...o, uiIsDefault: cmd.getOptionValueSource('ui') === 'default', httpIsDefault: cmd.getOptionValueSource('http') === 'default' }, g());
