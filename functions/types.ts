@@ -84,6 +84,11 @@ export interface HandlerContext {
   readonly log: Logger;
   /** The bindings declared in the spec, by name. Undeclared names are absent. */
   readonly data: Readonly<Record<string, BoundBinding>>;
+  /**
+   * The spec's `secrets`, resolved (from `fromEnv` or `value`) by name; a NATS backend's `tokenSecret`
+   * is not among them (the handler reaches the backend only through its bindings). Never log them.
+   */
+  readonly secrets: Readonly<Record<string, string>>;
   /** Aborted when the handler's timeout passes or the worker shuts down. */
   readonly signal: AbortSignal;
   /** Epoch ms by which the handler must return. */
@@ -98,6 +103,8 @@ export interface InitContext {
   readonly function: string;
   readonly log: Logger;
   readonly data: Readonly<Record<string, BoundBinding>>;
+  /** The spec's secrets by name, as {@link HandlerContext.secrets}. */
+  readonly secrets: Readonly<Record<string, string>>;
 }
 
 /** A function definition as a module exports it (`export default defineFunction({...})`). */

@@ -44,7 +44,7 @@ export class InlineRunner implements HandlerRunner {
     const def = mod.default;
     if (!def || typeof def.handler !== 'function') throw new BindingError('SLUICE_INVALID_ARGUMENT', `function module ${o.module} has no default export from defineFunction`);
     const data = await bindAll(backend, o.bindings);
-    await def.init?.({ function: o.function, log, data });
+    await def.init?.({ function: o.function, log, data, secrets: o.secrets });
     return new InlineRunner(def, o, backend, log, data);
   }
 
@@ -75,6 +75,7 @@ export class InlineRunner implements HandlerRunner {
         count: (name, n) => counters.count(name, n),
         log: this.#log.child({ function: batch.function, shard: batch.shard, batchId: batch.batchId }),
         data: this.#data,
+        secrets: this.#o.secrets,
         signal: ac.signal,
         deadline: batch.deadlineMs,
       };

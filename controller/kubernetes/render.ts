@@ -131,7 +131,7 @@ export function renderFunction(spec0: FunctionSpec, options: RenderOptions = {})
   // The worker overrides ordinal and replicas from SLUICE_ORDINAL / SLUICE_REPLICAS; these are placeholders.
   const worker = { ...toWorkerOptions(spec, { specDir, ordinal: 0, replicas: Math.max(1, replicas), ...(options.env ? { env: options.env } : {}) }), httpPort: WorkerHttpPort, httpHost: '0.0.0.0' };
   const workerJson = `${JSON.stringify(worker, null, 2)}\n`;
-  const credential = worker.backend.kind === 'nats' && 'token' in worker.backend && worker.backend.token !== undefined;
+  const credential = (worker.backend.kind === 'nats' && 'token' in worker.backend && worker.backend.token !== undefined) || Object.keys(worker.secrets ?? {}).length > 0;
   const specYaml = redactedSpecYaml(spec);
 
   const configMap: IConfigMap = {

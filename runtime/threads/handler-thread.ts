@@ -32,6 +32,8 @@ export interface HandlerThreadData {
   function: string;
   backend: BackendSpec;
   bindings: BindingSpec[];
+  /** The function's resolved secrets (`ctx.secrets`). */
+  secrets: Record<string, string>;
   logLevel: string;
   /** Origin of the start times written into slot headers (epoch ms). */
   epochMs: number;
@@ -70,6 +72,7 @@ export const TaskStatus = {
 interface Ready {
   def: FunctionDefinition;
   data: Readonly<Record<string, BoundBinding>>;
+  secrets: Readonly<Record<string, string>>;
   log: Logger;
   scope: Omit<RecordScope, 'live'>;
 }
@@ -108,8 +111,9 @@ async function start(): Promise<Ready> {
     }
     return b;
   };
-  if (def.init !== undefined) await def.init({ function: config.function, log, data });
-  return { def, data, log, scope: { objects } };
+  const secrets = Object.freeze({ ...config.secrets });
+  if (def.init !== undefined) await def.init({ function: config.function, log, data, secrets });
+  return { def, data, secrets, log, scope: { objects } };
 }
 
 function getReady(): Ready | Promise<Ready> {
@@ -130,6 +134,7 @@ class BatchContext implements HandlerContext {
   readonly shard: number;
   readonly batchId: string;
   readonly data: Readonly<Record<string, BoundBinding>>;
+  readonly secrets: Readonly<Record<string, string>>;
   readonly deadline: number;
   readonly counters = new CounterSet();
   readonly count = (name: string, n?: number): void => this.counters.count(name, n);
@@ -143,6 +148,7 @@ class BatchContext implements HandlerContext {
     this.shard = view.shard;
     this.batchId = view.batchId;
     this.data = r.data;
+    this.secrets = r.secrets;
     // The earlier of the batch's deadline and the pool's timeout (past which the thread is terminated).
     const batchDeadline = view.deadlineMs;
     const timeout = startedMs + config.timeoutMs;
