@@ -20,7 +20,7 @@ import { backupEnv, backupSpecText, backupWorkerOptions, bodyOf, copyOf, keyOf, 
 import { startS3rver, type S3rverHandle } from '../support/s3rver.ts';
 
 const workerMain = fileURLToPath(new URL('../../runtime/worker-main.ts', import.meta.url));
-const N = Number(process.env.BK_N ?? 300);
+const N = 200;
 
 async function startWorker(configFile: string): Promise<{ proc: ChildProcess; exit: Promise<number | null> }> {
   const proc = spawn(process.execPath, ['--import', 'tsx', workerMain, configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -99,7 +99,7 @@ forEachBackend('backup', (ctx) => {
       let worker = await startWorker(cfg);
       try {
         const marks: number[] = [];
-        for (const atLeast of [30, 120]) {
+        for (const atLeast of [20, 90]) {
           await until(`${atLeast} copies committed`, async () => (await copies()) >= atLeast, 40_000);
           worker.proc.kill('SIGKILL');
           await worker.exit;
