@@ -31,6 +31,20 @@ afterAll(async () => {
 });
 
 forEachBackend('backup', (ctx: BackendContext) => {
+  it(tn('backup', ctx, "where compares an attribute with a system field: backed_up_etag <> etag selects unmarked and stale objects"), async () => {
+    const bucket = ctx.uid('w');
+    await ctx.backend.createBucket(bucket, { shards: 2 });
+    const o = await ctx.backend.objects(bucket);
+    for (const k of ['fresh', 'current', 'stale', 'nulled']) await o.put(k, `body of ${k}`);
+    const etag = (await o.head('current'))!.etag;
+    await o.updateAttrs('current', { expr: 'SET backed_up_etag = :e', values: { ':e': etag } });
+    await o.updateAttrs('stale', { expr: 'SET backed_up_etag = :e', values: { ':e': 'an-old-etag' } });
+    await o.updateAttrs('nulled', { expr: 'SET backed_up_etag = :e', values: { ':e': null } });
+    expect(await pending(o)).toEqual(['fresh', 'nulled', 'stale']);
+    // And the other way round: only the object whose attribute equals its etag.
+    expect((await o.query({ where: 'backed_up_etag = etag' })).rows.map((r) => r.key)).toEqual(['current']);
+  });
+
   it(
     tn('backup', ctx, `a worker backs up ${N} objects with their bytes and attrs; after 5 new bodies only those are copied again`),
     async () => {
