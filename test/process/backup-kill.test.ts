@@ -118,6 +118,7 @@ forEachBackend('backup', (ctx) => {
         }
         // The counter is exact across the kills: a record copied and committed but killed before its
         // batch's counters were is delivered again (not filtered by where), and counted once.
+        await until('the last counters committed', async () => (await copies()) >= N, 20_000);
         await new Promise((r) => setTimeout(r, 500));
         expect(await copies()).toBe(N);
       } finally {
