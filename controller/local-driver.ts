@@ -167,7 +167,8 @@ export class LocalDriver implements Driver {
     const files = this.#files(w, r.ordinal);
     const o = w.options(r.ordinal, Math.max(1, w.desired));
     const perWorker = o.batchesInFlight ?? Math.max(1, (o.threads ?? 1) * 2);
-    writeFileSync(files.config, JSON.stringify({ ...o, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }));
+    // The config may hold credentials (a NATS token, the handler's secrets): readable by this user only.
+    writeFileSync(files.config, JSON.stringify({ ...o, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }), { mode: 0o600 });
     writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal }));
     const proc = spawn(process.execPath, ['--import', 'tsx', workerMain, files.config], {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -74,6 +74,8 @@ export interface InvokeOptions {
   timeoutMs?: number;
   /** Bindings the handler sees as `ctx.data` (and `init` as its `data`). @default {} */
   data?: Record<string, BoundBinding>;
+  /** Secrets the handler sees as `ctx.secrets` (and `init` as its `secrets`). @default {} */
+  secrets?: Record<string, string>;
   /** pino level of `ctx.log`; lines at or above it are captured in {@link InvokeResult.logs}. @default 'silent' */
   logLevel?: string;
   /** Run the definition's `init` before the handler, as a fresh handler thread does. @default true */
@@ -101,6 +103,7 @@ export async function invokeHandler(def: FunctionDefinition, records: SyntheticR
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new SluiceError('SLUICE_INVALID_ARGUMENT', `invokeHandler: timeoutMs must be a positive number, got ${timeoutMs}`);
   if (!Array.isArray(records)) throw new SluiceError('SLUICE_INVALID_ARGUMENT', 'invokeHandler: records must be an array');
   const data = Object.freeze({ ...options.data });
+  const secrets = Object.freeze({ ...options.secrets });
   const batchId = `test-${randomUUID()}`;
 
   const logs: object[] = [];
@@ -127,7 +130,7 @@ export async function invokeHandler(def: FunctionDefinition, records: SyntheticR
 
   if (def.init !== undefined && options.runInit !== false) {
     try {
-      await def.init({ function: fn, log, data });
+      await def.init({ function: fn, log, data, secrets });
     } catch (err) {
       open.value = false;
       result.error = batchFailure(err);
@@ -145,6 +148,7 @@ export async function invokeHandler(def: FunctionDefinition, records: SyntheticR
     },
     log,
     data,
+    secrets,
     signal: controller.signal,
     deadline,
   };

@@ -102,6 +102,11 @@ export interface HandlerContext {
   readonly log: Logger;
   /** The bindings declared in the spec, by name. Undeclared names are absent. */
   readonly data: Readonly<Record<string, BoundBinding>>;
+  /**
+   * The spec's `secrets`, resolved (from `fromEnv` or `value`) by name; a NATS backend's `tokenSecret`
+   * is not among them (the handler reaches the backend only through its bindings). Never log them.
+   */
+  readonly secrets: Readonly<Record<string, string>>;
   /** Aborted when the handler's timeout passes or the worker shuts down. */
   readonly signal: AbortSignal;
   /** Epoch ms by which the handler must return. */
@@ -116,6 +121,8 @@ export interface InitContext {
   readonly function: string;
   readonly log: Logger;
   readonly data: Readonly<Record<string, BoundBinding>>;
+  /** The spec's secrets by name, as {@link HandlerContext.secrets}. */
+  readonly secrets: Readonly<Record<string, string>>;
 }
 
 /** A function definition as a module exports it (`export default defineFunction({...})`). */
@@ -156,6 +163,8 @@ export interface HttpContext {
   readonly function: string;
   readonly log: Logger;
   readonly data: Readonly<Record<string, BoundBinding>>;
+  /** The spec's secrets by name (never the backend's token). */
+  readonly secrets: Readonly<Record<string, string>>;
   /** Aborted when the request's timeout passes. */
   readonly signal: AbortSignal;
   /** Epoch ms by which the handler must answer (else the caller gets 504). */

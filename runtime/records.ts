@@ -14,6 +14,7 @@ import { SluiceError } from '../bindings/errors.ts';
 import { decodeChange } from '../bindings/shared.ts';
 import type { ObjectBinding, StreamBinding, StreamRecord } from '../bindings/types.ts';
 import type { BatchRecordInput } from './batch-types.ts';
+import { markerAttr } from './committer.ts';
 import type { ResolvedWorkerOptions } from './worker-options.ts';
 
 /** Why a record was dropped before the handler, for metrics and the checkpoint. */
@@ -185,8 +186,15 @@ export class ChangeDecoder {
           }
           input.attrs = cur.attrs;
           if (cur.body) input.body = cur.body;
-          // A continuous (or scheduled) query trigger: the object's state now must match `where`.
-          if (t.where !== undefined && !matchesWhere({ key: c.key, size: c.size, etag: c.etag, version: c.version, contentType: c.contentType, mtimeMs: c.mtime.getTime(), attrs: cur.attrs }, t.where)) {
+          // A continuous (or scheduled) query trigger: the object's state now must match `where`. Not
+          // for a redelivery of a record this function already committed (its marker is at or past the
+          // record): that state holds the record's own effects, which usually make `where` false (the
+          // backup's backed_up_etag), and filtering it would drop the batch's counters if the crash came
+          // between the attribute commit and the counter commit. Delivered again, its attribute effects
+          // are skipped by the marker and its counters land once (the batch's sequence range).
+          const marker = cur.attrs[markerAttr(this.#o.function)];
+          const redelivered = typeof marker === 'number' && marker >= r.seq;
+          if (t.where !== undefined && !redelivered && !matchesWhere({ key: c.key, size: c.size, etag: c.etag, version: c.version, contentType: c.contentType, mtimeMs: c.mtime.getTime(), attrs: cur.attrs }, t.where)) {
             out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'filtered', bytes: 0 };
             return;
           }

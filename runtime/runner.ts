@@ -48,7 +48,7 @@ export class InlineRunner implements HandlerRunner {
     if (!def || typeof def.handler !== 'function') throw new BindingError('SLUICE_INVALID_ARGUMENT', `function module ${o.module} has no default export from defineFunction`);
     const files = new LazyFiles(o.timeoutMs + 5_000);
     const data = await bindAll(backend, o.bindings, { files: () => files.get() });
-    await def.init?.({ function: o.function, log, data });
+    await def.init?.({ function: o.function, log, data, secrets: o.secrets });
     const r = new InlineRunner(def, o, backend, log, data);
     r.#files = files;
     return r;
@@ -82,6 +82,7 @@ export class InlineRunner implements HandlerRunner {
         count: (name, n) => counters.count(name, n),
         log: this.#log.child({ function: batch.function, shard: batch.shard, batchId: batch.batchId }),
         data: this.#data,
+        secrets: this.#o.secrets,
         signal: ac.signal,
         deadline: batch.deadlineMs,
       };

@@ -99,6 +99,8 @@ export interface WorkerOptions {
   timeout?: number | string;
   /** Bindings the handler may reach (ctx.data). @default [] */
   bindings?: BindingSpec[];
+  /** Secrets the handler reads as `ctx.secrets` (resolved values by name; never logged). @default {} */
+  secrets?: Record<string, string>;
   /** Lease time-to-live; renewed at a third of it. @default '10s' */
   leaseTtl?: number | string;
   /** SIGTERM grace: in-flight work must finish within it, then the worker exits regardless. @default '25s' */
@@ -136,6 +138,7 @@ export interface ResolvedWorkerOptions {
   readonly batchesInFlight: number;
   readonly timeoutMs: number;
   readonly bindings: readonly BindingSpec[];
+  readonly secrets: Readonly<Record<string, string>>;
   readonly leaseTtlMs: number;
   readonly shutdownGraceMs: number;
   readonly httpPort: number;
@@ -161,6 +164,14 @@ function dur(v: number | string | undefined, path: string, dflt: number): number
   } catch (e) {
     throw bad(path, (e as Error).message.replace(`${path}: `, ''));
   }
+}
+
+/** Secrets as a frozen copy of string values (errors name the secret, never its value). */
+function checkedSecrets(s: unknown): Readonly<Record<string, string>> {
+  if (s === undefined) return Object.freeze({});
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) throw bad('secrets', 'must be an object of strings by name');
+  for (const [k, v] of Object.entries(s)) if (typeof v !== 'string') throw bad(`secrets.${k}`, 'must be a string');
+  return Object.freeze({ ...(s as Record<string, string>) });
 }
 
 /** A `where` condition that parses (its syntax error, with line and column, names the option). */
@@ -249,6 +260,7 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
     batchesInFlight: int(o.batchesInFlight, 'batchesInFlight', 1, 1024, Math.max(1, threads * 2)),
     timeoutMs: dur(o.timeout, 'timeout', 30_000),
     bindings: Object.freeze([...(o.bindings ?? [])]),
+    secrets: checkedSecrets(o.secrets),
     leaseTtlMs,
     shutdownGraceMs: dur(o.shutdownGrace, 'shutdownGrace', 25_000),
     httpPort: int(o.httpPort, 'httpPort', -1, 65535, -1),

@@ -332,6 +332,7 @@ async function defaultRunner(o: ResolvedWorkerOptions, backend: Backend, log: Lo
     timeoutMs: o.timeoutMs,
     backend: o.backend,
     bindings: [...o.bindings],
+    secrets: o.secrets,
     logLevel: o.logLevel,
   });
 }

@@ -131,8 +131,8 @@ export function renderFunction(spec0: FunctionSpec, options: RenderOptions = {})
   // The worker overrides ordinal and replicas from SLUICE_ORDINAL / SLUICE_REPLICAS; these are placeholders.
   const worker = { ...toWorkerOptions(spec, { specDir, ordinal: 0, replicas: Math.max(1, replicas), ...(options.env ? { env: options.env } : {}) }), httpPort: WorkerHttpPort, httpHost: '0.0.0.0' };
   const workerJson = `${JSON.stringify(worker, null, 2)}\n`;
-  // A NATS token, or the body store's S3 keys (backend.bodies), make worker.json a credential.
-  const credential = (worker.backend.kind === 'nats' && 'token' in worker.backend && worker.backend.token !== undefined) || worker.backend.bodies !== undefined;
+  // A NATS token, the body store's S3 keys (backend.bodies) or handler secrets make worker.json a credential.
+  const credential = (worker.backend.kind === 'nats' && 'token' in worker.backend && worker.backend.token !== undefined) || worker.backend.bodies !== undefined || Object.keys(worker.secrets ?? {}).length > 0;
   const specYaml = redactedSpecYaml(spec);
 
   const configMap: IConfigMap = {

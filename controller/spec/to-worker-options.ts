@@ -132,6 +132,11 @@ export function toWorkerOptions(spec: FunctionSpec, options: ToWorkerOptionsOpti
     replicas: options.replicas,
     bindings: s.bindings.map((b) => ({ ...b })),
   };
+  // The handler's secrets: every entry but the backend's token (a handler reaches the backend only
+  // through its declared bindings — least privilege, DESIGN invariant 5).
+  const tokenSecret = s.backend.kind === 'nats' ? s.backend.tokenSecret : undefined;
+  const handlerSecrets = s.secrets.filter((x) => x.name !== tokenSecret);
+  if (handlerSecrets.length > 0) o.secrets = Object.fromEntries(handlerSecrets.map((x) => [x.name, resolveSecret(spec, x.name, env)]));
   if (s.batch !== undefined) o.batch = defined(s.batch);
   if (s.retries !== undefined) {
     const { deadLetter, ...r } = s.retries;

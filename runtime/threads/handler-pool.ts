@@ -62,6 +62,8 @@ export interface HandlerPoolOptions {
   backend: BackendSpec;
   /** The bindings the function declares (`ctx.data`). @default [] */
   bindings?: BindingSpec[];
+  /** The function's resolved secrets (`ctx.secrets`), passed to the threads in `workerData`, never logged. @default {} */
+  secrets?: Readonly<Record<string, string>>;
   /**
    * pino level of the handler threads' loggers, one of {@link LogLevels} (typed `string` so worker
    * options pass through; checked at open). @default 'info'
@@ -117,12 +119,14 @@ export function resolveHandlerPoolOptions(o: HandlerPoolOptions): ResolvedHandle
     if (typeof b.resource !== 'string' || b.resource === '') throw invalid(`bindings[${i}].resource`, 'a non-empty string', b.resource);
     if (b.access !== 'read' && b.access !== 'read-write') throw invalid(`bindings[${i}].access`, "'read' or 'read-write'", b.access);
   });
+  const secrets = o.secrets ?? {};
+  if (typeof secrets !== 'object' || secrets === null || Object.values(secrets).some((v) => typeof v !== 'string')) throw invalid('secrets', 'an object of strings', '(not shown)');
   const logLevel = o.logLevel ?? 'info';
   if (!(LogLevels as readonly string[]).includes(logLevel)) throw invalid('logLevel', LogLevels.join(' | '), logLevel);
   const concurrentTasksPerThread = positiveInt(o.concurrentTasksPerThread ?? 1, 'concurrentTasksPerThread', 64);
   const dispatch = o.dispatch ?? 'ring';
   if (dispatch !== 'ring' && dispatch !== 'task') throw invalid('dispatch', "'ring' or 'task'", dispatch);
-  return Object.freeze({ module: o.module, function: o.function, threads, slots, slotBytes, timeoutMs, backend, bindings: bindings.map((b) => ({ ...b })), logLevel, concurrentTasksPerThread, dispatch });
+  return Object.freeze({ module: o.module, function: o.function, threads, slots, slotBytes, timeoutMs, backend, bindings: bindings.map((b) => ({ ...b })), secrets: Object.freeze({ ...secrets }), logLevel, concurrentTasksPerThread, dispatch });
 }
 
 /** How busy the pool is. */
@@ -229,6 +233,7 @@ export class HandlerPool {
       function: options.function,
       backend: options.backend,
       bindings: options.bindings,
+      secrets: { ...options.secrets },
       logLevel: options.logLevel,
       epochMs: this.#epochMs,
       timeoutMs: options.timeoutMs,

@@ -33,6 +33,8 @@ export interface HandlerThreadData {
   function: string;
   backend: BackendSpec;
   bindings: BindingSpec[];
+  /** The function's resolved secrets (`ctx.secrets`). */
+  secrets: Record<string, string>;
   logLevel: string;
   /** Origin of the start times written into slot headers (epoch ms). */
   epochMs: number;
@@ -73,6 +75,7 @@ export const TaskStatus = {
 interface Ready {
   def: FunctionDefinition;
   data: Readonly<Record<string, BoundBinding>>;
+  secrets: Readonly<Record<string, string>>;
   log: Logger;
   scope: Omit<RecordScope, 'live'>;
 }
@@ -122,8 +125,9 @@ async function start(): Promise<Ready> {
     }
     return b;
   };
-  if (def.init !== undefined) await def.init({ function: config.function, log, data });
-  return { def, data, log, scope: { objects, files } };
+  const secrets = Object.freeze({ ...config.secrets });
+  if (def.init !== undefined) await def.init({ function: config.function, log, data, secrets });
+  return { def, data, secrets, log, scope: { objects, files } };
 }
 
 function getReady(): Ready | Promise<Ready> {
@@ -144,6 +148,7 @@ class BatchContext implements HandlerContext {
   readonly shard: number;
   readonly batchId: string;
   readonly data: Readonly<Record<string, BoundBinding>>;
+  readonly secrets: Readonly<Record<string, string>>;
   readonly deadline: number;
   readonly counters = new CounterSet();
   readonly count = (name: string, n?: number): void => this.counters.count(name, n);
@@ -157,6 +162,7 @@ class BatchContext implements HandlerContext {
     this.shard = view.shard;
     this.batchId = view.batchId;
     this.data = r.data;
+    this.secrets = r.secrets;
     // The earlier of the batch's deadline and the pool's timeout (past which the thread is terminated).
     const batchDeadline = view.deadlineMs;
     const timeout = startedMs + config.timeoutMs;

@@ -22,6 +22,8 @@ export interface HttpThreadData {
   backend: BackendSpec;
   bindings: BindingSpec[];
   logLevel: string;
+  /** The spec's secrets (never the backend token), as handlers see them in `ctx.secrets`. */
+  secrets: Record<string, string>;
 }
 
 /** One request as a task (bodies travel as transferred ArrayBuffers). */
@@ -42,6 +44,7 @@ interface Loaded {
 }
 
 const d = workerData as HttpThreadData;
+const secrets: Readonly<Record<string, string>> = Object.freeze({ ...d.secrets });
 const log = pino({ level: d.logLevel, base: { function: d.function, thread: 'http' } }, pino.destination(2));
 // Loading starts with the thread, so the first request does not pay for it within its timeout.
 let loaded: Promise<Loaded> | undefined = load();
@@ -53,7 +56,7 @@ async function load(): Promise<Loaded> {
   if (!def || typeof def.http !== 'function') throw new BindingError('SLUICE_INVALID_ARGUMENT', `function module ${d.module} has no default export from defineHttpFunction (an http handler)`);
   const backend = await openBackend(d.backend);
   const data = await bindAll(backend, d.bindings);
-  await def.init?.({ function: d.function, log, data });
+  await def.init?.({ function: d.function, log, data, secrets });
   return { def, data, backend };
 }
 
@@ -73,7 +76,7 @@ export default async function handle(task: HttpTask): Promise<HttpTaskResult> {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), Math.max(0, task.deadlineMs - Date.now()));
     try {
-      const res = await def.http(task.req, { function: d.function, log: log.child({ requestId: task.req.requestId }), data, signal: ac.signal, deadline: task.deadlineMs });
+      const res = await def.http(task.req, { function: d.function, log: log.child({ requestId: task.req.requestId }), data, secrets, signal: ac.signal, deadline: task.deadlineMs });
       const status = res?.status ?? 200;
       if (!Number.isInteger(status) || status < 100 || status > 599) throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: status must be an integer 100-599, got ${JSON.stringify(status)}`);
       const body = bytesOf(res?.body);

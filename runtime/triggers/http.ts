@@ -109,7 +109,7 @@ export class HttpTriggerServer {
 
   static async start(o: HttpTriggerServerOptions): Promise<HttpTriggerServer> {
     const w = o.o;
-    const data: HttpThreadData = { module: w.module, function: w.function, backend: w.backend, bindings: [...w.bindings], logLevel: w.logLevel };
+    const data: HttpThreadData = { module: w.module, function: w.function, backend: w.backend, bindings: [...w.bindings], logLevel: w.logLevel, secrets: { ...w.secrets } };
     const threads = Math.max(1, w.threads);
     const pool = new Piscina<HttpTask, HttpTaskResult>({
       filename: BOOTSTRAP,

@@ -13,6 +13,9 @@ import type { Attrs } from '../../bindings/types.ts';
 import type { BatchInput, BatchRecordInput } from '../../runtime/batch-types.ts';
 import { SlotPool } from '../../runtime/handoff/slots.ts';
 import { HandlerPool, resolveHandlerPoolOptions, type HandlerPoolOptions } from '../../runtime/threads/handler-pool.ts';
+import pino from 'pino';
+import { InlineRunner } from '../../runtime/runner.ts';
+import { resolveWorkerOptions } from '../../runtime/worker-options.ts';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/functions/${name}.ts`, import.meta.url));
 
@@ -253,6 +256,26 @@ describe('handoff - handler pool', () => {
       { text: 'ünïcode body', head: 'ünï', inline: false },
       { text: 'inline body ✓', head: 'inlin', inline: true },
     ]);
+  });
+
+  it('handoff - secrets reach init and ctx.secrets on the handler threads (frozen); none given is {}', async () => {
+    const pool = await open('secrets-echo', { secrets: { 'api-key': 'k-123', other: 'v' } });
+    expect((await pool.run(batch([rec('s1')]))).records[0]!.set).toEqual({ init: { 'api-key': 'k-123', other: 'v' }, ctx: { 'api-key': 'k-123', other: 'v' }, frozen: true });
+    const none = await open('secrets-echo');
+    expect((await none.run(batch([rec('s2')]))).records[0]!.set).toEqual({ init: {}, ctx: {}, frozen: true });
+  });
+
+  it('handoff - secrets reach init and ctx.secrets on the inline runner (threads: 0) too', async () => {
+    const be = await LocalBackend.open({ dir });
+    try {
+      const base = { function: 'f', module: fixture('secrets-echo'), trigger: { type: 'object' as const, bucket: 'photos' }, backend: { kind: 'local' as const, dir }, threads: 0 };
+      const o = resolveWorkerOptions({ ...base, secrets: { k: 'v' } });
+      const runner = await InlineRunner.open(o, be, pino({ level: 'silent' }));
+      expect((await runner.run(batch([rec('s3')]))).records[0]!.set).toEqual({ init: { k: 'v' }, ctx: { k: 'v' }, frozen: true });
+      expect(() => resolveWorkerOptions({ ...base, secrets: { k: 1 as unknown as string } })).toThrow(/secrets\.k must be a string/);
+    } finally {
+      await be.close();
+    }
   });
 
   it('handoff - init runs once per thread', async () => {

@@ -112,6 +112,14 @@ describe('render', () => {
     expect(renderFunction(nats(), { env }).statefulSet.spec?.template.spec?.volumes?.map((v) => v.name)).toEqual(['config', 'tmp']);
   });
 
+  it('render - handler secrets (a local backend, no token) put worker.json into a Secret, never a ConfigMap', () => {
+    const spec = loadFunctionSpec(`${LOCAL}  secrets:\n    - {name: api-key, fromEnv: API_KEY}\n`);
+    const objs = renderKubernetes(spec, { env: { API_KEY: 'h4ndler-s3cret' } });
+    expect(JSON.stringify(objs.filter((o) => o.kind !== 'Secret'))).not.toContain('h4ndler-s3cret');
+    expect(byKind(objs, 'ConfigMap', 'scan').data['worker.json']).toBeUndefined();
+    expect(JSON.parse(byKind(objs, 'Secret', 'scan-worker').stringData['worker.json']).secrets).toEqual({ 'api-key': 'h4ndler-s3cret' });
+  });
+
   it('render - a credential (the nats token) goes into a Secret; no ConfigMap holds a secret value', () => {
     const objs = renderKubernetes(nats(), { env });
     const cm = byKind(objs, 'ConfigMap', 'clicks');

@@ -208,7 +208,8 @@ describe('spec', () => {
     expect(() => toWorkerOptions(s, { specDir: '/srv', ordinal: 0, replicas: 1, env: {} })).toThrow(/NATS_TOKEN/);
     // Only the backend block differs from the local spec.
     const local: FunctionSpec = { ...s, spec: { ...s.spec, backend: { kind: 'local', dir: './.sluice-data' } } };
-    expect(toWorkerOptions(local, { specDir: '/srv/fns/scan', ordinal: 0, replicas: 2 }).backend).toEqual({ kind: 'local', dir: '/srv/fns/scan/.sluice-data' });
+    // (Its secret is now a handler secret, resolved at deploy like every declared secret.)
+    expect(toWorkerOptions(local, { specDir: '/srv/fns/scan', ordinal: 0, replicas: 2, env: { NATS_TOKEN: 't0ken' } }).backend).toEqual({ kind: 'local', dir: '/srv/fns/scan/.sluice-data' });
   });
 
   it('spec - toWorkerOptions refuses what the worker would refuse (ordinal past replicas)', () => {
@@ -232,6 +233,25 @@ describe('spec', () => {
     expect(o.module.endsWith('functions/scan-sensitive/index.ts')).toBe(true);
     expect(o.trigger).toEqual({ type: 'object', bucket: 'uploads', events: ['put'] });
     expect(o.bindings).toEqual([]);
+  });
+
+  it('spec - functions/backup/function.yaml validates; its secrets reach the worker options resolved from the environment', () => {
+    const file = new URL('../../functions/backup/function.yaml', import.meta.url).pathname;
+    const s = loadFunctionSpecFile(file);
+    const env = { BACKUP_ENDPOINT: 'http://127.0.0.1:9000', BACKUP_BUCKET: 'b', BACKUP_REGION: 'r', BACKUP_ACCESS_KEY_ID: 'AK', BACKUP_SECRET_ACCESS_KEY: 'SK' };
+    const o = toWorkerOptions(s, { specDir: join(file, '..'), ordinal: 0, replicas: 1, env });
+    expect(o.trigger).toMatchObject({ type: 'object', bucket: 'uploads', feed: 'query-backup', query: { where: 'attribute_not_exists(backed_up_etag) OR backed_up_etag <> etag', everyMs: 300_000, pageSize: 500 } });
+    expect(o.secrets).toEqual({ 'backup-endpoint': 'http://127.0.0.1:9000', 'backup-bucket': 'b', 'backup-region': 'r', 'backup-access-key-id': 'AK', 'backup-secret-access-key': 'SK' });
+    expect(() => toWorkerOptions(s, { specDir: '/', ordinal: 0, replicas: 1, env: { ...env, BACKUP_SECRET_ACCESS_KEY: '' } })).toThrow(/BACKUP_SECRET_ACCESS_KEY \(secret "backup-secret-access-key"\) is not set/);
+  });
+
+  it('spec - the handler secrets never include the NATS backend token (least privilege)', () => {
+    const s = loadFunctionSpec(
+      withSpec('  backend: {kind: nats, url: "nats://n:4222", tokenSecret: tok}\n  secrets:\n    - {name: tok, value: nats-token-value}\n    - {name: api-key, fromEnv: API_KEY}\n'),
+    );
+    const o = toWorkerOptions(s, { specDir: '/', ordinal: 0, replicas: 1, env: { API_KEY: 'k' } });
+    expect(o.secrets).toEqual({ 'api-key': 'k' });
+    expect((o.backend as { token?: string }).token).toBe('nats-token-value');
   });
 });
 
