@@ -3,7 +3,7 @@ export { assign, owners } from './assign.ts';
 export { openBackend, type BackendSpec } from './backend-spec.ts';
 export type { BatchInput, BatchRecordInput, BindingSpec } from './batch-types.ts';
 export { markerAttr } from './committer.ts';
-export { openStateTable, readCounters, replicasKey, STATE_TABLE, type Checkpoint, type PendingRecord } from './state.ts';
+export { GENERATION_KEY, nextGeneration, openStateTable, readCounters, readGeneration, replicasKey, STATE_TABLE, type Checkpoint, type PendingRecord } from './state.ts';
 export { Worker, type WorkerState } from './worker.ts';
 export { resolveWorkerOptions, type ResolvedWorkerOptions, type Trigger, type WorkerOptions } from './worker-options.ts';
 export { parseDurationMs } from '../functions/types.ts';

@@ -61,12 +61,15 @@ export class Leases {
   readonly #fn: string;
   readonly #owner: string;
   readonly #ttlMs: number;
+  readonly #generation: number;
 
-  constructor(kv: KvBinding, fn: string, owner: string, ttlMs: number) {
+  /** `generation` > 0: leases held by workers of an older platform generation are taken over at once. */
+  constructor(kv: KvBinding, fn: string, owner: string, ttlMs: number, generation = 0) {
     this.#kv = kv;
     this.#fn = fn;
     this.#owner = owner;
     this.#ttlMs = ttlMs;
+    this.#generation = generation;
   }
 
   #key(shard: number): string {
@@ -78,11 +81,15 @@ export class Leases {
     const cur = await this.#kv.getItem(this.#key(shard));
     const now = Date.now();
     const owner = cur?.item.owner as string | undefined;
-    if (cur && owner && owner !== this.#owner && (cur.item.expiresAt as number) > now) return undefined;
+    const heldGen = (cur?.item.gen as number | undefined) ?? 0;
+    // A live lease of another owner blocks us — unless that owner belongs to an older platform
+    // generation (an orphan of a killed platform): the new epoch fences it (its renewals and
+    // checkpoint writes fail from now on).
+    if (cur && owner && owner !== this.#owner && (cur.item.expiresAt as number) > now && !(this.#generation > 0 && heldGen < this.#generation)) return undefined;
     const epoch = ((cur?.item.epoch as number | undefined) ?? 0) + 1;
     const expiresAt = now + this.#ttlMs;
     try {
-      const w = await this.#kv.putItem(this.#key(shard), { owner: this.#owner, epoch, expiresAt }, { ifRevision: cur?.revision ?? 0 });
+      const w = await this.#kv.putItem(this.#key(shard), { owner: this.#owner, epoch, expiresAt, gen: this.#generation }, { ifRevision: cur?.revision ?? 0 });
       return { shard, epoch, revision: w.revision, expiresAt };
     } catch (e) {
       if (e instanceof ConditionFailedError) return undefined;
@@ -94,7 +101,7 @@ export class Leases {
   async renew(lease: Lease): Promise<boolean> {
     const expiresAt = Date.now() + this.#ttlMs;
     try {
-      const w = await this.#kv.putItem(this.#key(lease.shard), { owner: this.#owner, epoch: lease.epoch, expiresAt }, { ifRevision: lease.revision });
+      const w = await this.#kv.putItem(this.#key(lease.shard), { owner: this.#owner, epoch: lease.epoch, expiresAt, gen: this.#generation }, { ifRevision: lease.revision });
       lease.revision = w.revision;
       lease.expiresAt = expiresAt;
       return true;
@@ -162,6 +169,32 @@ export class CheckpointStore {
       if (e instanceof ConditionFailedError)
         throw new BindingError('SLUICE_LEASE_LOST', `checkpoint ${this.#key} was written by another worker (epoch ${(e.current as Checkpoint | undefined)?.epoch}); this worker (epoch ${c.epoch}) stops the shard`, { cause: e });
       throw e;
+    }
+  }
+}
+
+/** State-table key of the platform generation: bumped by every start of a local platform. */
+export const GENERATION_KEY = 'platform/generation';
+
+/** Reads the current platform generation (0 when none was ever written). */
+export async function readGeneration(kv: KvBinding): Promise<number> {
+  const g = (await kv.getItem(GENERATION_KEY))?.item.generation;
+  return typeof g === 'number' ? g : 0;
+}
+
+/**
+ * Starts a new platform generation (CAS loop, so two platforms starting together get distinct
+ * numbers) and returns it. Workers of older generations exit when they see it (see WorkerOptions.generation).
+ */
+export async function nextGeneration(kv: KvBinding): Promise<number> {
+  for (;;) {
+    const cur = await kv.getItem(GENERATION_KEY);
+    const next = ((cur?.item.generation as number | undefined) ?? 0) + 1;
+    try {
+      await kv.putItem(GENERATION_KEY, { generation: next, at: Date.now() }, { ifRevision: cur?.revision ?? 0 });
+      return next;
+    } catch (e) {
+      if (!(e instanceof ConditionFailedError)) throw e;
     }
   }
 }

@@ -89,6 +89,13 @@ export interface WorkerOptions {
   logLevel?: string;
   /** Worker identity in leases. @default `<hostname>:<pid>:<ordinal>` */
   id?: string;
+  /**
+   * Generation of the platform that started this worker (the local driver sets it). A lease held by a
+   * worker of an older generation is taken over at once, and a worker that sees a newer generation in
+   * the state table exits: a worker orphaned by a killed platform cannot keep its shards. 0 disables
+   * both (Kubernetes: the pods outlive the controller). @default 0
+   */
+  generation?: number;
 }
 
 /** {@link WorkerOptions} with every default applied. */
@@ -117,6 +124,7 @@ export interface ResolvedWorkerOptions {
   readonly httpHost: string;
   readonly logLevel: string;
   readonly id: string;
+  readonly generation: number;
 }
 
 function bad(path: string, msg: string): BindingError {
@@ -192,5 +200,6 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
     httpHost: o.httpHost ?? '127.0.0.1',
     logLevel: o.logLevel ?? 'info',
     id: o.id ?? `${hostname}:${process.pid}:${ordinal}`,
+    generation: int(o.generation, 'generation', 0, Number.MAX_SAFE_INTEGER, 0),
   });
 }

@@ -21,7 +21,7 @@ import { RecordSource } from './records.ts';
 import { InlineRunner, workerLogger, type HandlerRunner } from './runner.ts';
 import { Semaphore } from './semaphore.ts';
 import { ShardRunner, sleep, type ShardDeps } from './shard-runner.ts';
-import { Leases, openStateTable, replicasKey } from './state.ts';
+import { Leases, openStateTable, readGeneration, replicasKey } from './state.ts';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.ts';
 
 /** Worker lifecycle states. */
@@ -36,6 +36,11 @@ export interface WorkerHooks {
   runner?: RunnerFactory;
   /** Logger. @default pino JSON lines on stderr */
   log?: Logger;
+  /**
+   * Called once when a newer platform generation is seen (options.generation > 0): the worker has
+   * stopped owning shards and should exit (worker-main stops and exits). @default stop the worker
+   */
+  onFenced?: () => void;
 }
 
 export class Worker {
@@ -54,6 +59,7 @@ export class Worker {
   #loop: Promise<void> = Promise.resolve();
   #wake: (() => void) | undefined;
   #http: { server: Server; port: number } | undefined;
+  #fenced = false;
   readonly #hooks: WorkerHooks;
 
   private constructor(o: ResolvedWorkerOptions, hooks: WorkerHooks) {
@@ -118,7 +124,7 @@ export class Worker {
       if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
     });
     this.#runner = await (this.#hooks.runner ?? defaultRunner)(o, backend, this.log);
-    this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs);
+    this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs, o.generation);
     const source = new RecordSource(o, objects);
     this.#deps = { o, streams, stream, objects, state, source, runner: this.#runner, credits: new Semaphore(o.batchesInFlight), metrics: this.metrics, log: this.log };
     if (o.httpPort >= 0) {
@@ -183,6 +189,19 @@ export class Worker {
   }
 
   async #reconcile(): Promise<void> {
+    if (this.options.generation > 0) {
+      // A restarted platform bumped the generation: this worker is an orphan of the previous one.
+      const g = await readGeneration(this.#deps!.state);
+      if (g > this.options.generation) {
+        this.log.warn({ generation: this.options.generation, current: g }, 'fenced: a newer platform generation runs this function; stopping');
+        if (!this.#fenced) {
+          this.#fenced = true;
+          // Not awaited here: stop() waits for this very loop to end.
+          queueMicrotask(this.#hooks.onFenced ?? (() => void this.stop()));
+        }
+        return;
+      }
+    }
     // The controller publishes the live replica count in the state table: a pod started or kept by a
     // scale operation learns it here without a restart (its environment may be stale).
     const live = (await this.#deps!.state.getItem(replicasKey(this.options.function)))?.item.replicas;
