@@ -68,7 +68,7 @@ export class InlineRunner implements HandlerRunner {
       const collectors = batch.records.map((r) => new EffectsCollector(r.key));
       const records = batch.records.map((r, i) => inlineRecord(r, collectors[i]!, () => this.#bucket(r.source)));
       const counters = new CounterSet();
-      const ctx: HandlerContext = {
+      const ctx: HandlerContext = Object.freeze<HandlerContext>({
         function: batch.function,
         shard: batch.shard,
         batchId: batch.batchId,
@@ -77,7 +77,7 @@ export class InlineRunner implements HandlerRunner {
         data: this.#data,
         signal: ac.signal,
         deadline: batch.deadlineMs,
-      };
+      });
       const out: BatchEffects = { records: collectors.map((c) => c.effects), counters: counters.values };
       try {
         // A handler on the main thread cannot be preempted: the timeout aborts ctx.signal and fails the

@@ -20,7 +20,7 @@ import { BatchView } from '../handoff/batch-reader.ts';
 import { writeResults } from '../handoff/results-writer.ts';
 import { ringTake, RingWord, taken, waitAsync } from '../handoff/ring.ts';
 import { SLOT_HEADER_BYTES, SlotPhase, SlotWord, stateWord, unclaimed } from '../handoff/slots.ts';
-import { bindAll } from './bound-bindings.ts';
+import { bindAll, declaredOnly } from './bound-bindings.ts';
 import { SlotRecord, type RecordScope } from './slot-record.ts';
 
 /** What the pool passes to every thread at start (structured-cloned; the buffer is shared). */
@@ -97,7 +97,7 @@ async function start(): Promise<Ready> {
     }
     return backend;
   };
-  const data = config.bindings.length > 0 ? await bindAll(await getBackend(), config.bindings) : Object.freeze({});
+  const data = config.bindings.length > 0 ? await bindAll(await getBackend(), config.bindings) : declaredOnly({});
   const buckets = new Map<string, Promise<ObjectBinding>>();
   const objects = (bucket: string): Promise<ObjectBinding> => {
     let b = buckets.get(bucket);
@@ -143,6 +143,8 @@ class BatchContext implements HandlerContext {
     this.shard = view.shard;
     this.batchId = view.batchId;
     this.data = r.data;
+    // `readonly` is only a type: pin ctx.data so a handler cannot swap in bindings of its own.
+    Object.defineProperty(this, 'data', { writable: false, configurable: false });
     // The earlier of the batch's deadline and the pool's timeout (past which the thread is terminated).
     const batchDeadline = view.deadlineMs;
     const timeout = startedMs + config.timeoutMs;
