@@ -19,6 +19,9 @@ import { toWorkerOptions, type FunctionSpec } from './spec/index.ts';
 
 const workerMain = fileURLToPath(new URL('../runtime/worker-main.ts', import.meta.url));
 
+/** Environment variable carrying the NATS token to a worker (see runtime/worker-main.ts). */
+const BACKEND_TOKEN_ENV = 'SLUICE_BACKEND_TOKEN';
+
 /** Options of the local driver. */
 export interface LocalDriverOptions {
   /** Directory for worker configs and rescale files. */
@@ -247,14 +250,23 @@ export class LocalDriver implements Driver {
     const files = this.#files(w, r.ordinal);
     const o = w.options(r.ordinal, Math.max(1, w.desired));
     const perWorker = o.batchesInFlight ?? Math.max(1, (o.threads ?? 1) * 2);
-    writeFileSync(files.config, JSON.stringify({ ...o, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }), { mode: 0o600 });
+    // The backend token travels in the worker's environment (readable only by this user, gone with the
+    // process), never in the run file: a config on disk outlives the worker, a crash, or a backup.
+    const secretEnv: NodeJS.ProcessEnv = {};
+    let fileOptions: WorkerOptions = o;
+    if (o.backend.kind === 'nats' && o.backend.token !== undefined) {
+      const { token, ...rest } = o.backend;
+      secretEnv[BACKEND_TOKEN_ENV] = token;
+      fileOptions = { ...o, backend: rest };
+    }
+    writeFileSync(files.config, JSON.stringify({ ...fileOptions, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }), { mode: 0o600 });
     writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal }), { mode: 0o600 });
     const proc = spawn(process.execPath, ['--import', 'tsx', workerMain, files.config], {
       // stdin stays an open pipe: it closes when this process dies, however it dies (parent-death detection).
       stdio: ['pipe', 'pipe', 'pipe'],
       // Own process group: stopping a worker (or an orphan) reaches whatever its handlers spawned.
       detached: true,
-      env: { ...this.#o.env, SLUICE_ORDINAL: String(r.ordinal), SLUICE_REPLICAS: String(Math.max(1, w.desired)), SLUICE_RESCALE_FILE: files.rescale, SLUICE_PARENT_PID: String(this.#parentPid) },
+      env: { ...this.#o.env, SLUICE_ORDINAL: String(r.ordinal), SLUICE_REPLICAS: String(Math.max(1, w.desired)), SLUICE_RESCALE_FILE: files.rescale, SLUICE_PARENT_PID: String(this.#parentPid), ...secretEnv },
     });
     r.proc = proc;
     r.ready = false;

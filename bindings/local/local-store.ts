@@ -11,7 +11,7 @@
  * grouped `transactionSync` commits measured ≈110k conditional writes/s.
  */
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { BindingError } from '../errors.ts';
@@ -32,6 +32,27 @@ export interface LocalStoreOptions {
    * (backpressure instead of unbounded memory). @default 100000
    */
   maxQueuedOps?: number;
+}
+
+/**
+ * The local backend is a laptop convenience for one OS user, with no isolation between functions: what
+ * it can do is keep other local users out. The data directory becomes 0700 and the store's files 0600
+ * (LMDB creates them with the process umask, 0644 by default). Only when this user owns them; a
+ * shared directory someone else set up is left as it is.
+ */
+function restrictToOwner(dir: string): void {
+  const uid = process.getuid?.();
+  for (const [path, mode] of [
+    [dir, 0o700],
+    [join(dir, 'sluice.mdb'), 0o600],
+    [join(dir, 'sluice.mdb-lock'), 0o600],
+  ] as const) {
+    try {
+      if (existsSync(path) && (uid === undefined || statSync(path).uid === uid) && (statSync(path).mode & 0o777) !== mode) chmodSync(path, mode);
+    } catch {
+      // a file another process is replacing, or a filesystem without modes: nothing to tighten
+    }
+  }
 }
 
 /** A registry entry. */
@@ -108,8 +129,9 @@ export class LocalStore {
     this.pollMs = opts.pollMs ?? 2;
     this.#maxBatchOps = opts.maxBatchOps ?? 2000;
     this.#maxQueuedOps = opts.maxQueuedOps ?? 100_000;
-    mkdirSync(opts.dir, { recursive: true });
+    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     this.root = open({ path: join(opts.dir, 'sluice.mdb'), maxDbs: 16 });
+    restrictToOwner(opts.dir);
     this.registry = this.root.openDB({ name: 'registry' });
     this.meta = this.root.openDB({ name: 'meta' });
     this.attrs = this.root.openDB({ name: 'attrs' });
