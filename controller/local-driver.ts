@@ -19,9 +19,6 @@ import { toWorkerOptions, type FunctionSpec } from './spec/index.ts';
 
 const workerMain = fileURLToPath(new URL('../runtime/worker-main.ts', import.meta.url));
 
-/** Environment variable carrying the NATS token to a worker (see runtime/worker-main.ts). */
-const BACKEND_TOKEN_ENV = 'SLUICE_BACKEND_TOKEN';
-
 /** Options of the local driver. */
 export interface LocalDriverOptions {
   /** Directory for worker configs and rescale files. */
@@ -256,7 +253,7 @@ export class LocalDriver implements Driver {
     let fileOptions: WorkerOptions = o;
     if (o.backend.kind === 'nats' && o.backend.token !== undefined) {
       const { token, ...rest } = o.backend;
-      secretEnv[BACKEND_TOKEN_ENV] = token;
+      secretEnv.SLUICE_BACKEND_TOKEN = token; // read (and removed from its env) by runtime/worker-main.ts
       fileOptions = { ...o, backend: rest };
     }
     writeFileSync(files.config, JSON.stringify({ ...fileOptions, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }), { mode: 0o600 });
@@ -337,14 +334,28 @@ export class LocalDriver implements Driver {
 
   #log(w: Workload, ordinal: number, raw: string): void {
     if (!raw.trim()) return;
+    // Native code writes to the same stderr without a newline (lmdb on a full disk: "Write error: No
+    // space left on device position …" once per page), which ran into the next JSON line and garbled
+    // it. Keep the native text as a line of its own and parse the JSON that follows it.
+    const json = raw.indexOf('{"level":');
+    if (json > 0) {
+      const native = raw.slice(0, json).trim();
+      this.#push(w, { at: new Date().toISOString(), ordinal, level: 'warn', message: `${RAW_PREFIX}${native.length > 500 ? `${native.slice(0, 500)}…` : native}`, fields: {} });
+      raw = raw.slice(json);
+    }
     let line: LogLine;
     try {
       const j = JSON.parse(raw) as Record<string, unknown>;
       const { level, msg, time, ...fields } = j;
       line = { at: new Date(typeof time === 'number' ? time : Date.now()).toISOString(), ordinal, level: levelName(level), message: String(msg ?? ''), fields };
     } catch {
-      line = { at: new Date().toISOString(), ordinal, level: 'info', message: raw, fields: {} };
+      // Not one of the worker's JSON lines: a startup failure, or native code writing to stderr.
+      line = { at: new Date().toISOString(), ordinal, level: 'warn', message: `${RAW_PREFIX}${raw.length > 2000 ? `${raw.slice(0, 2000)}…` : raw}`, fields: {} };
     }
+    this.#push(w, line);
+  }
+
+  #push(w: Workload, line: LogLine): void {
     w.logs.push(line);
     if (w.logs.length > this.#o.logLines) w.logs.splice(0, w.logs.length - this.#o.logLines);
     this.events.emit('log', w.name, line);
@@ -379,6 +390,9 @@ function signalGroup(pid: number, sig: NodeJS.Signals): void {
     }
   }
 }
+
+/** Prefix of a log line that was not one of the worker's JSON lines (kept, marked, on a line of its own). */
+export const RAW_PREFIX = 'stderr: ';
 
 function levelName(l: unknown): string {
   if (typeof l === 'string') return l;

@@ -11,7 +11,7 @@
  * grouped `transactionSync` commits measured ≈110k conditional writes/s.
  */
 import { EventEmitter } from 'node:events';
-import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { BindingError } from '../errors.ts';
@@ -53,6 +53,37 @@ function restrictToOwner(dir: string): void {
       // a file another process is replacing, or a filesystem without modes: nothing to tighten
     }
   }
+}
+
+/** MDB_MAP_FULL: the environment reached its map size. */
+const MDB_MAP_FULL = -30792;
+
+/** Below this much free space on the data directory's filesystem, an I/O error of a commit is a full disk. */
+const LOW_SPACE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The error of a failed commit (nothing of the transaction was written). A full disk is
+ * SLUICE_STORAGE_FULL — retryable: writes succeed again once space is freed, without a restart.
+ * LMDB reports a full disk as ENOSPC or, when a page write comes up short (what a full tmpfs
+ * gives, measured), as EIO; an EIO with the filesystem nearly full is taken for a full disk, any
+ * other failure stays SLUICE_INTERNAL. The message is ours, one line; the native text stays in `cause`.
+ */
+function commitError(cause: unknown, dir: string): BindingError {
+  const native = (cause as { code?: unknown } | undefined)?.code;
+  const text = cause instanceof Error ? cause.message : String(cause);
+  let free: number | undefined;
+  try {
+    const s = statfsSync(dir);
+    free = s.bavail * s.bsize;
+  } catch {
+    // unknown: decide on the error alone
+  }
+  const full =
+    native === 'ENOSPC' || native === 28 || native === 'EDQUOT' || native === 122 || native === MDB_MAP_FULL || /MDB_MAP_FULL|No space left/i.test(text) ||
+    ((native === 'EIO' || native === 5) && free !== undefined && free < LOW_SPACE_BYTES);
+  if (full)
+    return new BindingError('SLUICE_STORAGE_FULL', `local store in '${dir}' is out of space${free !== undefined ? ` (${free} bytes free)` : ''}: nothing of this write was committed; retry once space is freed`, { cause });
+  return new BindingError('SLUICE_INTERNAL', `local store commit failed (${typeof native === 'string' || typeof native === 'number' ? String(native) : 'no code'}): ${text.split('\n')[0]}`, { cause });
 }
 
 /** A registry entry. */
@@ -209,7 +240,7 @@ export class LocalStore {
         });
       } catch (cause) {
         this.#appended.clear();
-        const err = new BindingError('SLUICE_INTERNAL', `local store commit failed: ${(cause as Error).message}`, { cause });
+        const err = commitError(cause, this.dir);
         for (const op of batch) op.reject(err);
         continue;
       }
