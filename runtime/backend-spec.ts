@@ -4,10 +4,25 @@ import { NatsBackend } from '../bindings/nats/index.ts';
 import type { Backend } from '../bindings/types.ts';
 
 /** The backend of a function: the embedded store in a directory, or a NATS JetStream server. */
-export type BackendSpec = { kind: 'local'; dir: string } | { kind: 'nats'; url: string; prefix?: string; token?: string };
+export type BackendSpec =
+  | { kind: 'local'; dir: string }
+  | {
+      kind: 'nats';
+      /** One URL or several, comma-separated (a cluster): every one is used. */
+      url: string;
+      prefix?: string;
+      token?: string;
+      /** JetStream replicas of created resources. @default 'auto' (3 on a cluster, else 1) */
+      replicas?: number | 'auto';
+    };
 
 /** Opens the backend a spec names. */
 export async function openBackend(spec: BackendSpec): Promise<Backend> {
   if (spec.kind === 'local') return LocalBackend.open({ dir: spec.dir });
-  return NatsBackend.open({ servers: spec.url, ...(spec.prefix !== undefined ? { prefix: spec.prefix } : {}), ...(spec.token !== undefined ? { token: spec.token } : {}) });
+  return NatsBackend.open({
+    servers: spec.url,
+    ...(spec.prefix !== undefined ? { prefix: spec.prefix } : {}),
+    ...(spec.token !== undefined ? { token: spec.token } : {}),
+    ...(spec.replicas !== undefined ? { replicas: spec.replicas } : {}),
+  });
 }

@@ -79,6 +79,8 @@ const natsBackendSchema = z.strictObject({
   prefix: z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9_-]*$/, { error: "must hold only letters, digits, '_' and '-'" }).optional(),
   /** Name of an entry of `spec.secrets` holding the NATS auth token. */
   tokenSecret: nonEmpty('must be the name of a secret').optional(),
+  /** JetStream replicas of the streams and KV buckets the function's workers create. @default 'auto' (3 on a cluster, else 1) */
+  replicas: z.union([z.literal('auto'), z.number().int().min(1).max(5)], { error: "must be 'auto' or an integer from 1 to 5" }).optional(),
 });
 
 const backendSchema = z.discriminatedUnion('kind', [localBackendSchema, natsBackendSchema], { error: "must be one of 'local', 'nats'" });

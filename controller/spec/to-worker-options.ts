@@ -86,6 +86,7 @@ export function toWorkerOptions(spec: FunctionSpec, options: ToWorkerOptionsOpti
     const nats: NatsWorkerBackend = { kind: 'nats', url: s.backend.url };
     if (s.backend.prefix !== undefined) nats.prefix = s.backend.prefix;
     if (s.backend.tokenSecret !== undefined) nats.token = resolveSecret(spec, s.backend.tokenSecret, env);
+    if (s.backend.replicas !== undefined) nats.replicas = s.backend.replicas;
     backend = nats;
   }
 
