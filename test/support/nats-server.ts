@@ -15,6 +15,10 @@ export interface NatsServerHandle {
   port: number;
   storeDir: string;
   process: ChildProcess;
+  /** Sends `signal` (SIGKILL, SIGSTOP, SIGCONT…); resolves once a killing signal has taken effect. */
+  signal(signal: NodeJS.Signals): Promise<void>;
+  /** Starts the server again on the same port and store directory (after a kill). */
+  restart(): Promise<void>;
   /** Stops the server (SIGTERM, then SIGKILL after 3 s) and removes its store. */
   stop(): Promise<void>;
 }
@@ -64,16 +68,36 @@ export async function startNatsServer(extraArgs: string[] = []): Promise<NatsSer
     const deadline = Date.now() + 10_000;
     while (!exited && Date.now() < deadline) {
       if (await canConnect(port)) {
+        const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...extraArgs];
+        const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
         const handle: NatsServerHandle = {
           url: `nats://127.0.0.1:${port}`,
           port,
           storeDir,
           process: child,
+          async signal(sig) {
+            handle.process.kill(sig);
+            if (sig === 'SIGKILL' || sig === 'SIGTERM') await exited(handle.process);
+          },
+          async restart() {
+            const c = handle.process;
+            if (c.exitCode === null && c.signalCode === null) throw new Error('nats-server is still running');
+            const next = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+            next.stderr?.on('data', (d: Buffer) => (lastErr = (lastErr + d.toString()).slice(-2000)));
+            handle.process = next;
+            const end = Date.now() + 15_000;
+            while (!(await canConnect(port))) {
+              if (next.exitCode !== null || Date.now() > end) throw new Error(`nats-server did not come back on ${port}: ${lastErr}`);
+              await new Promise((r) => setTimeout(r, 25));
+            }
+          },
           async stop() {
-            if (child.exitCode === null && child.signalCode === null) {
-              const done = new Promise<void>((r) => child.once('exit', () => r()));
-              child.kill('SIGTERM');
-              const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+            const c = handle.process;
+            if (c.exitCode === null && c.signalCode === null) {
+              const done = exited(c);
+              c.kill('SIGCONT');
+              c.kill('SIGTERM');
+              const t = setTimeout(() => c.kill('SIGKILL'), 3000);
               await done;
               clearTimeout(t);
             }
