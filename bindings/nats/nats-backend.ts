@@ -15,6 +15,7 @@ import type { Backend, BucketInfo, BucketOptions, FileBinding, KvBinding, Object
 import { checkName, Limits } from '../values.ts';
 import type { NatsContext } from './nats-context.ts';
 import { isStreamNotFound, toBindingError } from './nats-errors.ts';
+import { ConnectionGate } from './nats-gate.ts';
 import { NatsKv, TABLE_HISTORY } from './nats-kv.ts';
 import { KvStore } from './nats-kvstore.ts';
 import { describe, kvStream, NatsNames, parseDescription } from './nats-names.ts';
@@ -58,6 +59,10 @@ export interface NatsBackendOptions {
   changeHistoryPerKey?: number;
   /** Connection name shown by the server (`nats server report connections`). @default 'sluice' */
   name?: string;
+  /** Most writes in flight while NATS is unreachable; past it writes fail with SLUICE_BACKEND_UNAVAILABLE at once. @default 1000 */
+  maxBufferedWrites?: number;
+  /** Most bytes of writes in flight while NATS is unreachable (see `maxBufferedWrites`). @default 8388608 (8 MiB) */
+  maxBufferedBytes?: number;
   /** Token authentication. @default undefined */
   token?: string;
   /** User for user/password authentication. @default undefined */
@@ -173,6 +178,10 @@ export class NatsBackend implements Backend {
         // Direct gets may be answered by any replica, which can lag the leader: read-your-writes needs
         // the leader when R > 1.
         directReads: replicas === 1,
+        gate: new ConnectionGate(nc, {
+          ...(options.maxBufferedWrites !== undefined ? { maxBufferedWrites: options.maxBufferedWrites } : {}),
+          ...(options.maxBufferedBytes !== undefined ? { maxBufferedBytes: options.maxBufferedBytes } : {}),
+        }),
       };
       await KvStore.ensure(ctx, names.metaKv(), { history: 1, replicas, description: 'sluice backend metadata (consumer-group positions)' });
       return new NatsBackend(ctx, new KvStore(ctx, names.metaKv()), where, o.changeHistory);

@@ -133,7 +133,8 @@ export class KvStore {
     // Expect the stream too: a write must never land in another stream that captures the subject.
     const opts: Partial<JetStreamPublishOptions> = { expect: { streamName: this.stream } };
     if (h) opts.headers = h;
-    const ack = await this.#ctx.js.publish(this.subject(key), value, opts);
+    const subject = this.subject(key);
+    const ack = await this.#ctx.gate.write(value.byteLength, `write ${subject}`, () => this.#ctx.js.publish(subject, value, opts));
     return ack.seq;
   }
 
