@@ -68,6 +68,14 @@ function isNoResponders(err: unknown): boolean {
 }
 
 /**
+ * True when a publish may or may not have been applied: no answer in time, or nobody answered (a
+ * stream leader being elected). Retrying such a write is safe only with the same message id.
+ */
+export function isUnknownOutcome(err: unknown): boolean {
+  return err instanceof TimeoutError || isNoResponders(err);
+}
+
+/**
  * Maps any thrown value to a {@link SluiceError}. `where` names the call and its subject
  * (`put 'a/b' in bucket 'photos'`); the native error is kept as `cause`.
  * SluiceErrors pass through unchanged.

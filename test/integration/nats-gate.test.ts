@@ -60,3 +60,38 @@ it('nats/servers - a comma-separated list is used whole: the backend connects wh
     await server.stop();
   }
 }, 60_000);
+
+it('nats/cas - a CAS write repeated with its message id after it landed is answered as a duplicate with the first sequence, not as a conflict', async () => {
+  // What KvStore.put's retry after a timeout or a 503 relies on: the server checks the message id
+  // before Nats-Expected-Last-Subject-Sequence. Checked on the real server, on a sluice table's stream.
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
+  const server = await startNatsServer();
+  const backend = await NatsBackend.open({ servers: server.url });
+  const nc = await connect({ servers: server.url });
+  try {
+    await backend.createTable('cas');
+    const kv = await backend.kv('cas');
+    const first = await kv.putItem('k', { v: 1 });
+    const jsm = await jetstreamManager(nc);
+    const names: string[] = [];
+    for await (const si of jsm.streams.list()) names.push(si.config.name);
+    const stream = names.find((n) => n.startsWith('KV_') && n.endsWith('_cas'))!;
+    const si = await jsm.streams.info(stream);
+    expect(si.config.duplicate_window).toBe(30_000_000_000);
+    const subject = (await jsm.streams.getMessage(stream, { seq: first.revision }))!.subject;
+    const js = jetstream(nc);
+    const opts = { msgID: 'retry-me', expect: { streamName: stream, lastSubjectSequence: first.revision } };
+    const a = await js.publish(subject, new TextEncoder().encode('{"v":2}'), opts);
+    const b = await js.publish(subject, new TextEncoder().encode('{"v":2}'), opts);
+    expect(a.duplicate).toBe(false);
+    expect(b.duplicate).toBe(true);
+    expect(b.seq).toBe(a.seq);
+    // A different write with the stale expectation is still refused: the condition keeps its meaning.
+    await expect(js.publish(subject, new TextEncoder().encode('{"v":3}'), { msgID: 'other', expect: { streamName: stream, lastSubjectSequence: first.revision } })).rejects.toThrow();
+  } finally {
+    await nc.close();
+    await backend.close();
+    await server.stop();
+  }
+}, 60_000);
