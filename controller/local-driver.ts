@@ -251,9 +251,11 @@ export class LocalDriver implements Driver {
     // process), never in the run file: a config on disk outlives the worker, a crash, or a backup.
     const secretEnv: NodeJS.ProcessEnv = {};
     let fileOptions: WorkerOptions = o;
-    if (o.backend.kind === 'nats' && o.backend.token !== undefined) {
-      const { token, ...rest } = o.backend;
-      secretEnv.SLUICE_BACKEND_TOKEN = token; // read (and removed from its env) by runtime/worker-main.ts
+    if (o.backend.kind === 'nats' && (o.backend.token !== undefined || o.backend.pass !== undefined)) {
+      const { token, pass, ...rest } = o.backend;
+      // Read (and removed from its env) by runtime/worker-main.ts.
+      if (token !== undefined) secretEnv.SLUICE_BACKEND_TOKEN = token;
+      if (pass !== undefined) secretEnv.SLUICE_BACKEND_PASSWORD = pass;
       fileOptions = { ...o, backend: rest };
     }
     writeFileSync(files.config, JSON.stringify({ ...fileOptions, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }), { mode: 0o600 });

@@ -12,6 +12,9 @@ export type BackendSpec =
       url: string;
       prefix?: string;
       token?: string;
+      /** User/password authentication (e.g. the function's own NATS user, see controller/nats-users.ts). */
+      user?: string;
+      pass?: string;
       /** JetStream replicas of created resources. @default 'auto' (3 on a cluster, else 1) */
       replicas?: number | 'auto';
     };
@@ -23,6 +26,8 @@ export async function openBackend(spec: BackendSpec): Promise<Backend> {
     servers: spec.url,
     ...(spec.prefix !== undefined ? { prefix: spec.prefix } : {}),
     ...(spec.token !== undefined ? { token: spec.token } : {}),
+    ...(spec.user !== undefined ? { user: spec.user } : {}),
+    ...(spec.pass !== undefined ? { pass: spec.pass } : {}),
     ...(spec.replicas !== undefined ? { replicas: spec.replicas } : {}),
   });
 }

@@ -3,7 +3,8 @@
  * in SLUICE_WORKER_CONFIG). The ordinal comes from SLUICE_ORDINAL, else from a StatefulSet pod name
  * (HOSTNAME `name-3` → 3), else the config; replicas from SLUICE_REPLICAS, else the config.
  *
- * SLUICE_BACKEND_TOKEN, when set, is the NATS token (the local driver keeps it out of the config file).
+ * SLUICE_BACKEND_TOKEN / SLUICE_BACKEND_PASSWORD, when set, are the NATS token / password (the local
+ * driver keeps them out of the config file).
  *
  * Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, parent gone, fenced; all in-flight work committed);
  * 2 bad configuration; 3 stopped after the shutdown grace with work still in flight (it will be
@@ -89,7 +90,11 @@ function config(): WorkerOptions {
   // The local driver passes the NATS token here rather than in the config file (which stays on disk).
   const token = process.env.SLUICE_BACKEND_TOKEN;
   if (token && o.backend?.kind === 'nats') o.backend = { ...o.backend, token };
-  delete process.env.SLUICE_BACKEND_TOKEN; // not inherited by anything the handlers spawn
+  const pass = process.env.SLUICE_BACKEND_PASSWORD;
+  if (pass && o.backend?.kind === 'nats') o.backend = { ...o.backend, pass };
+  // Not inherited by anything the handlers spawn.
+  delete process.env.SLUICE_BACKEND_TOKEN;
+  delete process.env.SLUICE_BACKEND_PASSWORD;
   const fromHost = /-(\d+)$/.exec(process.env.HOSTNAME ?? '')?.[1];
   // An empty SLUICE_ORDINAL (no pod-index label before Kubernetes 1.28) falls back to the pod name.
   const ordinal = process.env.SLUICE_ORDINAL || fromHost;
