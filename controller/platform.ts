@@ -7,10 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../bindings/types.ts';
-import { nextGeneration, openBackend, openStateTable, type BackendSpec } from '../runtime/index.ts';
+import { nextGeneration, openBackend, openStateTable, type BackendSpec, type TlsFiles } from '../runtime/index.ts';
 import { Controller } from './controller.ts';
 import type { Driver } from './driver.ts';
 import { startControlServer, type ControlServer } from './grpc/server.ts';
+import { grpcServerCredentials } from './grpc/tls.ts';
 import { KubernetesDriver } from './kubernetes/index.ts';
 import { LocalDriver } from './local-driver.ts';
 
@@ -28,6 +29,8 @@ export interface PlatformOptions {
   port?: number;
   /** Accepted control tokens. @default $SLUICE_TOKEN, else a random token saved to <runDir>/../token */
   tokens?: string[];
+  /** Serve the control API over TLS (mTLS with `requireClientCert`); plaintext is then refused. @default plaintext */
+  tls?: TlsFiles;
   /** Reconcile period. @default 1000 */
   intervalMs?: number;
   /** Controller events (scaling decisions, deploys). @default ignored */
@@ -72,7 +75,14 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   }
   const controller = await Controller.open({ backend, driver, intervalMs: o.intervalMs ?? 1000, ...(o.onEvent ? { onEvent: o.onEvent } : {}) });
   controller.start();
-  const server = await startControlServer({ plane: controller, scaler: controller, tokens, host: o.host ?? '127.0.0.1', port: o.port ?? 7070 });
+  const server = await startControlServer({
+    plane: controller,
+    scaler: controller,
+    tokens,
+    host: o.host ?? '127.0.0.1',
+    port: o.port ?? 7070,
+    ...(o.tls ? { credentials: grpcServerCredentials(o.tls) } : {}),
+  });
   return {
     backend,
     controller,

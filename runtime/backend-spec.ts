@@ -15,6 +15,8 @@ export type BackendSpec =
       /** User/password authentication (e.g. the function's own NATS user, see controller/nats-users.ts). */
       user?: string;
       pass?: string;
+      /** TLS / mTLS files of the NATS connection. */
+      tls?: { caFile?: string; certFile?: string; keyFile?: string };
       /** JetStream replicas of created resources. @default 'auto' (3 on a cluster, else 1) */
       replicas?: number | 'auto';
     };
@@ -28,6 +30,7 @@ export async function openBackend(spec: BackendSpec): Promise<Backend> {
     ...(spec.token !== undefined ? { token: spec.token } : {}),
     ...(spec.user !== undefined ? { user: spec.user } : {}),
     ...(spec.pass !== undefined ? { pass: spec.pass } : {}),
+    ...(spec.tls !== undefined ? { tls: spec.tls } : {}),
     ...(spec.replicas !== undefined ? { replicas: spec.replicas } : {}),
   });
 }

@@ -7,3 +7,4 @@ export { GENERATION_KEY, nextGeneration, openStateTable, readCounters, readGener
 export { Worker, type WorkerState } from './worker.ts';
 export { resolveWorkerOptions, type ResolvedWorkerOptions, type Trigger, type WorkerOptions } from './worker-options.ts';
 export { parseDurationMs } from '../functions/types.ts';
+export { loadTls, type LoadedTls, type TlsFiles } from './tls.ts';
