@@ -35,6 +35,12 @@ function requestStop(reason: string): void {
   if (stopping) return;
   stopping = true;
   worker.log.info({ reason }, 'stopping');
+  // Force deadline past the grace: closing resources can hang (seen: an orphan on a full disk whose
+  // store never finished closing kept running for 50 minutes after its parent died).
+  setTimeout(() => {
+    worker?.log.error({ graceMs: worker.options.shutdownGraceMs }, 'stop did not finish within the grace plus 10 s; exiting');
+    process.exit(ExitCodes.forced);
+  }, worker.options.shutdownGraceMs + 10_000).unref();
   void worker.stop().then((clean) => process.exit(clean ? ExitCodes.ok : ExitCodes.forced));
 }
 
