@@ -117,7 +117,9 @@ it('driver - restart backoff resets after a healthy run and grows in a crash loo
       pid = await readyPid(pid);
     }
     expect(delays()).toEqual([200, 200, 200]);
-    // A crash loop (each new process killed as soon as it exists) still backs off.
+    // A crash loop (each new process killed as soon as it exists) still backs off. The current worker
+    // first runs past healthyAfterMs, so the loop starts a fresh streak: 200, then 400, 800.
+    await new Promise((r) => setTimeout(r, 1700));
     for (let i = 0; i < 3; i++) {
       process.kill(pid, 'SIGKILL');
       await until('restart scheduled', () => delays().length === 4 + i, 30_000);
