@@ -79,6 +79,12 @@ const natsBackendSchema = z.strictObject({
   prefix: z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9_-]*$/, { error: "must hold only letters, digits, '_' and '-'" }).optional(),
   /** Name of an entry of `spec.secrets` holding the NATS auth token. */
   tokenSecret: nonEmpty('must be the name of a secret').optional(),
+  /** NATS user the workers connect as (e.g. the function's own user, controller/nats-users.ts). @default none */
+  user: nonEmpty('must be a NATS user name').optional(),
+  /** Name of an entry of `spec.secrets` holding the password of `user`. */
+  passwordSecret: nonEmpty('must be the name of a secret').optional(),
+  /** TLS to the NATS servers; paths relative to the spec file. `certFile` + `keyFile` present a client certificate (mTLS). @default plaintext */
+  tls: z.strictObject({ caFile: nonEmpty().optional(), certFile: nonEmpty().optional(), keyFile: nonEmpty().optional() }).optional(),
   /** JetStream replicas of the streams and KV buckets the function's workers create. @default 'auto' (3 on a cluster, else 1) */
   replicas: z.union([z.literal('auto'), z.number().int().min(1).max(5)], { error: "must be 'auto' or an integer from 1 to 5" }).optional(),
 });
@@ -274,5 +280,14 @@ export const functionSpecSchema = z
     const b = ctx.value.spec.backend;
     if (b.kind === 'nats' && b.tokenSecret !== undefined && !ctx.value.spec.secrets.some((s) => s.name === b.tokenSecret)) {
       ctx.issues.push({ code: 'custom', input: b.tokenSecret, path: ['spec', 'backend', 'tokenSecret'], message: 'must name an entry of spec.secrets' });
+    }
+    if (b.kind === 'nats' && b.passwordSecret !== undefined && !ctx.value.spec.secrets.some((s) => s.name === b.passwordSecret)) {
+      ctx.issues.push({ code: 'custom', input: b.passwordSecret, path: ['spec', 'backend', 'passwordSecret'], message: 'must name an entry of spec.secrets' });
+    }
+    if (b.kind === 'nats' && (b.user === undefined) !== (b.passwordSecret === undefined)) {
+      ctx.issues.push({ code: 'custom', input: b.user, path: ['spec', 'backend', b.user === undefined ? 'user' : 'passwordSecret'], message: 'user and passwordSecret go together' });
+    }
+    if (b.kind === 'nats' && b.tls !== undefined && (b.tls.certFile === undefined) !== (b.tls.keyFile === undefined)) {
+      ctx.issues.push({ code: 'custom', input: b.tls, path: ['spec', 'backend', 'tls'], message: 'certFile and keyFile go together' });
     }
   });
