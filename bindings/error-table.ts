@@ -104,6 +104,9 @@ export const ErrorTable: { readonly [K in ErrorCode]: ErrorMapping } = Object.fr
   SLUICE_SPEC_INVALID: row(400, 'InvalidArgument', 'INVALID_ARGUMENT', 'invalid', false),
   SLUICE_KUBERNETES: row(502, 'InternalError', 'UNAVAILABLE', 'failed', true),
   SLUICE_UNAUTHENTICATED: row(403, 'InvalidAccessKeyId', 'UNAUTHENTICATED', 'unauthenticated', false),
+  // 503 + ServiceUnavailable rather than 507: S3 SDKs retry ServiceUnavailable, and a full disk is
+  // transient from a client's view (the operator frees space; no restart needed).
+  SLUICE_STORAGE_FULL: row(503, 'ServiceUnavailable', 'RESOURCE_EXHAUSTED', 'unavailable', true),
 });
 
 /** The table's row for `code`, or SLUICE_INTERNAL's when `code` is not a sluice code. */

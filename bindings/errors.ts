@@ -43,6 +43,7 @@ export const ErrorCodes = {
   SLUICE_SPEC_INVALID: 'a function spec does not validate; the message names the path and line',
   SLUICE_KUBERNETES: 'the Kubernetes API refused or failed a request; the message names the resource',
   SLUICE_UNAUTHENTICATED: 'a control API call carried no bearer token, or one the server does not accept',
+  SLUICE_STORAGE_FULL: "the backend's storage is full (disk, volume or quota); nothing was written; retry once space is freed",
 } as const;
 
 /** A stable sluice error code. */

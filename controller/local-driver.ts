@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BindingError } from '../bindings/errors.ts';
@@ -36,6 +36,23 @@ export interface LocalDriverOptions {
    * data directory per local platform), whatever `dir` the spec names. @default the spec's dir
    */
   localDir?: string;
+  /**
+   * Platform generation given to the workers (see WorkerOptions.generation): a restarted platform
+   * fences the workers of the one before. @default 0 (no fencing)
+   */
+  generation?: number;
+  /** A worker that ran this long before it died restarts after `restartDelayMs` again (its backoff resets). @default 10000 */
+  healthyAfterMs?: number;
+  /** How long an orphan (a worker of an earlier platform found by its pid file) gets to drain after SIGTERM before SIGKILL. @default 10000 */
+  orphanGraceMs?: number;
+}
+
+/** What a pid file `<runDir>/<fn>-<ordinal>.pid` holds: enough to find and stop a worker started by another platform process. */
+interface PidFile {
+  pid: number;
+  function: string;
+  ordinal: number;
+  generation: number;
 }
 
 interface Replica {
@@ -43,6 +60,12 @@ interface Replica {
   proc: ChildProcess | undefined;
   ready: boolean;
   restarts: number;
+  /** Crashes in a row without a healthy run in between: the exponent of the restart backoff. */
+  streak: number;
+  startedAt: number;
+  /** The worker printed its `signals` line: SIGUSR2 no longer kills it. */
+  signals: boolean;
+  rescalePending: boolean;
   stopping: boolean;
   exited: Promise<void>;
   timer: NodeJS.Timeout | undefined;
@@ -60,6 +83,8 @@ interface Workload {
 export class LocalDriver implements Driver {
   readonly kind = 'local';
   readonly #o: Required<Omit<LocalDriverOptions, 'env' | 'localDir'>> & { env: NodeJS.ProcessEnv; localDir: string | undefined };
+  /** Which `process.pid` this driver's workers watch (parent-death detection). */
+  readonly #parentPid = process.pid;
   readonly #workloads = new Map<string, Workload>();
   /** Emits `log` (name, LogLine) and `exit` (name, ordinal, code). */
   readonly events = new EventEmitter();
@@ -73,8 +98,13 @@ export class LocalDriver implements Driver {
       logLines: options.logLines ?? 2000,
       env: options.env ?? process.env,
       localDir: options.localDir,
+      generation: options.generation ?? 0,
+      healthyAfterMs: options.healthyAfterMs ?? 10_000,
+      orphanGraceMs: options.orphanGraceMs ?? 10_000,
     };
-    mkdirSync(this.#o.runDir, { recursive: true });
+    // Run files hold resolved secrets (backend tokens): only this user may read them.
+    mkdirSync(this.#o.runDir, { recursive: true, mode: 0o700 });
+    chmodSync(this.#o.runDir, 0o700);
     this.events.setMaxListeners(0);
   }
 
@@ -82,7 +112,7 @@ export class LocalDriver implements Driver {
     const name = spec.metadata.name;
     const localDir = this.#o.localDir;
     const options = (ordinal: number, replicas: number): WorkerOptions => {
-      const o = toWorkerOptions(spec, { specDir, ordinal, replicas, env: this.#o.env });
+      const o = { ...toWorkerOptions(spec, { specDir, ordinal, replicas, env: this.#o.env }), generation: this.#o.generation };
       return localDir !== undefined && o.backend.kind === 'local' ? { ...o, backend: { kind: 'local', dir: localDir } } : o;
     };
     options(0, 1); // validate now: a bad spec must fail the deploy, not the workers
@@ -110,10 +140,59 @@ export class LocalDriver implements Driver {
 
   async remove(name: string): Promise<boolean> {
     const w = this.#workloads.get(name);
-    if (!w) return false;
+    // Workers of this function that an earlier platform process started (found by pid file) stop too.
+    const orphans = this.reapOrphans(name);
+    if (!w) {
+      const found = (await orphans) > 0;
+      this.#removeRunFiles(name);
+      return found;
+    }
     await this.#stopAll(w);
+    await orphans;
     this.#workloads.delete(name);
+    this.#removeRunFiles(name);
     return true;
+  }
+
+  /**
+   * Stops workers that a previous platform process started and that still run (pid files in the run
+   * directory whose process is alive, is a sluice worker, and is not ours): SIGTERM to its process
+   * group, SIGKILL after `orphanGraceMs`. Only `fn`'s workers when given. Returns how many it stopped.
+   */
+  async reapOrphans(fn?: string): Promise<number> {
+    const mine = new Set<number>();
+    for (const w of this.#workloads.values()) for (const r of w.replicas.values()) if (r.proc?.pid !== undefined) mine.add(r.proc.pid);
+    const victims: { file: string; pid: number }[] = [];
+    for (const f of existsSync(this.#o.runDir) ? readdirSync(this.#o.runDir) : []) {
+      if (!f.endsWith('.pid')) continue;
+      const file = join(this.#o.runDir, f);
+      let p: PidFile;
+      try {
+        p = JSON.parse(readFileSync(file, 'utf8')) as PidFile;
+      } catch {
+        continue;
+      }
+      if ((fn !== undefined && p.function !== fn) || mine.has(p.pid)) continue;
+      if (isSluiceWorker(p.pid)) victims.push({ file, pid: p.pid });
+      else rmSync(file, { force: true });
+    }
+    await Promise.all(
+      victims.map(async ({ file, pid }) => {
+        signalGroup(pid, 'SIGTERM');
+        const end = Date.now() + this.#o.orphanGraceMs;
+        while (isSluiceWorker(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+        if (isSluiceWorker(pid)) signalGroup(pid, 'SIGKILL');
+        rmSync(file, { force: true });
+      }),
+    );
+    return victims.length;
+  }
+
+  #removeRunFiles(fn: string): void {
+    for (const f of existsSync(this.#o.runDir) ? readdirSync(this.#o.runDir) : []) {
+      const m = /^(.*)-(\d+)(\.rescale\.json|\.json|\.pid)$/.exec(f);
+      if (m?.[1] === fn) rmSync(join(this.#o.runDir, f), { force: true });
+    }
   }
 
   async status(name: string): Promise<WorkloadStatus | undefined> {
@@ -148,8 +227,9 @@ export class LocalDriver implements Driver {
     return w;
   }
 
-  #files(w: Workload, ordinal: number): { config: string; rescale: string } {
-    return { config: join(this.#o.runDir, `${w.name}-${ordinal}.json`), rescale: join(this.#o.runDir, `${w.name}-${ordinal}.rescale.json`) };
+  #files(w: Workload, ordinal: number): { config: string; rescale: string; pid: string } {
+    const base = join(this.#o.runDir, `${w.name}-${ordinal}`);
+    return { config: `${base}.json`, rescale: `${base}.rescale.json`, pid: `${base}.pid` };
   }
 
   #credits(w: Workload, ordinal: number, perWorker: number): number {
@@ -157,7 +237,7 @@ export class LocalDriver implements Driver {
   }
 
   #start(w: Workload, ordinal: number): void {
-    const r: Replica = { ordinal, proc: undefined, ready: false, restarts: 0, stopping: false, exited: Promise.resolve(), timer: undefined };
+    const r: Replica = { ordinal, proc: undefined, ready: false, restarts: 0, streak: 0, startedAt: 0, signals: false, rescalePending: false, stopping: false, exited: Promise.resolve(), timer: undefined };
     w.replicas.set(ordinal, r);
     this.#spawn(w, r);
   }
@@ -167,16 +247,40 @@ export class LocalDriver implements Driver {
     const files = this.#files(w, r.ordinal);
     const o = w.options(r.ordinal, Math.max(1, w.desired));
     const perWorker = o.batchesInFlight ?? Math.max(1, (o.threads ?? 1) * 2);
-    // The config may hold credentials (a NATS token, the handler's secrets): readable by this user only.
-    writeFileSync(files.config, JSON.stringify({ ...o, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }), { mode: 0o600 });
-    writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal }));
+    // The config may hold the handler's secrets (0600). The backend token travels in the worker's environment (readable only by this user, gone with the
+    // process), never in the run file: a config on disk outlives the worker, a crash, or a backup.
+    const secretEnv: NodeJS.ProcessEnv = {};
+    let fileOptions: WorkerOptions = o;
+    if (o.backend.kind === 'nats' && (o.backend.token !== undefined || o.backend.pass !== undefined)) {
+      const { token, pass, ...rest } = o.backend;
+      // Read (and removed from its env) by runtime/worker-main.ts.
+      if (token !== undefined) secretEnv.SLUICE_BACKEND_TOKEN = token;
+      if (pass !== undefined) secretEnv.SLUICE_BACKEND_PASSWORD = pass;
+      fileOptions = { ...o, backend: rest };
+    }
+    writeFileSync(files.config, JSON.stringify({ ...fileOptions, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }), { mode: 0o600 });
+    writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal }), { mode: 0o600 });
     const proc = spawn(process.execPath, ['--import', 'tsx', workerMain, files.config], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...this.#o.env, SLUICE_ORDINAL: String(r.ordinal), SLUICE_REPLICAS: String(Math.max(1, w.desired)), SLUICE_RESCALE_FILE: files.rescale },
+      // stdin stays an open pipe: it closes when this process dies, however it dies (parent-death detection).
+      stdio: ['pipe', 'pipe', 'pipe'],
+      // Own process group: stopping a worker (or an orphan) reaches whatever its handlers spawned.
+      detached: true,
+      env: { ...this.#o.env, SLUICE_ORDINAL: String(r.ordinal), SLUICE_REPLICAS: String(Math.max(1, w.desired)), SLUICE_RESCALE_FILE: files.rescale, SLUICE_PARENT_PID: String(this.#parentPid), ...secretEnv },
     });
     r.proc = proc;
     r.ready = false;
+    r.signals = false;
+    r.startedAt = Date.now();
+    if (proc.pid !== undefined) writeFileSync(files.pid, JSON.stringify({ pid: proc.pid, function: w.name, ordinal: r.ordinal, generation: this.#o.generation } satisfies PidFile), { mode: 0o600 });
+    proc.stdin!.on('error', () => undefined);
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      if (d.includes('"event":"signals"')) {
+        r.signals = true;
+        if (r.rescalePending) {
+          r.rescalePending = false;
+          proc.kill('SIGUSR2');
+        }
+      }
       if (d.includes('"event":"ready"')) r.ready = true;
     });
     let buf = '';
@@ -190,9 +294,13 @@ export class LocalDriver implements Driver {
       proc.once('exit', (code, signal) => {
         r.ready = false;
         this.events.emit('exit', w.name, r.ordinal, code ?? signal);
+        if (r.stopping || this.#closed) rmSync(files.pid, { force: true });
         if (!r.stopping && !this.#closed) {
-          // Crashed or killed: restart with backoff so a crash loop cannot spin the machine.
-          const delay = Math.min(this.#o.maxRestartDelayMs, this.#o.restartDelayMs * 2 ** Math.min(r.restarts, 10));
+          // Crashed or killed: restart with backoff so a crash loop cannot spin the machine; a worker
+          // that had run healthily for a while starts a new streak (kills 25 s apart must not reach 30 s).
+          if (Date.now() - r.startedAt >= this.#o.healthyAfterMs) r.streak = 0;
+          const delay = Math.min(this.#o.maxRestartDelayMs, this.#o.restartDelayMs * 2 ** Math.min(r.streak, 10));
+          r.streak++;
           r.restarts++;
           this.#log(w, r.ordinal, JSON.stringify({ level: 50, msg: `worker exited (${code ?? signal}); restarting in ${delay} ms`, time: Date.now() }));
           r.timer = setTimeout(() => this.#spawn(w, r), delay);
@@ -206,8 +314,12 @@ export class LocalDriver implements Driver {
     const files = this.#files(w, r.ordinal);
     const o = w.options(r.ordinal, Math.max(1, w.desired));
     const perWorker = o.batchesInFlight ?? Math.max(1, (o.threads ?? 1) * 2);
-    writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }));
-    if (r.proc && r.proc.exitCode === null) r.proc.kill('SIGUSR2');
+    writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }), { mode: 0o600 });
+    if (!r.proc || r.proc.exitCode !== null || r.proc.signalCode !== null) return;
+    // Before its `signals` line the worker may not have its handler yet (SIGUSR2 would kill it): it
+    // reads the rescale file when it is ready, and gets the signal then in case it was already past that.
+    if (r.signals) r.proc.kill('SIGUSR2');
+    else r.rescalePending = true;
   }
 
   async #stop(w: Workload, r: Replica): Promise<void> {
@@ -224,19 +336,65 @@ export class LocalDriver implements Driver {
 
   #log(w: Workload, ordinal: number, raw: string): void {
     if (!raw.trim()) return;
+    // Native code writes to the same stderr without a newline (lmdb on a full disk: "Write error: No
+    // space left on device position …" once per page), which ran into the next JSON line and garbled
+    // it. Keep the native text as a line of its own and parse the JSON that follows it.
+    const json = raw.indexOf('{"level":');
+    if (json > 0) {
+      const native = raw.slice(0, json).trim();
+      this.#push(w, { at: new Date().toISOString(), ordinal, level: 'warn', message: `${RAW_PREFIX}${native.length > 500 ? `${native.slice(0, 500)}…` : native}`, fields: {} });
+      raw = raw.slice(json);
+    }
     let line: LogLine;
     try {
       const j = JSON.parse(raw) as Record<string, unknown>;
       const { level, msg, time, ...fields } = j;
       line = { at: new Date(typeof time === 'number' ? time : Date.now()).toISOString(), ordinal, level: levelName(level), message: String(msg ?? ''), fields };
     } catch {
-      line = { at: new Date().toISOString(), ordinal, level: 'info', message: raw, fields: {} };
+      // Not one of the worker's JSON lines: a startup failure, or native code writing to stderr.
+      line = { at: new Date().toISOString(), ordinal, level: 'warn', message: `${RAW_PREFIX}${raw.length > 2000 ? `${raw.slice(0, 2000)}…` : raw}`, fields: {} };
     }
+    this.#push(w, line);
+  }
+
+  #push(w: Workload, line: LogLine): void {
     w.logs.push(line);
     if (w.logs.length > this.#o.logLines) w.logs.splice(0, w.logs.length - this.#o.logLines);
     this.events.emit('log', w.name, line);
   }
 }
+
+/** True when `pid` is alive and runs sluice's worker entry (a recycled pid of another program is left alone). */
+function isSluiceWorker(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmd.includes('worker-main');
+  } catch {
+    // No /proc (macOS): the pid is alive; trust the pid file.
+    return true;
+  }
+}
+
+/** Signals a worker's process group (it leads one: spawned detached), else the process alone. */
+function signalGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Prefix of a log line that was not one of the worker's JSON lines (kept, marked, on a line of its own). */
+export const RAW_PREFIX = 'stderr: ';
 
 function levelName(l: unknown): string {
   if (typeof l === 'string') return l;

@@ -7,10 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../bindings/types.ts';
-import { openBackend, type BackendSpec } from '../runtime/index.ts';
+import { nextGeneration, openBackend, openStateTable, type BackendSpec, type TlsFiles } from '../runtime/index.ts';
 import { Controller } from './controller.ts';
 import type { Driver } from './driver.ts';
 import { startControlServer, type ControlServer } from './grpc/server.ts';
+import { grpcServerCredentials } from './grpc/tls.ts';
 import { KubernetesDriver } from './kubernetes/index.ts';
 import { LocalDriver } from './local-driver.ts';
 
@@ -30,6 +31,8 @@ export interface PlatformOptions {
   tokens?: string[];
   /** Tokens the KEDA external scaler accepts (trigger metadata `tokenFromEnv`). @default $SLUICE_SCALER_TOKEN when set, else the scaler is open */
   scalerTokens?: string[];
+  /** Serve the control API over TLS (mTLS with `requireClientCert`); plaintext is then refused. @default plaintext */
+  tls?: TlsFiles;
   /** Reconcile period. @default 1000 */
   intervalMs?: number;
   /** Controller events (scaling decisions, deploys). @default ignored */
@@ -61,11 +64,29 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   const baseDir = o.backend.kind === 'local' ? o.backend.dir : join(process.cwd(), '.sluice-run');
   const runDir = o.runDir ?? join(baseDir, 'run');
   const tokens = o.tokens ?? (process.env.SLUICE_TOKEN ? [process.env.SLUICE_TOKEN] : [ensureToken(baseDir)]);
-  const driver: Driver = o.driver === 'kubernetes' ? new KubernetesDriver({}) : new LocalDriver({ runDir, ...(o.backend.kind === 'local' ? { localDir: o.backend.dir } : {}) });
+  let driver: Driver;
+  if (o.driver === 'kubernetes') driver = new KubernetesDriver({});
+  else {
+    // A new generation fences the workers of a previous platform process on this data (orphans of a
+    // SIGKILLed `sluice dev`): their leases are taken over at once and they exit when they see it.
+    const generation = await nextGeneration(await openStateTable(backend));
+    const local = new LocalDriver({ runDir, generation, ...(o.backend.kind === 'local' ? { localDir: o.backend.dir } : {}) });
+    // And those still running (found by pid file) are stopped before ours start.
+    await local.reapOrphans();
+    driver = local;
+  }
   const controller = await Controller.open({ backend, driver, intervalMs: o.intervalMs ?? 1000, ...(o.onEvent ? { onEvent: o.onEvent } : {}) });
   controller.start();
   const scalerTokens = o.scalerTokens ?? (process.env.SLUICE_SCALER_TOKEN ? [process.env.SLUICE_SCALER_TOKEN] : undefined);
-  const server = await startControlServer({ plane: controller, scaler: controller, tokens, ...(scalerTokens ? { scalerTokens } : {}), host: o.host ?? '127.0.0.1', port: o.port ?? 7070 });
+  const server = await startControlServer({
+    plane: controller,
+    scaler: controller,
+    tokens,
+    ...(scalerTokens ? { scalerTokens } : {}),
+    host: o.host ?? '127.0.0.1',
+    port: o.port ?? 7070,
+    ...(o.tls ? { credentials: grpcServerCredentials(o.tls) } : {}),
+  });
   return {
     backend,
     controller,

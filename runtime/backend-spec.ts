@@ -10,7 +10,21 @@ import type { Backend } from '../bindings/types.ts';
  */
 export type BackendSpec =
   | { kind: 'local'; dir: string; bodies?: BodyStoreOptions }
-  | { kind: 'nats'; url: string; prefix?: string; token?: string; bodies?: BodyStoreOptions };
+  | {
+      kind: 'nats';
+      /** One URL or several, comma-separated (a cluster): every one is used. */
+      url: string;
+      prefix?: string;
+      token?: string;
+      /** User/password authentication (e.g. the function's own NATS user, see controller/nats-users.ts). */
+      user?: string;
+      pass?: string;
+      /** TLS / mTLS files of the NATS connection. */
+      tls?: { caFile?: string; certFile?: string; keyFile?: string };
+      /** JetStream replicas of created resources. @default 'auto' (3 on a cluster, else 1) */
+      replicas?: number | 'auto';
+      bodies?: BodyStoreOptions;
+    };
 
 /** Opens the backend a spec names. */
 export async function openBackend(spec: BackendSpec): Promise<Backend> {
@@ -21,5 +35,9 @@ export async function openBackend(spec: BackendSpec): Promise<Backend> {
     ...(spec.prefix !== undefined ? { prefix: spec.prefix } : {}),
     ...(spec.token !== undefined ? { token: spec.token } : {}),
     ...bodies,
+    ...(spec.user !== undefined ? { user: spec.user } : {}),
+    ...(spec.pass !== undefined ? { pass: spec.pass } : {}),
+    ...(spec.tls !== undefined ? { tls: spec.tls } : {}),
+    ...(spec.replicas !== undefined ? { replicas: spec.replicas } : {}),
   });
 }

@@ -75,7 +75,7 @@ export class InlineRunner implements HandlerRunner {
       const scope = { objects: (b: string) => this.#bucket(b), files: () => this.#files!.get() };
       const records = batch.records.map((r, i) => inlineRecord(r, collectors[i]!, () => this.#bucket(r.source), scope));
       const counters = new CounterSet();
-      const ctx: HandlerContext = {
+      const ctx: HandlerContext = Object.freeze<HandlerContext>({
         function: batch.function,
         shard: batch.shard,
         batchId: batch.batchId,
@@ -85,7 +85,7 @@ export class InlineRunner implements HandlerRunner {
         secrets: this.#o.secrets,
         signal: ac.signal,
         deadline: batch.deadlineMs,
-      };
+      });
       const out: BatchEffects = { records: collectors.map((c) => c.effects), counters: counters.values };
       try {
         // A handler on the main thread cannot be preempted: the timeout aborts ctx.signal and fails the

@@ -32,6 +32,8 @@ export const StateKeys = {
   queryRuns: (fn: string): string => `qruns/${fn}`,
   /** Where an HTTP-triggered worker listens (runtime/triggers/http.ts), read by the platform's ingress. */
   httpWorker: (fn: string, ordinal: number): string => `http/${fn}/${ordinal}`,
+  /** The platform generation, bumped by every start of a local platform (fences orphan workers). */
+  generation: 'platform/generation',
 } as const;
 
 /** State-table key of a function's live replica count, written by the controller, read by workers. */
@@ -47,6 +49,8 @@ export interface LeaseRecord {
   epoch: number;
   /** Epoch ms after which another worker may take the shard. */
   expiresAt: number;
+  /** Platform generation of the owner (0: unknown); a newer generation may take the lease at once. */
+  gen: number;
 }
 
 /** A held lease (in memory: the stored record's revision is the CAS token). */
@@ -120,12 +124,12 @@ function decodeCounts(v: Value | undefined): Record<string, number> {
 
 /** Encodes a lease record. */
 export function encodeLease(l: LeaseRecord): Item {
-  return { owner: l.owner, epoch: l.epoch, expiresAt: l.expiresAt };
+  return { owner: l.owner, epoch: l.epoch, expiresAt: l.expiresAt, gen: l.gen };
 }
 
 /** Decodes a stored lease record. */
 export function decodeLease(item: Item): LeaseRecord {
-  return { owner: str(item.owner, ''), epoch: num(item.epoch, 0), expiresAt: num(item.expiresAt, 0) };
+  return { owner: str(item.owner, ''), epoch: num(item.epoch, 0), expiresAt: num(item.expiresAt, 0), gen: num(item.gen, 0) };
 }
 
 function encodePending(p: PendingRecord): Item {
@@ -236,12 +240,15 @@ export class Leases {
   readonly #fn: string;
   readonly #owner: string;
   readonly #ttlMs: number;
+  readonly #generation: number;
 
-  constructor(kv: KvBinding, fn: string, owner: string, ttlMs: number) {
+  /** `generation` > 0: leases held by workers of an older platform generation are taken over at once. */
+  constructor(kv: KvBinding, fn: string, owner: string, ttlMs: number, generation = 0) {
     this.#kv = kv;
     this.#fn = fn;
     this.#owner = owner;
     this.#ttlMs = ttlMs;
+    this.#generation = generation;
   }
 
   /** Takes the shard when it is free, expired or already ours; undefined when another owner holds it. */
@@ -250,11 +257,14 @@ export class Leases {
     const cur = await this.#kv.getItem(key);
     const now = Date.now();
     const held = cur && decodeLease(cur.item);
-    if (held && held.owner && held.owner !== this.#owner && held.expiresAt > now) return undefined;
+    // A live lease of another owner blocks us — unless that owner belongs to an older platform
+    // generation (an orphan of a killed platform): the new epoch fences it (its renewals and
+    // checkpoint writes fail from now on).
+    if (held && held.owner && held.owner !== this.#owner && held.expiresAt > now && !(this.#generation > 0 && held.gen < this.#generation)) return undefined;
     const epoch = (held?.epoch ?? 0) + 1;
     const expiresAt = now + this.#ttlMs;
     try {
-      const w = await this.#kv.putItem(key, encodeLease({ owner: this.#owner, epoch, expiresAt }), { ifRevision: cur?.revision ?? 0 });
+      const w = await this.#kv.putItem(key, encodeLease({ owner: this.#owner, epoch, expiresAt, gen: this.#generation }), { ifRevision: cur?.revision ?? 0 });
       return { shard, epoch, revision: w.revision, expiresAt };
     } catch (e) {
       if (e instanceof ConditionFailedError) return undefined;
@@ -266,7 +276,7 @@ export class Leases {
   async renew(lease: Lease): Promise<boolean> {
     const expiresAt = Date.now() + this.#ttlMs;
     try {
-      const w = await this.#kv.putItem(StateKeys.lease(this.#fn, lease.shard), encodeLease({ owner: this.#owner, epoch: lease.epoch, expiresAt }), { ifRevision: lease.revision });
+      const w = await this.#kv.putItem(StateKeys.lease(this.#fn, lease.shard), encodeLease({ owner: this.#owner, epoch: lease.epoch, expiresAt, gen: this.#generation }), { ifRevision: lease.revision });
       lease.revision = w.revision;
       lease.expiresAt = expiresAt;
       return true;
@@ -279,7 +289,7 @@ export class Leases {
   /** Gives a lease back so the next owner need not wait for it to expire. */
   async release(lease: Lease): Promise<void> {
     try {
-      await this.#kv.putItem(StateKeys.lease(this.#fn, lease.shard), encodeLease({ owner: '', epoch: lease.epoch, expiresAt: 0 }), { ifRevision: lease.revision });
+      await this.#kv.putItem(StateKeys.lease(this.#fn, lease.shard), encodeLease({ owner: '', epoch: lease.epoch, expiresAt: 0, gen: this.#generation }), { ifRevision: lease.revision });
     } catch (e) {
       if (!(e instanceof ConditionFailedError)) throw e;
     }
@@ -344,3 +354,30 @@ export class CheckpointStore {
     }
   }
 }
+
+/** State-table key of the platform generation: bumped by every start of a local platform. */
+export const GENERATION_KEY = StateKeys.generation;
+
+/** Reads the current platform generation (0 when none was ever written). */
+export async function readGeneration(kv: KvBinding): Promise<number> {
+  const g = (await kv.getItem(GENERATION_KEY))?.item.generation;
+  return typeof g === 'number' ? g : 0;
+}
+
+/**
+ * Starts a new platform generation (CAS loop, so two platforms starting together get distinct
+ * numbers) and returns it. Workers of older generations exit when they see it (see WorkerOptions.generation).
+ */
+export async function nextGeneration(kv: KvBinding): Promise<number> {
+  for (;;) {
+    const cur = await kv.getItem(GENERATION_KEY);
+    const next = ((cur?.item.generation as number | undefined) ?? 0) + 1;
+    try {
+      await kv.putItem(GENERATION_KEY, { generation: next, at: Date.now() }, { ifRevision: cur?.revision ?? 0 });
+      return next;
+    } catch (e) {
+      if (!(e instanceof ConditionFailedError)) throw e;
+    }
+  }
+}
+

@@ -5,7 +5,6 @@
  */
 import { parseCron, type CronSchedule } from './triggers/cron.ts';
 import type { QuerySchedule } from './triggers/query.ts';
-import type { HttpTrigger } from './triggers/http.ts';
 import { parseCondition } from '../bindings/expr/index.ts';
 import { BindingError } from '../bindings/errors.ts';
 import { parseDurationMs } from '../functions/types.ts';
@@ -48,6 +47,23 @@ export interface StreamTrigger {
    * appends one tick per schedule instant (runtime/triggers/cron.ts). @default no ticker
    */
   cron?: CronSchedule;
+}
+
+/** An HTTP trigger as the worker receives it. */
+export interface HttpTrigger {
+  type: 'http';
+  /** The route: requests to this path (and below it, `/path/...`) reach the function. */
+  path: string;
+  /** Methods accepted; others get 405. @default every method */
+  methods?: string[];
+  /** Largest request body; a larger one is answered 413 without calling the handler. @default 8388608 (8 MiB) */
+  maxBodyBytes?: number;
+  /** Requests one handler thread works on at once (handlers are mostly I/O). @default 16 */
+  concurrency?: number;
+  /** Requests waiting for a thread; past it, 429 with Retry-After. @default 64 */
+  maxQueue?: number;
+  /** Address the worker's HTTP server binds. @default '127.0.0.1' */
+  host?: string;
 }
 
 /** What starts the function. */
@@ -113,6 +129,13 @@ export interface WorkerOptions {
   logLevel?: string;
   /** Worker identity in leases. @default `<hostname>:<pid>:<ordinal>` */
   id?: string;
+  /**
+   * Generation of the platform that started this worker (the local driver sets it). A lease held by a
+   * worker of an older generation is taken over at once, and a worker that sees a newer generation in
+   * the state table exits: a worker orphaned by a killed platform cannot keep its shards. 0 disables
+   * both (Kubernetes: the pods outlive the controller). @default 0
+   */
+  generation?: number;
 }
 
 /** {@link WorkerOptions} with every default applied. */
@@ -145,6 +168,7 @@ export interface ResolvedWorkerOptions {
   readonly httpHost: string;
   readonly logLevel: string;
   readonly id: string;
+  readonly generation: number;
 }
 
 function bad(path: string, msg: string): BindingError {
@@ -267,5 +291,6 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
     httpHost: o.httpHost ?? '127.0.0.1',
     logLevel: o.logLevel ?? 'info',
     id: o.id ?? `${hostname}:${process.pid}:${ordinal}`,
+    generation: int(o.generation, 'generation', 0, Number.MAX_SAFE_INTEGER, 0),
   });
 }

@@ -23,7 +23,7 @@ import { InlineRunner, workerLogger, type HandlerRunner } from './runner.ts';
 import { Semaphore } from './semaphore.ts';
 import { sleep } from './batcher.ts';
 import { ShardRunner, type ShardDeps } from './shard-runner.ts';
-import { Leases, openStateTable, StateReader } from './state.ts';
+import { Leases, openStateTable, readGeneration, StateReader } from './state.ts';
 import { CronTicker } from './triggers/cron.ts';
 import { QueryScheduler } from './triggers/query.ts';
 import { HttpTriggerServer } from './triggers/http.ts';
@@ -46,6 +46,11 @@ export interface WorkerHooks {
    * wrapper that injects store faults in tests. Handler threads open their own. @default openBackend(options.backend)
    */
   openBackend?: (spec: ResolvedWorkerOptions['backend']) => Promise<Backend>;
+  /**
+   * Called once when a newer platform generation is seen (options.generation > 0): the worker has
+   * stopped owning shards and should exit (worker-main stops and exits). @default stop the worker
+   */
+  onFenced?: () => void;
 }
 
 export class Worker {
@@ -68,6 +73,7 @@ export class Worker {
   #ticker: CronTicker | undefined;
   #scheduler: QueryScheduler | undefined;
   #http2: HttpTriggerServer | undefined;
+  #fenced = false;
   readonly #hooks: WorkerHooks;
 
   private constructor(o: ResolvedWorkerOptions, hooks: WorkerHooks) {
@@ -144,7 +150,7 @@ export class Worker {
     await createIfMissing(streams, o.retries.deadLetterStream, 1);
     // An HTTP trigger runs its handler on its own request threads (runtime/triggers/http.ts), not batches.
     if (o.trigger.type !== 'http') this.#runner = await (this.#hooks.runner ?? defaultRunner)(o, backend, this.log);
-    this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs);
+    this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs, o.generation);
     const source = new StreamRecordSource(o, streams, stream, objects);
     const committer = new Committer({ function: o.function, objects, metrics: this.metrics, log: this.log });
     this.#reader = new StateReader(state);
@@ -232,6 +238,19 @@ export class Worker {
   }
 
   async #reconcile(): Promise<void> {
+    if (this.options.generation > 0) {
+      // A restarted platform bumped the generation: this worker is an orphan of the previous one.
+      const g = await readGeneration(this.#deps!.state);
+      if (g > this.options.generation) {
+        this.log.warn({ generation: this.options.generation, current: g }, 'fenced: a newer platform generation runs this function; stopping');
+        if (!this.#fenced) {
+          this.#fenced = true;
+          // Not awaited here: stop() waits for this very loop to end.
+          queueMicrotask(this.#hooks.onFenced ?? (() => void this.stop()));
+        }
+        return;
+      }
+    }
     // The controller publishes the live replica count in the state table: a pod started or kept by a
     // scale operation learns it here without a restart (its environment may be stale).
     const live = (await this.#reader!.replicas(this.options.function))?.replicas;

@@ -254,7 +254,7 @@ export function toFileError(err: unknown, op: string, path: string): SluiceError
       return make('SLUICE_INTERNAL', 'permission denied');
     case 'ENOSPC':
     case 'EDQUOT':
-      return make('SLUICE_INTERNAL', 'no space left on the volume');
+      return make('SLUICE_STORAGE_FULL', 'no space left on the volume');
     case 'EROFS':
       return make('SLUICE_INTERNAL', 'the volume is read-only');
     default:

@@ -17,7 +17,7 @@
  * `pollMs` stays only as a fallback for filesystems that deliver no notifications.
  */
 import { EventEmitter } from 'node:events';
-import { closeSync, mkdirSync, openSync, watch, writeSync, type FSWatcher } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statfsSync, statSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { BindingError } from '../errors.ts';
@@ -39,6 +39,58 @@ export interface LocalStoreOptions {
    * (backpressure instead of unbounded memory). @default 100000
    */
   maxQueuedOps?: number;
+}
+
+/**
+ * The local backend is a laptop convenience for one OS user, with no isolation between functions: what
+ * it can do is keep other local users out. The data directory becomes 0700 and the store's files 0600
+ * (LMDB creates them with the process umask, 0644 by default). Only when this user owns them; a
+ * shared directory someone else set up is left as it is.
+ */
+function restrictToOwner(dir: string): void {
+  const uid = process.getuid?.();
+  for (const [path, mode] of [
+    [dir, 0o700],
+    [join(dir, 'sluice.mdb'), 0o600],
+    [join(dir, 'sluice.mdb-lock'), 0o600],
+  ] as const) {
+    try {
+      if (existsSync(path) && (uid === undefined || statSync(path).uid === uid) && (statSync(path).mode & 0o777) !== mode) chmodSync(path, mode);
+    } catch {
+      // a file another process is replacing, or a filesystem without modes: nothing to tighten
+    }
+  }
+}
+
+/** MDB_MAP_FULL: the environment reached its map size. */
+const MDB_MAP_FULL = -30792;
+
+/** Below this much free space on the data directory's filesystem, an I/O error of a commit is a full disk. */
+const LOW_SPACE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The error of a failed commit (nothing of the transaction was written). A full disk is
+ * SLUICE_STORAGE_FULL — retryable: writes succeed again once space is freed, without a restart.
+ * LMDB reports a full disk as ENOSPC or, when a page write comes up short (what a full tmpfs
+ * gives, measured), as EIO; an EIO with the filesystem nearly full is taken for a full disk, any
+ * other failure stays SLUICE_INTERNAL. The message is ours, one line; the native text stays in `cause`.
+ */
+function commitError(cause: unknown, dir: string): BindingError {
+  const native = (cause as { code?: unknown } | undefined)?.code;
+  const text = cause instanceof Error ? cause.message : String(cause);
+  let free: number | undefined;
+  try {
+    const s = statfsSync(dir);
+    free = s.bavail * s.bsize;
+  } catch {
+    // unknown: decide on the error alone
+  }
+  const full =
+    native === 'ENOSPC' || native === 28 || native === 'EDQUOT' || native === 122 || native === MDB_MAP_FULL || /MDB_MAP_FULL|No space left/i.test(text) ||
+    ((native === 'EIO' || native === 5) && free !== undefined && free < LOW_SPACE_BYTES);
+  if (full)
+    return new BindingError('SLUICE_STORAGE_FULL', `local store in '${dir}' is out of space${free !== undefined ? ` (${free} bytes free)` : ''}: nothing of this write was committed; retry once space is freed`, { cause });
+  return new BindingError('SLUICE_INTERNAL', `local store commit failed (${typeof native === 'string' || typeof native === 'number' ? String(native) : 'no code'}): ${text.split('\n')[0]}`, { cause });
 }
 
 /** A registry entry. */
@@ -131,8 +183,9 @@ export class LocalStore {
     this.#pollMs = opts.pollMs ?? 50;
     this.#maxBatchOps = opts.maxBatchOps ?? 2000;
     this.#maxQueuedOps = opts.maxQueuedOps ?? 100_000;
-    mkdirSync(opts.dir, { recursive: true });
+    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     this.root = open({ path: join(opts.dir, 'sluice.mdb'), maxDbs: 16 });
+    restrictToOwner(opts.dir);
     this.registry = this.root.openDB({ name: 'registry' });
     this.meta = this.root.openDB({ name: 'meta' });
     this.attrs = this.root.openDB({ name: 'attrs' });
@@ -251,7 +304,7 @@ export class LocalStore {
         });
       } catch (cause) {
         this.#appended.clear();
-        const err = new BindingError('SLUICE_INTERNAL', `local store commit failed: ${(cause as Error).message}`, { cause });
+        const err = commitError(cause, this.dir);
         for (const op of batch) op.reject(err);
         continue;
       }

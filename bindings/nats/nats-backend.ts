@@ -19,6 +19,7 @@ import { resolveIndexes } from '../query/index.ts';
 import { checkName, Limits } from '../values.ts';
 import type { NatsContext } from './nats-context.ts';
 import { isStreamNotFound, toBindingError } from './nats-errors.ts';
+import { ConnectionGate } from './nats-gate.ts';
 import { NatsKv, TABLE_HISTORY } from './nats-kv.ts';
 import { KvStore } from './nats-kvstore.ts';
 import { describe, kvStream, NatsNames, parseDescription } from './nats-names.ts';
@@ -28,15 +29,23 @@ import { NatsStream } from './nats-stream.ts';
 
 /** Options of {@link NatsBackend.open}. */
 export interface NatsBackendOptions {
-  /** NATS server URL(s), e.g. `nats://127.0.0.1:4222`. */
+  /**
+   * NATS server URL(s), e.g. `nats://127.0.0.1:4222`; a string may hold several, comma-separated
+   * (`nats://a:4222,nats://b:4222`): every one is used (the client picks one and fails over to the others).
+   */
   servers: string | string[];
   /**
    * Namespace of every NATS resource (streams `<prefix>_…`, subjects `<prefix>.…`), so several sluice
    * installations can share one account. 1-32 letters, digits, '_' and '-'. @default 'sluice'
    */
   prefix?: string;
-  /** JetStream replicas of every stream and KV bucket created (1, 3 or 5 in a cluster). @default 1 */
-  replicas?: number;
+  /**
+   * JetStream replicas of every stream and KV bucket this backend creates (1-5; existing ones keep
+   * theirs). `'auto'`: 3 when the server is part of a cluster (its INFO names one), else 1 — a cluster
+   * of fewer than 3 JetStream servers needs an explicit 1 or 2.
+   * @default 'auto'
+   */
+  replicas?: number | 'auto';
   /**
    * Bodies up to this many bytes are stored inside the object's metadata entry (one message, read in
    * one round trip); larger ones go to the bucket's Object Store. At most 512 KiB, and the server's
@@ -54,6 +63,15 @@ export interface NatsBackendOptions {
   changeHistoryPerKey?: number;
   /** Connection name shown by the server (`nats server report connections`). @default 'sluice' */
   name?: string;
+  /** Most writes in flight while NATS is unreachable; past it writes fail with SLUICE_BACKEND_UNAVAILABLE at once. @default 1000 */
+  maxBufferedWrites?: number;
+  /** Most bytes of writes in flight while NATS is unreachable (see `maxBufferedWrites`). @default 8388608 (8 MiB) */
+  maxBufferedBytes?: number;
+  /**
+   * TLS to the servers: `caFile` to verify them, `certFile` + `keyFile` to present a client
+   * certificate (mTLS). @default plaintext (unless the URL is tls://)
+   */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
   /** Token authentication. @default undefined */
   token?: string;
   /** User for user/password authentication. @default undefined */
@@ -75,7 +93,7 @@ interface ResolvedNatsBackendOptions {
   /** max_msgs_per_subject of object KV streams (-1: unlimited). */
   changeHistory: number;
   prefix: string;
-  replicas: number;
+  replicas: number | 'auto';
   inlineBodyMaxBytes: number;
   name: string;
 }
@@ -87,11 +105,15 @@ const ENTRY_OVERHEAD = 16 * 1024;
 function resolveOptions(o: NatsBackendOptions): ResolvedNatsBackendOptions {
   const bad = (m: string) => new BindingError('SLUICE_INVALID_ARGUMENT', `nats backend: ${m}`);
   if (o === null || typeof o !== 'object') throw bad('options must be an object');
-  const servers = typeof o.servers === 'string' ? [o.servers] : o.servers;
-  if (!Array.isArray(servers) || servers.length === 0 || servers.some((s) => typeof s !== 'string' || s.length === 0))
+  const given = typeof o.servers === 'string' ? [o.servers] : o.servers;
+  if (!Array.isArray(given) || given.length === 0 || given.some((s) => typeof s !== 'string' || s.length === 0))
     throw bad('servers must be a URL or a non-empty array of URLs');
-  const replicas = o.replicas ?? 1;
-  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) throw bad(`replicas must be an integer from 1 to 5, got ${JSON.stringify(o.replicas)}`);
+  // 'nats://a,nats://b' is one string to the client, which then used only the last URL: split it.
+  const servers = given.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
+  if (servers.length === 0) throw bad('servers must name at least one URL');
+  const replicas = o.replicas ?? 'auto';
+  if (replicas !== 'auto' && (!Number.isInteger(replicas) || replicas < 1 || replicas > 5))
+    throw bad(`replicas must be 'auto' or an integer from 1 to 5, got ${JSON.stringify(o.replicas)}`);
   const inline = o.inlineBodyMaxBytes ?? 64 * 1024;
   if (!Number.isInteger(inline) || inline < 0 || inline > MAX_INLINE_BODY)
     throw bad(`inlineBodyMaxBytes must be an integer from 0 to ${MAX_INLINE_BODY}, got ${JSON.stringify(o.inlineBodyMaxBytes)}`);
@@ -116,6 +138,11 @@ export class NatsBackend implements Backend {
   readonly #bodies: S3BodyStore | undefined;
   readonly #collector: BodyCollector | undefined;
   #closed = false;
+
+  /** JetStream replicas of the resources this backend creates (see {@link NatsBackendOptions.replicas}). */
+  get replicas(): number {
+    return this.#ctx.replicas;
+  }
 
   private constructor(ctx: NatsContext, meta: KvStore, where: string, changeHistory: number, bodies: S3BodyStore | undefined) {
     this.#ctx = ctx;
@@ -157,6 +184,7 @@ export class NatsBackend implements Backend {
         // nats.js captures a stack trace for every request otherwise: measured 30% of client CPU in a get
         // loop (raw kv.put 20k → 33k ops/s without it). Our errors carry their own context.
         noAsyncTraces: true,
+        ...(options.tls !== undefined ? { tls: { ...options.tls } } : {}),
         ...(options.token !== undefined ? { token: options.token } : {}),
         ...(options.user !== undefined ? { user: options.user } : {}),
         ...(options.pass !== undefined ? { pass: options.pass } : {}),
@@ -173,17 +201,25 @@ export class NatsBackend implements Backend {
           `${where}: inlineBodyMaxBytes ${o.inlineBodyMaxBytes} plus ${Limits.maxAttrsBytes} bytes of attributes exceeds the server's max_payload ${maxPayload}`,
         );
       const jsm = await jetstreamManager(nc);
+      // A clustered server names its cluster in INFO; R3 then survives the loss of any one node.
+      const replicas = o.replicas === 'auto' ? (nc.info?.cluster !== undefined ? 3 : 1) : o.replicas;
       const ctx: NatsContext = {
         nc,
         js: jetstream(nc),
         jsm,
         names,
         apiPrefix: jsm.getOptions().apiPrefix ?? '$JS.API',
-        replicas: o.replicas,
+        replicas,
         inlineBodyMaxBytes: o.inlineBodyMaxBytes,
-        directReads: o.replicas === 1,
+        // Direct gets may be answered by any replica, which can lag the leader: read-your-writes needs
+        // the leader when R > 1.
+        directReads: replicas === 1,
+        gate: new ConnectionGate(nc, {
+          ...(options.maxBufferedWrites !== undefined ? { maxBufferedWrites: options.maxBufferedWrites } : {}),
+          ...(options.maxBufferedBytes !== undefined ? { maxBufferedBytes: options.maxBufferedBytes } : {}),
+        }),
       };
-      await KvStore.ensure(ctx, names.metaKv(), { history: 1, replicas: o.replicas, description: 'sluice backend metadata (consumer-group positions)' });
+      await KvStore.ensure(ctx, names.metaKv(), { history: 1, replicas, description: 'sluice backend metadata (consumer-group positions)' });
       return new NatsBackend(ctx, new KvStore(ctx, names.metaKv()), where, o.changeHistory, bodies);
     } catch (err) {
       await nc.close().catch(() => undefined);

@@ -7,6 +7,7 @@
  * nothing more. JetStream's pull request (`$JS.API.CONSUMER.MSG.NEXT`, ADR-13) with `no_wait` does
  * both, on nats-server 2.9: the server delivers what is there and ends the request with a 404/408 status.
  */
+import type { ConnectionGate } from './nats-gate.ts';
 import { createInbox, nanos, nuid, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import type { ConsumerConfig, JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { AckPolicy, DeliverPolicy, JetStreamApiError, ReplayPolicy } from '@nats-io/jetstream';
@@ -29,6 +30,8 @@ export interface NatsContext {
    * STREAM.MSG.GET (read-your-writes in a cluster). Direct only when there is one replica.
    */
   readonly directReads: boolean;
+  /** Bounds writes buffered while disconnected (see nats-gate.ts). */
+  readonly gate: ConnectionGate;
 }
 
 /** A stream resolved to its JetStream stream and fixed configuration. */

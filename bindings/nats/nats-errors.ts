@@ -68,6 +68,14 @@ function isNoResponders(err: unknown): boolean {
 }
 
 /**
+ * True when a publish may or may not have been applied: no answer in time, or nobody answered (a
+ * stream leader being elected). Retrying such a write is safe only with the same message id.
+ */
+export function isUnknownOutcome(err: unknown): boolean {
+  return err instanceof TimeoutError || isNoResponders(err);
+}
+
+/**
  * Maps any thrown value to a {@link SluiceError}. `where` names the call and its subject
  * (`put 'a/b' in bucket 'photos'`); the native error is kept as `cause`.
  * SluiceErrors pass through unchanged.
@@ -100,7 +108,10 @@ export function toBindingError(err: unknown, where: string, ctx: ErrorContext = 
     return make('SLUICE_BACKEND_UNAVAILABLE', 'the NATS connection is closed');
   if (err instanceof ConnectionError || err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError)
     return make('SLUICE_BACKEND_UNAVAILABLE', 'cannot reach NATS');
-  if (err instanceof PermissionViolationError) return make('SLUICE_INTERNAL', 'NATS refused the operation (permissions)');
+  // The server's own permissions (per-function NATS users) refused the subject: the same code as a
+  // binding the spec does not grant.
+  if (err instanceof PermissionViolationError || (err instanceof RequestError && (err.cause instanceof PermissionViolationError || /Permissions Violation/.test(err.message))))
+    return make('SLUICE_ACCESS_DENIED', 'the NATS server refused the subject (permissions of this user)');
   if (err instanceof InvalidArgumentError && /max_payload/i.test(err.message))
     return make('SLUICE_VALUE_TOO_LARGE', "the message exceeds the server's max_payload");
   if (err instanceof Error && err.name === 'AbortError') return make('SLUICE_ABORTED', 'aborted');

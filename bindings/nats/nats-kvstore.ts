@@ -8,7 +8,7 @@
  * is one publish with `Nats-Expected-Last-Subject-Sequence` for CAS, a read is a direct get (or the
  * leader's message get) of the subject's last message, a delete is a `KV-Operation: DEL` marker.
  */
-import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
+import { headers as natsHeaders, nanos, nuid, type MsgHdrs } from '@nats-io/nats-core';
 import {
   DiscardPolicy,
   JetStreamApiError,
@@ -20,8 +20,11 @@ import {
   type StreamInfo,
 } from '@nats-io/jetstream';
 import { drain, type NatsContext, PullStatusError, type PulledMsg } from './nats-context.ts';
-import { JsCodes } from './nats-errors.ts';
+import { isUnknownOutcome, JsCodes } from './nats-errors.ts';
 import { kvStream, kvSubject } from './nats-names.ts';
+
+/** Attempts after the first of a write whose outcome is unknown (timeout, no responders during a leader change). */
+const PUT_RETRIES = 2;
 
 /** The latest message of one key. */
 export interface KvRecord {
@@ -82,6 +85,10 @@ export class KvStore {
       deny_delete: true,
       allow_direct: true,
       num_replicas: o.replicas,
+      // Every write carries a Nats-Msg-Id so that a retry after a timeout or a leader change is
+      // deduplicated (see put). The window only has to outlast the retries (seconds), and the server
+      // keeps every id of the window in memory: 30 s instead of the 2 min default.
+      duplicate_window: nanos(30_000),
     };
   }
 
@@ -124,17 +131,28 @@ export class KvStore {
    * message at all; n requires that the key's latest message is revision n (CAS). Returns the new
    * revision; a failed expectation rejects with JetStream error 10071.
    */
-  async put(key: string, value: Uint8Array, o: { expect?: number | undefined; headers?: MsgHdrs | undefined } = {}): Promise<number> {
+  async put(key: string, value: Uint8Array, o: { expect?: number | undefined; headers?: MsgHdrs | undefined; msgId?: string } = {}): Promise<number> {
     let h = o.headers;
     if (o.expect !== undefined) {
       h ??= natsHeaders();
       h.set(EXPECTED_LAST_SUBJECT_SEQ, String(o.expect));
     }
     // Expect the stream too: a write must never land in another stream that captures the subject.
-    const opts: Partial<JetStreamPublishOptions> = { expect: { streamName: this.stream } };
+    // One message id for every attempt: when an attempt landed but its answer was lost (timeout, a
+    // leader change answering 503), the retry is recognised as a duplicate and answered with the first
+    // attempt's sequence — a CAS retried never applies twice, nor fails on its own earlier success.
+    const opts: Partial<JetStreamPublishOptions> = { expect: { streamName: this.stream }, msgID: o.msgId ?? nuid.next() };
     if (h) opts.headers = h;
-    const ack = await this.#ctx.js.publish(this.subject(key), value, opts);
-    return ack.seq;
+    const subject = this.subject(key);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const ack = await this.#ctx.gate.write(value.byteLength, `write ${subject}`, () => this.#ctx.js.publish(subject, value, opts));
+        return ack.seq;
+      } catch (err) {
+        if (attempt >= PUT_RETRIES || !isUnknownOutcome(err)) throw err;
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      }
+    }
   }
 
   /** Appends a deletion marker (optionally CAS on `expect`); returns its revision. */

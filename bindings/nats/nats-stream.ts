@@ -202,12 +202,15 @@ export class NatsStream implements StreamBinding {
         }
         // Publishes leave in call order on one connection, so records of one shard get increasing
         // sequences in the order given.
-        const p = this.#ctx.js
-          .publish(this.#ctx.names.userSubject(name, r.shard), r.data, {
-            ...(h ? { headers: h } : {}),
-            // The shard's subject's last sequence: JetStream refuses the publish when it moved (10071).
-            ...(ifLastSeq !== undefined ? { expect: { lastSubjectSequence: ifLastSeq } } : {}),
-          })
+        const subject = this.#ctx.names.userSubject(name, r.shard);
+        const p = this.#ctx.gate
+          .write(r.data.byteLength, `${where} record ${i}`, () =>
+            this.#ctx.js.publish(subject, r.data, {
+              ...(h ? { headers: h } : {}),
+              // The shard's subject's last sequence: JetStream refuses the publish when it moved (10071).
+              ...(ifLastSeq !== undefined ? { expect: { lastSubjectSequence: ifLastSeq } } : {}),
+            }),
+          )
           .then(
             (ack) => {
               results[i] = { ok: true, shard: r.shard, seq: ack.seq };

@@ -10,7 +10,7 @@
  *     metadata:
  *       scalerAddress: sluice-controller.sluice:9090
  *       function: thumbnails          # defaults to the ScaledObject's name
- *       tokenFromEnv: SLUICE_SCALER_TOKEN   # only when the server is given scalerTokens
+ *       tokenFromEnv: SLUICE_SCALER_TOKEN   # the name of an env var of the scale target holding the token
  * ```
  *
  * - IsActive: the function has lag (> 0).
@@ -27,8 +27,13 @@
  * trigger metadata, with `*FromEnv` keys resolved from the scale target's environment (which may come
  * from a Secret). So with `scalerTokens` set, a call is accepted when it carries either
  * `authorization: Bearer <token>` (other clients) or `scalerMetadata.tokenFromEnv` holding a token
- * (KEDA). Without `scalerTokens` the service is open to whoever reaches the address it binds: bind it to
- * an address only the cluster network reaches, and prefer mTLS at the transport for anything wider.
+ * (KEDA). The server requires a token by default (the control tokens, or `scalerTokens`); only
+ * `scalerTokens: false` opens it. With KEDA the token reaches us as follows: the scale target's
+ * container has `SLUICE_SCALER_TOKEN` from a Secret (`valueFrom.secretKeyRef`), the trigger says
+ * `tokenFromEnv: SLUICE_SCALER_TOKEN`, KEDA resolves it from that environment and sends the value in
+ * `scalerMetadata.tokenFromEnv`. A `TriggerAuthentication` cannot carry the token itself: KEDA's external
+ * scaler reads only `caCert`, `tlsClientCert` and `tlsClientKey` from it (auth params are not forwarded
+ * in `scalerMetadata`) — use it for mTLS on top of the token.
  */
 import type { handleServerStreamingCall, handleUnaryCall, ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { SluiceError } from '../../bindings/errors.ts';

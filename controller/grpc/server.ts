@@ -44,10 +44,12 @@ export interface ControlServerOptions {
   tokens: readonly string[];
   /**
    * Tokens accepted on ExternalScaler calls, as `authorization: Bearer` or as trigger metadata
-   * `tokenFromEnv` (see `scaler.ts` for why KEDA needs the latter).
-   * @default undefined — the scaler service is open to whoever reaches `host`.
+   * `tokenFromEnv` (see `scaler.ts` for why KEDA needs the latter). `false` leaves the scaler service
+   * open to whoever reaches `host` (it lists function names and their lag): only behind a network
+   * policy or mTLS.
+   * @default the control `tokens` — a call without one of them is UNAUTHENTICATED
    */
-  scalerTokens?: readonly string[];
+  scalerTokens?: readonly string[] | false;
   /** Address to bind. @default '127.0.0.1' */
   host?: string;
   /** Port to bind; 0 picks a free one (read it from the result). @default 0 */
@@ -78,7 +80,8 @@ export async function startControlServer(options: ControlServerOptions): Promise
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new SluiceError('SLUICE_INVALID_ARGUMENT', 'controlServer.port must be an integer in 0..65535');
   if (!Number.isFinite(closeGraceMs) || closeGraceMs < 0) throw new SluiceError('SLUICE_INVALID_ARGUMENT', 'controlServer.closeGraceMs must be a non-negative number');
   const tokens = new TokenSet(options.tokens, 'controlServer.tokens');
-  const scalerTokens = options.scalerTokens === undefined ? undefined : new TokenSet(options.scalerTokens, 'controlServer.scalerTokens');
+  // Secure by default: the scaler answers only to a token; opening it is an explicit `false`.
+  const scalerTokens = options.scalerTokens === false ? undefined : options.scalerTokens === undefined ? tokens : new TokenSet(options.scalerTokens, 'controlServer.scalerTokens');
 
   const protos = await loadProtos();
   const streams = new OpenStreams();

@@ -106,6 +106,14 @@ const natsBackendSchema = z.strictObject({
   tokenSecret: nonEmpty('must be the name of a secret').optional(),
   /** Object bodies in an S3-compatible store. @default undefined (bodies in NATS) */
   bodies: bodiesSchema.optional(),
+  /** NATS user the workers connect as (e.g. the function's own user, controller/nats-users.ts). @default none */
+  user: nonEmpty('must be a NATS user name').optional(),
+  /** Name of an entry of `spec.secrets` holding the password of `user`. */
+  passwordSecret: nonEmpty('must be the name of a secret').optional(),
+  /** TLS to the NATS servers; paths relative to the spec file. `certFile` + `keyFile` present a client certificate (mTLS). @default plaintext */
+  tls: z.strictObject({ caFile: nonEmpty().optional(), certFile: nonEmpty().optional(), keyFile: nonEmpty().optional() }).optional(),
+  /** JetStream replicas of the streams and KV buckets the function's workers create. @default 'auto' (3 on a cluster, else 1) */
+  replicas: z.union([z.literal('auto'), z.number().int().min(1).max(5)], { error: "must be 'auto' or an integer from 1 to 5" }).optional(),
 });
 
 const backendSchema = z.discriminatedUnion('kind', [localBackendSchema, natsBackendSchema], { error: "must be one of 'local', 'nats'" });
@@ -375,5 +383,14 @@ export const functionSpecSchema = z
       const name = b.bodies?.[field];
       if (name !== undefined && !ctx.value.spec.secrets.some((s) => s.name === name))
         ctx.issues.push({ code: 'custom', input: name, path: ['spec', 'backend', 'bodies', field], message: 'must name an entry of spec.secrets' });
+    }
+    if (b.kind === 'nats' && b.passwordSecret !== undefined && !ctx.value.spec.secrets.some((s) => s.name === b.passwordSecret)) {
+      ctx.issues.push({ code: 'custom', input: b.passwordSecret, path: ['spec', 'backend', 'passwordSecret'], message: 'must name an entry of spec.secrets' });
+    }
+    if (b.kind === 'nats' && (b.user === undefined) !== (b.passwordSecret === undefined)) {
+      ctx.issues.push({ code: 'custom', input: b.user, path: ['spec', 'backend', b.user === undefined ? 'user' : 'passwordSecret'], message: 'user and passwordSecret go together' });
+    }
+    if (b.kind === 'nats' && b.tls !== undefined && (b.tls.certFile === undefined) !== (b.tls.keyFile === undefined)) {
+      ctx.issues.push({ code: 'custom', input: b.tls, path: ['spec', 'backend', 'tls'], message: 'certFile and keyFile go together' });
     }
   });

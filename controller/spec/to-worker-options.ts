@@ -115,6 +115,19 @@ export function toWorkerOptions(spec: FunctionSpec, options: ToWorkerOptionsOpti
     const nats: NatsWorkerBackend = { kind: 'nats', url: s.backend.url };
     if (s.backend.prefix !== undefined) nats.prefix = s.backend.prefix;
     if (s.backend.tokenSecret !== undefined) nats.token = resolveSecret(spec, s.backend.tokenSecret, env);
+    if (s.backend.replicas !== undefined) nats.replicas = s.backend.replicas;
+    if (s.backend.user !== undefined && s.backend.passwordSecret !== undefined) {
+      nats.user = s.backend.user;
+      nats.pass = resolveSecret(spec, s.backend.passwordSecret, env);
+    }
+    if (s.backend.tls !== undefined) {
+      const t = s.backend.tls;
+      nats.tls = {
+        ...(t.caFile !== undefined ? { caFile: resolve(options.specDir, t.caFile) } : {}),
+        ...(t.certFile !== undefined ? { certFile: resolve(options.specDir, t.certFile) } : {}),
+        ...(t.keyFile !== undefined ? { keyFile: resolve(options.specDir, t.keyFile) } : {}),
+      };
+    }
     backend = nats;
   }
   if (s.backend.bodies !== undefined) {

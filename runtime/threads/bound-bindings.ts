@@ -33,14 +33,41 @@ export interface BindContext {
   files?: () => Promise<ObjectFileCache>;
 }
 
-/** Builds `ctx.data` from the declared bindings (frozen; undeclared names absent). */
+/** Builds `ctx.data` from the declared bindings (see {@link declaredOnly}). */
 export async function bindAll(backend: Backend, specs: readonly BindingSpec[], bc: BindContext = {}): Promise<Readonly<Record<string, BoundBinding>>> {
   const out: Record<string, BoundBinding> = Object.create(null) as Record<string, BoundBinding>;
   for (const spec of specs) {
     if (Object.hasOwn(out, spec.name)) throw new BindingError('SLUICE_INVALID_ARGUMENT', `binding '${spec.name}' is declared twice`);
     out[spec.name] = await bindOne(backend, spec, bc);
   }
-  return Object.freeze(out);
+  return declaredOnly(out);
+}
+
+/** Names a caller may probe on any object without meaning a binding (await, JSON, string conversion, inspection). */
+const PROBED = new Set(['then', 'toJSON', 'toString', 'valueOf', 'constructor', 'inspect', 'asymmetricMatch', 'nodeType', '$$typeof']);
+
+/**
+ * `ctx.data` as handlers see it: frozen, and reading a name the spec does not declare is
+ * SLUICE_ACCESS_DENIED naming it and the declared ones (it used to be `undefined`, so the handler
+ * failed later with a bare TypeError far from the cause); adding, replacing or deleting an entry is
+ * SLUICE_ACCESS_DENIED too. `'x' in ctx.data` and `Object.keys` still answer normally.
+ */
+export function declaredOnly(bindings: Record<string, BoundBinding>): Readonly<Record<string, BoundBinding>> {
+  const target = Object.freeze(bindings);
+  const declared = () => Object.keys(target).sort().join(', ') || 'none';
+  const readOnly = (what: string): never => {
+    throw new BindingError('SLUICE_ACCESS_DENIED', `ctx.data is read-only: ${what} refused (bindings come from the function's spec)`);
+  };
+  return new Proxy(target, {
+    get(t, p, r) {
+      if (typeof p === 'symbol' || Object.hasOwn(t, p) || PROBED.has(p)) return Reflect.get(t, p, r) as unknown;
+      throw new BindingError('SLUICE_ACCESS_DENIED', `ctx.data.${p}: no binding '${p}' is declared in the function's spec (declared: ${declared()})`, { details: { binding: p } });
+    },
+    set: (_t, p) => readOnly(`setting '${String(p)}'`),
+    defineProperty: (_t, p) => readOnly(`defining '${String(p)}'`),
+    deleteProperty: (_t, p) => readOnly(`deleting '${String(p)}'`),
+    setPrototypeOf: () => readOnly('setPrototypeOf'),
+  });
 }
 
 /** One declared binding, guarded by its access. */

@@ -21,7 +21,7 @@ import { BatchView } from '../handoff/batch-reader.ts';
 import { writeResults } from '../handoff/results-writer.ts';
 import { ringTake, RingWord, taken, waitAsync } from '../handoff/ring.ts';
 import { SLOT_HEADER_BYTES, SlotPhase, SlotWord, stateWord, unclaimed } from '../handoff/slots.ts';
-import { bindAll } from './bound-bindings.ts';
+import { bindAll, declaredOnly } from './bound-bindings.ts';
 import { SlotRecord, type RecordScope } from './slot-record.ts';
 
 /** What the pool passes to every thread at start (structured-cloned; the buffer is shared). */
@@ -114,7 +114,7 @@ async function start(): Promise<Ready> {
     }
     return cache;
   };
-  const data = config.bindings.length > 0 ? await bindAll(await getBackend(), config.bindings, { files }) : Object.freeze({});
+  const data = config.bindings.length > 0 ? await bindAll(await getBackend(), config.bindings, { files }) : declaredOnly({});
   const buckets = new Map<string, Promise<ObjectBinding>>();
   const objects = (bucket: string): Promise<ObjectBinding> => {
     let b = buckets.get(bucket);
@@ -163,6 +163,8 @@ class BatchContext implements HandlerContext {
     this.batchId = view.batchId;
     this.data = r.data;
     this.secrets = r.secrets;
+    // `readonly` is only a type: pin ctx.data so a handler cannot swap in bindings of its own.
+    Object.defineProperty(this, 'data', { writable: false, configurable: false });
     // The earlier of the batch's deadline and the pool's timeout (past which the thread is terminated).
     const batchDeadline = view.deadlineMs;
     const timeout = startedMs + config.timeoutMs;

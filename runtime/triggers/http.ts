@@ -17,29 +17,14 @@ import { Histogram, type Registry } from 'prom-client';
 import { BindingError } from '../../bindings/errors.ts';
 import type { KvBinding } from '../../bindings/types.ts';
 import { StateKeys } from '../state.ts';
-import type { ResolvedWorkerOptions } from '../worker-options.ts';
+import type { HttpTrigger, ResolvedWorkerOptions } from '../worker-options.ts';
+
+export type { HttpTrigger };
 import type { HttpTask, HttpTaskResult, HttpThreadData } from './http-thread.ts';
 
 const BOOTSTRAP = fileURLToPath(new URL('./http-bootstrap.mjs', import.meta.url));
 /** How often a worker refreshes its registration (the ingress ignores ones older than 3×). */
 export const HTTP_HEARTBEAT_MS = 2_000;
-
-/** An HTTP trigger as the worker receives it. */
-export interface HttpTrigger {
-  type: 'http';
-  /** The route: requests to this path (and below it, `/path/...`) reach the function. */
-  path: string;
-  /** Methods accepted; others get 405. @default every method */
-  methods?: string[];
-  /** Largest request body; a larger one is answered 413 without calling the handler. @default 8388608 (8 MiB) */
-  maxBodyBytes?: number;
-  /** Requests one handler thread works on at once (handlers are mostly I/O). @default 16 */
-  concurrency?: number;
-  /** Requests waiting for a thread; past it, 429 with Retry-After. @default 64 */
-  maxQueue?: number;
-  /** Address the worker's HTTP server binds. @default '127.0.0.1' */
-  host?: string;
-}
 
 /** A worker's registration as stored in the state table. */
 export interface HttpRegistration {

@@ -240,7 +240,8 @@ function kedaStream(req: object, on = keda): AsyncIterator<{ result: boolean }> 
 beforeAll(async () => {
   plane = new FakePlane();
   scaler = new FakeScaler();
-  server = await startControlServer({ plane, scaler, tokens: TOKENS });
+  // The scaler's own behaviour is tested open; its default (a token required) has its own test below.
+  server = await startControlServer({ plane, scaler, tokens: TOKENS, scalerTokens: false });
   address = `127.0.0.1:${server.port}`;
   client = await ControlClient.connect(address, 'token-one');
   raw = new Client(address, credentials.createInsecure());
@@ -531,6 +532,23 @@ describe('grpc - keda external scaler', () => {
     } finally {
       k.close();
       await guarded.close();
+    }
+  });
+
+  it('grpc - by default the scaler requires a token (the control tokens): an anonymous IsActive, GetMetrics or StreamIsActive is UNAUTHENTICATED', async () => {
+    const dflt = await startControlServer({ plane, scaler, tokens: TOKENS });
+    const Ctor = (kedaDef['externalscaler'] as GrpcObject)['ExternalScaler'] as ServiceClientConstructor;
+    const k = new Ctor(`127.0.0.1:${dflt.port}`, credentials.createInsecure());
+    try {
+      scaler.setLag('thumbs', 3);
+      expect(((await caught(kedaCall('IsActive', ref, new Metadata(), k))) as ServiceError).code).toBe(Status.UNAUTHENTICATED);
+      expect(((await caught(kedaCall('GetMetrics', { scaledObjectRef: ref, metricName: 'sluice-lag-thumbs' }, new Metadata(), k))) as ServiceError).code).toBe(Status.UNAUTHENTICATED);
+      const stream = kedaStream(ref, k);
+      expect(((await caught(stream.next())) as ServiceError).code).toBe(Status.UNAUTHENTICATED);
+      expect(await kedaCall('IsActive', { ...ref, scalerMetadata: { function: 'thumbs', tokenFromEnv: 'token-one' } }, new Metadata(), k)).toEqual({ result: true });
+    } finally {
+      k.close();
+      await dflt.close();
     }
   });
 });

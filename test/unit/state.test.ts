@@ -38,8 +38,8 @@ describe('state', () => {
   });
 
   it('state - leases and replica counts', () => {
-    expect(decodeLease(encodeLease({ owner: 'w1', epoch: 3, expiresAt: 99 }))).toEqual({ owner: 'w1', epoch: 3, expiresAt: 99 });
-    expect(decodeLease({ owner: 1, epoch: 'x' })).toEqual({ owner: '', epoch: 0, expiresAt: 0 });
+    expect(decodeLease(encodeLease({ owner: 'w1', epoch: 3, expiresAt: 99, gen: 2 }))).toEqual({ owner: 'w1', epoch: 3, expiresAt: 99, gen: 2 });
+    expect(decodeLease({ owner: 1, epoch: 'x' })).toEqual({ owner: '', epoch: 0, expiresAt: 0, gen: 0 });
     expect(decodeReplicas({ replicas: 3, at: 10 })).toEqual({ replicas: 3, at: 10 });
     expect(decodeReplicas({ replicas: 0 })).toBeUndefined();
     expect(decodeReplicas({ replicas: 1.5 })).toBeUndefined();

@@ -1,0 +1,141 @@
+/**
+ * Fault tests (a) and (d) of issue 10 on one real nats-server, with a real worker process:
+ * (a) the server SIGKILLed twice during the uploads and restarted on the same store directory;
+ * (d) the server frozen (SIGSTOP) for 7 s three times during the uploads.
+ * Uploads either succeed or fail with a sluice code and are retried (create-only, so a retry of a put
+ * that had landed reads as CONDITION_FAILED) — never silently lost; the worker recovers by itself
+ * (no restart needed); every acknowledged upload is handled exactly once; the counters are exact.
+ * 1,000 uploads per test to keep CI time bounded (the issue's runs used 5,000).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect, it } from 'vitest';
+import { BindingError } from '../../bindings/errors.ts';
+import { NatsBackend } from '../../bindings/nats/index.ts';
+import type { ObjectBinding } from '../../bindings/types.ts';
+import { LocalDriver } from '../../controller/local-driver.ts';
+import { loadFunctionSpec } from '../../controller/spec/index.ts';
+import { openStateTable, readCounters } from '../../runtime/index.ts';
+import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
+
+const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
+const N = Number(process.env.SLUICE_OUTAGE_OBJECTS ?? 1000);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, pred: () => Promise<boolean> | boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+async function putUntilAcked(o: ObjectBinding, key: string, codes: Map<string, number>, deadline: number): Promise<void> {
+  for (;;) {
+    try {
+      await o.put(key, `body of ${key}`, { ifNoneMatch: '*' });
+      return;
+    } catch (e) {
+      if (!(e instanceof BindingError)) throw new Error(`put ${key} failed without a sluice code: ${String(e)}`, { cause: e });
+      codes.set(e.code, (codes.get(e.code) ?? 0) + 1);
+      if (e.code === 'SLUICE_CONDITION_FAILED') return;
+      if (Date.now() > deadline) throw e;
+      await sleep(200);
+    }
+  }
+}
+
+/** Runs N uploads against one worker while `faults` fire at the given fractions of the uploads. */
+async function run(label: string, faults: { at: number; run: (s: NatsServerHandle) => Promise<void> }[]): Promise<void> {
+  const server = await startNatsServer();
+  const work = mkdtempSync(join(tmpdir(), 'sluice-outage-'));
+  const driver = new LocalDriver({ runDir: join(work, 'run'), restartDelayMs: 200 });
+  let backend: NatsBackend | undefined;
+  try {
+    backend = await NatsBackend.open({ servers: server.url });
+    const fn = 'outage';
+    const shards = 4;
+    await backend.createBucket('ou', { shards });
+    await driver.apply(
+      loadFunctionSpec(`apiVersion: sluice.dev/v1
+kind: Function
+metadata: {name: ${fn}}
+spec:
+  handler: ${JSON.stringify(fixture)}
+  backend: {kind: nats, url: ${JSON.stringify(server.url)}}
+  triggers: [{object: {bucket: ou}}]
+  batch: {maxRecords: 50, maxWait: 5ms}
+  retries: {maxAttempts: 1000, initialBackoff: 100ms, maxBackoff: 2s}
+  concurrency: {threads: 0}
+`),
+      work,
+    );
+    await driver.scale(fn, 1);
+    await until('worker ready', async () => (await driver.status(fn))?.ready === 1, 60_000);
+    const o = await backend.objects('ou');
+    const codes = new Map<string, number>();
+    const acked: string[] = [];
+    const running: Promise<void>[] = [];
+    const pending = [...faults].sort((a, b) => a.at - b.at);
+    const deadline = Date.now() + 200_000;
+    for (let i = 0; i < N; i += 10) {
+      while (pending.length > 0 && i >= pending[0]!.at * N) running.push(pending.shift()!.run(server));
+      const keys = Array.from({ length: Math.min(10, N - i) }, (_, j) => `o-${i + j}`);
+      await Promise.all(keys.map((k) => putUntilAcked(o, k, codes, deadline)));
+      acked.push(...keys);
+    }
+    await Promise.all(running);
+    process.stdout.write(`${label}: ${acked.length} acknowledged; codes seen by the uploader: ${JSON.stringify(Object.fromEntries(codes))}\n`);
+    const bad: string[] = [];
+    const unapplied = async () => {
+      bad.length = 0;
+      for (const k of acked) {
+        const n = (await o.getAttrs(k)).attrs.n;
+        if (n !== 1) bad.push(`${k}: n=${String(n)}`);
+        if (bad.length > 10 || (n !== undefined && n !== 1)) break;
+      }
+      return bad;
+    };
+    await until('every acknowledged upload handled', async () => (await unapplied()).length === 0, 120_000).catch(() => undefined);
+    expect(bad).toEqual([]);
+    const st = await driver.status(fn);
+    process.stdout.write(`${label}: worker restarts ${st?.replicas[0]?.restarts}\n`);
+    expect(st?.ready).toBe(1);
+    const state = await openStateTable(backend);
+    expect((await readCounters(state, fn, shards)).seen).toBe(acked.length);
+  } finally {
+    await driver.close();
+    await backend?.close();
+    await server.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+const killAndRestart = async (s: NatsServerHandle) => {
+  await s.signal('SIGKILL');
+  await sleep(2000);
+  await s.restart();
+};
+
+const freeze = async (s: NatsServerHandle) => {
+  await s.signal('SIGSTOP');
+  await sleep(7000);
+  await s.signal('SIGCONT');
+};
+
+it(`nats outage - (a) nats-server SIGKILLed twice during ${N} uploads, restarted on its store: nothing lost, exactly once, counters exact`, async () => {
+  await run('kill twice', [
+    { at: 0.25, run: killAndRestart },
+    { at: 0.6, run: killAndRestart },
+  ]);
+}, 300_000);
+
+it(`nats outage - (d) nats-server frozen (SIGSTOP) 7 s three times during ${N} uploads: nothing lost, exactly once, counters exact`, async () => {
+  await run('freeze 3 x 7 s', [
+    { at: 0.2, run: freeze },
+    { at: 0.45, run: freeze },
+    { at: 0.7, run: freeze },
+  ]);
+}, 300_000);
