@@ -104,6 +104,8 @@ export const ErrorTable: { readonly [K in ErrorCode]: ErrorMapping } = Object.fr
   SLUICE_SPEC_INVALID: row(400, 'InvalidArgument', 'INVALID_ARGUMENT', 'invalid', false),
   SLUICE_KUBERNETES: row(502, 'InternalError', 'UNAVAILABLE', 'failed', true),
   SLUICE_UNAUTHENTICATED: row(403, 'InvalidAccessKeyId', 'UNAUTHENTICATED', 'unauthenticated', false),
+  SLUICE_HANDLER_LOAD: row(400, 'InvalidArgument', 'INVALID_ARGUMENT', 'invalid', false),
+  SLUICE_BINDING_MISSING: row(404, 'NoSuchBucket', 'FAILED_PRECONDITION', 'notFound', false),
 });
 
 /** The table's row for `code`, or SLUICE_INTERNAL's when `code` is not a sluice code. */

@@ -8,14 +8,24 @@
  * until the next deploy.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { BindingError } from '../bindings/errors.ts';
 import type { Backend, KvBinding } from '../bindings/types.ts';
-import { invokeHandler } from '../functions/testing.ts';
-import type { FunctionDefinition } from '../functions/types.ts';
-import { openStateTable, parseDurationMs, replicasKey, type Checkpoint } from '../runtime/index.ts';
+import type { SyntheticRecord } from '../functions/testing.ts';
+import {
+  checkHandlerLoads,
+  graphDigest,
+  handlerGraph,
+  invokeInChild,
+  openStateTable,
+  parseDurationMs,
+  replicasKey,
+  resolveWorkerOptions,
+  type Checkpoint,
+  type InvokeChildResult,
+  type WorkerOptions,
+} from '../runtime/index.ts';
 import { desiredReplicas } from './autoscaler.ts';
-import type { ControlPlane, FunctionStatus, LogLine, ShardStatus } from './control-plane.ts';
+import type { ControlPlane, FunctionStatus, InvokeEvent, LogLine, ShardStatus } from './control-plane.ts';
 import type { Driver } from './driver.ts';
 import type { ScalerSource } from './grpc/scaler.ts';
 import { loadFunctionSpec, toWorkerOptions, type FunctionSpec } from './spec/index.ts';
@@ -32,6 +42,32 @@ export interface ControllerOptions {
   intervalMs?: number;
   /** Log sink of the controller itself. @default none */
   onEvent?: (e: { function: string; message: string }) => void;
+  /** How long the deploy-time sandbox may take to load a handler. @default 30000 */
+  loadTimeoutMs?: number;
+  /**
+   * The platform's own embedded store, as the local driver's option of that name: where `invoke`
+   * binds a spec that says `backend: local`. @default the spec's dir
+   */
+  localDir?: string;
+}
+
+/** Refuses a spec whose bindings name a bucket, table or stream that does not exist (SLUICE_BINDING_MISSING). */
+export async function checkBindingsExist(backend: Backend, spec: FunctionSpec): Promise<void> {
+  for (const [i, b] of spec.spec.bindings.entries()) {
+    try {
+      if (b.kind === 'object') await backend.objects(b.resource);
+      else if (b.kind === 'kv') await backend.kv(b.resource);
+      else if (b.kind === 'stream') await backend.streams().info(b.resource);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (code !== 'SLUICE_BUCKET_NOT_FOUND' && code !== 'SLUICE_TABLE_NOT_FOUND' && code !== 'SLUICE_STREAM_NOT_FOUND' && code !== 'SLUICE_NOT_FOUND') throw e;
+      const what = b.kind === 'object' ? 'bucket' : b.kind === 'kv' ? 'table' : 'stream';
+      throw new BindingError('SLUICE_BINDING_MISSING', `function '${spec.metadata.name}': binding '${b.name}' (spec.spec.bindings[${i}]) names ${what} '${b.resource}', which does not exist; create it first`, {
+        cause: e,
+        details: { binding: b.name, kind: b.kind, resource: b.resource, path: `spec.bindings[${i}]` },
+      });
+    }
+  }
 }
 
 interface Stored {
@@ -39,6 +75,8 @@ interface Stored {
   specDir: string;
   revision: number;
   pinned?: number;
+  /** Digest of the handler's sources (its import graph) at deploy time: a code change is a new revision. */
+  codeHash?: string;
 }
 
 interface Runtime {
@@ -54,10 +92,12 @@ interface Runtime {
   shards: ShardStatus[];
   errors: { at: string; message: string }[];
   appliedRevision: number;
+  /** The last deploy of new code that was refused (it did not load), while this revision kept running. */
+  refused?: { at: string; message: string };
 }
 
 export class Controller implements ControlPlane, ScalerSource {
-  readonly #o: Required<Omit<ControllerOptions, 'onEvent'>> & Pick<ControllerOptions, 'onEvent'>;
+  readonly #o: Required<Omit<ControllerOptions, 'onEvent' | 'loadTimeoutMs' | 'localDir'>> & Pick<ControllerOptions, 'onEvent' | 'loadTimeoutMs' | 'localDir'>;
   #table!: KvBinding;
   #state!: KvBinding;
   readonly #fns = new Map<string, Runtime>();
@@ -148,15 +188,35 @@ export class Controller implements ControlPlane, ScalerSource {
     const o = toWorkerOptions(spec, { specDir: dir, ordinal: 0, replicas: 1, env: process.env });
     if (o.trigger.type === 'object') await this.#o.backend.objects(o.trigger.bucket);
     else await this.#o.backend.streams().info(o.trigger.stream);
+    await checkBindingsExist(this.#o.backend, spec);
     const name = spec.metadata.name;
+    const graph = await handlerGraph(o.module);
+    const codeHash = graphDigest(graph.files);
     const cur = await this.#table.getItem(name);
-    // The same spec again (e.g. `sluice dev` restarting) is not a new revision and keeps a pinned scale.
-    if (cur && cur.item.yaml === specYaml && cur.item.specDir === dir && this.#fns.has(name)) return { name, revision: cur.item.revision as number };
+    // The same spec and code again (e.g. `sluice dev` restarting) is not a new revision and keeps a pinned scale.
+    if (cur && cur.item.yaml === specYaml && cur.item.specDir === dir && cur.item.codeHash === codeHash && this.#fns.has(name)) return { name, revision: cur.item.revision as number };
+    // Load the handler in a sandbox process first: a module that does not load is refused here, and
+    // whatever runs now (the previous revision) keeps running.
+    const t0 = Date.now();
+    try {
+      await checkHandlerLoads(o.module, { function: name, env: process.env, ...(this.#o.loadTimeoutMs !== undefined ? { timeoutMs: this.#o.loadTimeoutMs } : {}) });
+    } catch (e) {
+      // A refused reload of a running function shows in its status; the running revision stays.
+      const running = this.#fns.get(name);
+      if (running) {
+        const at = new Date().toISOString();
+        running.errors.unshift({ at, message: `revision ${running.stored.revision} keeps running; the new code was refused: ${(e as Error).message}` });
+        running.errors.length = Math.min(running.errors.length, 20);
+        running.refused = { at, message: (e as Error).message };
+      }
+      throw e;
+    }
     const revision = ((cur?.item.revision as number | undefined) ?? 0) + 1;
-    const stored: Stored = { yaml: specYaml, specDir: dir, revision };
+    const stored: Stored = { yaml: specYaml, specDir: dir, revision, codeHash };
+    const t1 = Date.now();
     await this.#table.putItem(name, stored as unknown as Record<string, never>);
     await this.#adopt(stored);
-    this.#o.onEvent?.({ function: name, message: `deployed revision ${revision}` });
+    this.#o.onEvent?.({ function: name, message: `deployed revision ${revision} (sandbox load ${t1 - t0} ms, rollout ${Date.now() - t1} ms)` });
     return { name, revision };
   }
 
@@ -272,10 +332,13 @@ export class Controller implements ControlPlane, ScalerSource {
     } catch {
       deadLetters = 0;
     }
+    const last = [w?.lastError, rt.refused].filter((e): e is { at: string; message: string } => e !== undefined).sort((a, b) => b.at.localeCompare(a.at))[0];
     return {
       name,
       revision: rt.stored.revision,
       replicas: { desired: w?.desired ?? rt.replicas, ready: w?.ready ?? 0 },
+      restarts: w?.restarts ?? w?.replicas.reduce((n, r) => n + r.restarts, 0) ?? 0,
+      ...(last ? { lastError: { at: last.at, message: last.message } } : {}),
       shards: rt.shards,
       lag: rt.lag,
       ratePerSecond: Math.round(rt.throughput * Math.max(1, rt.replicas)),
@@ -309,12 +372,24 @@ export class Controller implements ControlPlane, ScalerSource {
     }
   }
 
-  async invoke(name: string, event: { key: string; body?: Uint8Array; attrs?: Record<string, unknown> }): Promise<unknown> {
+  /**
+   * Runs the handler once in a process of its own (runtime/invoke-child.ts), never in the controller:
+   * a fresh module, the spec's bindings and timeout, the platform's backend (or a scratch one with
+   * `dryRun`). A runaway handler is killed at its timeout; the controller is not touched.
+   */
+  async invoke(name: string, event: InvokeEvent): Promise<InvokeChildResult> {
     const rt = this.#get(name);
-    const file = resolve(rt.stored.specDir, rt.spec.spec.handler);
-    const mod = (await import(pathToFileURL(file).href)) as { default: FunctionDefinition };
-    const res = await invokeHandler(mod.default, [{ key: event.key, body: event.body ?? new Uint8Array(0), attrs: (event.attrs ?? {}) as Record<string, never> }], { function: name });
-    return { records: res.records, counters: res.counters, error: res.error ?? null, durationMs: res.durationMs };
+    const o = resolveWorkerOptions(this.#workerOptions(rt));
+    const record: SyntheticRecord = { key: event.key, attrs: (event.attrs ?? {}) as Record<string, never>, source: o.trigger.type === 'object' ? o.trigger.bucket : o.trigger.stream };
+    if (event.body !== undefined) record.body = event.body;
+    return invokeInChild({ function: name, module: o.module, bindings: o.bindings, backend: o.backend, dryRun: event.dryRun === true, timeoutMs: o.timeoutMs, record }, { env: process.env });
+  }
+
+  /** Worker options of ordinal 0, on the platform's own embedded store when the spec says `local`. */
+  #workerOptions(rt: Runtime): WorkerOptions {
+    const o = toWorkerOptions(rt.spec, { specDir: rt.stored.specDir, ordinal: 0, replicas: 1, env: process.env });
+    const localDir = this.#o.localDir;
+    return localDir !== undefined && o.backend.kind === 'local' ? { ...o, backend: { kind: 'local', dir: localDir } } : o;
   }
 
   async *logs(name: string, options: { follow: boolean; signal?: AbortSignal }): AsyncIterable<LogLine> {

@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BindingError } from '../bindings/errors.ts';
-import type { WorkerOptions } from '../runtime/index.ts';
+import { nodeArgs, type WorkerOptions } from '../runtime/index.ts';
 import { creditsPerReplica } from './autoscaler.ts';
 import type { Driver, WorkloadStatus } from './driver.ts';
 import type { LogLine } from './control-plane.ts';
@@ -55,6 +55,10 @@ interface Workload {
   replicas: Map<number, Replica>;
   desired: number;
   logs: LogLine[];
+  /** The most recent error a worker of this function reported (or its crash), for `sluice status`. */
+  lastError: { at: string; message: string; ordinal: number } | undefined;
+  /** Restarts of crashed workers since the function was applied. */
+  restarts: number;
 }
 
 export class LocalDriver implements Driver {
@@ -87,7 +91,7 @@ export class LocalDriver implements Driver {
     };
     options(0, 1); // validate now: a bad spec must fail the deploy, not the workers
     const prev = this.#workloads.get(name);
-    const w: Workload = { name, options, maxBatchesInFlight: spec.spec.scaling.maxBatchesInFlight, replicas: new Map(), desired: 0, logs: prev?.logs ?? [] };
+    const w: Workload = { name, options, maxBatchesInFlight: spec.spec.scaling.maxBatchesInFlight, replicas: new Map(), desired: 0, logs: prev?.logs ?? [], lastError: prev?.lastError, restarts: 0 };
     if (prev) {
       // A new spec: stop the old workers (they drain and release), then start the new ones.
       const desired = prev.desired;
@@ -122,7 +126,7 @@ export class LocalDriver implements Driver {
     const replicas = [...w.replicas.values()]
       .sort((a, b) => a.ordinal - b.ordinal)
       .map((r) => ({ ordinal: r.ordinal, id: r.proc?.pid !== undefined ? `pid ${r.proc.pid}` : 'restarting', ready: r.ready, restarts: r.restarts }));
-    return { desired: w.desired, ready: replicas.filter((r) => r.ready).length, replicas };
+    return { desired: w.desired, ready: replicas.filter((r) => r.ready).length, replicas, restarts: w.restarts, ...(w.lastError ? { lastError: w.lastError } : {}) };
   }
 
   /** Recent log lines of a function's workers. */
@@ -169,21 +173,33 @@ export class LocalDriver implements Driver {
     const perWorker = o.batchesInFlight ?? Math.max(1, (o.threads ?? 1) * 2);
     writeFileSync(files.config, JSON.stringify({ ...o, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }));
     writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal }));
-    const proc = spawn(process.execPath, ['--import', 'tsx', workerMain, files.config], {
+    // tsx from sluice's own install (not the cwd's): a project depending on sluice need not depend on tsx.
+    const proc = spawn(process.execPath, nodeArgs(workerMain, files.config), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...this.#o.env, SLUICE_ORDINAL: String(r.ordinal), SLUICE_REPLICAS: String(Math.max(1, w.desired)), SLUICE_RESCALE_FILE: files.rescale },
     });
     r.proc = proc;
     r.ready = false;
-    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      if (d.includes('"event":"ready"')) r.ready = true;
+    // stdout carries the worker's events (ready) and whatever handlers print (console.log); stderr
+    // its pino lines and anything else written there. Both are kept, by line.
+    let errorSinceSpawn = false;
+    const lines = (stream: NodeJS.ReadableStream, name: 'stdout' | 'stderr', each: (l: string) => void) => {
+      let buf = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (d: string) => {
+        buf += d;
+        const ls = buf.split('\n');
+        buf = ls.pop()!;
+        for (const l of ls) each(l);
+      });
+      stream.on('end', () => buf && this.#log(w, r.ordinal, buf, name));
+    };
+    lines(proc.stdout!, 'stdout', (l) => {
+      if (l.startsWith('{"event":"ready"')) r.ready = true;
+      else this.#log(w, r.ordinal, l, 'stdout');
     });
-    let buf = '';
-    proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      for (const l of lines) this.#log(w, r.ordinal, l);
+    lines(proc.stderr!, 'stderr', (l) => {
+      if (this.#log(w, r.ordinal, l, 'stderr')) errorSinceSpawn = true;
     });
     r.exited = new Promise((resolve) =>
       proc.once('exit', (code, signal) => {
@@ -193,7 +209,11 @@ export class LocalDriver implements Driver {
           // Crashed or killed: restart with backoff so a crash loop cannot spin the machine.
           const delay = Math.min(this.#o.maxRestartDelayMs, this.#o.restartDelayMs * 2 ** Math.min(r.restarts, 10));
           r.restarts++;
-          this.#log(w, r.ordinal, JSON.stringify({ level: 50, msg: `worker exited (${code ?? signal}); restarting in ${delay} ms`, time: Date.now() }));
+          w.restarts++;
+          // The worker's own last error says why; the exit notice only when it said nothing.
+          const keep = errorSinceSpawn ? w.lastError : undefined;
+          this.#log(w, r.ordinal, JSON.stringify({ level: 50, msg: `worker exited (${code ?? signal}); restarting in ${delay} ms`, time: Date.now() }), 'driver');
+          if (keep) w.lastError = keep;
           r.timer = setTimeout(() => this.#spawn(w, r), delay);
         }
         resolve();
@@ -221,19 +241,36 @@ export class LocalDriver implements Driver {
     await Promise.all([...w.replicas.values()].map((r) => this.#stop(w, r)));
   }
 
-  #log(w: Workload, ordinal: number, raw: string): void {
-    if (!raw.trim()) return;
-    let line: LogLine;
-    try {
-      const j = JSON.parse(raw) as Record<string, unknown>;
-      const { level, msg, time, ...fields } = j;
-      line = { at: new Date(typeof time === 'number' ? time : Date.now()).toISOString(), ordinal, level: levelName(level), message: String(msg ?? ''), fields };
-    } catch {
-      line = { at: new Date().toISOString(), ordinal, level: 'info', message: raw, fields: {} };
+  /** Keeps one line of a worker; true when it is an error (level error or fatal). */
+  #log(w: Workload, ordinal: number, raw: string, stream: 'stdout' | 'stderr' | 'driver'): boolean {
+    if (!raw.trim()) return false;
+    let line: LogLine | undefined;
+    if (raw.startsWith('{')) {
+      try {
+        const j = JSON.parse(raw) as Record<string, unknown>;
+        if (j !== null && typeof j === 'object' && !Array.isArray(j) && ('msg' in j || 'level' in j)) {
+          const { level, msg, time, ...fields } = j;
+          const err = fields.err as { message?: unknown } | undefined;
+          const message = String(msg ?? '') || (typeof err?.message === 'string' ? err.message : '');
+          line = { at: new Date(typeof time === 'number' ? time : Date.now()).toISOString(), ordinal, level: levelName(level), message, fields };
+        }
+      } catch {
+        line = undefined;
+      }
+    }
+    // Not a log record (a handler's console.log, a stack Node printed): the worker's raw output,
+    // labelled as such rather than passed off as an info line.
+    line ??= { at: new Date().toISOString(), ordinal, level: 'output', message: raw, fields: { stream } };
+    const isError = line.level === 'error' || line.level === 'fatal';
+    if (isError) {
+      const err = line.fields.err as { message?: unknown } | undefined;
+      const detail = typeof err?.message === 'string' && !line.message.includes(err.message) ? `: ${err.message}` : '';
+      w.lastError = { at: line.at, message: `${line.message}${detail}`, ordinal };
     }
     w.logs.push(line);
     if (w.logs.length > this.#o.logLines) w.logs.splice(0, w.logs.length - this.#o.logLines);
     this.events.emit('log', w.name, line);
+    return isError;
   }
 }
 

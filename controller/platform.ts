@@ -60,7 +60,13 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   const runDir = o.runDir ?? join(baseDir, 'run');
   const tokens = o.tokens ?? (process.env.SLUICE_TOKEN ? [process.env.SLUICE_TOKEN] : [ensureToken(baseDir)]);
   const driver: Driver = o.driver === 'kubernetes' ? new KubernetesDriver({}) : new LocalDriver({ runDir, ...(o.backend.kind === 'local' ? { localDir: o.backend.dir } : {}) });
-  const controller = await Controller.open({ backend, driver, intervalMs: o.intervalMs ?? 1000, ...(o.onEvent ? { onEvent: o.onEvent } : {}) });
+  const controller = await Controller.open({
+    backend,
+    driver,
+    intervalMs: o.intervalMs ?? 1000,
+    ...(o.onEvent ? { onEvent: o.onEvent } : {}),
+    ...(o.backend.kind === 'local' && o.driver !== 'kubernetes' ? { localDir: o.backend.dir } : {}),
+  });
   controller.start();
   const server = await startControlServer({ plane: controller, scaler: controller, tokens, host: o.host ?? '127.0.0.1', port: o.port ?? 7070 });
   return {

@@ -7,6 +7,7 @@
  * 3 stopped after the shutdown grace with work still in flight (it will be redelivered); 1 crashed.
  */
 import { readFileSync } from 'node:fs';
+import { serializeError } from '../bindings/errors.ts';
 import { Worker } from './worker.ts';
 import type { WorkerOptions } from './worker-options.ts';
 
@@ -33,7 +34,9 @@ let worker: Worker;
 try {
   worker = await Worker.start(config());
 } catch (e) {
-  process.stderr.write(`sluice worker: ${(e as Error).message}\n`);
+  // One pino-shaped JSON line, so the driver shows it as the worker's error (status, logs), with the stack.
+  const err = serializeError(e);
+  process.stderr.write(`${JSON.stringify({ level: 60, time: Date.now(), msg: `worker failed to start: ${err.message}`, err })}\n`);
   process.exit((e as { code?: string }).code === 'SLUICE_INVALID_ARGUMENT' || e instanceof SyntaxError ? ExitCodes.badConfig : ExitCodes.crashed);
 }
 process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, ordinal: worker.options.ordinal, httpPort: worker.httpPort ?? null })}\n`);

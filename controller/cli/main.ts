@@ -79,8 +79,12 @@ try {
     // Help and version are not errors.
     process.exit(e.exitCode === 0 ? 0 : ExitCodes.usage);
   }
-  const err = e as Error & { code?: string };
-  if (g().json) process.stderr.write(`${JSON.stringify({ error: { code: err.code ?? 'SLUICE_INTERNAL', message: err.message } })}\n`);
-  else process.stderr.write(`sluice: ${err.message}${err.code ? ` (${err.code})` : ''}\n`);
+  const err = e as Error & { code?: string; details?: Record<string, unknown> };
+  if (g().json) process.stderr.write(`${JSON.stringify({ error: { code: err.code ?? 'SLUICE_INTERNAL', message: err.message, ...(err.details ? { details: err.details } : {}) } })}\n`);
+  else {
+    process.stderr.write(`sluice: ${err.message}${err.code ? ` (${err.code})` : ''}\n`);
+    // A handler that does not load: the real error's stack is what its author needs.
+    if (typeof err.details?.stack === 'string') process.stderr.write(`${err.details.stack.replace(/^/gm, '  ')}\n`);
+  }
   process.exit(exitCodeOf(e));
 }

@@ -73,6 +73,8 @@ class FakePlane implements ControlPlane {
       counters: { processed: 1_000_000, failed: 2, 'bytes.in': 1.5e12 },
       deadLetters: 2,
       errors: [{ at: '2026-01-01T00:00:02.000Z', message: 'worker-b exited with code 137' }],
+      restarts: 3,
+      lastError: { at: '2026-01-01T00:00:02.000Z', message: 'worker-b exited with code 137' },
     };
   }
 
