@@ -72,6 +72,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
         [
           `${s.name} revision ${s.revision}: ${s.replicas.ready}/${s.replicas.desired} replicas ready, lag ${s.lag}, ${s.ratePerSecond}/s, ${s.deadLetters} dead letters`,
           `counters: ${Object.entries(s.counters).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'}`,
+          `restarts ${s.restarts}${s.lastError ? `; last error ${s.lastError.at}: ${s.lastError.message}` : ''}`,
           'SHARD  OWNER                          EPOCH      LAG  PENDING',
           ...s.shards.map((x) => `${String(x.shard).padStart(5)}  ${(x.owner || '-').padEnd(30)} ${String(x.epoch).padStart(5)} ${String(x.lag).padStart(8)} ${String(x.pending).padStart(8)}`),
           ...s.errors.slice(0, 5).map((e) => `error ${e.at}: ${e.message}`),
