@@ -72,6 +72,13 @@ program.hook('preAction', (_program, cmd) => {
   actionCommand = cmd;
 });
 
+// `sluice logs -f | head`: the reader went away; that is the end of the output, not an error.
+for (const stream of [process.stdout, process.stderr])
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(ExitCodes.ok);
+    throw e;
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

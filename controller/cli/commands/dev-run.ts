@@ -165,7 +165,7 @@ async function demo(p: Platform, samples: string): Promise<void> {
   const bucket = 'uploads';
   const objects = await p.backend.objects(bucket);
   log(`\ndemo: uploading ${samples} to bucket '${bucket}'`);
-  const put = await putPaths(objects, [samples], 'demo/', {}, false);
+  const put = (await putPaths(objects, [samples], 'demo/', {}, false)).filter((r) => r.error === undefined);
   const state = await openStateTable(p.backend);
   const shards = (await objects.info()).shards;
   const end = Date.now() + 60_000;
