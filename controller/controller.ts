@@ -25,6 +25,7 @@ import {
   type WorkerOptions,
 } from '../runtime/index.ts';
 import { desiredReplicas } from './autoscaler.ts';
+import { ControllerMetrics } from './metrics.ts';
 import type { ControlPlane, FunctionStatus, InvokeEvent, LogLine, ShardStatus } from './control-plane.ts';
 import type { Driver } from './driver.ts';
 import type { ScalerSource } from './grpc/scaler.ts';
@@ -101,6 +102,8 @@ export class Controller implements ControlPlane, ScalerSource {
   #table!: KvBinding;
   #state!: KvBinding;
   readonly #fns = new Map<string, Runtime>();
+  /** The controller's Prometheus series (served with the workers' by controller/metrics.ts). */
+  readonly metrics = new ControllerMetrics();
   #timer: NodeJS.Timeout | undefined;
   #busy: Promise<void> = Promise.resolve();
   #closed = false;
@@ -171,6 +174,7 @@ export class Controller implements ControlPlane, ScalerSource {
 
   /** Tells the driver and publishes the live count for the workers (state table), in that order. */
   async #scaleTo(name: string, replicas: number): Promise<void> {
+    this.metrics.desiredReplicas.set({ function: name }, replicas);
     if (replicas >= 1) await this.#state.putItem(replicasKey(name), { replicas, at: Date.now() });
     await this.#o.driver.scale(name, replicas);
   }
@@ -188,7 +192,10 @@ export class Controller implements ControlPlane, ScalerSource {
     const o = toWorkerOptions(spec, { specDir: dir, ordinal: 0, replicas: 1, env: process.env });
     if (o.trigger.type === 'object') await this.#o.backend.objects(o.trigger.bucket);
     else await this.#o.backend.streams().info(o.trigger.stream);
-    await checkBindingsExist(this.#o.backend, spec);
+    await checkBindingsExist(this.#o.backend, spec).catch((e: unknown) => {
+      this.metrics.loadFailures.inc({ function: spec.metadata.name, code: (e as { code?: string }).code ?? 'SLUICE_INTERNAL' });
+      throw e;
+    });
     const name = spec.metadata.name;
     const graph = await handlerGraph(o.module);
     const codeHash = graphDigest(graph.files);
@@ -209,6 +216,7 @@ export class Controller implements ControlPlane, ScalerSource {
         running.errors.length = Math.min(running.errors.length, 20);
         running.refused = { at, message: (e as Error).message };
       }
+      this.metrics.loadFailures.inc({ function: name, code: (e as { code?: string }).code ?? 'SLUICE_INTERNAL' });
       throw e;
     }
     const revision = ((cur?.item.revision as number | undefined) ?? 0) + 1;
@@ -244,9 +252,32 @@ export class Controller implements ControlPlane, ScalerSource {
 
   /** One reconcile round over every function (also called by tests to step deterministically). */
   async reconcile(): Promise<void> {
+    const endRound = this.metrics.reconcileSeconds.startTimer();
+    try {
+      await this.#reconcileAll();
+    } finally {
+      endRound();
+    }
+  }
+
+  /** Refreshes the series that come from the driver (ready replicas, restarts, last error); called per scrape. */
+  async refreshMetrics(): Promise<void> {
+    for (const [name, rt] of this.#fns) {
+      const w = await this.#o.driver.status(name).catch(() => undefined);
+      this.metrics.desiredReplicas.set({ function: name }, rt.replicas);
+      this.metrics.lag.set({ function: name }, rt.lag);
+      this.metrics.readyReplicas.set({ function: name }, w?.ready ?? 0);
+      this.metrics.restarts.set({ function: name }, w?.restarts ?? w?.replicas.reduce((n, r) => n + r.restarts, 0) ?? 0);
+      const last = [w?.lastError?.at, rt.refused?.at].filter((x): x is string => x !== undefined).sort().at(-1);
+      this.metrics.lastErrorTime.set({ function: name }, last ? Date.parse(last) / 1000 : 0);
+    }
+  }
+
+  async #reconcileAll(): Promise<void> {
     for (const rt of this.#fns.values()) {
       try {
         await this.#measure(rt);
+        this.metrics.lag.set({ function: rt.spec.metadata.name }, rt.lag);
         if (rt.stored.pinned !== undefined) continue;
         const s = rt.spec.spec.scaling;
         const now = Date.now();
@@ -269,10 +300,12 @@ export class Controller implements ControlPlane, ScalerSource {
         rt.history = rt.history.filter((h) => now - h.at <= 600_000);
         if (d.replicas !== rt.replicas) {
           this.#o.onEvent?.({ function: rt.spec.metadata.name, message: `${rt.replicas} → ${d.replicas}: ${d.reason}` });
+          this.metrics.scaleDecisions.inc({ function: rt.spec.metadata.name, direction: d.replicas > rt.replicas ? 'up' : 'down' });
           await this.#scaleTo(rt.spec.metadata.name, d.replicas);
           rt.replicas = d.replicas;
         }
       } catch (e) {
+        this.metrics.reconcileErrors.inc({ function: rt.spec.metadata.name });
         rt.errors.unshift({ at: new Date().toISOString(), message: (e as Error).message });
         rt.errors.length = Math.min(rt.errors.length, 20);
       }

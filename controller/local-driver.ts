@@ -40,6 +40,8 @@ export interface LocalDriverOptions {
 
 interface Replica {
   ordinal: number;
+  /** Port of the worker's /metrics (from its ready line). */
+  httpPort: number | undefined;
   proc: ChildProcess | undefined;
   ready: boolean;
   restarts: number;
@@ -141,6 +143,14 @@ export class LocalDriver implements Driver {
     return out;
   }
 
+  /** The /metrics endpoints of the running, ready workers. */
+  metricsTargets(): { function: string; ordinal: number; url: string }[] {
+    const out: { function: string; ordinal: number; url: string }[] = [];
+    for (const w of this.#workloads.values())
+      for (const r of w.replicas.values()) if (r.ready && r.httpPort !== undefined) out.push({ function: w.name, ordinal: r.ordinal, url: `http://127.0.0.1:${r.httpPort}` });
+    return out;
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.all([...this.#workloads.values()].map((w) => this.#stopAll(w)));
@@ -161,7 +171,7 @@ export class LocalDriver implements Driver {
   }
 
   #start(w: Workload, ordinal: number): void {
-    const r: Replica = { ordinal, proc: undefined, ready: false, restarts: 0, stopping: false, exited: Promise.resolve(), timer: undefined };
+    const r: Replica = { ordinal, httpPort: undefined, proc: undefined, ready: false, restarts: 0, stopping: false, exited: Promise.resolve(), timer: undefined };
     w.replicas.set(ordinal, r);
     this.#spawn(w, r);
   }
@@ -171,7 +181,8 @@ export class LocalDriver implements Driver {
     const files = this.#files(w, r.ordinal);
     const o = w.options(r.ordinal, Math.max(1, w.desired));
     const perWorker = o.batchesInFlight ?? Math.max(1, (o.threads ?? 1) * 2);
-    writeFileSync(files.config, JSON.stringify({ ...o, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }));
+    // Every worker serves /metrics on a free port of 127.0.0.1; the platform's /metrics merges them (controller/metrics.ts).
+    writeFileSync(files.config, JSON.stringify({ ...o, httpPort: o.httpPort ?? 0, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }));
     writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal }));
     // tsx from sluice's own install (not the cwd's): a project depending on sluice need not depend on tsx.
     const proc = spawn(process.execPath, nodeArgs(workerMain, files.config), {
@@ -195,7 +206,11 @@ export class LocalDriver implements Driver {
       stream.on('end', () => buf && this.#log(w, r.ordinal, buf, name));
     };
     lines(proc.stdout!, 'stdout', (l) => {
-      if (l.startsWith('{"event":"ready"')) r.ready = true;
+      if (l.startsWith('{"event":"ready"')) {
+        r.ready = true;
+        const port = (JSON.parse(l) as { httpPort?: unknown }).httpPort;
+        r.httpPort = typeof port === 'number' ? port : undefined;
+      }
       else this.#log(w, r.ordinal, l, 'stdout');
     });
     lines(proc.stderr!, 'stderr', (l) => {

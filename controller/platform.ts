@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SluiceError } from '../bindings/errors.ts';
 import type { Backend } from '../bindings/types.ts';
 import { openBackend, type BackendSpec } from '../runtime/index.ts';
 import { Controller } from './controller.ts';
@@ -13,6 +14,15 @@ import type { Driver } from './driver.ts';
 import { startControlServer, type ControlServer } from './grpc/server.ts';
 import { KubernetesDriver } from './kubernetes/index.ts';
 import { LocalDriver } from './local-driver.ts';
+import { startMetricsServer } from './metrics.ts';
+
+/** 'host:port' (or ':port', or 'port') → [host, port]; SLUICE_INVALID_ARGUMENT when malformed. */
+export function splitHostPort(s: string): [string, number] {
+  const m = /^(?:(.*):)?(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new SluiceError('SLUICE_INVALID_ARGUMENT', `'${s}' is not host:port`);
+  return [m[1] || '127.0.0.1', port];
+}
 
 /** Options of {@link startPlatform}. */
 export interface PlatformOptions {
@@ -30,6 +40,8 @@ export interface PlatformOptions {
   tokens?: string[];
   /** Reconcile period. @default 1000 */
   intervalMs?: number;
+  /** Serve the platform's Prometheus /metrics (controller + every worker) on this host:port (any free port when it is taken; see `metricsPort`). @default not served */
+  metrics?: string;
   /** Controller events (scaling decisions, deploys). @default ignored */
   onEvent?: (e: { function: string; message: string }) => void;
 }
@@ -40,6 +52,8 @@ export interface Platform {
   driver: Driver;
   server: ControlServer;
   token: string;
+  /** Port of /metrics, when served. */
+  metricsPort?: number;
   /** Stops the server, the workers (gracefully) and the backend. */
   close(): Promise<void>;
 }
@@ -69,13 +83,21 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   });
   controller.start();
   const server = await startControlServer({ plane: controller, scaler: controller, tokens, host: o.host ?? '127.0.0.1', port: o.port ?? 7070 });
+  let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
+  if (o.metrics !== undefined) {
+    const [host, port] = splitHostPort(o.metrics);
+    const targets = driver instanceof LocalDriver ? () => driver.metricsTargets() : () => [];
+    metrics = await startMetricsServer({ registry: controller.metrics.registry, refresh: () => controller.refreshMetrics(), targets, host, port, fallbackToFreePort: true });
+  }
   return {
     backend,
     controller,
     driver,
     server,
     token: tokens[0]!,
+    ...(metrics ? { metricsPort: metrics.port } : {}),
     async close() {
+      await metrics?.close();
       await server.close();
       await controller.close();
       await backend.close();

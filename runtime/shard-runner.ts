@@ -311,6 +311,7 @@ export class ShardRunner {
     };
     for (const [k, v] of Object.entries(counters)) next.counts[k] = (next.counts[k] ?? 0) + v;
     await this.#ckpt.save(next);
+    metrics.countUser(counters);
     this.#c = next;
     this.#publishPosition(false);
   }

@@ -193,6 +193,8 @@ async function demo(p: Platform, samples: string): Promise<void> {
 export interface DevOptions {
   functions: string;
   port: number;
+  /** host:port of /metrics. */
+  metrics: string;
   demo?: boolean;
   exitAfterDemo?: boolean;
 }
@@ -200,8 +202,9 @@ export interface DevOptions {
 /** Runs the local platform until SIGINT or SIGTERM (or after the demo with `exitAfterDemo`). */
 export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
   const spec = backendSpec(g);
-  const p = await startPlatform({ backend: spec, port: o.port, onEvent: (e) => log(`controller: ${e.function}: ${e.message}`) });
+  const p = await startPlatform({ backend: spec, port: o.port, metrics: o.metrics, onEvent: (e) => log(`controller: ${e.function}: ${e.message}`) });
   log(`sluice dev: backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
+  log(`metrics on http://${o.metrics.replace(/:\d+$/, '')}:${p.metricsPort}/metrics`);
   const dir = resolve(o.functions);
   let watcher: DevWatcher | undefined;
   let stopping = false;
