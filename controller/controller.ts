@@ -427,7 +427,16 @@ export class Controller implements ControlPlane, ScalerSource {
 
   async *logs(name: string, options: { follow: boolean; signal?: AbortSignal }): AsyncIterable<LogLine> {
     this.#get(name);
-    const d = this.#o.driver as Driver & { logs?: (n: string) => LogLine[]; events?: import('node:events').EventEmitter };
+    const d = this.#o.driver as Driver & {
+      logs?: (n: string) => LogLine[];
+      events?: import('node:events').EventEmitter;
+      streamLogs?: (n: string, o: { follow: boolean; signal?: AbortSignal }) => AsyncIterable<LogLine>;
+    };
+    // Kubernetes: the pods' logs through the API server.
+    if (d.streamLogs) {
+      yield* d.streamLogs(name, options);
+      return;
+    }
     if (!d.logs) throw new BindingError('SLUICE_INVALID_ARGUMENT', `logs are not available from the ${d.kind} driver; use kubectl logs`);
     for (const l of d.logs(name)) yield l;
     if (!options.follow || !d.events) return;

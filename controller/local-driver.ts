@@ -15,6 +15,7 @@ import { nodeArgs, type WorkerOptions } from '../runtime/index.ts';
 import { creditsPerReplica } from './autoscaler.ts';
 import type { Driver, WorkloadStatus } from './driver.ts';
 import type { LogLine } from './control-plane.ts';
+import { toLogLine } from './log-lines.ts';
 import { toWorkerOptions, type FunctionSpec } from './spec/index.ts';
 
 const workerMain = fileURLToPath(new URL('../runtime/worker-main.ts', import.meta.url));
@@ -258,24 +259,8 @@ export class LocalDriver implements Driver {
 
   /** Keeps one line of a worker; true when it is an error (level error or fatal). */
   #log(w: Workload, ordinal: number, raw: string, stream: 'stdout' | 'stderr' | 'driver'): boolean {
-    if (!raw.trim()) return false;
-    let line: LogLine | undefined;
-    if (raw.startsWith('{')) {
-      try {
-        const j = JSON.parse(raw) as Record<string, unknown>;
-        if (j !== null && typeof j === 'object' && !Array.isArray(j) && ('msg' in j || 'level' in j)) {
-          const { level, msg, time, ...fields } = j;
-          const err = fields.err as { message?: unknown } | undefined;
-          const message = String(msg ?? '') || (typeof err?.message === 'string' ? err.message : '');
-          line = { at: new Date(typeof time === 'number' ? time : Date.now()).toISOString(), ordinal, level: levelName(level), message, fields };
-        }
-      } catch {
-        line = undefined;
-      }
-    }
-    // Not a log record (a handler's console.log, a stack Node printed): the worker's raw output,
-    // labelled as such rather than passed off as an info line.
-    line ??= { at: new Date().toISOString(), ordinal, level: 'output', message: raw, fields: { stream } };
+    const line = toLogLine(raw, ordinal, stream);
+    if (!line) return false;
     const isError = line.level === 'error' || line.level === 'fatal';
     if (isError) {
       const err = line.fields.err as { message?: unknown } | undefined;
@@ -287,10 +272,4 @@ export class LocalDriver implements Driver {
     this.events.emit('log', w.name, line);
     return isError;
   }
-}
-
-function levelName(l: unknown): string {
-  if (typeof l === 'string') return l;
-  const n = typeof l === 'number' ? l : 30;
-  return n >= 60 ? 'fatal' : n >= 50 ? 'error' : n >= 40 ? 'warn' : n >= 30 ? 'info' : n >= 20 ? 'debug' : 'trace';
 }
