@@ -30,6 +30,8 @@ export interface LocalDriverOptions {
   maxRestartDelayMs?: number;
   /** Lines of worker logs kept per function. @default 2000 */
   logLines?: number;
+  /** On a new revision, how long the new workers may take to boot before the old ones are stopped anyway. @default 30000 */
+  bootWaitMs?: number;
   /** Extra environment of the workers (secrets are resolved from it). @default process.env */
   env?: NodeJS.ProcessEnv;
   /**
@@ -78,6 +80,7 @@ export class LocalDriver implements Driver {
       restartDelayMs: options.restartDelayMs ?? 500,
       maxRestartDelayMs: options.maxRestartDelayMs ?? 30_000,
       logLines: options.logLines ?? 2000,
+      bootWaitMs: options.bootWaitMs ?? 30_000,
       env: options.env ?? process.env,
       localDir: options.localDir,
     };
@@ -96,12 +99,22 @@ export class LocalDriver implements Driver {
     const prev = this.#workloads.get(name);
     const w: Workload = { name, options, maxBatchesInFlight: spec.spec.scaling.maxBatchesInFlight, replicas: new Map(), desired: 0, logs: prev?.logs ?? [], lastError: prev?.lastError, restarts: 0 };
     if (prev) {
-      // A new spec: stop the old workers (they drain and release), then start the new ones.
-      const desired = prev.desired;
+      // A new revision: the new workers boot while the old ones keep handling records (booting —
+      // loader, backend, handler threads — is most of a reload); then the old ones drain, commit and
+      // release their leases, and the new ones are woken to take the shards at once.
+      w.desired = prev.desired;
+      for (let i = 0; i < prev.desired; i++) this.#start(w, i);
+      await this.#booted(w, this.#o.bootWaitMs);
       await this.#stopAll(prev);
       this.#workloads.set(name, w);
-      await this.scale(name, desired);
+      for (const r of w.replicas.values()) this.#rescale(w, r);
     } else this.#workloads.set(name, w);
+  }
+
+  /** Resolves when every replica of `w` is ready (or has exited), or after `timeoutMs`. */
+  async #booted(w: Workload, timeoutMs: number): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end && [...w.replicas.values()].some((r) => !r.ready && r.proc?.exitCode === null && r.proc.signalCode === null)) await new Promise((res) => setTimeout(res, 20));
   }
 
   async scale(name: string, replicas: number): Promise<void> {

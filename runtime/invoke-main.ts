@@ -13,9 +13,11 @@ import { serializeError } from '../bindings/errors.ts';
 import type { Backend } from '../bindings/types.ts';
 import { invokeHandler } from '../functions/testing.ts';
 import type { BoundBinding, FunctionDefinition } from '../functions/types.ts';
-import { openBackend } from './backend-spec.ts';
 import type { InvokeChildRequest, InvokeChildResult } from './invoke-child.ts';
-import { bindAll } from './threads/bound-bindings.ts';
+
+// The backends (LMDB, NATS clients) load only when the function declares bindings: most invokes start faster.
+const openBackend = async (...a: Parameters<typeof import('./backend-spec.ts').openBackend>) => (await import('./backend-spec.ts')).openBackend(...a);
+const bindAll = async (...a: Parameters<typeof import('./threads/bound-bindings.ts').bindAll>) => (await import('./threads/bound-bindings.ts')).bindAll(...a);
 
 async function scratch(req: InvokeChildRequest): Promise<{ backend: Backend; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-invoke-'));
