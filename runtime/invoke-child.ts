@@ -42,8 +42,10 @@ export interface InvokeChildResult extends BatchEffects {
 export interface InvokeInChildOptions {
   /** Environment of the child (secrets are read from it). @default process.env */
   env?: NodeJS.ProcessEnv;
-  /** Time for the child to start and load the module, on top of the handler's timeout. @default 10000 */
-  startupGraceMs?: number;
+  /** Time for the child to start, load the module and bind (a module that never finishes loading is killed then). @default 60000 */
+  startupMs?: number;
+  /** Past the handler's timeout, how long its process may take to answer before it is killed. @default 1000 */
+  graceMs?: number;
 }
 
 function failure(code: string, message: string): NonNullable<BatchEffects['error']> {
@@ -52,7 +54,7 @@ function failure(code: string, message: string): NonNullable<BatchEffects['error
 
 /** Runs the handler in a fresh child process; resolves with the result (never rejects for handler failures). */
 export function invokeInChild(req: InvokeChildRequest, options: InvokeInChildOptions = {}): Promise<InvokeChildResult> {
-  const killAfterMs = req.timeoutMs + (options.startupGraceMs ?? 10_000);
+  const graceMs = options.graceMs ?? 1000;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, nodeArgs(invokeMain), { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'advanced', env: options.env ?? process.env });
     const output: string[] = [];
@@ -64,12 +66,23 @@ export function invokeInChild(req: InvokeChildRequest, options: InvokeInChildOpt
     let reply: { ok: true; result: InvokeChildResult } | { ok: false; error: SerializedError } | undefined;
     let timedOut = false;
     const started = Date.now();
-    const timer = setTimeout(() => {
-      // A handler that never yields cannot be stopped from inside: end its process.
-      timedOut = true;
+    // A handler that never yields cannot be stopped from inside: end its process. Until the module has
+    // loaded the bound is the start-up time (a loaded machine is slow to start Node); then the timeout.
+    const kill = (what: 'startup' | 'handler') => () => {
+      timedOut = what === 'handler';
+      startupExpired = what === 'startup';
       child.kill('SIGKILL');
-    }, killAfterMs);
-    child.on('message', (m: typeof reply) => (reply ??= m));
+    };
+    let startupExpired = false;
+    let timer = setTimeout(kill('startup'), options.startupMs ?? 60_000);
+    child.on('message', (m: typeof reply | { started: true }) => {
+      if (m && 'started' in m) {
+        clearTimeout(timer);
+        timer = setTimeout(kill('handler'), req.timeoutMs + graceMs);
+        return;
+      }
+      reply ??= m;
+    });
     child.on('error', (e) => {
       clearTimeout(timer);
       resolve({ records: [], counters: {}, logs: [], durationMs: 0, output, error: failure('SLUICE_INTERNAL', `cannot start the invoke process: ${e.message}`) });
@@ -79,6 +92,8 @@ export function invokeInChild(req: InvokeChildRequest, options: InvokeInChildOpt
       const durationMs = Date.now() - started;
       if (reply?.ok) return resolve({ ...reply.result, output });
       if (reply && !reply.ok) return resolve({ records: [], counters: {}, logs: [], durationMs, output, error: { error: reply.error, nonRetryable: false } });
+      if (startupExpired)
+        return resolve({ records: [], counters: {}, logs: [], durationMs, output, error: failure('SLUICE_HANDLER_LOAD', `function '${req.function}': the handler did not load within ${options.startupMs ?? 60_000} ms and was killed`) });
       if (timedOut)
         return resolve({ records: [], counters: {}, logs: [], durationMs, output, error: failure('SLUICE_HANDLER_TIMEOUT', `function '${req.function}': handler ran past its timeout of ${req.timeoutMs} ms and was killed`) });
       resolve({ records: [], counters: {}, logs: [], durationMs, output, error: failure('SLUICE_HANDLER_FAILED', `function '${req.function}': the handler ended its process (${signal ?? `exit code ${code}`}) before returning`) });

@@ -44,6 +44,8 @@ async function run(req: InvokeChildRequest): Promise<InvokeChildResult> {
       else backend = await openBackend(req.backend);
       data = await bindAll(backend, req.bindings);
     }
+    // Loaded and bound: from here the parent's kill timer is the handler's timeout (plus a little).
+    process.send!({ started: true });
     const r = await invokeHandler(def, [req.record], { function: req.function, timeoutMs: req.timeoutMs, data, logLevel: 'debug' });
     const { byKey: _byKey, ...plain } = r;
     return plain;

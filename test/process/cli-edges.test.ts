@@ -24,8 +24,8 @@ beforeAll(async () => {
   const handler = fileURLToPath(new URL('../fixtures/functions/chatty.ts', import.meta.url));
   writeFileSync(join(fn, 'function.yaml'), ['apiVersion: sluice.dev/v1', 'kind: Function', 'metadata:', '  name: chatty', 'spec:', `  handler: ${handler}`, '  triggers:', '    - object:', '        bucket: uploads', '  batch: {maxWait: 5ms}', ''].join('\n'));
   dev = await startDev({ data, cwd: work, extra: ['--functions', join(work, 'functions')] });
-  await dev.waitFor(/deployed chatty \(revision 1\)/);
-}, 60_000);
+  await dev.waitFor(/deployed chatty \(revision 1\)/, 90_000);
+}, 180_000);
 
 afterAll(async () => {
   await dev?.stop();
@@ -45,14 +45,14 @@ describe('cli edges', () => {
     expect(arr.stderr).toMatch(/must be a JSON object, got an array/);
     expect(ok.code, ok.stderr).toBe(ExitCodes.ok);
     expect((await sluice(['kv', 'get', 'notes', 'k'])).code).toBe(ExitCodes.notFound);
-  });
+  }, 240_000);
 
   it.concurrent('cli edges - objects mb --shards abc (or 0) is bad usage, exit 2', async ({ expect }) => {
     const [abc, zero] = await Promise.all([sluice(['objects', 'mb', 'b1', '--shards', 'abc']), sluice(['objects', 'mb', 'b1', '--shards', '0'])]);
     expect(abc.code).toBe(ExitCodes.usage);
     expect(abc.stderr).toMatch(/--shards.*must be an integer/);
     expect(zero.code).toBe(ExitCodes.usage);
-  });
+  }, 240_000);
 
   it.concurrent('cli edges - objects ls --json keeps the next-page token, --token continues; objects rm deletes', async ({ expect }) => {
     const b = await LocalBackend.open({ dir: data });
@@ -79,7 +79,7 @@ describe('cli edges', () => {
     expect(again.code).toBe(ExitCodes.notFound);
     const left = JSON.parse((await sluice(['objects', 'ls', 'paged', '--json'])).stdout) as { objects: { key: string }[] };
     expect(left.objects.map((x) => x.key)).toEqual(['c']);
-  });
+  }, 240_000);
 
   it.concurrent('cli edges - a folder upload with one oversized file reports every file, exit 4 (text and --json)', async ({ expect }) => {
     const folder = join(work, 'up');
@@ -107,7 +107,7 @@ describe('cli edges', () => {
       ['edge2/c.txt', 'ok'],
     ]);
     expect((JSON.parse(json.stderr) as { error: { code: string } }).error.code).toBe('SLUICE_VALUE_TOO_LARGE');
-  }, 60_000);
+  }, 240_000);
 
   it.concurrent('cli edges - sluice logs | head ends quietly (EPIPE is the end of the output)', async ({ expect }) => {
     const b = await LocalBackend.open({ dir: data });
@@ -117,14 +117,15 @@ describe('cli edges', () => {
     } finally {
       await b.close();
     }
-    await until('400 log lines', async () => {
+    // 100 lines of 2 KB: more than a pipe holds, so the writes outlive `head`.
+    await until('100 log lines', async () => {
       const r = await sluice(['logs', 'chatty', '--json']);
-      return r.stdout.split('\n').length > 400 ? true : undefined;
-    }, 30_000, 500);
+      return r.stdout.split('\n').length > 100 ? true : undefined;
+    }, 90_000, 1000);
     const cmd = `set -o pipefail; '${process.execPath}' '${sluiceBin}' --data '${data}' --server ${dev.server} logs chatty | head -n 2`;
     const r = await run(['-c', cmd], { cmd: 'bash', cwd: work, env: childEnv() });
     expect(r.stdout.trim().split('\n')).toHaveLength(2);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-  }, 60_000);
+  }, 240_000);
 });

@@ -27,7 +27,7 @@ function spec(name: string, handler: string, extra = ''): string {
   return f;
 }
 
-const sluice = (args: string[], timeoutMs = 60_000) => run(['--data', data, '--server', dev.server, ...args], { timeoutMs });
+const sluice = (args: string[], timeoutMs = 90_000) => run(['--data', data, '--server', dev.server, ...args], { timeoutMs });
 
 beforeAll(async () => {
   writeFileSync(join(work, 'package.json'), '{"type":"module"}\n');
@@ -38,7 +38,7 @@ beforeAll(async () => {
   await b.close();
   // No functions folder: every function here is deployed through the CLI.
   dev = await startDev({ data, cwd: work, extra: ['--functions', join(work, 'none')] });
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await dev?.stop();
@@ -81,7 +81,7 @@ describe('dev errors', () => {
 
     const ls = await sluice(['ls', '--json']);
     expect(JSON.parse(ls.stdout)).toEqual([]);
-  }, 120_000);
+  }, 300_000);
 
   it('crash loop - a function whose init throws shows the last error and restarts in status', async () => {
     const d = await sluice(['deploy', '-f', spec('initfail', fixture('init-fails.ts'))]);
@@ -93,7 +93,7 @@ describe('dev errors', () => {
         const st = JSON.parse(r.stdout) as FunctionStatus;
         return st.restarts >= 1 && st.lastError ? st : undefined;
       },
-      45_000,
+      120_000,
       500,
     );
     expect(s.lastError!.message).toContain('init exploded: no license key');
@@ -103,6 +103,6 @@ describe('dev errors', () => {
     expect(text.stdout).toMatch(/last error .*init exploded/);
     expect(text.stdout).toMatch(/restarts [1-9]/);
     await sluice(['rm', 'initfail']);
-  }, 90_000);
+  }, 300_000);
 
 });

@@ -45,7 +45,7 @@ describe('dev metrics', () => {
         const t = await r.text();
         return /sluice_function_counter_total\{[^}]*name="seen"[^}]*\} 3\b/.test(t) ? t : undefined;
       },
-      60_000,
+      120_000,
       300,
     );
     const line = text.split('\n').find((l) => l.startsWith('sluice_function_counter_total{'))!;
@@ -65,5 +65,5 @@ describe('dev metrics', () => {
     // Exactly one TYPE line per family: the page parses in Prometheus.
     const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
     expect(new Set(types).size).toBe(types.length);
-  }, 120_000);
+  }, 300_000);
 });

@@ -79,7 +79,7 @@ describe('dev reload', () => {
     writeFileSync(lib, "export const TAG = 'v2';\n");
     let reloadMs = 0;
     for (let i = 0; reloadMs === 0; i++) {
-      if (Date.now() - t0 > 30_000) throw new Error(`no record handled by the new code 30 s after the edit; dev: ${dev.out().slice(-2000)}`);
+      if (Date.now() - t0 > 45_000) throw new Error(`no record handled by the new code 45 s after the edit; dev: ${dev.out().slice(-2000)}`);
       keys.push(await put(objects, `during-${i}`));
       for (const k of keys.slice(-40)) if ((await tagOf(objects, k)).tag === 'v2') reloadMs = Date.now() - t0;
       await new Promise((r) => setTimeout(r, 50));
@@ -87,8 +87,9 @@ describe('dev reload', () => {
     await dev.waitFor(/reloaded tagger: revision 1 → 2/);
     const phases = /deployed revision 2 \((.*)\)/.exec(dev.out())?.[1] ?? '';
     process.stdout.write(`dev reload: 8 shards, edit → first record handled by the new code in ${reloadMs} ms (${phases})\n`);
-    // Generous for a loaded CI machine; the target (3 s on a quiet one) is measured above and in docs/BENCHMARKS.md.
-    expect(reloadMs).toBeLessThan(10_000);
+    // Generous for a loaded CI machine (measured 14 s at load average 32 on 2 cores); the target (3 s
+    // locally) is measured above and in docs/BENCHMARKS.md. Old code never reloads: the loop above times out.
+    expect(reloadMs).toBeLessThan(30_000);
 
     // A broken edit: refused with the file, line and column; revision 2 keeps running.
     const mark = dev.out().length;

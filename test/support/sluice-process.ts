@@ -34,7 +34,8 @@ export function run(args: string[], o: { cwd?: string; timeoutMs?: number; cmd?:
     let stderr = '';
     p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timeoutMs = o.timeoutMs ?? 30_000;
+    // Generous: on a loaded 2-core machine one CLI start (Node + tsx) has been measured past 30 s.
+    const timeoutMs = o.timeoutMs ?? 90_000;
     const t = setTimeout(() => {
       p.kill('SIGKILL');
       reject(new Error(`${cmd} ${args.join(' ')} did not finish in ${timeoutMs} ms; stdout: ${stdout.slice(-3000)}; stderr: ${stderr.slice(-3000)}`));
@@ -96,7 +97,7 @@ export async function startDev(o: { data: string; cwd?: string; extra?: string[]
       });
       check();
     });
-  const m = await waitFor(/control API on (127\.0\.0\.1:\d+)/);
+  const m = await waitFor(/control API on (127\.0\.0\.1:\d+)/, 90_000);
   return {
     proc: p,
     server: m[1]!,
