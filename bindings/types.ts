@@ -10,7 +10,7 @@
  * Every error is a {@link SluiceError} with a stable code (see `docs/ERRORS.md`).
  */
 import type { Expression } from './expr/index.ts';
-import type { Attrs, Item } from './values.ts';
+import type { Attrs, Item, Value } from './values.ts';
 
 export type { Attrs, Item, Value, ValueMap } from './values.ts';
 export type { Expression } from './expr/index.ts';
@@ -30,6 +30,14 @@ export interface BucketOptions {
    * Fixed at creation. @default 8
    */
   shards?: number;
+  /**
+   * Fields {@link ObjectBinding.query} can find without scanning: system fields (`size`, `mtime`, `etag`,
+   * `content_type`, `version`) and top-level attribute names (`has_ssn`, or `attr.size` for an attribute
+   * whose name is a system field's). Index entries commit in the same atomic write as the state they
+   * reflect. Fixed at creation (a second createBucket with another set is SLUICE_ALREADY_EXISTS).
+   * `key` needs no index: key conditions always narrow the scan. @default [] (none)
+   */
+  indexes?: string[];
 }
 
 /** A bucket's fixed configuration. */
@@ -44,6 +52,8 @@ export interface BucketInfo {
    * (option `changeHistoryPerKey`), so the stream does not grow without bound.
    */
   historyPerKey: number;
+  /** Indexed fields, canonical: system field names as is, attributes as `attr.<name>`, sorted. */
+  indexes: string[];
 }
 
 /** Options of {@link ObjectBinding.put}. */
@@ -145,6 +155,68 @@ export interface UpdateAttrsResult {
   attrsRevision: number;
 }
 
+/** The system fields of a query row, by the names `where`, `select` and `orderBy` use. */
+export const SystemFields = ['key', 'size', 'mtime', 'etag', 'content_type', 'version'] as const;
+/** One of {@link SystemFields}. */
+export type SystemField = (typeof SystemFields)[number];
+
+/** Options of {@link ObjectBinding.query}. */
+export interface QueryOptions extends CallOptions {
+  /**
+   * Only objects for which this condition holds, in the expression language (docs/EXPRESSIONS.md).
+   * Paths name system fields (`size`, `mtime`, `etag`, `content_type`, `version`, `key`) or attributes
+   * (`has_ssn`, `scan.level`; `attr.size` for an attribute named like a system field). Internal
+   * attributes (`$sluice.*`) are invisible unless `includeInternal` is set. @default undefined (all)
+   */
+  where?: Expression;
+  /**
+   * Fields of each row besides `key`: system field names and attribute names (`attr.<name>` to name an
+   * attribute that shares a system field's name), or `['*']` for every system field and attribute.
+   * @default ['*']
+   */
+  select?: string[];
+  /** Only keys starting with this. @default '' */
+  prefix?: string;
+  /**
+   * Row order: a field as in `select` and a direction. Ties (and missing values, which sort after every
+   * value) are broken by key. @default { field: 'key', direction: 'asc' }
+   */
+  orderBy?: { field: string; direction?: 'asc' | 'desc' };
+  /** Most rows in one page, 1..10000. @default 1000 */
+  limit?: number;
+  /** `nextToken` of the previous page of the same query (same where, select, prefix, orderBy). @default undefined */
+  continuationToken?: string;
+  /**
+   * Lets `where` and `select` see internal attributes (`$sluice.*`, e.g. processed-markers). Meant for
+   * tooling; handlers never need it. @default false
+   */
+  includeInternal?: boolean;
+}
+
+/** One row: `key`, then the selected fields (`mtime` a Date; attributes as stored). */
+export type QueryRow = { key: string } & Record<string, Value>;
+
+/** How a query found its rows. */
+export interface QueryPlan {
+  /** 'index': candidates from index ranges of `index`; 'key-range': from the key order; 'scan': every object under the prefix. */
+  kind: 'index' | 'key-range' | 'scan';
+  /** The field whose index (or `key` order) gave the candidates; undefined for a scan. */
+  index?: string;
+  /** Human-readable plan, e.g. `index mtime: [1700000000000 .. ∞) (timestamp, number)`; `where` is always re-checked per row. */
+  detail: string;
+  /** Objects (or index candidates) this page examined. */
+  examined: number;
+}
+
+/** One page of a query. */
+export interface QueryResult {
+  rows: QueryRow[];
+  /** Present when more rows may follow; pass as `continuationToken`. */
+  nextToken?: string;
+  /** What the planner chose for this page (the `explain` of the API). */
+  plan: QueryPlan;
+}
+
 /**
  * Objects in one bucket. Keys are non-empty UTF-8 strings of at most 1024 bytes without control
  * characters. Every put, delete and attribute update appends one change record to the bucket's
@@ -176,6 +248,13 @@ export interface ObjectBinding {
    * the condition fails.
    */
   updateAttrs(key: string, update: Expression | Expression[], options?: UpdateAttrsOptions): Promise<UpdateAttrsResult>;
+  /**
+   * One page of a metadata query: rows of the objects whose system fields and attributes match `where`,
+   * in `orderBy` order (key by default), resumable by `nextToken`. Uses a declared index when `where`
+   * allows it (equality, range, BETWEEN, IN, begins_with on an indexed field); scans otherwise.
+   * `result.plan` says which. SLUICE_EXPRESSION_SYNTAX for a malformed `where`.
+   */
+  query(options?: QueryOptions): Promise<QueryResult>;
 }
 
 /** The kinds of change an object can undergo. */
@@ -311,6 +390,15 @@ export interface PutRecord {
   partitionKey?: string;
   shard?: number;
   headers?: Record<string, string>;
+  /**
+   * Append only while this record's shard ends at this sequence: the seq of the shard's last record present,
+   * 0 when the shard holds none. Otherwise this record fails alone with `SLUICE_CONDITION_FAILED` and nothing
+   * is appended for it. Optimistic concurrency for logs with racing writers: the cron and query schedulers
+   * append each tick and page with it, so one instant is appended once however many replicas race, and a
+   * crash between deciding and appending is repaired by reading the last record again.
+   * @default no condition
+   */
+  ifLastSeq?: number;
 }
 
 /** Per-record result of {@link StreamBinding.putRecords}: where it landed, or why it did not. */

@@ -102,6 +102,8 @@ export function valueSize(v: unknown, where: string, depth = 0): number {
   const t = typeOf(v);
   switch (t) {
     case 'string':
+      // A lone surrogate has no UTF-8 form: stored, it would come back as U+FFFD (silently corrupted).
+      if (!isWellFormed(v as string)) throw new BindingError('SLUICE_VALUE_INVALID', `${where} holds a lone surrogate (not valid UTF-8)`);
       return utf8Length(v as string);
     case 'number':
     case 'timestamp':
@@ -118,7 +120,10 @@ export function valueSize(v: unknown, where: string, depth = 0): number {
     }
     case 'map': {
       let n = 1;
-      for (const [k, x] of Object.entries(v as object)) n += utf8Length(k) + valueSize(x, `${where}.${k}`, depth + 1);
+      for (const [k, x] of Object.entries(v as object)) {
+        if (!isWellFormed(k)) throw new BindingError('SLUICE_VALUE_INVALID', `${where}: name ${JSON.stringify(k)} holds a lone surrogate (not valid UTF-8)`);
+        n += utf8Length(k) + valueSize(x, `${where}.${k}`, depth + 1);
+      }
       return n;
     }
     default:
@@ -143,6 +148,12 @@ export function checkAttrName(name: string, where: string): void {
     throw new BindingError('SLUICE_VALUE_TOO_LARGE', `${where}: attribute name '${name.slice(0, 40)}…' is longer than ${Limits.maxAttrNameBytes} bytes`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) throw new BindingError('SLUICE_VALUE_INVALID', `${where}: attribute name ${JSON.stringify(name)} holds a control character`);
+  if (!isWellFormed(name)) throw new BindingError('SLUICE_VALUE_INVALID', `${where}: attribute name ${JSON.stringify(name)} holds a lone surrogate (not valid UTF-8)`);
+}
+
+/** True when `s` has no lone surrogate (String.prototype.isWellFormed, Node 20+; ES2024 is past our lib). */
+export function isWellFormed(s: string): boolean {
+  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
 /** Validates object attributes against the per-value and total bounds; returns the total size. */

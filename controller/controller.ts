@@ -18,9 +18,8 @@ import {
   invokeInChild,
   openStateTable,
   parseDurationMs,
-  replicasKey,
   resolveWorkerOptions,
-  type Checkpoint,
+  StateReader,
   type InvokeChildResult,
   type WorkerOptions,
 } from '../runtime/index.ts';
@@ -100,7 +99,7 @@ interface Runtime {
 export class Controller implements ControlPlane, ScalerSource {
   readonly #o: Required<Omit<ControllerOptions, 'onEvent' | 'loadTimeoutMs' | 'localDir'>> & Pick<ControllerOptions, 'onEvent' | 'loadTimeoutMs' | 'localDir'>;
   #table!: KvBinding;
-  #state!: KvBinding;
+  #state!: StateReader;
   readonly #fns = new Map<string, Runtime>();
   /** The controller's Prometheus series (served with the workers' by controller/metrics.ts). */
   readonly metrics = new ControllerMetrics();
@@ -117,7 +116,7 @@ export class Controller implements ControlPlane, ScalerSource {
     const c = new Controller(options);
     await options.backend.createTable(FUNCTIONS_TABLE);
     c.#table = await options.backend.kv(FUNCTIONS_TABLE);
-    c.#state = await openStateTable(options.backend);
+    c.#state = new StateReader(await openStateTable(options.backend));
     let marker: string | undefined;
     do {
       const page = await c.#table.getItems(marker ? { marker } : {});
@@ -175,7 +174,7 @@ export class Controller implements ControlPlane, ScalerSource {
   /** Tells the driver and publishes the live count for the workers (state table), in that order. */
   async #scaleTo(name: string, replicas: number): Promise<void> {
     this.metrics.desiredReplicas.set({ function: name }, replicas);
-    if (replicas >= 1) await this.#state.putItem(replicasKey(name), { replicas, at: Date.now() });
+    if (replicas >= 1) await this.#state.publishReplicas(name, replicas);
     await this.#o.driver.scale(name, replicas);
   }
 
@@ -191,7 +190,17 @@ export class Controller implements ControlPlane, ScalerSource {
     // Fail the deploy, not the workers: options must resolve and the trigger's source must exist.
     const o = toWorkerOptions(spec, { specDir: dir, ordinal: 0, replicas: 1, env: process.env });
     if (o.trigger.type === 'object') await this.#o.backend.objects(o.trigger.bucket);
-    else await this.#o.backend.streams().info(o.trigger.stream);
+    // A cron trigger's tick stream and a scheduled query's run stream belong to the function: created here
+    // (and by its workers), one shard; a plain stream trigger's stream must exist.
+    const own = o.trigger.type === 'stream' ? (o.trigger.cron !== undefined ? o.trigger.stream : undefined) : o.trigger.feed;
+    if (own !== undefined) {
+      await this.#o.backend
+        .streams()
+        .create(own, { shards: 1 })
+        .catch((e: unknown) => {
+          if ((e as { code?: string }).code !== 'SLUICE_ALREADY_EXISTS') throw e;
+        });
+    } else if (o.trigger.type === 'stream') await this.#o.backend.streams().info(o.trigger.stream);
     await checkBindingsExist(this.#o.backend, spec).catch((e: unknown) => {
       this.metrics.loadFailures.inc({ function: spec.metadata.name, code: (e as { code?: string }).code ?? 'SLUICE_INTERNAL' });
       throw e;
@@ -280,6 +289,8 @@ export class Controller implements ControlPlane, ScalerSource {
         this.metrics.lag.set({ function: rt.spec.metadata.name }, rt.lag);
         if (rt.stored.pinned !== undefined) continue;
         const s = rt.spec.spec.scaling;
+        // KEDA owns the replica count of this function (its ScaledObject reads our external scaler).
+        if (s.autoscaler === 'keda') continue;
         const now = Date.now();
         const d = desiredReplicas({
           lag: rt.lag,
@@ -317,15 +328,15 @@ export class Controller implements ControlPlane, ScalerSource {
     const fn = rt.spec.metadata.name;
     const o = toWorkerOptions(rt.spec, { specDir: rt.stored.specDir, ordinal: 0, replicas: 1, env: process.env });
     const streams = this.#o.backend.streams();
-    const stream = o.trigger.type === 'object' ? (await (await this.#o.backend.objects(o.trigger.bucket)).info()).changeStream : o.trigger.stream;
+    const stream = o.trigger.type === 'object' ? (o.trigger.feed ?? (await (await this.#o.backend.objects(o.trigger.bucket)).info()).changeStream) : o.trigger.stream;
     const info = await streams.info(stream);
     const shards: ShardStatus[] = [];
     let lag = 0;
     let total = 0;
     let done = 0;
     for (let s = 0; s < info.shards; s++) {
-      const c = (await this.#state.getItem(`ckpt/${fn}/${s}`))?.item as unknown as Checkpoint | undefined;
-      const lease = (await this.#state.getItem(`lease/${fn}/${s}`))?.item as { owner?: string; epoch?: number; expiresAt?: number } | undefined;
+      const c = await this.#state.checkpoint(fn, s);
+      const lease = await this.#state.lease(fn, s);
       const from = c?.seq ?? info.bounds[s]!.first;
       const page = await streams.getRecords({ stream, shard: s, seq: from }, { limit: 1 });
       const shardLag = page.lag + page.records.length + (c?.pending.length ?? 0);
@@ -353,11 +364,7 @@ export class Controller implements ControlPlane, ScalerSource {
     await this.#measure(rt);
     const w = await this.#o.driver.status(name);
     const o = toWorkerOptions(rt.spec, { specDir: rt.stored.specDir, ordinal: 0, replicas: 1, env: process.env });
-    const counters: Record<string, number> = {};
-    for (let s = 0; s < rt.shards.length; s++) {
-      const c = (await this.#state.getItem(`ckpt/${name}/${s}`))?.item as unknown as Checkpoint | undefined;
-      for (const [k, v] of Object.entries(c?.counts ?? {}) as [string, number][]) counters[k] = (counters[k] ?? 0) + v;
-    }
+    const counters = await this.#state.counters(name, rt.shards.length);
     let deadLetters = 0;
     try {
       const dlq = await this.#o.backend.streams().info(o.retries?.deadLetterStream ?? `dlq-${name}`);

@@ -38,6 +38,8 @@ export interface PlatformOptions {
   port?: number;
   /** Accepted control tokens. @default $SLUICE_TOKEN, else a random token saved to <runDir>/../token */
   tokens?: string[];
+  /** Tokens the KEDA external scaler accepts (trigger metadata `tokenFromEnv`). @default $SLUICE_SCALER_TOKEN when set, else the scaler is open */
+  scalerTokens?: string[];
   /** Reconcile period. @default 1000 */
   intervalMs?: number;
   /** Serve the platform's Prometheus /metrics (controller + every worker) on this host:port (any free port when it is taken; see `metricsPort`). @default not served */
@@ -82,7 +84,8 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
     ...(o.backend.kind === 'local' && o.driver !== 'kubernetes' ? { localDir: o.backend.dir } : {}),
   });
   controller.start();
-  const server = await startControlServer({ plane: controller, scaler: controller, tokens, host: o.host ?? '127.0.0.1', port: o.port ?? 7070 });
+  const scalerTokens = o.scalerTokens ?? (process.env.SLUICE_SCALER_TOKEN ? [process.env.SLUICE_SCALER_TOKEN] : undefined);
+  const server = await startControlServer({ plane: controller, scaler: controller, tokens, ...(scalerTokens ? { scalerTokens } : {}), host: o.host ?? '127.0.0.1', port: o.port ?? 7070 });
   let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   if (o.metrics !== undefined) {
     const [host, port] = splitHostPort(o.metrics);

@@ -20,6 +20,7 @@ export class WorkerMetrics {
   readonly ownedShards: Gauge<'function'>;
   /** The handler's own counters (`ctx.count`), as committed with each batch's checkpoint. */
   readonly userCounters: Counter<'function' | 'name'>;
+  readonly commitFailures: Counter<'function' | 'code'>;
 
   constructor(fn: string) {
     const r = [this.registry];
@@ -34,6 +35,7 @@ export class WorkerMetrics {
     this.deadLetters = new Counter({ name: 'sluice_dead_letters_total', help: 'Records sent to the dead-letter stream', labelNames: ['function'], registers: r });
     this.ownedShards = new Gauge({ name: 'sluice_owned_shards', help: 'Shards this worker holds the lease of', labelNames: ['function'], registers: r });
     this.userCounters = new Counter({ name: 'sluice_function_counter_total', help: "The function's own counters (ctx.count), counted when their batch commits", labelNames: ['function', 'name'], registers: r });
+    this.commitFailures = new Counter({ name: 'sluice_commit_failures_total', help: 'Record commits that failed, by error code (each is retried or dead-lettered)', labelNames: ['function', 'code'], registers: r });
     for (const o of Outcomes) this.events.inc({ outcome: o }, 0);
     // Process metrics (CPU, memory, event-loop lag, GC) of this worker.
     collectDefaultMetrics({ register: this.registry });

@@ -1,13 +1,23 @@
 /**
- * Turning stream records into batch records: decoding change records, applying the trigger's filters,
- * and prefetching what the handler will read ("data push": metadata, attributes and small bodies
- * come with the batch, so a handler thread needs no round trip for them).
+ * Where a shard's records come from, and turning them into batch records.
+ *
+ * {@link RecordSource} is the seam every trigger feeds the batch → handler → committer path through: a
+ * source numbers its records per shard (`seq`, strictly increasing), hands out new ones from a position
+ * and hands back old ones for retries. The shard runner, batcher, committer and checkpoint know nothing
+ * else about it. {@link StreamRecordSource} is the one for change streams and user streams: it decodes
+ * change records, applies the trigger's filters, and prefetches what the handler will read ("data push":
+ * metadata, attributes and small bodies come with the batch, so a handler thread needs no round trip).
+ * A cron or query trigger is another implementation (a tick number or a run position as `seq`).
  */
+import { matchesWhere } from '../bindings/query/fields.ts';
 import { SluiceError } from '../bindings/errors.ts';
 import { decodeChange } from '../bindings/shared.ts';
-import type { ObjectBinding, StreamRecord } from '../bindings/types.ts';
+import type { ObjectBinding, StreamBinding, StreamRecord } from '../bindings/types.ts';
 import type { BatchRecordInput } from './batch-types.ts';
 import type { ResolvedWorkerOptions } from './worker-options.ts';
+
+/** Why a record was dropped before the handler, for metrics and the checkpoint. */
+export type SkipReason = 'filtered' | 'superseded';
 
 /** A fetched record: where it is, its key, and how it will be delivered. */
 export interface Fetched {
@@ -15,20 +25,91 @@ export interface Fetched {
   key: string;
   /** undefined: filtered out or superseded (done without running the handler). */
   input: BatchRecordInput | undefined;
+  /** Why `input` is undefined. */
+  skip?: SkipReason;
   /** Bytes it adds to a batch (key + inline body). */
   bytes: number;
 }
 
-/** Why a record was dropped before the handler, for metrics. */
-export type SkipReason = 'filtered' | 'superseded';
+/** Options of {@link RecordSource.pull}. */
+export interface PullOptions {
+  /** Most records returned. */
+  limit: number;
+  /** Longest wait for the first record. */
+  waitMs: number;
+  /** After the first record, wait up to this long to fill the page to `limit`. */
+  fillMs: number;
+  signal: AbortSignal;
+}
+
+/** The records of one trigger, per shard (the batcher's only view of where records come from). */
+export interface RecordSource {
+  /** Name of the source (the stream feeding the trigger), as dead letters name it. */
+  readonly name: string;
+  /** Where a shard's first checkpoint starts. */
+  start(shard: number): Promise<number>;
+  /** New records of `shard` from `from` on, in order, and how many more are waiting (lag). */
+  pull(shard: number, from: number, options: PullOptions): Promise<{ records: Fetched[]; lag: number }>;
+  /** The records at `seqs` again (retries); undefined for one no longer in the source. */
+  reread(shard: number, seqs: number[], attempt: (seq: number) => number): Promise<(Fetched | undefined)[]>;
+  /** Publishes the consumed position for observers (lag tooling); best effort. */
+  commitPosition(shard: number, seq: number): Promise<void>;
+}
+
+/** A change stream or user stream as a {@link RecordSource}. */
+export class StreamRecordSource implements RecordSource {
+  readonly name: string;
+  readonly #streams: StreamBinding;
+  readonly #group: string;
+  readonly #decoder: ChangeDecoder;
+
+  constructor(options: ResolvedWorkerOptions, streams: StreamBinding, stream: string, objects: ObjectBinding | undefined) {
+    this.name = stream;
+    this.#streams = streams;
+    this.#group = options.function;
+    this.#decoder = new ChangeDecoder(options, objects);
+  }
+
+  async start(shard: number): Promise<number> {
+    return (await this.#streams.seek(this.name, shard, 'earliest')).seq;
+  }
+
+  async pull(shard: number, from: number, o: PullOptions): Promise<{ records: Fetched[]; lag: number }> {
+    let page = await this.#streams.getRecords({ stream: this.name, shard, seq: from }, { limit: o.limit, maxWaitMs: o.waitMs, signal: o.signal });
+    const recs = [...page.records];
+    const t0 = Date.now();
+    while (recs.length > 0 && recs.length < o.limit && o.fillMs > 0) {
+      const left = o.fillMs - (Date.now() - t0);
+      if (left <= 0 || o.signal.aborted) break;
+      page = await this.#streams.getRecords(page.next, { limit: o.limit - recs.length, maxWaitMs: left, signal: o.signal });
+      if (page.records.length === 0) break;
+      recs.push(...page.records);
+    }
+    return { records: recs.length > 0 ? await this.#decoder.prepare(recs, () => 1) : [], lag: page.lag };
+  }
+
+  async reread(shard: number, seqs: number[], attempt: (seq: number) => number): Promise<(Fetched | undefined)[]> {
+    const recs: (StreamRecord | undefined)[] = [];
+    for (const seq of seqs) {
+      const r = (await this.#streams.getRecords({ stream: this.name, shard, seq }, { limit: 1 })).records[0];
+      recs.push(r && r.seq === seq ? r : undefined);
+    }
+    const present = recs.filter((r): r is StreamRecord => r !== undefined);
+    const prepared = await this.#decoder.prepare(present, attempt);
+    const bySeq = new Map(prepared.map((f) => [f.seq, f]));
+    return seqs.map((s) => bySeq.get(s));
+  }
+
+  async commitPosition(shard: number, seq: number): Promise<void> {
+    const g = await this.#streams.group(this.name, this.#group);
+    await g.commit({ stream: this.name, shard, seq });
+  }
+}
 
 /** Decodes and filters stream records of the trigger; prefetches object metadata and bodies. */
-export class RecordSource {
+export class ChangeDecoder {
   readonly #o: ResolvedWorkerOptions;
   readonly #objects: ObjectBinding | undefined;
-  /** Called for records dropped before the handler. */
-  onSkip: (reason: SkipReason) => void = () => undefined;
-
   constructor(options: ResolvedWorkerOptions, objects: ObjectBinding | undefined) {
     this.#o = options;
     this.#objects = objects;
@@ -67,8 +148,7 @@ export class RecordSource {
         const c = decodeChange(r.data);
         const keep = (t.events as string[]).includes(c.type) && c.key.startsWith(t.prefix) && c.key.endsWith(t.suffix);
         if (!keep) {
-          this.onSkip('filtered');
-          out[i] = { seq: r.seq, key: c.key, input: undefined, bytes: 0 };
+          out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'filtered', bytes: 0 };
           return;
         }
         const input: BatchRecordInput = {
@@ -91,12 +171,16 @@ export class RecordSource {
           // The object changed since this record (deleted or put again): a newer record describes the
           // current state, so this one is done without running the handler.
           if (!cur || cur.version !== c.version) {
-            this.onSkip('superseded');
-            out[i] = { seq: r.seq, key: c.key, input: undefined, bytes: 0 };
+            out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'superseded', bytes: 0 };
             return;
           }
           input.attrs = cur.attrs;
           if (cur.body) input.body = cur.body;
+          // A continuous (or scheduled) query trigger: the object's state now must match `where`.
+          if (t.where !== undefined && !matchesWhere({ key: c.key, size: c.size, etag: c.etag, version: c.version, contentType: c.contentType, mtimeMs: c.mtime.getTime(), attrs: cur.attrs }, t.where)) {
+            out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'filtered', bytes: 0 };
+            return;
+          }
         }
         out[i] = { seq: r.seq, key: c.key, input, bytes: c.key.length + (input.body?.byteLength ?? 0) + 64 };
       }),

@@ -3,6 +3,9 @@
  * durations as '250ms') → {@link resolveWorkerOptions} → {@link ResolvedWorkerOptions} (all required,
  * milliseconds, frozen). Errors name the option path.
  */
+import { parseCron, type CronSchedule } from './triggers/cron.ts';
+import type { QuerySchedule } from './triggers/query.ts';
+import { parseCondition } from '../bindings/expr/index.ts';
 import { BindingError } from '../bindings/errors.ts';
 import { parseDurationMs } from '../functions/types.ts';
 import type { BackendSpec } from './backend-spec.ts';
@@ -20,12 +23,30 @@ export interface ObjectTrigger {
   suffix?: string;
   /** Bodies up to this size are read with the batch and handed over inline. @default 65536 */
   inlineBodyMaxBytes?: number;
+  /**
+   * Only objects whose state (system fields and attributes, after the change) matches this condition are
+   * delivered; the others are skipped as filtered. A continuous query trigger is an object trigger with a
+   * `where`. @default every object
+   */
+  where?: string;
+  /**
+   * A stream of change records to consume instead of the bucket's change stream: a scheduled query
+   * trigger's run stream (one shard, filled by {@link QuerySchedule}'s runs). @default the change stream
+   */
+  feed?: string;
+  /** Set for a scheduled query trigger: every worker runs the scheduler that fills `feed`. @default no runs */
+  query?: QuerySchedule;
 }
 
 /** A stream trigger: records of one user stream. */
 export interface StreamTrigger {
   type: 'stream';
   stream: string;
+  /**
+   * Set for a cron trigger: the stream is the function's tick stream and every worker runs a ticker that
+   * appends one tick per schedule instant (runtime/triggers/cron.ts). @default no ticker
+   */
+  cron?: CronSchedule;
 }
 
 /** What starts the function. */
@@ -95,7 +116,7 @@ export interface WorkerOptions {
 export interface ResolvedWorkerOptions {
   readonly function: string;
   readonly module: string;
-  readonly trigger: Readonly<Required<ObjectTrigger>> | Readonly<StreamTrigger>;
+  readonly trigger: Readonly<Required<Omit<ObjectTrigger, 'where' | 'feed' | 'query'>> & Pick<ObjectTrigger, 'where' | 'feed' | 'query'>> | Readonly<StreamTrigger>;
   readonly backend: BackendSpec;
   readonly ordinal: number;
   readonly replicas: number;
@@ -138,6 +159,17 @@ function dur(v: number | string | undefined, path: string, dflt: number): number
   }
 }
 
+/** A `where` condition that parses (its syntax error, with line and column, names the option). */
+function checkedWhere(where: unknown, path: string): string {
+  if (typeof where !== 'string' || where.trim() === '') throw bad(path, 'must be a condition expression');
+  try {
+    parseCondition(where);
+  } catch (e) {
+    throw bad(path, (e as Error).message);
+  }
+  return where;
+}
+
 /** Validates and completes worker options; errors name the option path. */
 export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): ResolvedWorkerOptions {
   if (typeof o.function !== 'string' || !/^[a-z0-9][a-z0-9-]{0,62}$/.test(o.function)) throw bad('function', `must be 1-63 lowercase letters, digits or '-', got ${JSON.stringify(o.function)}`);
@@ -154,9 +186,24 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
       prefix: t.prefix ?? '',
       suffix: t.suffix ?? '',
       inlineBodyMaxBytes: int(t.inlineBodyMaxBytes, 'trigger.inlineBodyMaxBytes', 0, 4 * 1024 * 1024, 65536),
+      ...(t.where !== undefined ? { where: checkedWhere(t.where, 'trigger.where') } : {}),
+      ...(t.feed !== undefined ? { feed: t.feed } : {}),
+      ...(t.query !== undefined ? { query: Object.freeze({ ...t.query, where: checkedWhere(t.query.where, 'trigger.query.where') }) } : {}),
     });
+    if (trigger.query !== undefined && trigger.feed === undefined) throw bad('trigger.feed', 'must name the run stream of a scheduled query');
   } else if (t?.type === 'stream') {
-    trigger = Object.freeze({ type: 'stream' as const, stream: t.stream });
+    if (t.cron === undefined) trigger = Object.freeze({ type: 'stream' as const, stream: t.stream });
+    else {
+      const c = t.cron;
+      try {
+        parseCron(c.schedule, c.timezone);
+      } catch (e) {
+        throw bad('trigger.cron.schedule', `is not a valid cron expression (${(e as Error).message})`);
+      }
+      if (c.catchUp !== undefined && !['none', 'one', 'all'].includes(c.catchUp)) throw bad('trigger.cron.catchUp', `must be 'none', 'one' or 'all'`);
+      if (c.overlap !== undefined && !['skip', 'queue'].includes(c.overlap)) throw bad('trigger.cron.overlap', `must be 'skip' or 'queue'`);
+      trigger = Object.freeze({ type: 'stream' as const, stream: t.stream, cron: Object.freeze({ ...c }) });
+    }
   } else throw bad('trigger.type', `must be 'object' or 'stream'`);
   const replicas = int(o.replicas, 'replicas', 1, 1024, 1);
   const ordinal = int(o.ordinal, 'ordinal', 0, replicas - 1, 0);

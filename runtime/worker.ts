@@ -17,11 +17,15 @@ import { assign } from './assign.ts';
 import { openBackend } from './backend-spec.ts';
 import { startHttp } from './http.ts';
 import { WorkerMetrics } from './metrics.ts';
-import { RecordSource } from './records.ts';
+import { Committer } from './committer.ts';
+import { StreamRecordSource } from './records.ts';
 import { InlineRunner, workerLogger, type HandlerRunner } from './runner.ts';
 import { Semaphore } from './semaphore.ts';
-import { ShardRunner, sleep, type ShardDeps } from './shard-runner.ts';
-import { Leases, openStateTable, replicasKey } from './state.ts';
+import { sleep } from './batcher.ts';
+import { ShardRunner, type ShardDeps } from './shard-runner.ts';
+import { Leases, openStateTable, StateReader } from './state.ts';
+import { CronTicker } from './triggers/cron.ts';
+import { QueryScheduler } from './triggers/query.ts';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.ts';
 
 /** Worker lifecycle states. */
@@ -36,6 +40,11 @@ export interface WorkerHooks {
   runner?: RunnerFactory;
   /** Logger. @default pino JSON lines on stderr */
   log?: Logger;
+  /**
+   * Opens the worker's backend (its state table, trigger source and commits go through it) — e.g. a
+   * wrapper that injects store faults in tests. Handler threads open their own. @default openBackend(options.backend)
+   */
+  openBackend?: (spec: ResolvedWorkerOptions['backend']) => Promise<Backend>;
 }
 
 export class Worker {
@@ -47,6 +56,7 @@ export class Worker {
   #runner: HandlerRunner | undefined;
   #leases: Leases | undefined;
   #deps: ShardDeps | undefined;
+  #reader: StateReader | undefined;
   #shards = 0;
   #replicas: number;
   #ordinal: number;
@@ -54,6 +64,8 @@ export class Worker {
   #loop: Promise<void> = Promise.resolve();
   #wake: (() => void) | undefined;
   #http: { server: Server; port: number } | undefined;
+  #ticker: CronTicker | undefined;
+  #scheduler: QueryScheduler | undefined;
   readonly #hooks: WorkerHooks;
 
   private constructor(o: ResolvedWorkerOptions, hooks: WorkerHooks) {
@@ -99,7 +111,7 @@ export class Worker {
 
   async #open(): Promise<void> {
     const o = this.options;
-    this.#backend = await openBackend(o.backend);
+    this.#backend = await (this.#hooks.openBackend ?? openBackend)(o.backend);
     const backend = this.#backend;
     const state: KvBinding = await openStateTable(backend);
     const streams: StreamBinding = backend.streams();
@@ -108,19 +120,28 @@ export class Worker {
     if (o.trigger.type === 'object') {
       objects = await backend.objects(o.trigger.bucket);
       const info = await objects.info();
-      stream = info.changeStream;
-      this.#shards = info.shards;
+      if (o.trigger.feed !== undefined) {
+        // A scheduled query trigger reads its run stream (change records of this bucket) instead.
+        stream = o.trigger.feed;
+        await createIfMissing(streams, stream, 1);
+        this.#shards = (await streams.info(stream)).shards;
+      } else {
+        stream = info.changeStream;
+        this.#shards = info.shards;
+      }
     } else {
       stream = o.trigger.stream;
+      // A cron trigger's tick stream belongs to the function: whoever starts first creates it.
+      if (o.trigger.cron !== undefined) await createIfMissing(streams, stream, 1);
       this.#shards = (await streams.info(stream)).shards;
     }
-    await streams.create(o.retries.deadLetterStream, { shards: 1 }).catch((e: unknown) => {
-      if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
-    });
+    await createIfMissing(streams, o.retries.deadLetterStream, 1);
     this.#runner = await (this.#hooks.runner ?? defaultRunner)(o, backend, this.log);
     this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs);
-    const source = new RecordSource(o, objects);
-    this.#deps = { o, streams, stream, objects, state, source, runner: this.#runner, credits: new Semaphore(o.batchesInFlight), metrics: this.metrics, log: this.log };
+    const source = new StreamRecordSource(o, streams, stream, objects);
+    const committer = new Committer({ function: o.function, objects, metrics: this.metrics, log: this.log });
+    this.#reader = new StateReader(state);
+    this.#deps = { o, streams, state, source, committer, runner: this.#runner, credits: new Semaphore(o.batchesInFlight), metrics: this.metrics, log: this.log };
     if (o.httpPort >= 0) {
       this.#http = await startHttp(
         this.metrics,
@@ -135,6 +156,26 @@ export class Worker {
     }
     this.#transition('running');
     this.#loop = this.#ownership();
+    if (o.trigger.type === 'stream' && o.trigger.cron !== undefined) {
+      // Every replica ticks; conditional appends make one tick per instant (runtime/triggers/cron.ts).
+      const reader = this.#reader;
+      this.#ticker = new CronTicker({
+        streams,
+        stream,
+        cron: o.trigger.cron,
+        busy: async (seq) => {
+          const c = await reader.checkpoint(o.function, 0);
+          return c === undefined || c.seq <= seq || c.pending.length > 0;
+        },
+        log: this.log.child({ trigger: 'cron' }),
+      });
+      this.#ticker.start();
+    }
+    if (o.trigger.type === 'object' && o.trigger.query !== undefined && objects !== undefined) {
+      // Every replica schedules; chained appends put each selected object in the run stream once.
+      this.#scheduler = new QueryScheduler({ function: o.function, objects, streams, stream, state, query: o.trigger.query, log: this.log.child({ trigger: 'query' }) });
+      this.#scheduler.start();
+    }
   }
 
   /** A status document: state, shards with their checkpoint position and pending records. */
@@ -185,8 +226,8 @@ export class Worker {
   async #reconcile(): Promise<void> {
     // The controller publishes the live replica count in the state table: a pod started or kept by a
     // scale operation learns it here without a restart (its environment may be stale).
-    const live = (await this.#deps!.state.getItem(replicasKey(this.options.function)))?.item.replicas;
-    if (typeof live === 'number' && Number.isInteger(live) && live >= 1 && live !== this.#replicas) {
+    const live = (await this.#reader!.replicas(this.options.function))?.replicas;
+    if (live !== undefined && live !== this.#replicas) {
       this.log.info({ from: this.#replicas, to: live }, 'replica count changed');
       this.#replicas = live;
     }
@@ -236,6 +277,8 @@ export class Worker {
     if (this.#state === 'stopped' || this.#state === 'draining') return true;
     this.#transition('draining');
     this.#wake?.();
+    await this.#ticker?.close();
+    await this.#scheduler?.close();
     const drain = (async () => {
       await this.#loop;
       await Promise.all([...this.#runners.values()].map((r) => r.stop()));
@@ -251,10 +294,19 @@ export class Worker {
   }
 
   async #closeResources(): Promise<void> {
+    await this.#ticker?.close().catch(() => undefined);
+    await this.#scheduler?.close().catch(() => undefined);
     await this.#runner?.close().catch(() => undefined);
     if (this.#http) await new Promise<void>((r) => this.#http!.server.close(() => r()));
     await this.#backend?.close().catch(() => undefined);
   }
+}
+
+/** Creates a stream the worker needs; one that exists already is fine. */
+async function createIfMissing(streams: StreamBinding, name: string, shards: number): Promise<void> {
+  await streams.create(name, { shards }).catch((e: unknown) => {
+    if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
+  });
 }
 
 async function defaultRunner(o: ResolvedWorkerOptions, backend: Backend, log: Logger): Promise<HandlerRunner> {

@@ -198,3 +198,18 @@ export interface UpdateAst {
   readonly nameRefs: readonly Placeholder[];
   readonly valueRefs: readonly Placeholder[];
 }
+
+/** A parsed `SELECT <fields | *> FROM <name> [WHERE <condition>] [ORDER BY <field> [ASC|DESC]] [LIMIT n]`. */
+export interface SelectAst {
+  readonly type: 'select';
+  /** `'*'` or the field names as written (`attr.size`, backticked names unquoted). */
+  readonly fields: '*' | readonly string[];
+  /** The bucket (or table) name. */
+  readonly from: string;
+  /** The WHERE condition's source text, or null; parse it with the condition language. */
+  readonly where: string | null;
+  /** Offset of `where` in the SQL text (to map later error positions back), or null. */
+  readonly whereOffset: number | null;
+  readonly orderBy: { readonly field: string; readonly direction: 'asc' | 'desc' } | null;
+  readonly limit: number | null;
+}

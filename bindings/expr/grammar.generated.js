@@ -6,11 +6,20 @@
 
   const ESCAPES = { n: '\n', r: '\r', t: '\t', b: '\b', f: '\f', '0': '\0', '\\': '\\', '/': '/', "'": "'", '"': '"', '`': '`' };
 
+  function wellFormed(s, error) {
+    if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s)) error('string holds a lone surrogate (not valid UTF-8)');
+    return s;
+  }
+
   function logical(type, head, tail) {
     return tail.length === 0 ? head : { type, operands: [head, ...tail] };
   }
 
-  function arith(head, tail) {
+  // Left-deep trees are walked recursively later: bound their depth here, where the position is known.
+  const MAX_ARITH_TERMS = 1000;
+
+  function arith(head, tail, error) {
+    if (tail.length >= MAX_ARITH_TERMS) error(`arithmetic of ${tail.length + 1} terms; at most ${MAX_ARITH_TERMS}`);
     let left = head;
     for (const [op, right] of tail) left = { type: 'arith', op, left, right };
     return left;
@@ -177,226 +186,267 @@ function peg$parse(input, options) {
   };
   let peg$startRuleFunction = peg$parseStart;
 
-  const peg$c0 = "(";
-  const peg$c1 = ")";
+  const peg$c0 = ";";
+  const peg$c1 = "*";
   const peg$c2 = ",";
-  const peg$c3 = "<>";
-  const peg$c4 = "<=";
-  const peg$c5 = "<";
-  const peg$c6 = ">=";
-  const peg$c7 = ">";
-  const peg$c8 = "==";
-  const peg$c9 = "=";
-  const peg$c10 = "!=";
-  const peg$c11 = "[";
-  const peg$c12 = "]";
-  const peg$c13 = ":";
-  const peg$c14 = ";";
-  const peg$c15 = ".";
-  const peg$c16 = "#";
-  const peg$c17 = "`";
-  const peg$c18 = "-";
-  const peg$c19 = "'";
-  const peg$c20 = "\"";
-  const peg$c21 = "\\";
-  const peg$c22 = "\\u{";
-  const peg$c23 = "}";
-  const peg$c24 = "\\u";
-  const peg$c25 = "and";
-  const peg$c26 = "or";
-  const peg$c27 = "not";
-  const peg$c28 = "between";
-  const peg$c29 = "in";
-  const peg$c30 = "true";
-  const peg$c31 = "false";
-  const peg$c32 = "null";
-  const peg$c33 = "set";
-  const peg$c34 = "remove";
-  const peg$c35 = "add";
-  const peg$c36 = "attribute_exists";
-  const peg$c37 = "exists";
-  const peg$c38 = "attribute_not_exists";
-  const peg$c39 = "not_exists";
-  const peg$c40 = "begins_with";
-  const peg$c41 = "starts";
-  const peg$c42 = "ends_with";
-  const peg$c43 = "ends";
-  const peg$c44 = "contains";
-  const peg$c45 = "attribute_type";
-  const peg$c46 = "size";
-  const peg$c47 = "if_not_exists";
-  const peg$c48 = "list_append";
+  const peg$c3 = ".";
+  const peg$c4 = "(";
+  const peg$c5 = ")";
+  const peg$c6 = "<>";
+  const peg$c7 = "<=";
+  const peg$c8 = "<";
+  const peg$c9 = ">=";
+  const peg$c10 = ">";
+  const peg$c11 = "==";
+  const peg$c12 = "=";
+  const peg$c13 = "!=";
+  const peg$c14 = "[";
+  const peg$c15 = "]";
+  const peg$c16 = ":";
+  const peg$c17 = "#";
+  const peg$c18 = "`";
+  const peg$c19 = "-";
+  const peg$c20 = "'";
+  const peg$c21 = "\"";
+  const peg$c22 = "\\";
+  const peg$c23 = "\\u{";
+  const peg$c24 = "}";
+  const peg$c25 = "\\u";
+  const peg$c26 = "and";
+  const peg$c27 = "or";
+  const peg$c28 = "not";
+  const peg$c29 = "between";
+  const peg$c30 = "in";
+  const peg$c31 = "true";
+  const peg$c32 = "false";
+  const peg$c33 = "null";
+  const peg$c34 = "set";
+  const peg$c35 = "remove";
+  const peg$c36 = "add";
+  const peg$c37 = "attribute_exists";
+  const peg$c38 = "exists";
+  const peg$c39 = "attribute_not_exists";
+  const peg$c40 = "not_exists";
+  const peg$c41 = "begins_with";
+  const peg$c42 = "starts";
+  const peg$c43 = "ends_with";
+  const peg$c44 = "ends";
+  const peg$c45 = "contains";
+  const peg$c46 = "attribute_type";
+  const peg$c47 = "size";
+  const peg$c48 = "if_not_exists";
+  const peg$c49 = "list_append";
+  const peg$c50 = "select";
+  const peg$c51 = "from";
+  const peg$c52 = "where";
+  const peg$c53 = "order";
+  const peg$c54 = "by";
+  const peg$c55 = "limit";
+  const peg$c56 = "asc";
+  const peg$c57 = "desc";
 
-  const peg$r0 = /^[,;]/;
-  const peg$r1 = /^[+\-]/;
+  const peg$r0 = /^[a-z0-9]/;
+  const peg$r1 = /^[a-z0-9\-]/;
   const peg$r2 = /^[0-9]/;
-  const peg$r3 = /^[^`\\]/;
-  const peg$r4 = /^[\p{L}_]/u;
-  const peg$r5 = /^[\p{L}\p{M}\p{N}_]/u;
-  const peg$r6 = /^[eE]/;
-  const peg$r7 = /^[^'\\]/;
-  const peg$r8 = /^[^"\\]/;
-  const peg$r9 = /^['"]/;
-  const peg$r10 = /^[nrtbf0\\\/'"`]/;
-  const peg$r11 = /^[0-9a-fA-F]/;
-  const peg$r12 = /^[ \t\r\n]/;
+  const peg$r3 = /^[,;]/;
+  const peg$r4 = /^[+\-]/;
+  const peg$r5 = /^[^`\\]/;
+  const peg$r6 = /^[\p{L}_]/u;
+  const peg$r7 = /^[\p{L}\p{M}\p{N}_]/u;
+  const peg$r8 = /^[eE]/;
+  const peg$r9 = /^[^'\\]/;
+  const peg$r10 = /^[^"\\]/;
+  const peg$r11 = /^['"]/;
+  const peg$r12 = /^[nrtbf0\\\/'"`]/;
+  const peg$r13 = /^[0-9a-fA-F]/;
+  const peg$r14 = /^[ \t\r\n]/;
 
-  const peg$e0 = peg$literalExpectation("(", false);
-  const peg$e1 = peg$literalExpectation(")", false);
+  const peg$e0 = peg$literalExpectation(";", false);
+  const peg$e1 = peg$literalExpectation("*", false);
   const peg$e2 = peg$literalExpectation(",", false);
-  const peg$e3 = peg$otherExpectation("comparison operator");
-  const peg$e4 = peg$literalExpectation("<>", false);
-  const peg$e5 = peg$literalExpectation("<=", false);
-  const peg$e6 = peg$literalExpectation("<", false);
-  const peg$e7 = peg$literalExpectation(">=", false);
-  const peg$e8 = peg$literalExpectation(">", false);
-  const peg$e9 = peg$literalExpectation("==", false);
-  const peg$e10 = peg$literalExpectation("=", false);
-  const peg$e11 = peg$literalExpectation("!=", false);
-  const peg$e12 = peg$otherExpectation("operand");
-  const peg$e13 = peg$literalExpectation("[", false);
-  const peg$e14 = peg$literalExpectation("]", false);
-  const peg$e15 = peg$otherExpectation("value placeholder");
-  const peg$e16 = peg$literalExpectation(":", false);
-  const peg$e17 = peg$literalExpectation(";", false);
-  const peg$e18 = peg$classExpectation([",", ";"], false, false, false);
-  const peg$e19 = peg$classExpectation(["+", "-"], false, false, false);
-  const peg$e20 = peg$otherExpectation("attribute path");
-  const peg$e21 = peg$literalExpectation(".", false);
-  const peg$e22 = peg$otherExpectation("attribute name");
-  const peg$e23 = peg$otherExpectation("list index");
-  const peg$e24 = peg$classExpectation([["0", "9"]], false, false, false);
-  const peg$e25 = peg$literalExpectation("#", false);
-  const peg$e26 = peg$literalExpectation("`", false);
-  const peg$e27 = peg$classExpectation(["`", "\\"], true, false, false);
-  const peg$e28 = peg$classExpectation(["\\p{L}", "_"], false, false, true);
-  const peg$e29 = peg$classExpectation(["\\p{L}", "\\p{M}", "\\p{N}", "_"], false, false, true);
-  const peg$e30 = peg$otherExpectation("number");
-  const peg$e31 = peg$literalExpectation("-", false);
-  const peg$e32 = peg$classExpectation(["e", "E"], false, false, false);
-  const peg$e33 = peg$otherExpectation("string");
-  const peg$e34 = peg$literalExpectation("'", false);
-  const peg$e35 = peg$classExpectation(["'", "\\"], true, false, false);
-  const peg$e36 = peg$literalExpectation("\"", false);
-  const peg$e37 = peg$classExpectation(["\"", "\\"], true, false, false);
-  const peg$e38 = peg$classExpectation(["'", "\""], false, false, false);
-  const peg$e39 = peg$literalExpectation("\\", false);
-  const peg$e40 = peg$classExpectation(["n", "r", "t", "b", "f", "0", "\\", "/", "'", "\"", "`"], false, false, false);
-  const peg$e41 = peg$literalExpectation("\\u{", false);
-  const peg$e42 = peg$classExpectation([["0", "9"], ["a", "f"], ["A", "F"]], false, false, false);
-  const peg$e43 = peg$literalExpectation("}", false);
-  const peg$e44 = peg$literalExpectation("\\u", false);
-  const peg$e45 = peg$anyExpectation();
-  const peg$e46 = peg$literalExpectation("and", true);
-  const peg$e47 = peg$literalExpectation("or", true);
-  const peg$e48 = peg$literalExpectation("not", true);
-  const peg$e49 = peg$literalExpectation("between", true);
-  const peg$e50 = peg$literalExpectation("in", true);
-  const peg$e51 = peg$literalExpectation("true", true);
-  const peg$e52 = peg$literalExpectation("false", true);
-  const peg$e53 = peg$literalExpectation("null", true);
-  const peg$e54 = peg$literalExpectation("set", true);
-  const peg$e55 = peg$literalExpectation("remove", true);
-  const peg$e56 = peg$literalExpectation("add", true);
-  const peg$e57 = peg$literalExpectation("attribute_exists", true);
-  const peg$e58 = peg$literalExpectation("exists", true);
-  const peg$e59 = peg$literalExpectation("attribute_not_exists", true);
-  const peg$e60 = peg$literalExpectation("not_exists", true);
-  const peg$e61 = peg$literalExpectation("begins_with", true);
-  const peg$e62 = peg$literalExpectation("starts", true);
-  const peg$e63 = peg$literalExpectation("ends_with", true);
-  const peg$e64 = peg$literalExpectation("ends", true);
-  const peg$e65 = peg$literalExpectation("contains", true);
-  const peg$e66 = peg$literalExpectation("attribute_type", true);
-  const peg$e67 = peg$literalExpectation("size", true);
-  const peg$e68 = peg$literalExpectation("if_not_exists", true);
-  const peg$e69 = peg$literalExpectation("list_append", true);
-  const peg$e70 = peg$classExpectation([" ", "\t", "\r", "\n"], false, false, false);
+  const peg$e3 = peg$otherExpectation("field name");
+  const peg$e4 = peg$literalExpectation(".", false);
+  const peg$e5 = peg$otherExpectation("bucket or table name");
+  const peg$e6 = peg$classExpectation([["a", "z"], ["0", "9"]], false, false, false);
+  const peg$e7 = peg$classExpectation([["a", "z"], ["0", "9"], "-"], false, false, false);
+  const peg$e8 = peg$otherExpectation("row limit");
+  const peg$e9 = peg$classExpectation([["0", "9"]], false, false, false);
+  const peg$e10 = peg$literalExpectation("(", false);
+  const peg$e11 = peg$literalExpectation(")", false);
+  const peg$e12 = peg$otherExpectation("comparison operator");
+  const peg$e13 = peg$literalExpectation("<>", false);
+  const peg$e14 = peg$literalExpectation("<=", false);
+  const peg$e15 = peg$literalExpectation("<", false);
+  const peg$e16 = peg$literalExpectation(">=", false);
+  const peg$e17 = peg$literalExpectation(">", false);
+  const peg$e18 = peg$literalExpectation("==", false);
+  const peg$e19 = peg$literalExpectation("=", false);
+  const peg$e20 = peg$literalExpectation("!=", false);
+  const peg$e21 = peg$otherExpectation("operand");
+  const peg$e22 = peg$literalExpectation("[", false);
+  const peg$e23 = peg$literalExpectation("]", false);
+  const peg$e24 = peg$otherExpectation("value placeholder");
+  const peg$e25 = peg$literalExpectation(":", false);
+  const peg$e26 = peg$classExpectation([",", ";"], false, false, false);
+  const peg$e27 = peg$classExpectation(["+", "-"], false, false, false);
+  const peg$e28 = peg$otherExpectation("attribute path");
+  const peg$e29 = peg$otherExpectation("attribute name");
+  const peg$e30 = peg$otherExpectation("list index");
+  const peg$e31 = peg$literalExpectation("#", false);
+  const peg$e32 = peg$literalExpectation("`", false);
+  const peg$e33 = peg$classExpectation(["`", "\\"], true, false, false);
+  const peg$e34 = peg$classExpectation(["\\p{L}", "_"], false, false, true);
+  const peg$e35 = peg$classExpectation(["\\p{L}", "\\p{M}", "\\p{N}", "_"], false, false, true);
+  const peg$e36 = peg$otherExpectation("number");
+  const peg$e37 = peg$literalExpectation("-", false);
+  const peg$e38 = peg$classExpectation(["e", "E"], false, false, false);
+  const peg$e39 = peg$otherExpectation("string");
+  const peg$e40 = peg$literalExpectation("'", false);
+  const peg$e41 = peg$classExpectation(["'", "\\"], true, false, false);
+  const peg$e42 = peg$literalExpectation("\"", false);
+  const peg$e43 = peg$classExpectation(["\"", "\\"], true, false, false);
+  const peg$e44 = peg$classExpectation(["'", "\""], false, false, false);
+  const peg$e45 = peg$literalExpectation("\\", false);
+  const peg$e46 = peg$classExpectation(["n", "r", "t", "b", "f", "0", "\\", "/", "'", "\"", "`"], false, false, false);
+  const peg$e47 = peg$literalExpectation("\\u{", false);
+  const peg$e48 = peg$classExpectation([["0", "9"], ["a", "f"], ["A", "F"]], false, false, false);
+  const peg$e49 = peg$literalExpectation("}", false);
+  const peg$e50 = peg$literalExpectation("\\u", false);
+  const peg$e51 = peg$anyExpectation();
+  const peg$e52 = peg$literalExpectation("and", true);
+  const peg$e53 = peg$literalExpectation("or", true);
+  const peg$e54 = peg$literalExpectation("not", true);
+  const peg$e55 = peg$literalExpectation("between", true);
+  const peg$e56 = peg$literalExpectation("in", true);
+  const peg$e57 = peg$literalExpectation("true", true);
+  const peg$e58 = peg$literalExpectation("false", true);
+  const peg$e59 = peg$literalExpectation("null", true);
+  const peg$e60 = peg$literalExpectation("set", true);
+  const peg$e61 = peg$literalExpectation("remove", true);
+  const peg$e62 = peg$literalExpectation("add", true);
+  const peg$e63 = peg$literalExpectation("attribute_exists", true);
+  const peg$e64 = peg$literalExpectation("exists", true);
+  const peg$e65 = peg$literalExpectation("attribute_not_exists", true);
+  const peg$e66 = peg$literalExpectation("not_exists", true);
+  const peg$e67 = peg$literalExpectation("begins_with", true);
+  const peg$e68 = peg$literalExpectation("starts", true);
+  const peg$e69 = peg$literalExpectation("ends_with", true);
+  const peg$e70 = peg$literalExpectation("ends", true);
+  const peg$e71 = peg$literalExpectation("contains", true);
+  const peg$e72 = peg$literalExpectation("attribute_type", true);
+  const peg$e73 = peg$literalExpectation("size", true);
+  const peg$e74 = peg$literalExpectation("if_not_exists", true);
+  const peg$e75 = peg$literalExpectation("list_append", true);
+  const peg$e76 = peg$literalExpectation("select", true);
+  const peg$e77 = peg$literalExpectation("from", true);
+  const peg$e78 = peg$literalExpectation("where", true);
+  const peg$e79 = peg$literalExpectation("order", true);
+  const peg$e80 = peg$literalExpectation("by", true);
+  const peg$e81 = peg$literalExpectation("limit", true);
+  const peg$e82 = peg$literalExpectation("asc", true);
+  const peg$e83 = peg$literalExpectation("desc", true);
+  const peg$e84 = peg$classExpectation([" ", "\t", "\r", "\n"], false, false, false);
 
   function peg$f0() {    return options.mode === 'update';  }
-  function peg$f1() {    return options.mode !== 'update';  }
-  function peg$f2(body) {    return { type: 'condition', body };  }
-  function peg$f3(head, tail) {    return logical('or', head, tail);  }
-  function peg$f4(head, tail) {    return logical('and', head, tail);  }
-  function peg$f5(operand) {    return { type: 'not', operand };  }
-  function peg$f6(left, tail) {
+  function peg$f1() {    return options.mode === 'sql';  }
+  function peg$f2() {    return options.mode !== 'update' && options.mode !== 'sql';  }
+  function peg$f3(fields, from, where, order, limit) {
+    return { type: 'select', fields, from, where: where ? where.text : null, whereOffset: where ? where.offset : null, orderBy: order, limit };
+  }
+  function peg$f4(text) {    return { text, offset: offset() };  }
+  function peg$f5() {    return '*';  }
+  function peg$f6(head, tail) {    return [head, ...tail].join('.');  }
+  function peg$f7(q) {    return q.name;  }
+  function peg$f8(field) {    return 'asc';  }
+  function peg$f9(field) {    return 'desc';  }
+  function peg$f10(field, dir) {    return { field, direction: dir ?? 'asc' };  }
+  function peg$f11(digits) {
+    const n = Number(digits);
+    if (!Number.isSafeInteger(n) || n < 1) error(`LIMIT ${digits} must be a positive integer`);
+    return n;
+  }
+  function peg$f12(body) {    return { type: 'condition', body };  }
+  function peg$f13(head, tail) {    return logical('or', head, tail);  }
+  function peg$f14(head, tail) {    return logical('and', head, tail);  }
+  function peg$f15(operand) {    return { type: 'not', operand };  }
+  function peg$f16(left, tail) {
     switch (tail.type) {
       case 'between': return { type: 'between', operand: left, low: tail.low, high: tail.high };
       case 'in': return { type: 'in', operand: left, candidates: tail.candidates };
       default: return { type: 'compare', op: tail.op, left, right: tail.right };
     }
   }
-  function peg$f7(op, right) {    return { type: 'compare', op, right };  }
-  function peg$f8(low, high) {    return { type: 'between', low, high };  }
-  function peg$f9(candidates) {    return { type: 'in', candidates };  }
-  function peg$f10() {    return '<>';  }
-  function peg$f11() {    return '<=';  }
-  function peg$f12() {    return '<';  }
-  function peg$f13() {    return '>=';  }
-  function peg$f14() {    return '>';  }
-  function peg$f15() {    return '=';  }
-  function peg$f16() {    return '=';  }
-  function peg$f17() {    return '<>';  }
-  function peg$f18(path) {    return { type: 'exists', path };  }
-  function peg$f19(path) {    return { type: 'notExists', path };  }
-  function peg$f20(operand, prefix) {    return { type: 'startsWith', operand, prefix };  }
-  function peg$f21(operand, suffix) {    return { type: 'endsWith', operand, suffix };  }
-  function peg$f22(operand, needle) {    return { type: 'contains', operand, needle };  }
-  function peg$f23(path, valueType) {    return { type: 'attributeType', path, valueType };  }
-  function peg$f24(name) {
+  function peg$f17(op, right) {    return { type: 'compare', op, right };  }
+  function peg$f18(low, high) {    return { type: 'between', low, high };  }
+  function peg$f19(candidates) {    return { type: 'in', candidates };  }
+  function peg$f20() {    return '<>';  }
+  function peg$f21() {    return '<=';  }
+  function peg$f22() {    return '<';  }
+  function peg$f23() {    return '>=';  }
+  function peg$f24() {    return '>';  }
+  function peg$f25() {    return '=';  }
+  function peg$f26() {    return '=';  }
+  function peg$f27() {    return '<>';  }
+  function peg$f28(path) {    return { type: 'exists', path };  }
+  function peg$f29(path) {    return { type: 'notExists', path };  }
+  function peg$f30(operand, prefix) {    return { type: 'startsWith', operand, prefix };  }
+  function peg$f31(operand, suffix) {    return { type: 'endsWith', operand, suffix };  }
+  function peg$f32(operand, needle) {    return { type: 'contains', operand, needle };  }
+  function peg$f33(path, valueType) {    return { type: 'attributeType', path, valueType };  }
+  function peg$f34(name) {
     if (!options.typeNames.includes(name)) error(`unknown type '${name}'; expected one of ${options.typeNames.join(', ')}`);
     return { type: 'literal', value: name };
   }
-  function peg$f25(path) {    return { type: 'size', path };  }
-  function peg$f26(head, tail) {    return { type: 'path', elements: [head, ...tail] };  }
-  function peg$f27(value) {    return { type: 'literal', value };  }
-  function peg$f28(value) {    return { type: 'literal', value };  }
-  function peg$f29() {    return true;  }
-  function peg$f30() {    return false;  }
-  function peg$f31() {    return null;  }
-  function peg$f32(bare) {    return { type: 'valueRef', ref: ':' + bare, bare };  }
-  function peg$f33(head, tail) {    return update([head, ...tail]);  }
-  function peg$f34(set) {    return { type: 'update', set, remove: [], add: [] };  }
-  function peg$f35(actions) {    return { kind: 'set', actions, loc: location() };  }
-  function peg$f36(paths) {    return { kind: 'remove', actions: paths.map((path) => ({ type: 'remove', path })), loc: location() };  }
-  function peg$f37(actions) {    return { kind: 'add', actions, loc: location() };  }
-  function peg$f38(path, value) {    return { type: 'set', path, value };  }
-  function peg$f39(path, value) {    return { type: 'add', path, value };  }
-  function peg$f40(head, tail) {    return arith(head, tail);  }
-  function peg$f41(path, fallback) {    return { type: 'ifNotExists', path, fallback };  }
-  function peg$f42(left, right) {    return { type: 'listAppend', left, right };  }
-  function peg$f43(head, tail) {    return { type: 'path', elements: [head, ...tail] };  }
-  function peg$f44(name) {    return { type: 'name', name };  }
-  function peg$f45(name) {    return { type: 'name', name };  }
-  function peg$f46(digits) {
+  function peg$f35(path) {    return { type: 'size', path };  }
+  function peg$f36(head, tail) {    return { type: 'path', elements: [head, ...tail] };  }
+  function peg$f37(value) {    return { type: 'literal', value };  }
+  function peg$f38(value) {    return { type: 'literal', value };  }
+  function peg$f39() {    return true;  }
+  function peg$f40() {    return false;  }
+  function peg$f41() {    return null;  }
+  function peg$f42(bare) {    return { type: 'valueRef', ref: ':' + bare, bare };  }
+  function peg$f43(head, tail) {    return update([head, ...tail]);  }
+  function peg$f44(set) {    return { type: 'update', set, remove: [], add: [] };  }
+  function peg$f45(actions) {    return { kind: 'set', actions, loc: location() };  }
+  function peg$f46(paths) {    return { kind: 'remove', actions: paths.map((path) => ({ type: 'remove', path })), loc: location() };  }
+  function peg$f47(actions) {    return { kind: 'add', actions, loc: location() };  }
+  function peg$f48(path, value) {    return { type: 'set', path, value };  }
+  function peg$f49(path, value) {    return { type: 'add', path, value };  }
+  function peg$f50(head, tail) {    return arith(head, tail, error);  }
+  function peg$f51(path, fallback) {    return { type: 'ifNotExists', path, fallback };  }
+  function peg$f52(left, right) {    return { type: 'listAppend', left, right };  }
+  function peg$f53(head, tail) {    return { type: 'path', elements: [head, ...tail] };  }
+  function peg$f54(name) {    return { type: 'name', name };  }
+  function peg$f55(name) {    return { type: 'name', name };  }
+  function peg$f56(digits) {
     const index = Number(digits);
     if (!Number.isSafeInteger(index)) error(`list index ${digits} is too large`);
     return { type: 'index', index };
   }
-  function peg$f47(bare) {    return { type: 'nameRef', ref: '#' + bare, bare };  }
-  function peg$f48(chars) {
+  function peg$f57(bare) {    return { type: 'nameRef', ref: '#' + bare, bare };  }
+  function peg$f58(chars) {
     const name = chars.join('');
     if (name.length === 0) error('empty attribute name');
     return { type: 'name', name };
   }
-  function peg$f49() {    error('unterminated quoted name: missing closing `');  }
-  function peg$f50() {    return options.mode === 'update';  }
-  function peg$f51() {
+  function peg$f59() {    error('unterminated quoted name: missing closing `');  }
+  function peg$f60() {    return options.mode === 'update';  }
+  function peg$f61() {
     const n = Number(text());
     if (!Number.isFinite(n)) error(`number ${text()} is out of range`);
     return n;
   }
-  function peg$f52(chars) {    return chars.join('');  }
-  function peg$f53(chars) {    return chars.join('');  }
-  function peg$f54() {    error('unterminated string: missing closing quote');  }
-  function peg$f55(c) {    return ESCAPES[c];  }
-  function peg$f56(hex) {
+  function peg$f62(chars) {    return wellFormed(chars.join(''), error);  }
+  function peg$f63(chars) {    return wellFormed(chars.join(''), error);  }
+  function peg$f64() {    error('unterminated string: missing closing quote');  }
+  function peg$f65(c) {    return ESCAPES[c];  }
+  function peg$f66(hex) {
     const cp = parseInt(hex, 16);
     if (cp > 0x10ffff) error(`escape ${text()} is beyond U+10FFFF`);
     return String.fromCodePoint(cp);
   }
-  function peg$f57(hex) {    return String.fromCharCode(parseInt(hex, 16));  }
-  function peg$f58() {    error(`unknown escape sequence ${text()}`);  }
+  function peg$f67(hex) {    return String.fromCharCode(parseInt(hex, 16));  }
+  function peg$f68() {    error(`unknown escape sequence ${text()}`);  }
   let peg$currPos = options.peg$currPos | 0;
   let peg$savedPos = peg$currPos;
   const peg$posDetailsCache = [{ line: 1, column: 1 }];
@@ -600,7 +650,7 @@ function peg$parse(input, options) {
         s1 = peg$FAILED;
       }
       if (s1 !== peg$FAILED) {
-        s2 = peg$parseCondition();
+        s2 = peg$parseSql();
         if (s2 !== peg$FAILED) {
           s0 = s2;
         } else {
@@ -611,6 +661,458 @@ function peg$parse(input, options) {
         peg$currPos = s0;
         s0 = peg$FAILED;
       }
+      if (s0 === peg$FAILED) {
+        s0 = peg$currPos;
+        peg$savedPos = peg$currPos;
+        s1 = peg$f2();
+        if (s1) {
+          s1 = undefined;
+        } else {
+          s1 = peg$FAILED;
+        }
+        if (s1 !== peg$FAILED) {
+          s2 = peg$parseCondition();
+          if (s2 !== peg$FAILED) {
+            s0 = s2;
+          } else {
+            peg$currPos = s0;
+            s0 = peg$FAILED;
+          }
+        } else {
+          peg$currPos = s0;
+          s0 = peg$FAILED;
+        }
+      }
+    }
+
+    return s0;
+  }
+
+  function peg$parseSql() {
+    let s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16;
+
+    s0 = peg$currPos;
+    s1 = peg$parse_();
+    s2 = peg$parseSelectKw();
+    if (s2 !== peg$FAILED) {
+      s3 = peg$parse_();
+      s4 = peg$parseSelectFields();
+      if (s4 !== peg$FAILED) {
+        s5 = peg$parse_();
+        s6 = peg$parseFromKw();
+        if (s6 !== peg$FAILED) {
+          s7 = peg$parse_();
+          s8 = peg$parseSqlName();
+          if (s8 !== peg$FAILED) {
+            s9 = peg$currPos;
+            s10 = peg$parse_();
+            s11 = peg$parseWhereKw();
+            if (s11 !== peg$FAILED) {
+              s12 = peg$parse_();
+              s13 = peg$parseSqlWhere();
+              if (s13 !== peg$FAILED) {
+                s9 = s13;
+              } else {
+                peg$currPos = s9;
+                s9 = peg$FAILED;
+              }
+            } else {
+              peg$currPos = s9;
+              s9 = peg$FAILED;
+            }
+            if (s9 === peg$FAILED) {
+              s9 = null;
+            }
+            s10 = peg$currPos;
+            s11 = peg$parse_();
+            s12 = peg$parseOrderKw();
+            if (s12 !== peg$FAILED) {
+              s13 = peg$parse_();
+              s14 = peg$parseByKw();
+              if (s14 !== peg$FAILED) {
+                s15 = peg$parse_();
+                s16 = peg$parseOrderSpec();
+                if (s16 !== peg$FAILED) {
+                  s10 = s16;
+                } else {
+                  peg$currPos = s10;
+                  s10 = peg$FAILED;
+                }
+              } else {
+                peg$currPos = s10;
+                s10 = peg$FAILED;
+              }
+            } else {
+              peg$currPos = s10;
+              s10 = peg$FAILED;
+            }
+            if (s10 === peg$FAILED) {
+              s10 = null;
+            }
+            s11 = peg$currPos;
+            s12 = peg$parse_();
+            s13 = peg$parseLimitKw();
+            if (s13 !== peg$FAILED) {
+              s14 = peg$parse_();
+              s15 = peg$parseSqlLimit();
+              if (s15 !== peg$FAILED) {
+                s11 = s15;
+              } else {
+                peg$currPos = s11;
+                s11 = peg$FAILED;
+              }
+            } else {
+              peg$currPos = s11;
+              s11 = peg$FAILED;
+            }
+            if (s11 === peg$FAILED) {
+              s11 = null;
+            }
+            s12 = peg$parse_();
+            s13 = peg$currPos;
+            if (input.charCodeAt(peg$currPos) === 59) {
+              s14 = peg$c0;
+              peg$currPos++;
+            } else {
+              s14 = peg$FAILED;
+              if (peg$silentFails === 0) { peg$fail(peg$e0); }
+            }
+            if (s14 !== peg$FAILED) {
+              s15 = peg$parse_();
+              s14 = [s14, s15];
+              s13 = s14;
+            } else {
+              peg$currPos = s13;
+              s13 = peg$FAILED;
+            }
+            if (s13 === peg$FAILED) {
+              s13 = null;
+            }
+            peg$savedPos = s0;
+            s0 = peg$f3(s4, s8, s9, s10, s11);
+          } else {
+            peg$currPos = s0;
+            s0 = peg$FAILED;
+          }
+        } else {
+          peg$currPos = s0;
+          s0 = peg$FAILED;
+        }
+      } else {
+        peg$currPos = s0;
+        s0 = peg$FAILED;
+      }
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+
+    return s0;
+  }
+
+  function peg$parseSqlWhere() {
+    let s0, s1, s2;
+
+    s0 = peg$currPos;
+    s1 = peg$currPos;
+    s2 = peg$parseOr();
+    if (s2 !== peg$FAILED) {
+      s1 = input.substring(s1, peg$currPos);
+    } else {
+      s1 = s2;
+    }
+    if (s1 !== peg$FAILED) {
+      peg$savedPos = s0;
+      s1 = peg$f4(s1);
+    }
+    s0 = s1;
+
+    return s0;
+  }
+
+  function peg$parseSelectFields() {
+    let s0, s1, s2, s3, s4, s5, s6;
+
+    s0 = peg$currPos;
+    if (input.charCodeAt(peg$currPos) === 42) {
+      s1 = peg$c1;
+      peg$currPos++;
+    } else {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e1); }
+    }
+    if (s1 !== peg$FAILED) {
+      peg$savedPos = s0;
+      s1 = peg$f5();
+    }
+    s0 = s1;
+    if (s0 === peg$FAILED) {
+      s0 = peg$currPos;
+      s1 = [];
+      s2 = peg$parseSqlField();
+      while (s2 !== peg$FAILED) {
+        s1.push(s2);
+        s2 = peg$currPos;
+        s3 = peg$currPos;
+        s4 = peg$parse_();
+        if (input.charCodeAt(peg$currPos) === 44) {
+          s5 = peg$c2;
+          peg$currPos++;
+        } else {
+          s5 = peg$FAILED;
+          if (peg$silentFails === 0) { peg$fail(peg$e2); }
+        }
+        if (s5 !== peg$FAILED) {
+          s6 = peg$parse_();
+          s4 = [s4, s5, s6];
+          s3 = s4;
+        } else {
+          peg$currPos = s3;
+          s3 = peg$FAILED;
+        }
+        if (s3 !== peg$FAILED) {
+          s3 = peg$parseSqlField();
+          if (s3 === peg$FAILED) {
+            peg$currPos = s2;
+            s2 = peg$FAILED;
+          } else {
+            s2 = s3;
+          }
+        } else {
+          s2 = s3;
+        }
+      }
+      if (s1.length < 1) {
+        peg$currPos = s0;
+        s0 = peg$FAILED;
+      } else {
+        s0 = s1;
+      }
+    }
+
+    return s0;
+  }
+
+  function peg$parseSqlField() {
+    let s0, s1, s2, s3, s4, s5;
+
+    peg$silentFails++;
+    s0 = peg$currPos;
+    s1 = peg$parseFieldSegment();
+    if (s1 !== peg$FAILED) {
+      s2 = [];
+      s3 = peg$currPos;
+      if (input.charCodeAt(peg$currPos) === 46) {
+        s4 = peg$c3;
+        peg$currPos++;
+      } else {
+        s4 = peg$FAILED;
+        if (peg$silentFails === 0) { peg$fail(peg$e4); }
+      }
+      if (s4 !== peg$FAILED) {
+        s5 = peg$parseFieldSegment();
+        if (s5 !== peg$FAILED) {
+          s3 = s5;
+        } else {
+          peg$currPos = s3;
+          s3 = peg$FAILED;
+        }
+      } else {
+        peg$currPos = s3;
+        s3 = peg$FAILED;
+      }
+      while (s3 !== peg$FAILED) {
+        s2.push(s3);
+        s3 = peg$currPos;
+        if (input.charCodeAt(peg$currPos) === 46) {
+          s4 = peg$c3;
+          peg$currPos++;
+        } else {
+          s4 = peg$FAILED;
+          if (peg$silentFails === 0) { peg$fail(peg$e4); }
+        }
+        if (s4 !== peg$FAILED) {
+          s5 = peg$parseFieldSegment();
+          if (s5 !== peg$FAILED) {
+            s3 = s5;
+          } else {
+            peg$currPos = s3;
+            s3 = peg$FAILED;
+          }
+        } else {
+          peg$currPos = s3;
+          s3 = peg$FAILED;
+        }
+      }
+      peg$savedPos = s0;
+      s0 = peg$f6(s1, s2);
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+    peg$silentFails--;
+    if (s0 === peg$FAILED) {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e3); }
+    }
+
+    return s0;
+  }
+
+  function peg$parseFieldSegment() {
+    let s0, s1;
+
+    s0 = peg$currPos;
+    s1 = peg$parseQuotedName();
+    if (s1 !== peg$FAILED) {
+      peg$savedPos = s0;
+      s1 = peg$f7(s1);
+    }
+    s0 = s1;
+    if (s0 === peg$FAILED) {
+      s0 = peg$parseIdentifier();
+    }
+
+    return s0;
+  }
+
+  function peg$parseSqlName() {
+    let s0, s1, s2, s3, s4;
+
+    peg$silentFails++;
+    s0 = peg$currPos;
+    s1 = peg$currPos;
+    s2 = input.charAt(peg$currPos);
+    if (peg$r0.test(s2)) {
+      peg$currPos++;
+    } else {
+      s2 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e6); }
+    }
+    if (s2 !== peg$FAILED) {
+      s3 = [];
+      s4 = input.charAt(peg$currPos);
+      if (peg$r1.test(s4)) {
+        peg$currPos++;
+      } else {
+        s4 = peg$FAILED;
+        if (peg$silentFails === 0) { peg$fail(peg$e7); }
+      }
+      while (s4 !== peg$FAILED) {
+        s3.push(s4);
+        s4 = input.charAt(peg$currPos);
+        if (peg$r1.test(s4)) {
+          peg$currPos++;
+        } else {
+          s4 = peg$FAILED;
+          if (peg$silentFails === 0) { peg$fail(peg$e7); }
+        }
+      }
+      s2 = [s2, s3];
+      s1 = s2;
+    } else {
+      peg$currPos = s1;
+      s1 = peg$FAILED;
+    }
+    if (s1 !== peg$FAILED) {
+      s0 = input.substring(s0, peg$currPos);
+    } else {
+      s0 = s1;
+    }
+    peg$silentFails--;
+    if (s0 === peg$FAILED) {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e5); }
+    }
+
+    return s0;
+  }
+
+  function peg$parseOrderSpec() {
+    let s0, s1, s2, s3, s4, s5;
+
+    s0 = peg$currPos;
+    s1 = peg$parseSqlField();
+    if (s1 !== peg$FAILED) {
+      s2 = peg$currPos;
+      s3 = peg$parse_();
+      s4 = peg$currPos;
+      s5 = peg$parseAscKw();
+      if (s5 !== peg$FAILED) {
+        peg$savedPos = s4;
+        s5 = peg$f8(s1);
+      }
+      s4 = s5;
+      if (s4 === peg$FAILED) {
+        s4 = peg$currPos;
+        s5 = peg$parseDescKw();
+        if (s5 !== peg$FAILED) {
+          peg$savedPos = s4;
+          s5 = peg$f9(s1);
+        }
+        s4 = s5;
+      }
+      if (s4 !== peg$FAILED) {
+        s2 = s4;
+      } else {
+        peg$currPos = s2;
+        s2 = peg$FAILED;
+      }
+      if (s2 === peg$FAILED) {
+        s2 = null;
+      }
+      peg$savedPos = s0;
+      s0 = peg$f10(s1, s2);
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+
+    return s0;
+  }
+
+  function peg$parseSqlLimit() {
+    let s0, s1, s2, s3;
+
+    peg$silentFails++;
+    s0 = peg$currPos;
+    s1 = peg$currPos;
+    s2 = [];
+    s3 = input.charAt(peg$currPos);
+    if (peg$r2.test(s3)) {
+      peg$currPos++;
+    } else {
+      s3 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e9); }
+    }
+    if (s3 !== peg$FAILED) {
+      while (s3 !== peg$FAILED) {
+        s2.push(s3);
+        s3 = input.charAt(peg$currPos);
+        if (peg$r2.test(s3)) {
+          peg$currPos++;
+        } else {
+          s3 = peg$FAILED;
+          if (peg$silentFails === 0) { peg$fail(peg$e9); }
+        }
+      }
+    } else {
+      s2 = peg$FAILED;
+    }
+    if (s2 !== peg$FAILED) {
+      s1 = input.substring(s1, peg$currPos);
+    } else {
+      s1 = s2;
+    }
+    if (s1 !== peg$FAILED) {
+      peg$savedPos = s0;
+      s1 = peg$f11(s1);
+    }
+    s0 = s1;
+    peg$silentFails--;
+    if (s0 === peg$FAILED) {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e8); }
     }
 
     return s0;
@@ -625,7 +1127,7 @@ function peg$parse(input, options) {
     if (s2 !== peg$FAILED) {
       s3 = peg$parse_();
       peg$savedPos = s0;
-      s0 = peg$f2(s2);
+      s0 = peg$f12(s2);
     } else {
       peg$currPos = s0;
       s0 = peg$FAILED;
@@ -677,7 +1179,7 @@ function peg$parse(input, options) {
         }
       }
       peg$savedPos = s0;
-      s0 = peg$f3(s1, s2);
+      s0 = peg$f13(s1, s2);
     } else {
       peg$currPos = s0;
       s0 = peg$FAILED;
@@ -729,7 +1231,7 @@ function peg$parse(input, options) {
         }
       }
       peg$savedPos = s0;
-      s0 = peg$f4(s1, s2);
+      s0 = peg$f14(s1, s2);
     } else {
       peg$currPos = s0;
       s0 = peg$FAILED;
@@ -748,7 +1250,7 @@ function peg$parse(input, options) {
       s3 = peg$parseNot();
       if (s3 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f5(s3);
+        s0 = peg$f15(s3);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -769,11 +1271,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     if (input.charCodeAt(peg$currPos) === 40) {
-      s1 = peg$c0;
+      s1 = peg$c4;
       peg$currPos++;
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e0); }
+      if (peg$silentFails === 0) { peg$fail(peg$e10); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$parse_();
@@ -781,11 +1283,11 @@ function peg$parse(input, options) {
       if (s3 !== peg$FAILED) {
         s4 = peg$parse_();
         if (input.charCodeAt(peg$currPos) === 41) {
-          s5 = peg$c1;
+          s5 = peg$c5;
           peg$currPos++;
         } else {
           s5 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e1); }
+          if (peg$silentFails === 0) { peg$fail(peg$e11); }
         }
         if (s5 !== peg$FAILED) {
           s0 = s3;
@@ -821,7 +1323,7 @@ function peg$parse(input, options) {
       s3 = peg$parsePredicateTail();
       if (s3 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f6(s1, s3);
+        s0 = peg$f16(s1, s3);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -844,7 +1346,7 @@ function peg$parse(input, options) {
       s3 = peg$parseOperand();
       if (s3 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f7(s1, s3);
+        s0 = peg$f17(s1, s3);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -867,7 +1369,7 @@ function peg$parse(input, options) {
             s7 = peg$parseOperand();
             if (s7 !== peg$FAILED) {
               peg$savedPos = s0;
-              s0 = peg$f8(s3, s7);
+              s0 = peg$f18(s3, s7);
             } else {
               peg$currPos = s0;
               s0 = peg$FAILED;
@@ -890,11 +1392,11 @@ function peg$parse(input, options) {
         if (s1 !== peg$FAILED) {
           s2 = peg$parse_();
           if (input.charCodeAt(peg$currPos) === 40) {
-            s3 = peg$c0;
+            s3 = peg$c4;
             peg$currPos++;
           } else {
             s3 = peg$FAILED;
-            if (peg$silentFails === 0) { peg$fail(peg$e0); }
+            if (peg$silentFails === 0) { peg$fail(peg$e10); }
           }
           if (s3 !== peg$FAILED) {
             s4 = peg$parse_();
@@ -942,15 +1444,15 @@ function peg$parse(input, options) {
             if (s5 !== peg$FAILED) {
               s6 = peg$parse_();
               if (input.charCodeAt(peg$currPos) === 41) {
-                s7 = peg$c1;
+                s7 = peg$c5;
                 peg$currPos++;
               } else {
                 s7 = peg$FAILED;
-                if (peg$silentFails === 0) { peg$fail(peg$e1); }
+                if (peg$silentFails === 0) { peg$fail(peg$e11); }
               }
               if (s7 !== peg$FAILED) {
                 peg$savedPos = s0;
-                s0 = peg$f9(s5);
+                s0 = peg$f19(s5);
               } else {
                 peg$currPos = s0;
                 s0 = peg$FAILED;
@@ -978,114 +1480,114 @@ function peg$parse(input, options) {
 
     peg$silentFails++;
     s0 = peg$currPos;
-    if (input.substr(peg$currPos, 2) === peg$c3) {
-      s1 = peg$c3;
+    if (input.substr(peg$currPos, 2) === peg$c6) {
+      s1 = peg$c6;
       peg$currPos += 2;
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e4); }
+      if (peg$silentFails === 0) { peg$fail(peg$e13); }
     }
     if (s1 !== peg$FAILED) {
       peg$savedPos = s0;
-      s1 = peg$f10();
+      s1 = peg$f20();
     }
     s0 = s1;
     if (s0 === peg$FAILED) {
       s0 = peg$currPos;
-      if (input.substr(peg$currPos, 2) === peg$c4) {
-        s1 = peg$c4;
+      if (input.substr(peg$currPos, 2) === peg$c7) {
+        s1 = peg$c7;
         peg$currPos += 2;
       } else {
         s1 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e5); }
+        if (peg$silentFails === 0) { peg$fail(peg$e14); }
       }
       if (s1 !== peg$FAILED) {
         peg$savedPos = s0;
-        s1 = peg$f11();
+        s1 = peg$f21();
       }
       s0 = s1;
       if (s0 === peg$FAILED) {
         s0 = peg$currPos;
         if (input.charCodeAt(peg$currPos) === 60) {
-          s1 = peg$c5;
+          s1 = peg$c8;
           peg$currPos++;
         } else {
           s1 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e6); }
+          if (peg$silentFails === 0) { peg$fail(peg$e15); }
         }
         if (s1 !== peg$FAILED) {
           peg$savedPos = s0;
-          s1 = peg$f12();
+          s1 = peg$f22();
         }
         s0 = s1;
         if (s0 === peg$FAILED) {
           s0 = peg$currPos;
-          if (input.substr(peg$currPos, 2) === peg$c6) {
-            s1 = peg$c6;
+          if (input.substr(peg$currPos, 2) === peg$c9) {
+            s1 = peg$c9;
             peg$currPos += 2;
           } else {
             s1 = peg$FAILED;
-            if (peg$silentFails === 0) { peg$fail(peg$e7); }
+            if (peg$silentFails === 0) { peg$fail(peg$e16); }
           }
           if (s1 !== peg$FAILED) {
             peg$savedPos = s0;
-            s1 = peg$f13();
+            s1 = peg$f23();
           }
           s0 = s1;
           if (s0 === peg$FAILED) {
             s0 = peg$currPos;
             if (input.charCodeAt(peg$currPos) === 62) {
-              s1 = peg$c7;
+              s1 = peg$c10;
               peg$currPos++;
             } else {
               s1 = peg$FAILED;
-              if (peg$silentFails === 0) { peg$fail(peg$e8); }
+              if (peg$silentFails === 0) { peg$fail(peg$e17); }
             }
             if (s1 !== peg$FAILED) {
               peg$savedPos = s0;
-              s1 = peg$f14();
+              s1 = peg$f24();
             }
             s0 = s1;
             if (s0 === peg$FAILED) {
               s0 = peg$currPos;
-              if (input.substr(peg$currPos, 2) === peg$c8) {
-                s1 = peg$c8;
+              if (input.substr(peg$currPos, 2) === peg$c11) {
+                s1 = peg$c11;
                 peg$currPos += 2;
               } else {
                 s1 = peg$FAILED;
-                if (peg$silentFails === 0) { peg$fail(peg$e9); }
+                if (peg$silentFails === 0) { peg$fail(peg$e18); }
               }
               if (s1 !== peg$FAILED) {
                 peg$savedPos = s0;
-                s1 = peg$f15();
+                s1 = peg$f25();
               }
               s0 = s1;
               if (s0 === peg$FAILED) {
                 s0 = peg$currPos;
                 if (input.charCodeAt(peg$currPos) === 61) {
-                  s1 = peg$c9;
+                  s1 = peg$c12;
                   peg$currPos++;
                 } else {
                   s1 = peg$FAILED;
-                  if (peg$silentFails === 0) { peg$fail(peg$e10); }
+                  if (peg$silentFails === 0) { peg$fail(peg$e19); }
                 }
                 if (s1 !== peg$FAILED) {
                   peg$savedPos = s0;
-                  s1 = peg$f16();
+                  s1 = peg$f26();
                 }
                 s0 = s1;
                 if (s0 === peg$FAILED) {
                   s0 = peg$currPos;
-                  if (input.substr(peg$currPos, 2) === peg$c10) {
-                    s1 = peg$c10;
+                  if (input.substr(peg$currPos, 2) === peg$c13) {
+                    s1 = peg$c13;
                     peg$currPos += 2;
                   } else {
                     s1 = peg$FAILED;
-                    if (peg$silentFails === 0) { peg$fail(peg$e11); }
+                    if (peg$silentFails === 0) { peg$fail(peg$e20); }
                   }
                   if (s1 !== peg$FAILED) {
                     peg$savedPos = s0;
-                    s1 = peg$f17();
+                    s1 = peg$f27();
                   }
                   s0 = s1;
                 }
@@ -1098,7 +1600,7 @@ function peg$parse(input, options) {
     peg$silentFails--;
     if (s0 === peg$FAILED) {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e3); }
+      if (peg$silentFails === 0) { peg$fail(peg$e12); }
     }
 
     return s0;
@@ -1115,11 +1617,11 @@ function peg$parse(input, options) {
     if (s3 !== peg$FAILED) {
       s4 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 40) {
-        s5 = peg$c0;
+        s5 = peg$c4;
         peg$currPos++;
       } else {
         s5 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e0); }
+        if (peg$silentFails === 0) { peg$fail(peg$e10); }
       }
       if (s5 !== peg$FAILED) {
         s3 = [s3, s4, s5];
@@ -1201,11 +1703,11 @@ function peg$parse(input, options) {
     if (s1 !== peg$FAILED) {
       s2 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 40) {
-        s3 = peg$c0;
+        s3 = peg$c4;
         peg$currPos++;
       } else {
         s3 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e0); }
+        if (peg$silentFails === 0) { peg$fail(peg$e10); }
       }
       if (s3 !== peg$FAILED) {
         s4 = peg$parse_();
@@ -1213,15 +1715,15 @@ function peg$parse(input, options) {
         if (s5 !== peg$FAILED) {
           s6 = peg$parse_();
           if (input.charCodeAt(peg$currPos) === 41) {
-            s7 = peg$c1;
+            s7 = peg$c5;
             peg$currPos++;
           } else {
             s7 = peg$FAILED;
-            if (peg$silentFails === 0) { peg$fail(peg$e1); }
+            if (peg$silentFails === 0) { peg$fail(peg$e11); }
           }
           if (s7 !== peg$FAILED) {
             peg$savedPos = s0;
-            s0 = peg$f18(s5);
+            s0 = peg$f28(s5);
           } else {
             peg$currPos = s0;
             s0 = peg$FAILED;
@@ -1250,11 +1752,11 @@ function peg$parse(input, options) {
     if (s1 !== peg$FAILED) {
       s2 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 40) {
-        s3 = peg$c0;
+        s3 = peg$c4;
         peg$currPos++;
       } else {
         s3 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e0); }
+        if (peg$silentFails === 0) { peg$fail(peg$e10); }
       }
       if (s3 !== peg$FAILED) {
         s4 = peg$parse_();
@@ -1262,15 +1764,15 @@ function peg$parse(input, options) {
         if (s5 !== peg$FAILED) {
           s6 = peg$parse_();
           if (input.charCodeAt(peg$currPos) === 41) {
-            s7 = peg$c1;
+            s7 = peg$c5;
             peg$currPos++;
           } else {
             s7 = peg$FAILED;
-            if (peg$silentFails === 0) { peg$fail(peg$e1); }
+            if (peg$silentFails === 0) { peg$fail(peg$e11); }
           }
           if (s7 !== peg$FAILED) {
             peg$savedPos = s0;
-            s0 = peg$f19(s5);
+            s0 = peg$f29(s5);
           } else {
             peg$currPos = s0;
             s0 = peg$FAILED;
@@ -1299,11 +1801,11 @@ function peg$parse(input, options) {
     if (s1 !== peg$FAILED) {
       s2 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 40) {
-        s3 = peg$c0;
+        s3 = peg$c4;
         peg$currPos++;
       } else {
         s3 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e0); }
+        if (peg$silentFails === 0) { peg$fail(peg$e10); }
       }
       if (s3 !== peg$FAILED) {
         s4 = peg$parse_();
@@ -1323,15 +1825,15 @@ function peg$parse(input, options) {
             if (s9 !== peg$FAILED) {
               s10 = peg$parse_();
               if (input.charCodeAt(peg$currPos) === 41) {
-                s11 = peg$c1;
+                s11 = peg$c5;
                 peg$currPos++;
               } else {
                 s11 = peg$FAILED;
-                if (peg$silentFails === 0) { peg$fail(peg$e1); }
+                if (peg$silentFails === 0) { peg$fail(peg$e11); }
               }
               if (s11 !== peg$FAILED) {
                 peg$savedPos = s0;
-                s0 = peg$f20(s5, s9);
+                s0 = peg$f30(s5, s9);
               } else {
                 peg$currPos = s0;
                 s0 = peg$FAILED;
@@ -1368,11 +1870,11 @@ function peg$parse(input, options) {
     if (s1 !== peg$FAILED) {
       s2 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 40) {
-        s3 = peg$c0;
+        s3 = peg$c4;
         peg$currPos++;
       } else {
         s3 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e0); }
+        if (peg$silentFails === 0) { peg$fail(peg$e10); }
       }
       if (s3 !== peg$FAILED) {
         s4 = peg$parse_();
@@ -1392,15 +1894,15 @@ function peg$parse(input, options) {
             if (s9 !== peg$FAILED) {
               s10 = peg$parse_();
               if (input.charCodeAt(peg$currPos) === 41) {
-                s11 = peg$c1;
+                s11 = peg$c5;
                 peg$currPos++;
               } else {
                 s11 = peg$FAILED;
-                if (peg$silentFails === 0) { peg$fail(peg$e1); }
+                if (peg$silentFails === 0) { peg$fail(peg$e11); }
               }
               if (s11 !== peg$FAILED) {
                 peg$savedPos = s0;
-                s0 = peg$f21(s5, s9);
+                s0 = peg$f31(s5, s9);
               } else {
                 peg$currPos = s0;
                 s0 = peg$FAILED;
@@ -1437,11 +1939,11 @@ function peg$parse(input, options) {
     if (s1 !== peg$FAILED) {
       s2 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 40) {
-        s3 = peg$c0;
+        s3 = peg$c4;
         peg$currPos++;
       } else {
         s3 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e0); }
+        if (peg$silentFails === 0) { peg$fail(peg$e10); }
       }
       if (s3 !== peg$FAILED) {
         s4 = peg$parse_();
@@ -1461,15 +1963,15 @@ function peg$parse(input, options) {
             if (s9 !== peg$FAILED) {
               s10 = peg$parse_();
               if (input.charCodeAt(peg$currPos) === 41) {
-                s11 = peg$c1;
+                s11 = peg$c5;
                 peg$currPos++;
               } else {
                 s11 = peg$FAILED;
-                if (peg$silentFails === 0) { peg$fail(peg$e1); }
+                if (peg$silentFails === 0) { peg$fail(peg$e11); }
               }
               if (s11 !== peg$FAILED) {
                 peg$savedPos = s0;
-                s0 = peg$f22(s5, s9);
+                s0 = peg$f32(s5, s9);
               } else {
                 peg$currPos = s0;
                 s0 = peg$FAILED;
@@ -1506,11 +2008,11 @@ function peg$parse(input, options) {
     if (s1 !== peg$FAILED) {
       s2 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 40) {
-        s3 = peg$c0;
+        s3 = peg$c4;
         peg$currPos++;
       } else {
         s3 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e0); }
+        if (peg$silentFails === 0) { peg$fail(peg$e10); }
       }
       if (s3 !== peg$FAILED) {
         s4 = peg$parse_();
@@ -1530,15 +2032,15 @@ function peg$parse(input, options) {
             if (s9 !== peg$FAILED) {
               s10 = peg$parse_();
               if (input.charCodeAt(peg$currPos) === 41) {
-                s11 = peg$c1;
+                s11 = peg$c5;
                 peg$currPos++;
               } else {
                 s11 = peg$FAILED;
-                if (peg$silentFails === 0) { peg$fail(peg$e1); }
+                if (peg$silentFails === 0) { peg$fail(peg$e11); }
               }
               if (s11 !== peg$FAILED) {
                 peg$savedPos = s0;
-                s0 = peg$f23(s5, s9);
+                s0 = peg$f33(s5, s9);
               } else {
                 peg$currPos = s0;
                 s0 = peg$FAILED;
@@ -1574,7 +2076,7 @@ function peg$parse(input, options) {
     s1 = peg$parseString();
     if (s1 !== peg$FAILED) {
       peg$savedPos = s0;
-      s1 = peg$f24(s1);
+      s1 = peg$f34(s1);
     }
     s0 = s1;
     if (s0 === peg$FAILED) {
@@ -1609,11 +2111,11 @@ function peg$parse(input, options) {
     if (s3 !== peg$FAILED) {
       s4 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 40) {
-        s5 = peg$c0;
+        s5 = peg$c4;
         peg$currPos++;
       } else {
         s5 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e0); }
+        if (peg$silentFails === 0) { peg$fail(peg$e10); }
       }
       if (s5 !== peg$FAILED) {
         s3 = [s3, s4, s5];
@@ -1638,11 +2140,11 @@ function peg$parse(input, options) {
       if (s2 !== peg$FAILED) {
         s3 = peg$parse_();
         if (input.charCodeAt(peg$currPos) === 40) {
-          s4 = peg$c0;
+          s4 = peg$c4;
           peg$currPos++;
         } else {
           s4 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e0); }
+          if (peg$silentFails === 0) { peg$fail(peg$e10); }
         }
         if (s4 !== peg$FAILED) {
           s5 = peg$parse_();
@@ -1650,15 +2152,15 @@ function peg$parse(input, options) {
           if (s6 !== peg$FAILED) {
             s7 = peg$parse_();
             if (input.charCodeAt(peg$currPos) === 41) {
-              s8 = peg$c1;
+              s8 = peg$c5;
               peg$currPos++;
             } else {
               s8 = peg$FAILED;
-              if (peg$silentFails === 0) { peg$fail(peg$e1); }
+              if (peg$silentFails === 0) { peg$fail(peg$e11); }
             }
             if (s8 !== peg$FAILED) {
               peg$savedPos = s0;
-              s0 = peg$f25(s6);
+              s0 = peg$f35(s6);
             } else {
               peg$currPos = s0;
               s0 = peg$FAILED;
@@ -1700,7 +2202,7 @@ function peg$parse(input, options) {
             s3 = peg$parsePathTail();
           }
           peg$savedPos = s0;
-          s0 = peg$f26(s1, s2);
+          s0 = peg$f36(s1, s2);
         } else {
           peg$currPos = s0;
           s0 = peg$FAILED;
@@ -1719,13 +2221,13 @@ function peg$parse(input, options) {
     s1 = peg$parseScalar();
     if (s1 !== peg$FAILED) {
       peg$savedPos = s0;
-      s1 = peg$f27(s1);
+      s1 = peg$f37(s1);
     }
     s0 = s1;
     peg$silentFails--;
     if (s0 === peg$FAILED) {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e12); }
+      if (peg$silentFails === 0) { peg$fail(peg$e21); }
     }
 
     return s0;
@@ -1739,7 +2241,7 @@ function peg$parse(input, options) {
     peg$silentFails--;
     if (s0 === peg$FAILED) {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e12); }
+      if (peg$silentFails === 0) { peg$fail(peg$e21); }
     }
 
     return s0;
@@ -1753,7 +2255,7 @@ function peg$parse(input, options) {
     peg$silentFails--;
     if (s0 === peg$FAILED) {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e12); }
+      if (peg$silentFails === 0) { peg$fail(peg$e21); }
     }
 
     return s0;
@@ -1766,11 +2268,11 @@ function peg$parse(input, options) {
     s1 = peg$currPos;
     peg$silentFails++;
     if (input.charCodeAt(peg$currPos) === 91) {
-      s2 = peg$c11;
+      s2 = peg$c14;
       peg$currPos++;
     } else {
       s2 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e13); }
+      if (peg$silentFails === 0) { peg$fail(peg$e22); }
     }
     peg$silentFails--;
     if (s2 !== peg$FAILED) {
@@ -1783,7 +2285,7 @@ function peg$parse(input, options) {
       s2 = peg$parseConstantList();
       if (s2 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f28(s2);
+        s0 = peg$f38(s2);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -1801,11 +2303,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     if (input.charCodeAt(peg$currPos) === 91) {
-      s1 = peg$c11;
+      s1 = peg$c14;
       peg$currPos++;
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e13); }
+      if (peg$silentFails === 0) { peg$fail(peg$e22); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$parse_();
@@ -1845,11 +2347,11 @@ function peg$parse(input, options) {
       }
       s4 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 93) {
-        s5 = peg$c12;
+        s5 = peg$c15;
         peg$currPos++;
       } else {
         s5 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e14); }
+        if (peg$silentFails === 0) { peg$fail(peg$e23); }
       }
       if (s5 !== peg$FAILED) {
         s0 = s3;
@@ -1874,11 +2376,11 @@ function peg$parse(input, options) {
       s1 = peg$currPos;
       peg$silentFails++;
       if (input.charCodeAt(peg$currPos) === 91) {
-        s2 = peg$c11;
+        s2 = peg$c14;
         peg$currPos++;
       } else {
         s2 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e13); }
+        if (peg$silentFails === 0) { peg$fail(peg$e22); }
       }
       peg$silentFails--;
       if (s2 !== peg$FAILED) {
@@ -1915,7 +2417,7 @@ function peg$parse(input, options) {
         s1 = peg$parseTrueKw();
         if (s1 !== peg$FAILED) {
           peg$savedPos = s0;
-          s1 = peg$f29();
+          s1 = peg$f39();
         }
         s0 = s1;
         if (s0 === peg$FAILED) {
@@ -1923,7 +2425,7 @@ function peg$parse(input, options) {
           s1 = peg$parseFalseKw();
           if (s1 !== peg$FAILED) {
             peg$savedPos = s0;
-            s1 = peg$f30();
+            s1 = peg$f40();
           }
           s0 = s1;
           if (s0 === peg$FAILED) {
@@ -1931,7 +2433,7 @@ function peg$parse(input, options) {
             s1 = peg$parseNullKw();
             if (s1 !== peg$FAILED) {
               peg$savedPos = s0;
-              s1 = peg$f31();
+              s1 = peg$f41();
             }
             s0 = s1;
           }
@@ -1948,11 +2450,11 @@ function peg$parse(input, options) {
     peg$silentFails++;
     s0 = peg$currPos;
     if (input.charCodeAt(peg$currPos) === 58) {
-      s1 = peg$c13;
+      s1 = peg$c16;
       peg$currPos++;
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e16); }
+      if (peg$silentFails === 0) { peg$fail(peg$e25); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -1973,7 +2475,7 @@ function peg$parse(input, options) {
       }
       if (s2 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f32(s2);
+        s0 = peg$f42(s2);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -1985,7 +2487,7 @@ function peg$parse(input, options) {
     peg$silentFails--;
     if (s0 === peg$FAILED) {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e15); }
+      if (peg$silentFails === 0) { peg$fail(peg$e24); }
     }
 
     return s0;
@@ -2003,11 +2505,11 @@ function peg$parse(input, options) {
       s5 = peg$parse_();
       s6 = peg$currPos;
       if (input.charCodeAt(peg$currPos) === 59) {
-        s7 = peg$c14;
+        s7 = peg$c0;
         peg$currPos++;
       } else {
         s7 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e17); }
+        if (peg$silentFails === 0) { peg$fail(peg$e0); }
       }
       if (s7 !== peg$FAILED) {
         s8 = peg$parse_();
@@ -2033,11 +2535,11 @@ function peg$parse(input, options) {
         s5 = peg$parse_();
         s6 = peg$currPos;
         if (input.charCodeAt(peg$currPos) === 59) {
-          s7 = peg$c14;
+          s7 = peg$c0;
           peg$currPos++;
         } else {
           s7 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e17); }
+          if (peg$silentFails === 0) { peg$fail(peg$e0); }
         }
         if (s7 !== peg$FAILED) {
           s8 = peg$parse_();
@@ -2061,11 +2563,11 @@ function peg$parse(input, options) {
       s4 = peg$parse_();
       s5 = peg$currPos;
       if (input.charCodeAt(peg$currPos) === 59) {
-        s6 = peg$c14;
+        s6 = peg$c0;
         peg$currPos++;
       } else {
         s6 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e17); }
+        if (peg$silentFails === 0) { peg$fail(peg$e0); }
       }
       if (s6 !== peg$FAILED) {
         s7 = peg$parse_();
@@ -2079,7 +2581,7 @@ function peg$parse(input, options) {
         s5 = null;
       }
       peg$savedPos = s0;
-      s0 = peg$f33(s2, s3);
+      s0 = peg$f43(s2, s3);
     } else {
       peg$currPos = s0;
       s0 = peg$FAILED;
@@ -2092,11 +2594,11 @@ function peg$parse(input, options) {
         s3 = peg$parse_();
         s4 = peg$currPos;
         if (input.charCodeAt(peg$currPos) === 59) {
-          s5 = peg$c14;
+          s5 = peg$c0;
           peg$currPos++;
         } else {
           s5 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e17); }
+          if (peg$silentFails === 0) { peg$fail(peg$e0); }
         }
         if (s5 !== peg$FAILED) {
           s6 = peg$parse_();
@@ -2110,7 +2612,7 @@ function peg$parse(input, options) {
           s4 = null;
         }
         peg$savedPos = s0;
-        s0 = peg$f34(s2);
+        s0 = peg$f44(s2);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -2130,7 +2632,7 @@ function peg$parse(input, options) {
       s3 = peg$parseAssignments();
       if (s3 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f35(s3);
+        s0 = peg$f45(s3);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -2187,7 +2689,7 @@ function peg$parse(input, options) {
         }
         if (s3 !== peg$FAILED) {
           peg$savedPos = s0;
-          s0 = peg$f36(s3);
+          s0 = peg$f46(s3);
         } else {
           peg$currPos = s0;
           s0 = peg$FAILED;
@@ -2244,7 +2746,7 @@ function peg$parse(input, options) {
           }
           if (s3 !== peg$FAILED) {
             peg$savedPos = s0;
-            s0 = peg$f37(s3);
+            s0 = peg$f47(s3);
           } else {
             peg$currPos = s0;
             s0 = peg$FAILED;
@@ -2271,11 +2773,11 @@ function peg$parse(input, options) {
       s3 = peg$currPos;
       s4 = peg$parse_();
       s5 = input.charAt(peg$currPos);
-      if (peg$r0.test(s5)) {
+      if (peg$r3.test(s5)) {
         peg$currPos++;
       } else {
         s5 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e18); }
+        if (peg$silentFails === 0) { peg$fail(peg$e26); }
       }
       if (s5 !== peg$FAILED) {
         s6 = peg$parse_();
@@ -2315,18 +2817,18 @@ function peg$parse(input, options) {
     if (s1 !== peg$FAILED) {
       s2 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 61) {
-        s3 = peg$c9;
+        s3 = peg$c12;
         peg$currPos++;
       } else {
         s3 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e10); }
+        if (peg$silentFails === 0) { peg$fail(peg$e19); }
       }
       if (s3 !== peg$FAILED) {
         s4 = peg$parse_();
         s5 = peg$parseSetValue();
         if (s5 !== peg$FAILED) {
           peg$savedPos = s0;
-          s0 = peg$f38(s1, s5);
+          s0 = peg$f48(s1, s5);
         } else {
           peg$currPos = s0;
           s0 = peg$FAILED;
@@ -2353,7 +2855,7 @@ function peg$parse(input, options) {
       s3 = peg$parseUpdateOperand();
       if (s3 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f39(s1, s3);
+        s0 = peg$f49(s1, s3);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -2376,11 +2878,11 @@ function peg$parse(input, options) {
       s3 = peg$currPos;
       s4 = peg$parse_();
       s5 = input.charAt(peg$currPos);
-      if (peg$r1.test(s5)) {
+      if (peg$r4.test(s5)) {
         peg$currPos++;
       } else {
         s5 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e19); }
+        if (peg$silentFails === 0) { peg$fail(peg$e27); }
       }
       if (s5 !== peg$FAILED) {
         s6 = peg$parse_();
@@ -2400,11 +2902,11 @@ function peg$parse(input, options) {
         s3 = peg$currPos;
         s4 = peg$parse_();
         s5 = input.charAt(peg$currPos);
-        if (peg$r1.test(s5)) {
+        if (peg$r4.test(s5)) {
           peg$currPos++;
         } else {
           s5 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e19); }
+          if (peg$silentFails === 0) { peg$fail(peg$e27); }
         }
         if (s5 !== peg$FAILED) {
           s6 = peg$parse_();
@@ -2421,7 +2923,7 @@ function peg$parse(input, options) {
         }
       }
       peg$savedPos = s0;
-      s0 = peg$f40(s1, s2);
+      s0 = peg$f50(s1, s2);
     } else {
       peg$currPos = s0;
       s0 = peg$FAILED;
@@ -2455,11 +2957,11 @@ function peg$parse(input, options) {
     if (s3 !== peg$FAILED) {
       s4 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 40) {
-        s5 = peg$c0;
+        s5 = peg$c4;
         peg$currPos++;
       } else {
         s5 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e0); }
+        if (peg$silentFails === 0) { peg$fail(peg$e10); }
       }
       if (s5 !== peg$FAILED) {
         s3 = [s3, s4, s5];
@@ -2484,11 +2986,11 @@ function peg$parse(input, options) {
       if (s2 !== peg$FAILED) {
         s3 = peg$parse_();
         if (input.charCodeAt(peg$currPos) === 40) {
-          s4 = peg$c0;
+          s4 = peg$c4;
           peg$currPos++;
         } else {
           s4 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e0); }
+          if (peg$silentFails === 0) { peg$fail(peg$e10); }
         }
         if (s4 !== peg$FAILED) {
           s5 = peg$parse_();
@@ -2508,15 +3010,15 @@ function peg$parse(input, options) {
               if (s10 !== peg$FAILED) {
                 s11 = peg$parse_();
                 if (input.charCodeAt(peg$currPos) === 41) {
-                  s12 = peg$c1;
+                  s12 = peg$c5;
                   peg$currPos++;
                 } else {
                   s12 = peg$FAILED;
-                  if (peg$silentFails === 0) { peg$fail(peg$e1); }
+                  if (peg$silentFails === 0) { peg$fail(peg$e11); }
                 }
                 if (s12 !== peg$FAILED) {
                   peg$savedPos = s0;
-                  s0 = peg$f41(s6, s10);
+                  s0 = peg$f51(s6, s10);
                 } else {
                   peg$currPos = s0;
                   s0 = peg$FAILED;
@@ -2560,11 +3062,11 @@ function peg$parse(input, options) {
     if (s3 !== peg$FAILED) {
       s4 = peg$parse_();
       if (input.charCodeAt(peg$currPos) === 40) {
-        s5 = peg$c0;
+        s5 = peg$c4;
         peg$currPos++;
       } else {
         s5 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e0); }
+        if (peg$silentFails === 0) { peg$fail(peg$e10); }
       }
       if (s5 !== peg$FAILED) {
         s3 = [s3, s4, s5];
@@ -2589,11 +3091,11 @@ function peg$parse(input, options) {
       if (s2 !== peg$FAILED) {
         s3 = peg$parse_();
         if (input.charCodeAt(peg$currPos) === 40) {
-          s4 = peg$c0;
+          s4 = peg$c4;
           peg$currPos++;
         } else {
           s4 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e0); }
+          if (peg$silentFails === 0) { peg$fail(peg$e10); }
         }
         if (s4 !== peg$FAILED) {
           s5 = peg$parse_();
@@ -2613,15 +3115,15 @@ function peg$parse(input, options) {
               if (s10 !== peg$FAILED) {
                 s11 = peg$parse_();
                 if (input.charCodeAt(peg$currPos) === 41) {
-                  s12 = peg$c1;
+                  s12 = peg$c5;
                   peg$currPos++;
                 } else {
                   s12 = peg$FAILED;
-                  if (peg$silentFails === 0) { peg$fail(peg$e1); }
+                  if (peg$silentFails === 0) { peg$fail(peg$e11); }
                 }
                 if (s12 !== peg$FAILED) {
                   peg$savedPos = s0;
-                  s0 = peg$f42(s6, s10);
+                  s0 = peg$f52(s6, s10);
                 } else {
                   peg$currPos = s0;
                   s0 = peg$FAILED;
@@ -2678,7 +3180,7 @@ function peg$parse(input, options) {
         s3 = peg$parsePathTail();
       }
       peg$savedPos = s0;
-      s0 = peg$f43(s1, s2);
+      s0 = peg$f53(s1, s2);
     } else {
       peg$currPos = s0;
       s0 = peg$FAILED;
@@ -2695,7 +3197,7 @@ function peg$parse(input, options) {
     peg$silentFails--;
     if (s0 === peg$FAILED) {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e20); }
+      if (peg$silentFails === 0) { peg$fail(peg$e28); }
     }
 
     return s0;
@@ -2712,7 +3214,7 @@ function peg$parse(input, options) {
         s1 = peg$parseName();
         if (s1 !== peg$FAILED) {
           peg$savedPos = s0;
-          s1 = peg$f44(s1);
+          s1 = peg$f54(s1);
         }
         s0 = s1;
       }
@@ -2728,11 +3230,11 @@ function peg$parse(input, options) {
     s1 = peg$currPos;
     peg$silentFails++;
     if (input.charCodeAt(peg$currPos) === 46) {
-      s2 = peg$c15;
+      s2 = peg$c3;
       peg$currPos++;
     } else {
       s2 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e21); }
+      if (peg$silentFails === 0) { peg$fail(peg$e4); }
     }
     peg$silentFails--;
     if (s2 !== peg$FAILED) {
@@ -2743,11 +3245,11 @@ function peg$parse(input, options) {
     }
     if (s1 !== peg$FAILED) {
       if (input.charCodeAt(peg$currPos) === 46) {
-        s2 = peg$c15;
+        s2 = peg$c3;
         peg$currPos++;
       } else {
         s2 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e21); }
+        if (peg$silentFails === 0) { peg$fail(peg$e4); }
       }
       if (s2 !== peg$FAILED) {
         s3 = peg$parsePathSegment();
@@ -2770,11 +3272,11 @@ function peg$parse(input, options) {
       s1 = peg$currPos;
       peg$silentFails++;
       if (input.charCodeAt(peg$currPos) === 91) {
-        s2 = peg$c11;
+        s2 = peg$c14;
         peg$currPos++;
       } else {
         s2 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e13); }
+        if (peg$silentFails === 0) { peg$fail(peg$e22); }
       }
       peg$silentFails--;
       if (s2 !== peg$FAILED) {
@@ -2785,11 +3287,11 @@ function peg$parse(input, options) {
       }
       if (s1 !== peg$FAILED) {
         if (input.charCodeAt(peg$currPos) === 91) {
-          s2 = peg$c11;
+          s2 = peg$c14;
           peg$currPos++;
         } else {
           s2 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e13); }
+          if (peg$silentFails === 0) { peg$fail(peg$e22); }
         }
         if (s2 !== peg$FAILED) {
           s3 = peg$parse_();
@@ -2797,11 +3299,11 @@ function peg$parse(input, options) {
           if (s4 !== peg$FAILED) {
             s5 = peg$parse_();
             if (input.charCodeAt(peg$currPos) === 93) {
-              s6 = peg$c12;
+              s6 = peg$c15;
               peg$currPos++;
             } else {
               s6 = peg$FAILED;
-              if (peg$silentFails === 0) { peg$fail(peg$e14); }
+              if (peg$silentFails === 0) { peg$fail(peg$e23); }
             }
             if (s6 !== peg$FAILED) {
               s0 = s4;
@@ -2838,7 +3340,7 @@ function peg$parse(input, options) {
         s1 = peg$parseIdentifier();
         if (s1 !== peg$FAILED) {
           peg$savedPos = s0;
-          s1 = peg$f45(s1);
+          s1 = peg$f55(s1);
         }
         s0 = s1;
       }
@@ -2846,7 +3348,7 @@ function peg$parse(input, options) {
     peg$silentFails--;
     if (s0 === peg$FAILED) {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e22); }
+      if (peg$silentFails === 0) { peg$fail(peg$e29); }
     }
 
     return s0;
@@ -2864,7 +3366,7 @@ function peg$parse(input, options) {
       peg$currPos++;
     } else {
       s3 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e24); }
+      if (peg$silentFails === 0) { peg$fail(peg$e9); }
     }
     if (s3 !== peg$FAILED) {
       while (s3 !== peg$FAILED) {
@@ -2874,7 +3376,7 @@ function peg$parse(input, options) {
           peg$currPos++;
         } else {
           s3 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e24); }
+          if (peg$silentFails === 0) { peg$fail(peg$e9); }
         }
       }
     } else {
@@ -2887,13 +3389,13 @@ function peg$parse(input, options) {
     }
     if (s1 !== peg$FAILED) {
       peg$savedPos = s0;
-      s1 = peg$f46(s1);
+      s1 = peg$f56(s1);
     }
     s0 = s1;
     peg$silentFails--;
     if (s0 === peg$FAILED) {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e23); }
+      if (peg$silentFails === 0) { peg$fail(peg$e30); }
     }
 
     return s0;
@@ -2904,11 +3406,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     if (input.charCodeAt(peg$currPos) === 35) {
-      s1 = peg$c16;
+      s1 = peg$c17;
       peg$currPos++;
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e25); }
+      if (peg$silentFails === 0) { peg$fail(peg$e31); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -2929,7 +3431,7 @@ function peg$parse(input, options) {
       }
       if (s2 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f47(s2);
+        s0 = peg$f57(s2);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -2947,22 +3449,22 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     if (input.charCodeAt(peg$currPos) === 96) {
-      s1 = peg$c17;
+      s1 = peg$c18;
       peg$currPos++;
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e26); }
+      if (peg$silentFails === 0) { peg$fail(peg$e32); }
     }
     if (s1 !== peg$FAILED) {
       s2 = [];
       s3 = peg$parseEscape();
       if (s3 === peg$FAILED) {
         s3 = input.charAt(peg$currPos);
-        if (peg$r3.test(s3)) {
+        if (peg$r5.test(s3)) {
           peg$currPos++;
         } else {
           s3 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e27); }
+          if (peg$silentFails === 0) { peg$fail(peg$e33); }
         }
       }
       while (s3 !== peg$FAILED) {
@@ -2970,24 +3472,24 @@ function peg$parse(input, options) {
         s3 = peg$parseEscape();
         if (s3 === peg$FAILED) {
           s3 = input.charAt(peg$currPos);
-          if (peg$r3.test(s3)) {
+          if (peg$r5.test(s3)) {
             peg$currPos++;
           } else {
             s3 = peg$FAILED;
-            if (peg$silentFails === 0) { peg$fail(peg$e27); }
+            if (peg$silentFails === 0) { peg$fail(peg$e33); }
           }
         }
       }
       if (input.charCodeAt(peg$currPos) === 96) {
-        s3 = peg$c17;
+        s3 = peg$c18;
         peg$currPos++;
       } else {
         s3 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e26); }
+        if (peg$silentFails === 0) { peg$fail(peg$e32); }
       }
       if (s3 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f48(s2);
+        s0 = peg$f58(s2);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -2999,15 +3501,15 @@ function peg$parse(input, options) {
     if (s0 === peg$FAILED) {
       s0 = peg$currPos;
       if (input.charCodeAt(peg$currPos) === 96) {
-        s1 = peg$c17;
+        s1 = peg$c18;
         peg$currPos++;
       } else {
         s1 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e26); }
+        if (peg$silentFails === 0) { peg$fail(peg$e32); }
       }
       if (s1 !== peg$FAILED) {
         peg$savedPos = s0;
-        s1 = peg$f49();
+        s1 = peg$f59();
       }
       s0 = s1;
     }
@@ -3051,11 +3553,11 @@ function peg$parse(input, options) {
     s0 = peg$currPos;
     s1 = peg$currPos;
     s2 = peg$getUnicode();
-    if (peg$r4.test(s2)) {
+    if (peg$r6.test(s2)) {
       peg$currPos += s2.length;
     } else {
       s2 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e28); }
+      if (peg$silentFails === 0) { peg$fail(peg$e34); }
     }
     if (s2 !== peg$FAILED) {
       s3 = [];
@@ -3083,11 +3585,11 @@ function peg$parse(input, options) {
     let s0;
 
     s0 = peg$getUnicode();
-    if (peg$r5.test(s0)) {
+    if (peg$r7.test(s0)) {
       peg$currPos += s0.length;
     } else {
       s0 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e29); }
+      if (peg$silentFails === 0) { peg$fail(peg$e35); }
     }
 
     return s0;
@@ -3121,7 +3623,7 @@ function peg$parse(input, options) {
     if (s0 === peg$FAILED) {
       s0 = peg$currPos;
       peg$savedPos = peg$currPos;
-      s1 = peg$f50();
+      s1 = peg$f60();
       if (s1) {
         s1 = undefined;
       } else {
@@ -3157,11 +3659,11 @@ function peg$parse(input, options) {
     peg$silentFails++;
     s0 = peg$currPos;
     if (input.charCodeAt(peg$currPos) === 45) {
-      s1 = peg$c18;
+      s1 = peg$c19;
       peg$currPos++;
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e31); }
+      if (peg$silentFails === 0) { peg$fail(peg$e37); }
     }
     if (s1 === peg$FAILED) {
       s1 = null;
@@ -3172,7 +3674,7 @@ function peg$parse(input, options) {
       peg$currPos++;
     } else {
       s3 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e24); }
+      if (peg$silentFails === 0) { peg$fail(peg$e9); }
     }
     if (s3 !== peg$FAILED) {
       while (s3 !== peg$FAILED) {
@@ -3182,7 +3684,7 @@ function peg$parse(input, options) {
           peg$currPos++;
         } else {
           s3 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e24); }
+          if (peg$silentFails === 0) { peg$fail(peg$e9); }
         }
       }
     } else {
@@ -3191,11 +3693,11 @@ function peg$parse(input, options) {
     if (s2 !== peg$FAILED) {
       s3 = peg$currPos;
       if (input.charCodeAt(peg$currPos) === 46) {
-        s4 = peg$c15;
+        s4 = peg$c3;
         peg$currPos++;
       } else {
         s4 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e21); }
+        if (peg$silentFails === 0) { peg$fail(peg$e4); }
       }
       if (s4 !== peg$FAILED) {
         s5 = [];
@@ -3204,7 +3706,7 @@ function peg$parse(input, options) {
           peg$currPos++;
         } else {
           s6 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e24); }
+          if (peg$silentFails === 0) { peg$fail(peg$e9); }
         }
         if (s6 !== peg$FAILED) {
           while (s6 !== peg$FAILED) {
@@ -3214,7 +3716,7 @@ function peg$parse(input, options) {
               peg$currPos++;
             } else {
               s6 = peg$FAILED;
-              if (peg$silentFails === 0) { peg$fail(peg$e24); }
+              if (peg$silentFails === 0) { peg$fail(peg$e9); }
             }
           }
         } else {
@@ -3236,19 +3738,19 @@ function peg$parse(input, options) {
       }
       s4 = peg$currPos;
       s5 = input.charAt(peg$currPos);
-      if (peg$r6.test(s5)) {
+      if (peg$r8.test(s5)) {
         peg$currPos++;
       } else {
         s5 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e32); }
+        if (peg$silentFails === 0) { peg$fail(peg$e38); }
       }
       if (s5 !== peg$FAILED) {
         s6 = input.charAt(peg$currPos);
-        if (peg$r1.test(s6)) {
+        if (peg$r4.test(s6)) {
           peg$currPos++;
         } else {
           s6 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e19); }
+          if (peg$silentFails === 0) { peg$fail(peg$e27); }
         }
         if (s6 === peg$FAILED) {
           s6 = null;
@@ -3259,7 +3761,7 @@ function peg$parse(input, options) {
           peg$currPos++;
         } else {
           s8 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e24); }
+          if (peg$silentFails === 0) { peg$fail(peg$e9); }
         }
         if (s8 !== peg$FAILED) {
           while (s8 !== peg$FAILED) {
@@ -3269,7 +3771,7 @@ function peg$parse(input, options) {
               peg$currPos++;
             } else {
               s8 = peg$FAILED;
-              if (peg$silentFails === 0) { peg$fail(peg$e24); }
+              if (peg$silentFails === 0) { peg$fail(peg$e9); }
             }
           }
         } else {
@@ -3290,7 +3792,7 @@ function peg$parse(input, options) {
         s4 = null;
       }
       peg$savedPos = s0;
-      s0 = peg$f51();
+      s0 = peg$f61();
     } else {
       peg$currPos = s0;
       s0 = peg$FAILED;
@@ -3298,7 +3800,7 @@ function peg$parse(input, options) {
     peg$silentFails--;
     if (s0 === peg$FAILED) {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e30); }
+      if (peg$silentFails === 0) { peg$fail(peg$e36); }
     }
 
     return s0;
@@ -3310,22 +3812,22 @@ function peg$parse(input, options) {
     peg$silentFails++;
     s0 = peg$currPos;
     if (input.charCodeAt(peg$currPos) === 39) {
-      s1 = peg$c19;
+      s1 = peg$c20;
       peg$currPos++;
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e34); }
+      if (peg$silentFails === 0) { peg$fail(peg$e40); }
     }
     if (s1 !== peg$FAILED) {
       s2 = [];
       s3 = peg$parseEscape();
       if (s3 === peg$FAILED) {
         s3 = input.charAt(peg$currPos);
-        if (peg$r7.test(s3)) {
+        if (peg$r9.test(s3)) {
           peg$currPos++;
         } else {
           s3 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e35); }
+          if (peg$silentFails === 0) { peg$fail(peg$e41); }
         }
       }
       while (s3 !== peg$FAILED) {
@@ -3333,24 +3835,24 @@ function peg$parse(input, options) {
         s3 = peg$parseEscape();
         if (s3 === peg$FAILED) {
           s3 = input.charAt(peg$currPos);
-          if (peg$r7.test(s3)) {
+          if (peg$r9.test(s3)) {
             peg$currPos++;
           } else {
             s3 = peg$FAILED;
-            if (peg$silentFails === 0) { peg$fail(peg$e35); }
+            if (peg$silentFails === 0) { peg$fail(peg$e41); }
           }
         }
       }
       if (input.charCodeAt(peg$currPos) === 39) {
-        s3 = peg$c19;
+        s3 = peg$c20;
         peg$currPos++;
       } else {
         s3 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e34); }
+        if (peg$silentFails === 0) { peg$fail(peg$e40); }
       }
       if (s3 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f52(s2);
+        s0 = peg$f62(s2);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -3362,22 +3864,22 @@ function peg$parse(input, options) {
     if (s0 === peg$FAILED) {
       s0 = peg$currPos;
       if (input.charCodeAt(peg$currPos) === 34) {
-        s1 = peg$c20;
+        s1 = peg$c21;
         peg$currPos++;
       } else {
         s1 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e36); }
+        if (peg$silentFails === 0) { peg$fail(peg$e42); }
       }
       if (s1 !== peg$FAILED) {
         s2 = [];
         s3 = peg$parseEscape();
         if (s3 === peg$FAILED) {
           s3 = input.charAt(peg$currPos);
-          if (peg$r8.test(s3)) {
+          if (peg$r10.test(s3)) {
             peg$currPos++;
           } else {
             s3 = peg$FAILED;
-            if (peg$silentFails === 0) { peg$fail(peg$e37); }
+            if (peg$silentFails === 0) { peg$fail(peg$e43); }
           }
         }
         while (s3 !== peg$FAILED) {
@@ -3385,24 +3887,24 @@ function peg$parse(input, options) {
           s3 = peg$parseEscape();
           if (s3 === peg$FAILED) {
             s3 = input.charAt(peg$currPos);
-            if (peg$r8.test(s3)) {
+            if (peg$r10.test(s3)) {
               peg$currPos++;
             } else {
               s3 = peg$FAILED;
-              if (peg$silentFails === 0) { peg$fail(peg$e37); }
+              if (peg$silentFails === 0) { peg$fail(peg$e43); }
             }
           }
         }
         if (input.charCodeAt(peg$currPos) === 34) {
-          s3 = peg$c20;
+          s3 = peg$c21;
           peg$currPos++;
         } else {
           s3 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e36); }
+          if (peg$silentFails === 0) { peg$fail(peg$e42); }
         }
         if (s3 !== peg$FAILED) {
           peg$savedPos = s0;
-          s0 = peg$f53(s2);
+          s0 = peg$f63(s2);
         } else {
           peg$currPos = s0;
           s0 = peg$FAILED;
@@ -3414,15 +3916,15 @@ function peg$parse(input, options) {
       if (s0 === peg$FAILED) {
         s0 = peg$currPos;
         s1 = input.charAt(peg$currPos);
-        if (peg$r9.test(s1)) {
+        if (peg$r11.test(s1)) {
           peg$currPos++;
         } else {
           s1 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e38); }
+          if (peg$silentFails === 0) { peg$fail(peg$e44); }
         }
         if (s1 !== peg$FAILED) {
           peg$savedPos = s0;
-          s1 = peg$f54();
+          s1 = peg$f64();
         }
         s0 = s1;
       }
@@ -3430,7 +3932,7 @@ function peg$parse(input, options) {
     peg$silentFails--;
     if (s0 === peg$FAILED) {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e33); }
+      if (peg$silentFails === 0) { peg$fail(peg$e39); }
     }
 
     return s0;
@@ -3441,23 +3943,23 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     if (input.charCodeAt(peg$currPos) === 92) {
-      s1 = peg$c21;
+      s1 = peg$c22;
       peg$currPos++;
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e39); }
+      if (peg$silentFails === 0) { peg$fail(peg$e45); }
     }
     if (s1 !== peg$FAILED) {
       s2 = input.charAt(peg$currPos);
-      if (peg$r10.test(s2)) {
+      if (peg$r12.test(s2)) {
         peg$currPos++;
       } else {
         s2 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e40); }
+        if (peg$silentFails === 0) { peg$fail(peg$e46); }
       }
       if (s2 !== peg$FAILED) {
         peg$savedPos = s0;
-        s0 = peg$f55(s2);
+        s0 = peg$f65(s2);
       } else {
         peg$currPos = s0;
         s0 = peg$FAILED;
@@ -3468,23 +3970,23 @@ function peg$parse(input, options) {
     }
     if (s0 === peg$FAILED) {
       s0 = peg$currPos;
-      if (input.substr(peg$currPos, 3) === peg$c22) {
-        s1 = peg$c22;
+      if (input.substr(peg$currPos, 3) === peg$c23) {
+        s1 = peg$c23;
         peg$currPos += 3;
       } else {
         s1 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e41); }
+        if (peg$silentFails === 0) { peg$fail(peg$e47); }
       }
       if (s1 !== peg$FAILED) {
         s2 = peg$currPos;
         s3 = peg$currPos;
         s4 = [];
         s5 = input.charAt(peg$currPos);
-        if (peg$r11.test(s5)) {
+        if (peg$r13.test(s5)) {
           peg$currPos++;
         } else {
           s5 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e42); }
+          if (peg$silentFails === 0) { peg$fail(peg$e48); }
         }
         while (s5 !== peg$FAILED) {
           s4.push(s5);
@@ -3492,11 +3994,11 @@ function peg$parse(input, options) {
             s5 = peg$FAILED;
           } else {
             s5 = input.charAt(peg$currPos);
-            if (peg$r11.test(s5)) {
+            if (peg$r13.test(s5)) {
               peg$currPos++;
             } else {
               s5 = peg$FAILED;
-              if (peg$silentFails === 0) { peg$fail(peg$e42); }
+              if (peg$silentFails === 0) { peg$fail(peg$e48); }
             }
           }
         }
@@ -3513,15 +4015,15 @@ function peg$parse(input, options) {
         }
         if (s2 !== peg$FAILED) {
           if (input.charCodeAt(peg$currPos) === 125) {
-            s3 = peg$c23;
+            s3 = peg$c24;
             peg$currPos++;
           } else {
             s3 = peg$FAILED;
-            if (peg$silentFails === 0) { peg$fail(peg$e43); }
+            if (peg$silentFails === 0) { peg$fail(peg$e49); }
           }
           if (s3 !== peg$FAILED) {
             peg$savedPos = s0;
-            s0 = peg$f56(s2);
+            s0 = peg$f66(s2);
           } else {
             peg$currPos = s0;
             s0 = peg$FAILED;
@@ -3536,23 +4038,23 @@ function peg$parse(input, options) {
       }
       if (s0 === peg$FAILED) {
         s0 = peg$currPos;
-        if (input.substr(peg$currPos, 2) === peg$c24) {
-          s1 = peg$c24;
+        if (input.substr(peg$currPos, 2) === peg$c25) {
+          s1 = peg$c25;
           peg$currPos += 2;
         } else {
           s1 = peg$FAILED;
-          if (peg$silentFails === 0) { peg$fail(peg$e44); }
+          if (peg$silentFails === 0) { peg$fail(peg$e50); }
         }
         if (s1 !== peg$FAILED) {
           s2 = peg$currPos;
           s3 = peg$currPos;
           s4 = [];
           s5 = input.charAt(peg$currPos);
-          if (peg$r11.test(s5)) {
+          if (peg$r13.test(s5)) {
             peg$currPos++;
           } else {
             s5 = peg$FAILED;
-            if (peg$silentFails === 0) { peg$fail(peg$e42); }
+            if (peg$silentFails === 0) { peg$fail(peg$e48); }
           }
           while (s5 !== peg$FAILED) {
             s4.push(s5);
@@ -3560,11 +4062,11 @@ function peg$parse(input, options) {
               s5 = peg$FAILED;
             } else {
               s5 = input.charAt(peg$currPos);
-              if (peg$r11.test(s5)) {
+              if (peg$r13.test(s5)) {
                 peg$currPos++;
               } else {
                 s5 = peg$FAILED;
-                if (peg$silentFails === 0) { peg$fail(peg$e42); }
+                if (peg$silentFails === 0) { peg$fail(peg$e48); }
               }
             }
           }
@@ -3581,7 +4083,7 @@ function peg$parse(input, options) {
           }
           if (s2 !== peg$FAILED) {
             peg$savedPos = s0;
-            s0 = peg$f57(s2);
+            s0 = peg$f67(s2);
           } else {
             peg$currPos = s0;
             s0 = peg$FAILED;
@@ -3593,11 +4095,11 @@ function peg$parse(input, options) {
         if (s0 === peg$FAILED) {
           s0 = peg$currPos;
           if (input.charCodeAt(peg$currPos) === 92) {
-            s1 = peg$c21;
+            s1 = peg$c22;
             peg$currPos++;
           } else {
             s1 = peg$FAILED;
-            if (peg$silentFails === 0) { peg$fail(peg$e39); }
+            if (peg$silentFails === 0) { peg$fail(peg$e45); }
           }
           if (s1 !== peg$FAILED) {
             if (input.length > peg$currPos) {
@@ -3605,11 +4107,11 @@ function peg$parse(input, options) {
               peg$currPos++;
             } else {
               s2 = peg$FAILED;
-              if (peg$silentFails === 0) { peg$fail(peg$e45); }
+              if (peg$silentFails === 0) { peg$fail(peg$e51); }
             }
             if (s2 !== peg$FAILED) {
               peg$savedPos = s0;
-              s0 = peg$f58();
+              s0 = peg$f68();
             } else {
               peg$currPos = s0;
               s0 = peg$FAILED;
@@ -3630,11 +4132,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 3);
-    if (s1.toLowerCase() === peg$c25) {
+    if (s1.toLowerCase() === peg$c26) {
       peg$currPos += (3);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e46); }
+      if (peg$silentFails === 0) { peg$fail(peg$e52); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -3667,11 +4169,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 2);
-    if (s1.toLowerCase() === peg$c26) {
+    if (s1.toLowerCase() === peg$c27) {
       peg$currPos += (2);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e47); }
+      if (peg$silentFails === 0) { peg$fail(peg$e53); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -3704,11 +4206,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 3);
-    if (s1.toLowerCase() === peg$c27) {
+    if (s1.toLowerCase() === peg$c28) {
       peg$currPos += (3);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e48); }
+      if (peg$silentFails === 0) { peg$fail(peg$e54); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -3741,11 +4243,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 7);
-    if (s1.toLowerCase() === peg$c28) {
+    if (s1.toLowerCase() === peg$c29) {
       peg$currPos += (7);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e49); }
+      if (peg$silentFails === 0) { peg$fail(peg$e55); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -3778,11 +4280,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 2);
-    if (s1.toLowerCase() === peg$c29) {
+    if (s1.toLowerCase() === peg$c30) {
       peg$currPos += (2);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e50); }
+      if (peg$silentFails === 0) { peg$fail(peg$e56); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -3815,11 +4317,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 4);
-    if (s1.toLowerCase() === peg$c30) {
+    if (s1.toLowerCase() === peg$c31) {
       peg$currPos += (4);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e51); }
+      if (peg$silentFails === 0) { peg$fail(peg$e57); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -3852,11 +4354,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 5);
-    if (s1.toLowerCase() === peg$c31) {
+    if (s1.toLowerCase() === peg$c32) {
       peg$currPos += (5);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e52); }
+      if (peg$silentFails === 0) { peg$fail(peg$e58); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -3889,11 +4391,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 4);
-    if (s1.toLowerCase() === peg$c32) {
+    if (s1.toLowerCase() === peg$c33) {
       peg$currPos += (4);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e53); }
+      if (peg$silentFails === 0) { peg$fail(peg$e59); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -3926,11 +4428,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 3);
-    if (s1.toLowerCase() === peg$c33) {
+    if (s1.toLowerCase() === peg$c34) {
       peg$currPos += (3);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e54); }
+      if (peg$silentFails === 0) { peg$fail(peg$e60); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -3963,11 +4465,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 6);
-    if (s1.toLowerCase() === peg$c34) {
+    if (s1.toLowerCase() === peg$c35) {
       peg$currPos += (6);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e55); }
+      if (peg$silentFails === 0) { peg$fail(peg$e61); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -4000,11 +4502,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 3);
-    if (s1.toLowerCase() === peg$c35) {
+    if (s1.toLowerCase() === peg$c36) {
       peg$currPos += (3);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e56); }
+      if (peg$silentFails === 0) { peg$fail(peg$e62); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -4037,19 +4539,19 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 16);
-    if (s1.toLowerCase() === peg$c36) {
+    if (s1.toLowerCase() === peg$c37) {
       peg$currPos += (16);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e57); }
+      if (peg$silentFails === 0) { peg$fail(peg$e63); }
     }
     if (s1 === peg$FAILED) {
       s1 = input.substr(peg$currPos, 6);
-      if (s1.toLowerCase() === peg$c37) {
+      if (s1.toLowerCase() === peg$c38) {
         peg$currPos += (6);
       } else {
         s1 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e58); }
+        if (peg$silentFails === 0) { peg$fail(peg$e64); }
       }
     }
     if (s1 !== peg$FAILED) {
@@ -4083,19 +4585,19 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 20);
-    if (s1.toLowerCase() === peg$c38) {
+    if (s1.toLowerCase() === peg$c39) {
       peg$currPos += (20);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e59); }
+      if (peg$silentFails === 0) { peg$fail(peg$e65); }
     }
     if (s1 === peg$FAILED) {
       s1 = input.substr(peg$currPos, 10);
-      if (s1.toLowerCase() === peg$c39) {
+      if (s1.toLowerCase() === peg$c40) {
         peg$currPos += (10);
       } else {
         s1 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e60); }
+        if (peg$silentFails === 0) { peg$fail(peg$e66); }
       }
     }
     if (s1 !== peg$FAILED) {
@@ -4129,19 +4631,19 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 11);
-    if (s1.toLowerCase() === peg$c40) {
+    if (s1.toLowerCase() === peg$c41) {
       peg$currPos += (11);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e61); }
+      if (peg$silentFails === 0) { peg$fail(peg$e67); }
     }
     if (s1 === peg$FAILED) {
       s1 = input.substr(peg$currPos, 6);
-      if (s1.toLowerCase() === peg$c41) {
+      if (s1.toLowerCase() === peg$c42) {
         peg$currPos += (6);
       } else {
         s1 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e62); }
+        if (peg$silentFails === 0) { peg$fail(peg$e68); }
       }
     }
     if (s1 !== peg$FAILED) {
@@ -4175,19 +4677,19 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 9);
-    if (s1.toLowerCase() === peg$c42) {
+    if (s1.toLowerCase() === peg$c43) {
       peg$currPos += (9);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e63); }
+      if (peg$silentFails === 0) { peg$fail(peg$e69); }
     }
     if (s1 === peg$FAILED) {
       s1 = input.substr(peg$currPos, 4);
-      if (s1.toLowerCase() === peg$c43) {
+      if (s1.toLowerCase() === peg$c44) {
         peg$currPos += (4);
       } else {
         s1 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e64); }
+        if (peg$silentFails === 0) { peg$fail(peg$e70); }
       }
     }
     if (s1 !== peg$FAILED) {
@@ -4221,11 +4723,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 8);
-    if (s1.toLowerCase() === peg$c44) {
+    if (s1.toLowerCase() === peg$c45) {
       peg$currPos += (8);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e65); }
+      if (peg$silentFails === 0) { peg$fail(peg$e71); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -4258,11 +4760,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 14);
-    if (s1.toLowerCase() === peg$c45) {
+    if (s1.toLowerCase() === peg$c46) {
       peg$currPos += (14);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e66); }
+      if (peg$silentFails === 0) { peg$fail(peg$e72); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -4295,11 +4797,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 4);
-    if (s1.toLowerCase() === peg$c46) {
+    if (s1.toLowerCase() === peg$c47) {
       peg$currPos += (4);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e67); }
+      if (peg$silentFails === 0) { peg$fail(peg$e73); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -4332,11 +4834,11 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 13);
-    if (s1.toLowerCase() === peg$c47) {
+    if (s1.toLowerCase() === peg$c48) {
       peg$currPos += (13);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e68); }
+      if (peg$silentFails === 0) { peg$fail(peg$e74); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -4369,11 +4871,307 @@ function peg$parse(input, options) {
 
     s0 = peg$currPos;
     s1 = input.substr(peg$currPos, 11);
-    if (s1.toLowerCase() === peg$c48) {
+    if (s1.toLowerCase() === peg$c49) {
       peg$currPos += (11);
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e69); }
+      if (peg$silentFails === 0) { peg$fail(peg$e75); }
+    }
+    if (s1 !== peg$FAILED) {
+      s2 = peg$currPos;
+      peg$silentFails++;
+      s3 = peg$parseIdentChar();
+      peg$silentFails--;
+      if (s3 === peg$FAILED) {
+        s2 = undefined;
+      } else {
+        peg$currPos = s2;
+        s2 = peg$FAILED;
+      }
+      if (s2 !== peg$FAILED) {
+        s1 = [s1, s2];
+        s0 = s1;
+      } else {
+        peg$currPos = s0;
+        s0 = peg$FAILED;
+      }
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+
+    return s0;
+  }
+
+  function peg$parseSelectKw() {
+    let s0, s1, s2, s3;
+
+    s0 = peg$currPos;
+    s1 = input.substr(peg$currPos, 6);
+    if (s1.toLowerCase() === peg$c50) {
+      peg$currPos += (6);
+    } else {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e76); }
+    }
+    if (s1 !== peg$FAILED) {
+      s2 = peg$currPos;
+      peg$silentFails++;
+      s3 = peg$parseIdentChar();
+      peg$silentFails--;
+      if (s3 === peg$FAILED) {
+        s2 = undefined;
+      } else {
+        peg$currPos = s2;
+        s2 = peg$FAILED;
+      }
+      if (s2 !== peg$FAILED) {
+        s1 = [s1, s2];
+        s0 = s1;
+      } else {
+        peg$currPos = s0;
+        s0 = peg$FAILED;
+      }
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+
+    return s0;
+  }
+
+  function peg$parseFromKw() {
+    let s0, s1, s2, s3;
+
+    s0 = peg$currPos;
+    s1 = input.substr(peg$currPos, 4);
+    if (s1.toLowerCase() === peg$c51) {
+      peg$currPos += (4);
+    } else {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e77); }
+    }
+    if (s1 !== peg$FAILED) {
+      s2 = peg$currPos;
+      peg$silentFails++;
+      s3 = peg$parseIdentChar();
+      peg$silentFails--;
+      if (s3 === peg$FAILED) {
+        s2 = undefined;
+      } else {
+        peg$currPos = s2;
+        s2 = peg$FAILED;
+      }
+      if (s2 !== peg$FAILED) {
+        s1 = [s1, s2];
+        s0 = s1;
+      } else {
+        peg$currPos = s0;
+        s0 = peg$FAILED;
+      }
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+
+    return s0;
+  }
+
+  function peg$parseWhereKw() {
+    let s0, s1, s2, s3;
+
+    s0 = peg$currPos;
+    s1 = input.substr(peg$currPos, 5);
+    if (s1.toLowerCase() === peg$c52) {
+      peg$currPos += (5);
+    } else {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e78); }
+    }
+    if (s1 !== peg$FAILED) {
+      s2 = peg$currPos;
+      peg$silentFails++;
+      s3 = peg$parseIdentChar();
+      peg$silentFails--;
+      if (s3 === peg$FAILED) {
+        s2 = undefined;
+      } else {
+        peg$currPos = s2;
+        s2 = peg$FAILED;
+      }
+      if (s2 !== peg$FAILED) {
+        s1 = [s1, s2];
+        s0 = s1;
+      } else {
+        peg$currPos = s0;
+        s0 = peg$FAILED;
+      }
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+
+    return s0;
+  }
+
+  function peg$parseOrderKw() {
+    let s0, s1, s2, s3;
+
+    s0 = peg$currPos;
+    s1 = input.substr(peg$currPos, 5);
+    if (s1.toLowerCase() === peg$c53) {
+      peg$currPos += (5);
+    } else {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e79); }
+    }
+    if (s1 !== peg$FAILED) {
+      s2 = peg$currPos;
+      peg$silentFails++;
+      s3 = peg$parseIdentChar();
+      peg$silentFails--;
+      if (s3 === peg$FAILED) {
+        s2 = undefined;
+      } else {
+        peg$currPos = s2;
+        s2 = peg$FAILED;
+      }
+      if (s2 !== peg$FAILED) {
+        s1 = [s1, s2];
+        s0 = s1;
+      } else {
+        peg$currPos = s0;
+        s0 = peg$FAILED;
+      }
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+
+    return s0;
+  }
+
+  function peg$parseByKw() {
+    let s0, s1, s2, s3;
+
+    s0 = peg$currPos;
+    s1 = input.substr(peg$currPos, 2);
+    if (s1.toLowerCase() === peg$c54) {
+      peg$currPos += (2);
+    } else {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e80); }
+    }
+    if (s1 !== peg$FAILED) {
+      s2 = peg$currPos;
+      peg$silentFails++;
+      s3 = peg$parseIdentChar();
+      peg$silentFails--;
+      if (s3 === peg$FAILED) {
+        s2 = undefined;
+      } else {
+        peg$currPos = s2;
+        s2 = peg$FAILED;
+      }
+      if (s2 !== peg$FAILED) {
+        s1 = [s1, s2];
+        s0 = s1;
+      } else {
+        peg$currPos = s0;
+        s0 = peg$FAILED;
+      }
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+
+    return s0;
+  }
+
+  function peg$parseLimitKw() {
+    let s0, s1, s2, s3;
+
+    s0 = peg$currPos;
+    s1 = input.substr(peg$currPos, 5);
+    if (s1.toLowerCase() === peg$c55) {
+      peg$currPos += (5);
+    } else {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e81); }
+    }
+    if (s1 !== peg$FAILED) {
+      s2 = peg$currPos;
+      peg$silentFails++;
+      s3 = peg$parseIdentChar();
+      peg$silentFails--;
+      if (s3 === peg$FAILED) {
+        s2 = undefined;
+      } else {
+        peg$currPos = s2;
+        s2 = peg$FAILED;
+      }
+      if (s2 !== peg$FAILED) {
+        s1 = [s1, s2];
+        s0 = s1;
+      } else {
+        peg$currPos = s0;
+        s0 = peg$FAILED;
+      }
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+
+    return s0;
+  }
+
+  function peg$parseAscKw() {
+    let s0, s1, s2, s3;
+
+    s0 = peg$currPos;
+    s1 = input.substr(peg$currPos, 3);
+    if (s1.toLowerCase() === peg$c56) {
+      peg$currPos += (3);
+    } else {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e82); }
+    }
+    if (s1 !== peg$FAILED) {
+      s2 = peg$currPos;
+      peg$silentFails++;
+      s3 = peg$parseIdentChar();
+      peg$silentFails--;
+      if (s3 === peg$FAILED) {
+        s2 = undefined;
+      } else {
+        peg$currPos = s2;
+        s2 = peg$FAILED;
+      }
+      if (s2 !== peg$FAILED) {
+        s1 = [s1, s2];
+        s0 = s1;
+      } else {
+        peg$currPos = s0;
+        s0 = peg$FAILED;
+      }
+    } else {
+      peg$currPos = s0;
+      s0 = peg$FAILED;
+    }
+
+    return s0;
+  }
+
+  function peg$parseDescKw() {
+    let s0, s1, s2, s3;
+
+    s0 = peg$currPos;
+    s1 = input.substr(peg$currPos, 4);
+    if (s1.toLowerCase() === peg$c57) {
+      peg$currPos += (4);
+    } else {
+      s1 = peg$FAILED;
+      if (peg$silentFails === 0) { peg$fail(peg$e83); }
     }
     if (s1 !== peg$FAILED) {
       s2 = peg$currPos;
@@ -4407,20 +5205,20 @@ function peg$parse(input, options) {
     peg$silentFails++;
     s0 = [];
     s1 = input.charAt(peg$currPos);
-    if (peg$r12.test(s1)) {
+    if (peg$r14.test(s1)) {
       peg$currPos++;
     } else {
       s1 = peg$FAILED;
-      if (peg$silentFails === 0) { peg$fail(peg$e70); }
+      if (peg$silentFails === 0) { peg$fail(peg$e84); }
     }
     while (s1 !== peg$FAILED) {
       s0.push(s1);
       s1 = input.charAt(peg$currPos);
-      if (peg$r12.test(s1)) {
+      if (peg$r14.test(s1)) {
         peg$currPos++;
       } else {
         s1 = peg$FAILED;
-        if (peg$silentFails === 0) { peg$fail(peg$e70); }
+        if (peg$silentFails === 0) { peg$fail(peg$e84); }
       }
     }
     peg$silentFails--;

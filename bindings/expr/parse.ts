@@ -9,7 +9,7 @@
  */
 import { BindingError, ExpressionError } from '../errors.ts';
 import { ValueTypes } from '../values.ts';
-import type { ConditionAst, Placeholder, UpdateAst } from './ast.ts';
+import type { ConditionAst, Placeholder, SelectAst, UpdateAst } from './ast.ts';
 import { parse as peggyParse, SyntaxError as PeggySyntaxError, type Expectation } from './grammar.generated.js';
 
 /** Most parsed trees kept per language. */
@@ -18,6 +18,14 @@ const maxCachedTrees = 1000;
 const maxCachedSourceChars = 4096;
 /** Widest source excerpt shown in an error message, in characters. */
 const maxSnippetChars = 80;
+/**
+ * Deepest nesting of parentheses, brackets and NOTs an expression may have. The generated parser (and
+ * the tree walks after it) recurse once per level; past a few thousand levels that overflows the stack,
+ * so the bound is checked by a linear pre-scan before parsing, with the position of the offending token.
+ */
+export const MAX_EXPRESSION_DEPTH = 256;
+/** Longest expression source, in UTF-16 code units (a 256 KiB bound keeps a bad input cheap to reject). */
+export const MAX_EXPRESSION_CHARS = 256 * 1024;
 
 interface CacheEntry<T> {
   tree: T;
@@ -68,6 +76,14 @@ export function parseUpdate(src: string): UpdateAst {
   return updateTree(src, undefined);
 }
 
+/**
+ * Parses `SELECT <fields | *> FROM <name> [WHERE <condition>] [ORDER BY <field> [ASC|DESC]] [LIMIT n]`.
+ * The condition is checked by the same grammar; its source text is returned for the condition APIs.
+ */
+export function parseSql(src: string, where?: string): SelectAst {
+  return build<SelectAst>(src, 'sql', where);
+}
+
 /** {@link parseCondition} with `where: ` prefixed to error messages. */
 export function conditionTree(src: string, where: string | undefined): ConditionAst {
   const hit = conditions.get(src);
@@ -86,22 +102,84 @@ export function updateTree(src: string, where: string | undefined): UpdateAst {
   return tree;
 }
 
-function build<T extends ConditionAst | UpdateAst>(src: string, mode: T['type'], where: string | undefined): T {
+function build<T extends ConditionAst | UpdateAst | SelectAst>(src: string, mode: 'condition' | 'update' | 'sql', where: string | undefined): T {
   if (typeof src !== 'string') {
     throw new BindingError('SLUICE_INVALID_ARGUMENT', `${prefix(where)}expression must be a string, got ${src === null ? 'null' : typeof src}`);
   }
+  preScan(src, where);
   let raw: Record<string, unknown>;
   try {
     raw = peggyParse(src, { mode, typeNames: ValueTypes }) as Record<string, unknown>;
   } catch (err) {
     throw toExpressionError(err, src, where);
   }
+  if (mode === 'sql') return deepFreeze(raw) as unknown as T;
   const nameRefs = new Map<string, Placeholder>();
   const valueRefs = new Map<string, Placeholder>();
   collectRefs(raw, nameRefs, valueRefs);
   raw.nameRefs = [...nameRefs.values()];
   raw.valueRefs = [...valueRefs.values()];
   return deepFreeze(raw) as unknown as T;
+}
+
+const identChar = /[\p{L}\p{M}\p{N}_]/u;
+
+/** The error at one offset of the source. */
+function errorAt(src: string, offset: number, what: string, where: string | undefined): ExpressionError {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = src.indexOf('\n'); i !== -1 && i < offset; i = src.indexOf('\n', i + 1)) {
+    line++;
+    lineStart = i + 1;
+  }
+  const pos = { line, column: offset - lineStart + 1, offset };
+  return new ExpressionError(`${prefix(where)}${what} at line ${pos.line}, column ${pos.column}:\n${snippet(src, offset)}`, pos);
+}
+
+/**
+ * Rejects sources past the length bound and nesting past {@link MAX_EXPRESSION_DEPTH} in one linear pass
+ * (strings and quoted names skipped), so no input can reach the recursive parser deep enough to overflow
+ * its stack. Depth counts open parentheses and brackets, plus the NOTs of a run not yet closed by AND, OR,
+ * ',' or a closing parenthesis at the same level.
+ */
+function preScan(src: string, where: string | undefined): void {
+  if (src.length > MAX_EXPRESSION_CHARS) throw errorAt(src, MAX_EXPRESSION_CHARS, `expression is ${src.length} characters long; at most ${MAX_EXPRESSION_CHARS}`, where);
+  // nots[i]: NOTs open at paren level i.
+  const nots: number[] = [0];
+  let depth = 0;
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i]!;
+    if (c === "'" || c === '"' || c === '`') {
+      // Skip the literal; an unterminated one is left to the parser's own error.
+      for (i++; i < src.length && src[i] !== c; i++) if (src[i] === '\\') i++;
+      continue;
+    }
+    if (c === '(' || c === '[') {
+      depth++;
+      nots.push(0);
+      if (depth > MAX_EXPRESSION_DEPTH) throw errorAt(src, i, `expression nests deeper than ${MAX_EXPRESSION_DEPTH} levels`, where);
+    } else if (c === ')' || c === ']') {
+      if (nots.length > 1) {
+        depth -= nots.pop()! + 1;
+      }
+    } else if (c === ',') {
+      depth -= nots[nots.length - 1]!;
+      nots[nots.length - 1] = 0;
+    } else if ((c === 'n' || c === 'N' || c === 'a' || c === 'A' || c === 'o' || c === 'O') && (i === 0 || (!identChar.test(src[i - 1]!) && src[i - 1] !== '.' && src[i - 1] !== '#' && src[i - 1] !== ':'))) {
+      const word = /^(not|and|or)(?![\p{L}\p{M}\p{N}_])/iu.exec(src.slice(i, i + 4));
+      if (!word) continue;
+      const w = word[1]!.toLowerCase();
+      if (w === 'not') {
+        depth++;
+        nots[nots.length - 1]!++;
+        if (depth > MAX_EXPRESSION_DEPTH) throw errorAt(src, i, `expression nests deeper than ${MAX_EXPRESSION_DEPTH} levels (NOT counts as a level)`, where);
+      } else {
+        depth -= nots[nots.length - 1]!;
+        nots[nots.length - 1] = 0;
+      }
+      i += w.length - 1;
+    }
+  }
 }
 
 function collectRefs(node: unknown, names: Map<string, Placeholder>, values: Map<string, Placeholder>): void {

@@ -102,21 +102,44 @@ function targetsOf(tree: UpdateAst, b: Bindings, where: string): Targets {
     add: tree.add.map((a) => segmentsOf(a.path, b)),
     remove: tree.remove.map((a) => segmentsOf(a.path, b)),
   };
-  const all = [...targets.set, ...targets.add, ...targets.remove];
-  for (let i = 0; i < all.length; i++) {
-    for (let j = i + 1; j < all.length; j++) {
-      const x = all[i] as Segments;
-      const y = all[j] as Segments;
-      if (!overlaps(x, y)) continue;
-      throw invalid(
-        where,
-        x.length === y.length
-          ? `path ${pathText(x)} appears twice; an update may touch a path once`
-          : `paths ${pathText(x)} and ${pathText(y)} overlap; an update may touch a path once`,
-      );
-    }
-  }
+  checkOverlaps([...targets.set, ...targets.add, ...targets.remove], where);
   return targets;
+}
+
+/**
+ * Throws SLUICE_EXPRESSION_INVALID when two paths overlap (one is a prefix of, or equal to, the other).
+ * Exported for its complexity test.
+ */
+export function checkOverlaps(all: readonly Segments[], where: string): void {
+  // Overlap = one path is a prefix of (or equal to) another. Sorted by segments, every path that has
+  // `x` as a prefix follows `x` directly or after others that have it too, so checking neighbours finds
+  // an overlapping pair whenever there is one: O(n log n) instead of comparing every pair (20k paths:
+  // seconds before, milliseconds now).
+  const order = all.map((_, i) => i).sort((i, j) => compareSegments(all[i] as Segments, all[j] as Segments) || i - j);
+  for (let n = 1; n < order.length; n++) {
+    const x = all[order[n - 1] as number] as Segments;
+    const y = all[order[n] as number] as Segments;
+    if (!overlaps(x, y)) continue;
+    throw invalid(
+      where,
+      x.length === y.length
+        ? `path ${pathText(x)} appears twice; an update may touch a path once`
+        : `paths ${pathText(x)} and ${pathText(y)} overlap; an update may touch a path once`,
+    );
+  }
+}
+
+/** A total order on paths in which a prefix sorts right before the paths it is a prefix of. */
+function compareSegments(x: Segments, y: Segments): number {
+  const n = Math.min(x.length, y.length);
+  for (let i = 0; i < n; i++) {
+    const a = x[i] as string | number;
+    const b = y[i] as string | number;
+    if (a === b) continue;
+    if (typeof a !== typeof b) return typeof a === 'number' ? -1 : 1;
+    return a < b ? -1 : 1;
+  }
+  return x.length - y.length;
 }
 
 function overlaps(x: Segments, y: Segments): boolean {

@@ -5,8 +5,10 @@
 import { isAbsolute, join } from 'node:path';
 import { BindingError } from '../errors.ts';
 import { FsFile } from '../file/index.ts';
-import { changeStreamName, DEFAULT_BUCKET_SHARDS, resolveShards } from '../shared.ts';
+import { resolveShards } from '../backend-helpers.ts';
+import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
 import type { Backend, BucketInfo, BucketOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions } from '../types.ts';
+import { resolveIndexes } from '../query/index.ts';
 import { checkName } from '../values.ts';
 import { LocalKv } from './local-kv.ts';
 import { LocalObject } from './local-object.ts';
@@ -38,23 +40,26 @@ export class LocalBackend implements Backend {
   async createBucket(name: string, options?: BucketOptions): Promise<BucketInfo> {
     checkName(name, 'bucket');
     const shards = resolveShards(options?.shards, `bucket '${name}'`, DEFAULT_BUCKET_SHARDS);
+    const indexes = resolveIndexes(options?.indexes, `bucket '${name}'`);
     const s = this.store;
     await s.write(() => {
       const cur = s.registry.get(['bucket', name]);
       if (cur && cur.kind === 'bucket') {
         if (cur.shards !== shards) throw new BindingError('SLUICE_ALREADY_EXISTS', `bucket '${name}' exists with ${cur.shards} shards, not ${shards}`);
+        if ((cur.indexes ?? []).join(',') !== indexes.join(','))
+          throw new BindingError('SLUICE_ALREADY_EXISTS', `bucket '${name}' exists with indexes [${(cur.indexes ?? []).join(', ')}], not [${indexes.join(', ')}]`);
         return;
       }
-      s.registry.put(['bucket', name], { kind: 'bucket', shards, created: Date.now() });
+      s.registry.put(['bucket', name], { kind: 'bucket', shards, created: Date.now(), indexes });
     });
-    return { name, shards, changeStream: changeStreamName(name), historyPerKey: 0 };
+    return { name, shards, changeStream: changeStreamName(name), historyPerKey: 0, indexes };
   }
 
   async objects(bucket: string): Promise<ObjectBinding> {
     checkName(bucket, 'bucket');
     const e = this.store.registry.get(['bucket', bucket]);
     if (!e || e.kind !== 'bucket') throw new BindingError('SLUICE_BUCKET_NOT_FOUND', `bucket '${bucket}' does not exist`);
-    return new LocalObject(this.store, bucket, e.shards);
+    return new LocalObject(this.store, bucket, e.shards, e.indexes ?? []);
   }
 
   async createTable(name: string, _options?: TableOptions): Promise<void> {

@@ -3,7 +3,8 @@
  * written again never reuses a revision (no ABA for `ifRevision`).
  */
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition } from '../expr/index.ts';
-import { checkItemConditions, checkSignal, project, resolveConditional, resolveGetItems, shardOf } from '../shared.ts';
+import { checkItemConditions, checkSignal, project, resolveConditional, resolveGetItems } from '../backend-helpers.ts';
+import { shardOf } from '../change-record.ts';
 import type {
   ConditionalOptions,
   Expression,

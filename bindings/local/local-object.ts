@@ -4,20 +4,8 @@
  */
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition } from '../expr/index.ts';
-import {
-  bodyBytes,
-  changeStreamName,
-  checkPreconditions,
-  checkSignal,
-  encodeChange,
-  etagOf,
-  listPage,
-  resolveList,
-  resolvePut,
-  resolveRange,
-  sequencer,
-  shardOf,
-} from '../shared.ts';
+import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
+import { changeStreamName, encodeChange, sequencer, shardOf } from '../change-record.ts';
 import type {
   BucketInfo,
   CallOptions,
@@ -29,6 +17,8 @@ import type {
   GetObjectResult,
   ListOptions,
   ListResult,
+  QueryOptions,
+  QueryResult,
   ObjectBinding,
   ObjectHead,
   ObjectMeta,
@@ -38,7 +28,9 @@ import type {
   UpdateAttrsResult,
 } from '../types.ts';
 import { checkAttrs, checkKey, compareKeys, type Attrs } from '../values.ts';
+import { resolveQuery } from '../query/index.ts';
 import type { LocalStore, StoredMeta } from './local-store.ts';
+import { reindex, runLocalQuery, stateOf } from './local-query.ts';
 
 const STREAM_CHUNK = 1024 * 1024;
 
@@ -48,8 +40,12 @@ export class LocalObject implements ObjectBinding {
   readonly #store: LocalStore;
   readonly #shards: number;
   readonly #stream: string;
+  readonly #indexes: readonly string[];
+  readonly #indexSet: ReadonlySet<string>;
 
-  constructor(store: LocalStore, bucket: string, shards: number) {
+  constructor(store: LocalStore, bucket: string, shards: number, indexes: readonly string[] = []) {
+    this.#indexes = indexes;
+    this.#indexSet = new Set(indexes);
     this.#store = store;
     this.bucket = bucket;
     this.#shards = shards;
@@ -57,7 +53,7 @@ export class LocalObject implements ObjectBinding {
   }
 
   async info(): Promise<BucketInfo> {
-    return { name: this.bucket, shards: this.#shards, changeStream: this.#stream, historyPerKey: 0 };
+    return { name: this.bucket, shards: this.#shards, changeStream: this.#stream, historyPerKey: 0, indexes: [...this.#indexes] };
   }
 
   /** Appends the change record of `key`; only inside a store write. */
@@ -97,6 +93,8 @@ export class LocalObject implements ObjectBinding {
       const meta: StoredMeta = { size: bytes.byteLength, etag, version: 0, contentType: r.contentType, mtime: now, attrsRevision: (cur?.attrsRevision ?? 0) + 1 };
       // The change record's sequencer doubles as the object version: one counter orders every change.
       meta.version = this.#recordChange(key, 'put', { ...meta, version: -1 }, now);
+      if (this.#indexes.length > 0)
+        reindex(s, this.bucket, this.#indexes, key, cur && stateOf(key, cur, s.attrs.get(k) as Attrs | undefined), stateOf(key, meta, r.attrs));
       s.meta.put(k, meta);
       s.bodies.put(k, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       if (Object.keys(r.attrs).length > 0) s.attrs.put(k, r.attrs);
@@ -155,6 +153,7 @@ export class LocalObject implements ObjectBinding {
       const cur = s.meta.get(k);
       if (options?.ifMatch !== undefined) checkPreconditions(key, cur, options.ifMatch, false, (m) => new ConditionFailedError(m, cur ? toMeta(key, cur) : undefined, cur?.version));
       if (!cur) return false;
+      if (this.#indexes.length > 0) reindex(s, this.bucket, this.#indexes, key, stateOf(key, cur, s.attrs.get(k) as Attrs | undefined), undefined);
       this.#recordChange(key, 'delete', cur, Date.now());
       s.meta.remove(k);
       s.bodies.remove(k);
@@ -205,11 +204,18 @@ export class LocalObject implements ObjectBinding {
       checkAttrs(next, `updateAttrs '${key}': resulting attrs`);
       const meta: StoredMeta = { ...cur, attrsRevision: cur.attrsRevision + 1 };
       this.#recordChange(key, 'attrs', meta, Date.now());
+      if (this.#indexes.length > 0) reindex(s, this.bucket, this.#indexes, key, stateOf(key, cur, attrs), stateOf(key, meta, next));
       s.meta.put(k, meta);
       if (Object.keys(next).length > 0) s.attrs.put(k, next);
       else s.attrs.remove(k);
       return { attrs: next, attrsRevision: meta.attrsRevision };
     });
+  }
+
+  async query(options?: QueryOptions): Promise<QueryResult> {
+    const r = resolveQuery(this.bucket, options);
+    checkSignal(options?.signal, `query '${this.bucket}'`);
+    return runLocalQuery(this.#store, this.bucket, this.#indexSet, r);
   }
 }
 

@@ -36,7 +36,7 @@ export interface LocalStoreOptions {
 
 /** A registry entry. */
 export type RegistryEntry =
-  | { kind: 'bucket'; shards: number; created: number }
+  | { kind: 'bucket'; shards: number; created: number; indexes?: string[] }
   | { kind: 'table'; created: number }
   | { kind: 'stream'; shards: number; retentionMs: number; created: number };
 
@@ -87,6 +87,11 @@ export class LocalStore {
   readonly bodies: Database<Buffer, Key>;
   /** [stream, shard, seq] → StoredRecord */
   readonly records: Database<StoredRecord, Key>;
+  /**
+   * [bucket, field, rank, value, key] → null: the query index entries of a bucket's indexed fields,
+   * written in the same transaction as the metadata and attributes they reflect.
+   */
+  readonly qindex: Database<null, Key>;
   /** [table, key] → StoredItem */
   readonly items: Database<StoredItem, Key>;
   /** [stream, group, shard] → committed seq */
@@ -116,6 +121,7 @@ export class LocalStore {
     this.bodies = this.root.openDB({ name: 'bodies', encoding: 'binary' });
     this.records = this.root.openDB({ name: 'records' });
     this.items = this.root.openDB({ name: 'items' });
+    this.qindex = this.root.openDB({ name: 'qindex' });
     this.groups = this.root.openDB({ name: 'groups' });
     this.counters = this.root.openDB({ name: 'counters' });
     this.events.setMaxListeners(0);

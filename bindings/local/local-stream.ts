@@ -4,15 +4,9 @@
  * Readers in this process wake on commit; readers in other processes poll every `pollMs`.
  */
 import { BindingError } from '../errors.ts';
-import {
-  bucketOfChangeStream,
-  checkSeekPosition,
-  checkShard,
-  checkSignal,
-  resolveGetRecords,
-  resolveRecord,
-  resolveStreamOptions,
-} from '../shared.ts';
+import { checkSeekPosition, checkShard, checkSignal, resolveGetRecords, resolveRecord, resolveStreamOptions } from '../backend-helpers.ts';
+import { bucketOfChangeStream } from '../change-record.ts';
+import { lastSeqMismatch, resolveIfLastSeq } from '../stream-conditions.ts';
 import type {
   CallOptions,
   ConsumerGroup,
@@ -114,7 +108,12 @@ export class LocalStream implements StreamBinding {
     if (records.length > 1000) throw new BindingError('SLUICE_VALUE_TOO_LARGE', `putRecords '${name}': ${records.length} records; at most 1000 per call`);
     checkSignal(options?.signal, `putRecords '${name}'`);
     const conf = this.#conf(name);
-    const resolved = records.map((r, i) => resolveRecord(name, i, r, conf.shards));
+    const resolved = records.map((r, i) => {
+      const c = resolveIfLastSeq(name, i, r);
+      if (!c.ok) return c;
+      const rr = resolveRecord(name, i, r, conf.shards);
+      return rr.ok ? { ...rr, ifLastSeq: c.ifLastSeq, index: i } : rr;
+    });
     const s = this.#store;
     return s.write(() => {
       // The stream may have been deleted since the check above; re-check inside the transaction.
@@ -123,6 +122,12 @@ export class LocalStream implements StreamBinding {
       const touched = new Set<number>();
       const out = resolved.map((r): PutRecordResult => {
         if (!r.ok) return r;
+        if (r.ifLastSeq !== undefined) {
+          // The seq of the last record present (0: none), as NATS compares a subject's last sequence.
+          const b = this.#bounds(name, r.shard);
+          const last = b.first <= b.last ? b.last : 0;
+          if (last !== r.ifLastSeq) return lastSeqMismatch(name, r.index, r.shard, r.ifLastSeq, last);
+        }
         const seq = s.next(['s', name, r.shard]);
         const rec: StoredRecord = { d: r.data, t: now };
         if (Object.keys(r.headers).length > 0) rec.h = r.headers;

@@ -10,8 +10,10 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import { BindingError } from '../errors.ts';
 import { FsFile } from '../file/index.ts';
-import { changeStreamName, DEFAULT_BUCKET_SHARDS, resolveShards } from '../shared.ts';
+import { resolveShards } from '../backend-helpers.ts';
+import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
 import type { Backend, BucketInfo, BucketOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions } from '../types.ts';
+import { resolveIndexes } from '../query/index.ts';
 import { checkName, Limits } from '../values.ts';
 import type { NatsContext } from './nats-context.ts';
 import { isStreamNotFound, toBindingError } from './nats-errors.ts';
@@ -167,6 +169,7 @@ export class NatsBackend implements Backend {
     checkName(name, 'bucket');
     if (options !== undefined && (options === null || typeof options !== 'object')) throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: options must be an object`);
     const shards = resolveShards(options?.shards, `bucket '${name}'`, DEFAULT_BUCKET_SHARDS);
+    const indexes = resolveIndexes(options?.indexes, `bucket '${name}'`);
     const names = this.#ctx.names;
     try {
       // The body store first: once the KV stream exists the bucket is visible and puts need the store.
@@ -174,12 +177,14 @@ export class NatsBackend implements Backend {
       const si = await KvStore.ensure(this.#ctx, names.objectKv(name), {
         history: this.#changeHistory,
         replicas: this.#ctx.replicas,
-        description: describe({ sluice: 'bucket', shards, retentionMs: 0, history: this.#changeHistory }),
+        description: describe({ sluice: 'bucket', shards, retentionMs: 0, history: this.#changeHistory, ...(indexes.length > 0 ? { indexes } : {}) }),
       });
       const d = parseDescription(si.config.description, 'bucket');
       if (!d || d.shards !== shards)
         throw new BindingError('SLUICE_ALREADY_EXISTS', `${where}: the bucket exists with ${d ? `${d.shards} shards` : 'a foreign configuration'}; asked for ${shards}`);
-      return { name, shards, changeStream: changeStreamName(name), historyPerKey: d.history ?? this.#changeHistory };
+      if ((d.indexes ?? []).join(',') !== indexes.join(','))
+        throw new BindingError('SLUICE_ALREADY_EXISTS', `${where}: the bucket exists with indexes [${(d.indexes ?? []).join(', ')}], not [${indexes.join(', ')}]`);
+      return { name, shards, changeStream: changeStreamName(name), historyPerKey: d.history ?? this.#changeHistory, indexes };
     } catch (err) {
       throw toBindingError(err, where);
     }
@@ -195,7 +200,7 @@ export class NatsBackend implements Backend {
       const d = await this.#describe(this.#ctx.names.objectKv(bucket), 'bucket');
       if (!d) throw new BindingError('SLUICE_BUCKET_NOT_FOUND', `${where}: bucket '${bucket}' does not exist`);
       // A bucket's shard count is fixed and buckets are never deleted: safe to keep.
-      const b = new NatsObject(this.#ctx, bucket, d.shards, d.history ?? this.#changeHistory);
+      const b = new NatsObject(this.#ctx, bucket, d.shards, d.history ?? this.#changeHistory, d.indexes ?? []);
       this.#buckets.set(bucket, b);
       return b;
     } catch (err) {

@@ -8,7 +8,7 @@
  * gives exactly that; a durable consumer's ack floor cannot be set to an arbitrary sequence on 2.9.
  */
 import { BindingError } from '../errors.ts';
-import { checkShard, checkSignal } from '../shared.ts';
+import { checkShard, checkSignal } from '../backend-helpers.ts';
 import type { CallOptions, ConsumerGroup, Cursor } from '../types.ts';
 import { utf8Length } from '../values.ts';
 import { isWrongLastSequence, toBindingError } from './nats-errors.ts';

@@ -6,7 +6,9 @@
  */
 import { BindingError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition, type Expression } from '../expr/index.ts';
-import { checkItemConditions, checkSignal, codec, project, resolveConditional, resolveGetItems, shardOf } from '../shared.ts';
+import { checkItemConditions, checkSignal, project, resolveConditional, resolveGetItems } from '../backend-helpers.ts';
+import { shardOf } from '../change-record.ts';
+import { codec } from '../codec.ts';
 import type {
   ConditionalOptions,
   GetItemOptions,

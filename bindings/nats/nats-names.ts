@@ -147,6 +147,8 @@ export interface SluiceDescription {
   retentionMs: number;
   /** Buckets: changes kept per key in the change stream (0 = all). */
   history?: number;
+  /** Buckets: indexed fields, canonical and sorted (absent: none). */
+  indexes?: string[];
 }
 
 /** The description text of a sluice stream. */

@@ -19,20 +19,9 @@ import { headers as natsHeaders, nuid, type MsgHdrs } from '@nats-io/nats-core';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition, type Expression } from '../expr/index.ts';
-import {
-  bodyBytes,
-  changeStreamName,
-  checkPreconditions,
-  checkSignal,
-  codec,
-  etagOf,
-  listPage,
-  resolveList,
-  resolvePut,
-  resolveRange,
-  sequencer,
-  shardOf,
-} from '../shared.ts';
+import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
+import { changeStreamName, sequencer, shardOf } from '../change-record.ts';
+import { codec } from '../codec.ts';
 import type {
   BucketInfo,
   CallOptions,
@@ -43,6 +32,8 @@ import type {
   GetObjectResult,
   ListOptions,
   ListResult,
+  QueryOptions,
+  QueryResult,
   ObjectBinding,
   ObjectHead,
   ObjectMeta,
@@ -51,6 +42,9 @@ import type {
   UpdateAttrsOptions,
   UpdateAttrsResult,
 } from '../types.ts';
+import { SystemFields } from '../types.ts';
+import { PageBuilder, planQuery, resolveQuery, streamsInKeyOrder, type ObjectState } from '../query/index.ts';
+import { IndexView, setIndexHeader } from './nats-query.ts';
 import { type Attrs, checkAttrs, checkKey, compareKeys } from '../values.ts';
 import { casBackoff, type NatsContext } from './nats-context.ts';
 import { isWrongLastSequence, toBindingError } from './nats-errors.ts';
@@ -110,10 +104,12 @@ interface Current {
   live: boolean;
 }
 
-function summaryHeader(e: ObjectEntry): MsgHdrs {
+function summaryHeader(e: ObjectEntry, attrIndexes: readonly string[]): MsgHdrs {
   const s: ChangeSummary = { t: e.type, v: e.version, s: e.size, e: e.etag, c: e.contentType, m: e.mtime.getTime(), w: e.time.getTime(), a: e.attrsRevision };
   const h = natsHeaders();
   h.set(CHANGE_HEADER, JSON.stringify(s));
+  // The indexed attributes travel in the same message as the state: one append, nothing to drift apart.
+  setIndexHeader(h, e.attrs, attrIndexes);
   return h;
 }
 
@@ -151,6 +147,11 @@ export function changeOfMessage(bucket: string, kvBucket: string, subject: strin
   };
 }
 
+/** The query state of a live entry. */
+function stateOfEntry(e: ObjectEntry): ObjectState {
+  return { key: e.key, size: e.size, etag: e.etag, version: e.version, contentType: e.contentType, mtimeMs: e.mtime.getTime(), attrs: e.attrs };
+}
+
 function decodeEntry(value: Uint8Array, revision: number): ObjectEntry {
   const e = codec.unpack(value) as ObjectEntry;
   if (!(e.mtime instanceof Date)) e.mtime = new Date(e.mtime as unknown as number);
@@ -183,18 +184,27 @@ export class NatsObject implements ObjectBinding {
   #store: Promise<ObjectStore> | undefined;
 
   readonly #history: number;
+  readonly #indexes: readonly string[];
+  readonly #attrIndexes: readonly string[];
+  /** Declared indexes plus the system fields, which the view always holds. */
+  readonly #planFields: ReadonlySet<string>;
+  readonly #view: IndexView;
 
-  constructor(ctx: NatsContext, bucket: string, shards: number, history: number) {
+  constructor(ctx: NatsContext, bucket: string, shards: number, history: number, indexes: readonly string[] = []) {
     this.#history = history;
+    this.#indexes = indexes;
+    this.#attrIndexes = indexes.filter((f) => f.startsWith('attr.'));
+    this.#planFields = new Set([...indexes, ...SystemFields]);
     this.#ctx = ctx;
     this.bucket = bucket;
     this.#shards = shards;
     this.#kv = new KvStore(ctx, ctx.names.objectKv(bucket));
     this.#storeName = ctx.names.bodyStore(bucket);
+    this.#view = new IndexView(ctx, this.#kv, parseSummary);
   }
 
   info(): Promise<BucketInfo> {
-    return Promise.resolve({ name: this.bucket, shards: this.#shards, changeStream: changeStreamName(this.bucket), historyPerKey: this.#history });
+    return Promise.resolve({ name: this.bucket, shards: this.#shards, changeStream: changeStreamName(this.bucket), historyPerKey: this.#history, indexes: [...this.#indexes] });
   }
 
   async put(key: string, body: Uint8Array | string, options?: PutObjectOptions): Promise<PutObjectResult> {
@@ -398,6 +408,57 @@ export class NatsObject implements ObjectBinding {
     }
   }
 
+  async query(options?: QueryOptions): Promise<QueryResult> {
+    const where = `query bucket '${this.bucket}'`;
+    checkSignal(options?.signal, where);
+    const r = resolveQuery(this.bucket, options);
+    const signal = options?.signal;
+    try {
+      const plan = planQuery(r.where, this.#planFields, r.includeInternal);
+      const page = new PageBuilder(r);
+      if (plan.kind === 'scan') {
+        // Every message's value: attributes are not in the headers.
+        const states: ObjectState[] = [];
+        for (const rec of await this.#kv.scan('>', { signal })) {
+          if (rec.op !== 'PUT') continue;
+          const e = decodeEntry(rec.value, rec.revision);
+          if (e.type !== 'delete' && e.key.startsWith(r.prefix)) states.push(stateOfEntry(e));
+        }
+        if (streamsInKeyOrder(r)) states.sort((a, b) => compareKeys(a.key, b.key));
+        for (const st of states) if (!page.offer(st)) break;
+        return page.finish(plan);
+      }
+      await this.#view.catchUp(signal);
+      const keys = new Set<string>();
+      for (const part of plan.parts) for (const range of part.ranges) this.#view.candidates(part.field, range, r.prefix, keys);
+      let list = [...keys];
+      const keyOrder = streamsInKeyOrder(r);
+      if (keyOrder) {
+        const from = r.after?.key;
+        if (from !== undefined) list = list.filter((k) => compareKeys(k, from) > 0);
+        list.sort(compareKeys);
+      }
+      // Candidates are read fresh (direct gets, a window in flight) and where is re-checked on them.
+      const window = 64;
+      for (let i = 0; i < list.length; i += window) {
+        checkSignal(signal, where);
+        const got = await Promise.all(list.slice(i, i + window).map((k) => this.#read(k)));
+        let full = false;
+        for (const cur of got) {
+          if (!cur.live || !cur.entry) continue;
+          if (!page.offer(stateOfEntry(cur.entry))) {
+            full = true;
+            break;
+          }
+        }
+        if (full) break;
+      }
+      return page.finish(plan);
+    } catch (err) {
+      throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
+    }
+  }
+
   // ── internals ──
 
   #kvKey(key: string): string {
@@ -441,7 +502,7 @@ export class NatsObject implements ObjectBinding {
   /** Appends `entry` with a CAS on the current revision; undefined when another writer got there first. */
   async #commit(key: string, entry: ObjectEntry, cur: Current): Promise<number | undefined> {
     try {
-      return await this.#kv.put(this.#kvKey(key), codec.pack(entry), { expect: cur.revision, headers: summaryHeader(entry) });
+      return await this.#kv.put(this.#kvKey(key), codec.pack(entry), { expect: cur.revision, headers: summaryHeader(entry, this.#attrIndexes) });
     } catch (err) {
       if (isWrongLastSequence(err)) return undefined;
       throw err;

@@ -16,16 +16,8 @@
 import { headers as natsHeaders, nanos, type MsgHdrs } from '@nats-io/nats-core';
 import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type StreamConfig, type StreamInfo as JsStreamInfo } from '@nats-io/jetstream';
 import { BindingError } from '../errors.ts';
-import {
-  bucketOfChangeStream,
-  checkSeekPosition,
-  checkShard,
-  checkSignal,
-  encodeChange,
-  resolveGetRecords,
-  resolveRecord,
-  resolveStreamOptions,
-} from '../shared.ts';
+import { checkSeekPosition, checkShard, checkSignal, resolveGetRecords, resolveRecord, resolveStreamOptions } from '../backend-helpers.ts';
+import { bucketOfChangeStream, encodeChange } from '../change-record.ts';
 import type {
   CallOptions,
   ConsumerGroup,
@@ -42,7 +34,8 @@ import type {
 } from '../types.ts';
 import { checkName, Limits } from '../values.ts';
 import { drain, type NatsContext, PullStatusError, type PulledMsg, type StreamTarget } from './nats-context.ts';
-import { isStreamNotFound, JsCodes, toBindingError } from './nats-errors.ts';
+import { isStreamNotFound, isWrongLastSequence, JsCodes, toBindingError } from './nats-errors.ts';
+import { lastSeqMismatch, resolveIfLastSeq } from '../stream-conditions.ts';
 import { checkGroupName, NatsGroup } from './nats-group.ts';
 import type { KvStore } from './nats-kvstore.ts';
 import { describe, incarnationOf, kvStream, parseDescription, streamToken } from './nats-names.ts';
@@ -194,11 +187,13 @@ export class NatsStream implements StreamBinding {
           await Promise.all(inFlight);
           checkSignal(options.signal, where);
         }
-        const r = resolveRecord(name, i, records[i] as PutRecord, t.shards);
+        const cond = resolveIfLastSeq(name, i, records[i] as PutRecord);
+        const r = cond.ok ? resolveRecord(name, i, records[i] as PutRecord, t.shards) : cond;
         if (!r.ok) {
           results[i] = r;
           continue;
         }
+        const ifLastSeq = cond.ok ? cond.ifLastSeq : undefined;
         const h = recordHeaders(r.partitionKey, r.headers);
         if (typeof h === 'string') {
           // This record cannot travel as NATS headers; it fails alone.
@@ -208,12 +203,20 @@ export class NatsStream implements StreamBinding {
         // Publishes leave in call order on one connection, so records of one shard get increasing
         // sequences in the order given.
         const p = this.#ctx.js
-          .publish(this.#ctx.names.userSubject(name, r.shard), r.data, h ? { headers: h } : {})
+          .publish(this.#ctx.names.userSubject(name, r.shard), r.data, {
+            ...(h ? { headers: h } : {}),
+            // The shard's subject's last sequence: JetStream refuses the publish when it moved (10071).
+            ...(ifLastSeq !== undefined ? { expect: { lastSubjectSequence: ifLastSeq } } : {}),
+          })
           .then(
             (ack) => {
               results[i] = { ok: true, shard: r.shard, seq: ack.seq };
             },
             (err: unknown) => {
+              if (ifLastSeq !== undefined && isWrongLastSequence(err)) {
+                results[i] = lastSeqMismatch(name, i, r.shard, ifLastSeq, undefined);
+                return;
+              }
               const e = toBindingError(err, `${where} record ${i}`);
               results[i] = { ok: false, error: { code: e.code, message: e.message } };
             },

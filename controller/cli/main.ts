@@ -14,6 +14,7 @@ import { register as functions } from './commands/functions.ts';
 import { register as init } from './commands/init.ts';
 import { register as kv } from './commands/kv.ts';
 import { register as objects } from './commands/objects.ts';
+import { register as query } from './commands/query.ts';
 import { register as render } from './commands/render.ts';
 import { register as stream } from './commands/stream.ts';
 
@@ -54,7 +55,7 @@ const g = (): GlobalOptions => {
   }
   return merged as GlobalOptions;
 };
-for (const r of [dev, functions, objects, kv, stream, render, init]) r(program, g);
+for (const r of [dev, functions, objects, kv, stream, render, query, init]) r(program, g);
 
 /** Lets every command take the global options after its name, unless it has an option of that name. */
 function addGlobals(cmd: Command): void {

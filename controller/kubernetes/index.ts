@@ -12,9 +12,13 @@ export {
   renderKubernetes,
   WorkerHttpPort,
   workerSecretName,
+  withRenderBackend,
+  ControllerPorts,
+  ControllerSecretKeys,
   type ContainerResources,
   type FunctionManifests,
   type Manifest,
   type RenderOptions,
 } from './render.ts';
-export { manifestProblems, validateManifest } from './validate.ts';
+export { manifestProblems, podSecurityProblems, validateManifest } from './validate.ts';
+export type { ControllerManifests } from './render-controller.ts';

@@ -22,58 +22,37 @@ import type { IService } from 'kubernetes-models/v1/Service';
 import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import type { IVolume } from 'kubernetes-models/v1/Volume';
 import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
+import type { IScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
 import { stringify } from 'yaml';
 import { SluiceError } from '../../bindings/errors.ts';
+import { parseDurationMs, type BackendSpec } from '../../runtime/index.ts';
 import { toWorkerOptions, type FunctionSpec } from '../spec/index.ts';
+import {
+  ConfigMountDir,
+  ControllerName,
+  ControllerPorts,
+  ControllerSecretKeys,
+  Env,
+  FunctionLabel,
+  PodIndexLabel,
+  restrictedContainerSecurity,
+  restrictedPodSecurity,
+  tmpVolume,
+  WorkerHttpPort,
+  type RenderOptions,
+} from './render-common.ts';
+import { renderController } from './render-controller.ts';
 
-/** Port of the worker's /metrics, /healthz and /readyz. */
-export const WorkerHttpPort = 9464;
-/** Label every object of a function carries; selectors use it alone (a StatefulSet selector is immutable). */
-export const FunctionLabel = 'sluice.dev/function';
-/** Pod label the StatefulSet controller sets (Kubernetes >= 1.28) with the pod's ordinal. */
-export const PodIndexLabel = 'apps.kubernetes.io/pod-index';
-/** Where the worker configuration is mounted in worker pods. */
-export const ConfigMountDir = '/etc/sluice';
-/** Name of the controller's ServiceAccount, Role, RoleBinding and Deployment. */
-export const ControllerName = 'sluice-controller';
-/**
- * Environment variable names of the pods (worker-main.ts reads the first two). Backquoted: the
- * error-code test takes every single-quoted SLUICE_ word in the sources for an error code.
- */
-const Env = { ordinal: `SLUICE_ORDINAL`, replicas: `SLUICE_REPLICAS`, driver: `SLUICE_DRIVER`, namespace: `SLUICE_NAMESPACE`, image: `SLUICE_IMAGE` } as const;
+export * from './render-common.ts';
+export { renderController } from './render-controller.ts';
+
 /** The worker's default shutdown grace (runtime/worker-options.ts); the pod's grace period exceeds it. */
 const WorkerShutdownGraceMs = 25_000;
-
-/** Resource requests and limits of a container, Kubernetes quantities ('250m', '256Mi'). */
-export interface ContainerResources {
-  requests?: Record<string, string>;
-  limits?: Record<string, string>;
-}
-
-/** Options of {@link renderFunction} and {@link renderKubernetes}. */
-export interface RenderOptions {
-  /** Image holding the sluice sources, tsx and the function code. @default 'sluice:latest' */
-  image?: string;
-  /** @default 'default' */
-  namespace?: string;
-  /** Replicas of the controller Deployment. @default 1 */
-  controllerReplicas?: number;
-  /** Replicas the StatefulSet starts with. @default scaling.minReplicas, or 1 when that is 0 */
-  replicas?: number;
-  /** Directory of the spec inside the image; the handler and a local data dir resolve against it. @default `<appDir>/functions/<name>` */
-  specDir?: string;
-  /** Working directory of the containers: the sluice checkout in the image. @default '/app' */
-  appDir?: string;
-  /** Environment that `fromEnv` secrets are read from when they are rendered. @default process.env */
-  env?: Readonly<Record<string, string | undefined>>;
-  /** Worker container resources. @default requests {cpu: '250m', memory: '256Mi'} */
-  workerResources?: ContainerResources;
-  /** Controller container command. @default node --import tsx controller/main.ts */
-  controllerCommand?: string[];
-}
+/** How often KEDA asks the external scaler (seconds). */
+const KedaPollingIntervalSeconds = 15;
 
 /** A manifest sluice renders: every object has apiVersion, kind and metadata.name. */
-export type Manifest = IConfigMap | ISecret | IService | IStatefulSet | IServiceMonitor | IServiceAccount | IRole | IRoleBinding | IDeployment;
+export type Manifest = IConfigMap | ISecret | IService | IStatefulSet | IServiceMonitor | IServiceAccount | IRole | IRoleBinding | IDeployment | IScaledObject;
 
 /** The objects a function runs as, by role (the driver applies the first four). */
 export interface FunctionManifests {
@@ -83,6 +62,8 @@ export interface FunctionManifests {
   service: IService;
   statefulSet: IStatefulSet;
   serviceMonitor: IServiceMonitor;
+  /** Present when `spec.scaling.autoscaler` is `keda`: KEDA scales the StatefulSet through the controller's external scaler. */
+  scaledObject?: IScaledObject;
 }
 
 function bad(message: string): SluiceError {
@@ -113,8 +94,24 @@ export function workerSecretName(name: string): string {
   return `${name}-worker`;
 }
 
+/** The backend the controller shares with the function's workers (token resolved like the worker's). */
+function controllerBackend(spec: FunctionSpec, options: RenderOptions): BackendSpec {
+  const b = toWorkerOptions(withRenderBackend(spec, options), { specDir: '/', ordinal: 0, replicas: 1, ...(options.env ? { env: options.env } : {}) }).backend;
+  return b.kind === 'nats' ? b : { kind: 'local', dir: '/data' };
+}
+
+/** `spec` with its backend replaced by `options.natsUrl` (kept as it is when that is not set). */
+export function withRenderBackend(spec: FunctionSpec, options: RenderOptions): FunctionSpec {
+  if (options.natsUrl === undefined) return spec;
+  if (!/^(nats|tls):\/\//.test(options.natsUrl)) throw bad(`natsUrl must be a nats:// or tls:// URL, got ${JSON.stringify(options.natsUrl)}`);
+  const prev = spec.spec.backend;
+  const backend = prev.kind === 'nats' ? { ...prev, url: options.natsUrl } : { kind: 'nats' as const, url: options.natsUrl };
+  return { ...spec, spec: { ...spec.spec, backend } };
+}
+
 /** The objects function `spec` runs as. */
-export function renderFunction(spec: FunctionSpec, options: RenderOptions = {}): FunctionManifests {
+export function renderFunction(spec0: FunctionSpec, options: RenderOptions = {}): FunctionManifests {
+  const spec = withRenderBackend(spec0, options);
   const name = spec.metadata.name;
   // A StatefulSet's pods carry `controller-revision-hash: <name>-<10 chars>` (63 at most), and a
   // Service name must start with a letter (DNS-1035): both are narrower than a function name.
@@ -128,6 +125,7 @@ export function renderFunction(spec: FunctionSpec, options: RenderOptions = {}):
   if (!Number.isInteger(replicas) || replicas < 0) throw bad(`replicas must be a non-negative integer, got ${replicas}`);
   const labels = functionLabels(spec);
   const selector = { [FunctionLabel]: name };
+  const keda = spec.spec.scaling.autoscaler === 'keda';
   const metadata = { name, namespace, labels };
 
   // The worker overrides ordinal and replicas from SLUICE_ORDINAL / SLUICE_REPLICAS; these are placeholders.
@@ -153,6 +151,9 @@ export function renderFunction(spec: FunctionSpec, options: RenderOptions = {}):
 
   const volumes: IVolume[] = [credential ? { name: 'config', secret: { secretName: workerSecretName(name) } } : { name: 'config', configMap: { name } }];
   const mounts: IVolumeMount[] = [{ name: 'config', mountPath: ConfigMountDir, readOnly: true }];
+  const tmp = tmpVolume();
+  volumes.push(tmp.volume);
+  mounts.push(tmp.mount);
   if (worker.backend.kind === 'local') {
     // The embedded store on a cluster is per pod and lost with it: fine to try a function, not for
     // data that must outlive the pod (use the nats backend there).
@@ -169,12 +170,14 @@ export function renderFunction(spec: FunctionSpec, options: RenderOptions = {}):
     env: [
       { name: Env.ordinal, valueFrom: { fieldRef: { fieldPath: `metadata.labels['${PodIndexLabel}']` } } },
       { name: Env.replicas, value: String(Math.max(1, replicas)) },
+      // KEDA resolves the trigger's `tokenFromEnv` from the scale target's environment (the worker does not read it).
+      ...(keda ? [{ name: ControllerSecretKeys.scalerToken, valueFrom: { secretKeyRef: { name: ControllerName, key: ControllerSecretKeys.scalerToken } } }] : []),
     ],
     ports: [{ name: 'metrics', containerPort: WorkerHttpPort, protocol: 'TCP' }],
     livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, initialDelaySeconds: 5, periodSeconds: 10, timeoutSeconds: 2, failureThreshold: 3 },
     readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 2 },
     resources: options.workerResources ?? { requests: { cpu: '250m', memory: '256Mi' } },
-    securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+    securityContext: restrictedContainerSecurity(),
     volumeMounts: mounts,
   };
   // A config change must roll the pods (a mounted ConfigMap updates in place, the worker reads it once).
@@ -199,6 +202,7 @@ export function renderFunction(spec: FunctionSpec, options: RenderOptions = {}):
           terminationGracePeriodSeconds: Math.ceil(WorkerShutdownGraceMs / 1000) + 5,
           automountServiceAccountToken: false,
           enableServiceLinks: false,
+          securityContext: restrictedPodSecurity(),
           containers: [container],
           volumes,
         },
@@ -212,79 +216,56 @@ export function renderFunction(spec: FunctionSpec, options: RenderOptions = {}):
     metadata,
     spec: { selector: { matchLabels: selector }, namespaceSelector: { matchNames: [namespace] }, endpoints: [{ port: 'metrics', path: '/metrics', interval: '15s' }] },
   };
-  return secret ? { configMap, secret, service, statefulSet, serviceMonitor } : { configMap, service, statefulSet, serviceMonitor };
+  const out: FunctionManifests = { configMap, service, statefulSet, serviceMonitor };
+  if (secret) out.secret = secret;
+  if (keda) out.scaledObject = renderScaledObject(spec, namespace, labels);
+  return out;
 }
 
-/** The controller: ServiceAccount, Role (what the Kubernetes driver calls, nothing more), RoleBinding, Deployment. */
-export function renderController(options: RenderOptions = {}): [IServiceAccount, IRole, IRoleBinding, IDeployment] {
-  const namespace = options.namespace ?? 'default';
-  const replicas = options.controllerReplicas ?? 1;
-  if (!Number.isInteger(replicas) || replicas < 1) throw bad(`controllerReplicas must be a positive integer, got ${replicas}`);
-  const labels = { 'app.kubernetes.io/name': ControllerName, 'app.kubernetes.io/component': 'controller', 'app.kubernetes.io/part-of': 'sluice' };
-  const metadata = { name: ControllerName, namespace, labels };
-  const write = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'];
-  return [
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata,
-      rules: [
-        // create/delete too: apply creates a function's workload and remove deletes it.
-        { apiGroups: ['apps'], resources: ['statefulsets'], verbs: write },
-        { apiGroups: ['apps'], resources: ['statefulsets/scale'], verbs: ['get', 'update', 'patch'] },
-        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
-        { apiGroups: [''], resources: ['configmaps', 'services'], verbs: write },
-        // Only for worker.json of functions whose backend needs a token.
-        { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'update', 'delete'] },
-      ],
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata,
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: ControllerName },
-      subjects: [{ kind: 'ServiceAccount', name: ControllerName, namespace }],
-    },
-    {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata,
-      spec: {
-        // Two controllers would scale the same StatefulSets against each other: Recreate, never overlap.
-        replicas,
-        strategy: { type: 'Recreate' },
-        selector: { matchLabels: { 'app.kubernetes.io/name': ControllerName } },
-        template: {
-          metadata: { labels },
-          spec: {
-            serviceAccountName: ControllerName,
-            containers: [
-              {
-                name: 'controller',
-                image: options.image ?? 'sluice:latest',
-                imagePullPolicy: 'IfNotPresent',
-                workingDir: options.appDir ?? '/app',
-                command: options.controllerCommand ?? ['node', '--import', 'tsx', 'controller/main.ts'],
-                env: [
-                  { name: Env.driver, value: 'kubernetes' },
-                  { name: Env.namespace, valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-                  { name: Env.image, value: options.image ?? 'sluice:latest' },
-                ],
-                resources: { requests: { cpu: '100m', memory: '128Mi' } },
-                securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
-              },
-            ],
+/**
+ * The KEDA ScaledObject of a function whose spec says `autoscaler: keda`: an `external` trigger on the
+ * controller's scaler service (metric `sluice-lag-<fn>`, target = targetLagPerReplica), authenticated by
+ * the scaler token that KEDA reads from the worker container's environment (`tokenFromEnv`; KEDA passes
+ * the trigger metadata, not TriggerAuthentication parameters, to an external scaler).
+ */
+function renderScaledObject(spec: FunctionSpec, namespace: string, labels: Record<string, string>): IScaledObject {
+  const s = spec.spec.scaling;
+  const name = spec.metadata.name;
+  return {
+    apiVersion: 'keda.sh/v1alpha1',
+    kind: 'ScaledObject',
+    metadata: { name, namespace, labels },
+    spec: {
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'StatefulSet', name },
+      minReplicaCount: s.minReplicas,
+      maxReplicaCount: s.maxReplicas,
+      pollingInterval: KedaPollingIntervalSeconds,
+      cooldownPeriod: Math.max(1, Math.round(parseDurationMs(s.scaleToZeroAfter, 'scaling.scaleToZeroAfter') / 1000)),
+      triggers: [
+        {
+          type: 'external',
+          metadata: {
+            scalerAddress: `${ControllerName}.${namespace}.svc:${ControllerPorts.control}`,
+            function: name,
+            tokenFromEnv: ControllerSecretKeys.scalerToken,
           },
         },
-      },
+      ],
     },
-  ];
+  };
 }
 
 /** Everything to run function `spec` and the controller, in apply order. */
 export function renderKubernetes(spec: FunctionSpec, options: RenderOptions = {}): Manifest[] {
   const f = renderFunction(spec, options);
-  return [...renderController(options), f.configMap, ...(f.secret ? [f.secret] : []), f.service, f.statefulSet, f.serviceMonitor];
+  return [
+    ...renderController(controllerBackend(spec, options), options),
+    f.configMap,
+    ...(f.secret ? [f.secret] : []),
+    f.service,
+    f.statefulSet,
+    f.serviceMonitor,
+    ...(f.scaledObject ? [f.scaledObject] : []),
+  ];
 }
 

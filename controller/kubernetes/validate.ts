@@ -5,6 +5,7 @@
  * word), a walk of every key against the API's field list (the client's generated attribute maps).
  */
 import * as k8s from '@kubernetes/client-node';
+import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
@@ -35,7 +36,28 @@ const KINDS: Record<string, { model: new (data: never) => Validatable; fields: s
   'rbac.authorization.k8s.io/v1/RoleBinding': { model: RoleBinding, fields: 'V1RoleBinding' },
   // A CRD: client-node has no field list for it, so the subset sluice renders is a strict schema here.
   'monitoring.coreos.com/v1/ServiceMonitor': { model: ServiceMonitor, fields: serviceMonitorSchema() },
+  'keda.sh/v1alpha1/ScaledObject': { model: ScaledObject, fields: scaledObjectSchema() },
 };
+
+/** The subset of KEDA's ScaledObject that sluice renders, strict (a CRD: client-node has no field list). */
+function scaledObjectSchema(): z.ZodType {
+  const str = z.string();
+  const labels = z.record(z.string(), z.string());
+  const count = z.number().int().nonnegative();
+  return z.strictObject({
+    apiVersion: z.literal('keda.sh/v1alpha1'),
+    kind: z.literal('ScaledObject'),
+    metadata: z.strictObject({ name: str, namespace: str.optional(), labels: labels.optional(), annotations: labels.optional() }),
+    spec: z.strictObject({
+      scaleTargetRef: z.strictObject({ apiVersion: str.optional(), kind: str.optional(), name: str }),
+      minReplicaCount: count.optional(),
+      maxReplicaCount: count.optional(),
+      pollingInterval: count.optional(),
+      cooldownPeriod: count.optional(),
+      triggers: z.array(z.strictObject({ type: z.literal('external'), metadata: z.strictObject({ scalerAddress: str, function: str, tokenFromEnv: str.optional() }) })).min(1),
+    }),
+  });
+}
 
 function serviceMonitorSchema(): z.ZodType {
   const str = z.string();
@@ -117,9 +139,71 @@ export function manifestProblems(obj: unknown): string[] {
   return out.map((m) => (m.startsWith('.') ? m.slice(1) : m));
 }
 
-/** Throws `SLUICE_INVALID_ARGUMENT` naming the object and every problem when a manifest is not valid. */
+interface PodLike {
+  spec?: { template?: { spec?: PodSpecLike } };
+}
+interface SecurityLike {
+  runAsNonRoot?: boolean;
+  runAsUser?: number;
+  allowPrivilegeEscalation?: boolean;
+  privileged?: boolean;
+  capabilities?: { add?: string[]; drop?: string[] };
+  seccompProfile?: { type?: string };
+}
+interface PodSpecLike {
+  hostNetwork?: boolean;
+  hostPID?: boolean;
+  hostIPC?: boolean;
+  securityContext?: SecurityLike;
+  volumes?: Record<string, unknown>[];
+  containers?: { name?: string; securityContext?: SecurityLike; ports?: { hostPort?: number }[] }[];
+  initContainers?: { name?: string; securityContext?: SecurityLike; ports?: { hostPort?: number }[] }[];
+}
+
+/** Volume types Pod Security "restricted" allows. */
+const RESTRICTED_VOLUMES = new Set(['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret']);
+
+/**
+ * The rules of the Kubernetes Pod Security Standard "restricted" (the baseline rules it includes and its
+ * own) that a workload's pod template breaks, by JSON path; empty for kinds without a pod template. What
+ * the admission controller would refuse in a namespace labelled `pod-security.kubernetes.io/enforce: restricted`.
+ */
+export function podSecurityProblems(obj: unknown): string[] {
+  const kind = (obj as { kind?: unknown })?.kind;
+  if (kind !== 'StatefulSet' && kind !== 'Deployment') return [];
+  const pod = (obj as PodLike).spec?.template?.spec;
+  const at = 'spec.template.spec';
+  if (pod === undefined) return [`${at}: missing`];
+  const out: string[] = [];
+  if (pod.hostNetwork || pod.hostPID || pod.hostIPC) out.push(`${at}: host namespaces are not allowed (restricted)`);
+  const podSc = pod.securityContext ?? {};
+  for (const [i, v] of (pod.volumes ?? []).entries()) {
+    const type = Object.keys(v).find((k) => k !== 'name');
+    if (type === undefined || !RESTRICTED_VOLUMES.has(type)) out.push(`${at}.volumes[${i}]: volume type ${String(type)} is not allowed (restricted)`);
+  }
+  const all = [...(pod.containers ?? []).map((c, i) => [c, `${at}.containers[${i}]`] as const), ...(pod.initContainers ?? []).map((c, i) => [c, `${at}.initContainers[${i}]`] as const)];
+  for (const [c, path] of all) {
+    const sc = c.securityContext ?? {};
+    if (sc.privileged) out.push(`${path}.securityContext.privileged: must not be true (restricted)`);
+    if (sc.allowPrivilegeEscalation !== false) out.push(`${path}.securityContext.allowPrivilegeEscalation: must be false (restricted)`);
+    if (!(sc.capabilities?.drop ?? []).includes('ALL')) out.push(`${path}.securityContext.capabilities.drop: must include ALL (restricted)`);
+    const added = (sc.capabilities?.add ?? []).filter((a) => a !== 'NET_BIND_SERVICE');
+    if (added.length > 0) out.push(`${path}.securityContext.capabilities.add: only NET_BIND_SERVICE may be added (restricted), got ${added.join(', ')}`);
+    if ((sc.runAsNonRoot ?? podSc.runAsNonRoot) !== true) out.push(`${path}.securityContext.runAsNonRoot: must be true here or in the pod's securityContext (restricted)`);
+    if ((sc.runAsUser ?? podSc.runAsUser) === 0) out.push(`${path}.securityContext.runAsUser: must not be 0 (restricted)`);
+    const seccomp = sc.seccompProfile?.type ?? podSc.seccompProfile?.type;
+    if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost') out.push(`${path}.securityContext.seccompProfile.type: must be RuntimeDefault or Localhost here or in the pod's securityContext (restricted)`);
+    for (const [j, p] of (c.ports ?? []).entries()) if (p.hostPort !== undefined && p.hostPort !== 0) out.push(`${path}.ports[${j}].hostPort: must not be set (baseline)`);
+  }
+  return out;
+}
+
+/**
+ * Throws `SLUICE_INVALID_ARGUMENT` naming the object and every problem when a manifest is not valid: schema,
+ * unknown fields, and (for workloads) the Pod Security "restricted" rules every sluice pod keeps.
+ */
 export function validateManifest(obj: unknown): void {
-  const problems = manifestProblems(obj);
+  const problems = [...manifestProblems(obj), ...podSecurityProblems(obj)];
   if (problems.length === 0) return;
   const o = obj as { kind?: unknown; metadata?: { name?: unknown } };
   throw new SluiceError('SLUICE_INVALID_ARGUMENT', `invalid ${String(o?.kind)} ${String(o?.metadata?.name)}: ${problems.join('; ')}`);

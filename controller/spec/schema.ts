@@ -9,6 +9,8 @@
  * drift from the worker. Their documented defaults are repeated in the TSDoc for readers.
  */
 import { z } from 'zod';
+import { parseCondition } from '../../bindings/expr/index.ts';
+import { parseCron } from '../../runtime/triggers/cron.ts';
 
 /** A `sluice.dev/v1` Function's API version and kind. */
 export const SpecApiVersion = 'sluice.dev/v1';
@@ -107,17 +109,70 @@ const httpTriggerSchema = z.strictObject({
   methods: z.array(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], { error: 'must be one of GET, HEAD, POST, PUT, PATCH, DELETE' })).min(1, { error: 'must name at least one method' }).optional(),
 });
 
-const cronTriggerSchema = z.strictObject({
-  schedule: nonEmpty('must be a cron expression'),
-  timezone: nonEmpty('must be an IANA time zone').optional(),
-});
+const cronTriggerSchema = z
+  .strictObject({
+    /** Cron expression: 5 fields, or 6 with seconds first (croner syntax). */
+    schedule: nonEmpty('must be a cron expression'),
+    /** IANA time zone the expression is read in. @default the worker's local zone */
+    timezone: nonEmpty('must be an IANA time zone').optional(),
+    /** Instants missed while no worker ran: none | one (the latest, once) | all. @default 'one' */
+    catchUp: z.enum(['none', 'one', 'all'], { error: "must be one of 'none', 'one', 'all'" }).default('one'),
+    /** An instant reached while the previous tick is unhandled: skip it, or queue it. @default 'skip' */
+    overlap: z.enum(['skip', 'queue'], { error: "must be one of 'skip', 'queue'" }).default('skip'),
+  })
+  .check((ctx) => {
+    // croner is the one cron parser: the spec refuses what the worker's ticker could not run.
+    try {
+      parseCron(ctx.value.schedule, ctx.value.timezone);
+    } catch (e) {
+      const path = /time ?zone/i.test((e as Error).message) && ctx.value.timezone !== undefined ? 'timezone' : 'schedule';
+      ctx.issues.push({ code: 'custom', input: ctx.value.schedule, path: [path], message: `is not valid: ${(e as Error).message}` });
+    }
+  });
 
-const queryTriggerSchema = z.strictObject({ bucket: resourceName(), filter: nonEmpty('must be a filter expression'), every: durationSchema });
+const queryTriggerSchema = z
+  .strictObject({
+    bucket: resourceName(),
+    /** The condition (expression language) objects must meet, e.g. `attribute_not_exists(backed_up_etag) OR backed_up_etag <> etag`. */
+    where: nonEmpty('must be a condition expression'),
+    /** Only keys starting with this. @default '' */
+    prefix: z.string().optional(),
+    /** Runs on a cron schedule (6 fields allowed). One of schedule, every, continuous. */
+    schedule: nonEmpty('must be a cron expression').optional(),
+    /** IANA time zone of `schedule`. @default the worker's local zone */
+    timezone: nonEmpty('must be an IANA time zone').optional(),
+    /** Runs every this long ('5m'); the first run starts at deploy. One of schedule, every, continuous. */
+    every: durationSchema.optional(),
+    /** Delivers every change whose new state matches `where`, as it happens. One of schedule, every, continuous. */
+    continuous: z.literal(true, { error: 'must be true (or left out)' }).optional(),
+    /** With continuous: the change types considered. @default [put] */
+    events: z.array(z.enum(['put', 'attrs'], { error: "must be 'put' or 'attrs'" })).min(1).optional(),
+    /** Rows per query page in a scheduled run. @default 500 */
+    pageSize: int(1, 10_000).optional(),
+  })
+  .check((ctx) => {
+    const v = ctx.value;
+    const modes = [v.schedule !== undefined, v.every !== undefined, v.continuous === true].filter(Boolean).length;
+    if (modes !== 1) ctx.issues.push({ code: 'custom', input: v, path: [], message: 'must give exactly one of schedule, every, continuous' });
+    if (v.events !== undefined && v.continuous !== true) ctx.issues.push({ code: 'custom', input: v.events, path: ['events'], message: 'only applies to continuous: true' });
+    try {
+      parseCondition(v.where);
+    } catch (e) {
+      ctx.issues.push({ code: 'custom', input: v.where, path: ['where'], message: `does not parse: ${(e as Error).message}` });
+    }
+    if (v.schedule !== undefined) {
+      try {
+        parseCron(v.schedule, v.timezone);
+      } catch (e) {
+        ctx.issues.push({ code: 'custom', input: v.schedule, path: ['schedule'], message: `is not valid: ${(e as Error).message}` });
+      }
+    }
+  });
 
 /** Every trigger kind, the reserved ones included (accepted here, refused by `toWorkerOptions`). */
 export const TriggerKinds = ['object', 'stream', 'http', 'cron', 'query'] as const;
 /** Trigger kinds a worker runs today. */
-export const SupportedTriggerKinds = ['object', 'stream'] as const;
+export const SupportedTriggerKinds = ['object', 'stream', 'cron', 'query'] as const;
 
 /** Exactly one of the keys of T: what a one-key YAML variant (`- object: {...}`) means. */
 type OneOf<T> = { [K in keyof T]-?: { [P in K]-?: Exclude<T[P], undefined> } & { [P in Exclude<keyof T, K>]?: never } }[keyof T];
@@ -188,6 +243,12 @@ const scalingSchema = z
     scaleToZeroAfter: durationSchema.default('5m'),
     /** Function-wide cap on batches in flight, shared out over the replicas. @default no cap */
     maxBatchesInFlight: int(1).optional(),
+    /**
+     * Who sets the replica count: `sluice` (the controller's own autoscaler) or `keda` (a KEDA ScaledObject
+     * over the controller's external scaler; `sluice render k8s` renders it and the controller stops scaling
+     * the function itself, so the two never fight). @default 'sluice'
+     */
+    autoscaler: z.enum(['sluice', 'keda']).default('sluice'),
     stabilization: z
       .strictObject({
         /** Window whose lowest recommendation a scale-up takes. @default '0s' */

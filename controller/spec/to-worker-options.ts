@@ -9,6 +9,9 @@ import type { BackendSpec } from '../../runtime/backend-spec.ts';
 import type { Trigger, WorkerOptions } from '../../runtime/worker-options.ts';
 import { resolveWorkerOptions } from '../../runtime/worker-options.ts';
 import { SluiceError } from '../../bindings/errors.ts';
+import { tickStreamName } from '../../runtime/triggers/cron.ts';
+import { runStreamName, type QuerySchedule } from '../../runtime/triggers/query.ts';
+import { durationMs } from './schema.ts';
 import { SpecError } from './errors.ts';
 import type { FunctionSpec, TriggerSpec } from './types.ts';
 
@@ -50,7 +53,7 @@ export function resolveSecrets(spec: FunctionSpec, env: Readonly<Record<string, 
   return out;
 }
 
-function trigger(t: TriggerSpec): Trigger {
+function trigger(t: TriggerSpec, fn: string): Trigger {
   if (t.object !== undefined) {
     const o = t.object;
     const out: Trigger = { type: 'object', bucket: o.bucket, events: [...o.events] };
@@ -60,8 +63,26 @@ function trigger(t: TriggerSpec): Trigger {
     return out;
   }
   if (t.stream !== undefined) return { type: 'stream', stream: t.stream.stream };
-  const kind = t.http !== undefined ? 'http' : t.cron !== undefined ? 'cron' : 'query';
-  throw new SpecError([{ path: `spec.triggers[0].${kind}`, message: `${kind} triggers are not supported yet (supported: object, stream)` }]);
+  if (t.cron !== undefined) {
+    const c = t.cron;
+    const stream = tickStreamName(fn);
+    if (stream.length > 63) throw new SpecError([{ path: 'metadata.name', message: `is too long for a cron trigger (its tick stream ${stream} exceeds 63 characters)` }]);
+    return { type: 'stream', stream, cron: { schedule: c.schedule, catchUp: c.catchUp, overlap: c.overlap, ...(c.timezone !== undefined ? { timezone: c.timezone } : {}) } };
+  }
+  if (t.query !== undefined) {
+    const q = t.query;
+    if (q.continuous === true) return { type: 'object', bucket: q.bucket, events: [...(q.events ?? ['put'])], where: q.where, ...(q.prefix !== undefined ? { prefix: q.prefix } : {}) };
+    const feed = runStreamName(fn);
+    if (feed.length > 63) throw new SpecError([{ path: 'metadata.name', message: `is too long for a query trigger (its run stream ${feed} exceeds 63 characters)` }]);
+    const query: QuerySchedule = { where: q.where };
+    if (q.prefix !== undefined) query.prefix = q.prefix;
+    if (q.schedule !== undefined) query.schedule = q.schedule;
+    if (q.timezone !== undefined) query.timezone = q.timezone;
+    if (q.every !== undefined) query.everyMs = durationMs(q.every);
+    if (q.pageSize !== undefined) query.pageSize = q.pageSize;
+    return { type: 'object', bucket: q.bucket, events: ['put'], where: q.where, feed, query, ...(q.prefix !== undefined ? { prefix: q.prefix } : {}) };
+  }
+  throw new SpecError([{ path: 'spec.triggers[0].http', message: 'http triggers are not supported yet (supported: object, stream, cron, query)' }]);
 }
 
 /** Copies the keys of `from` whose value is defined (exactOptionalPropertyTypes forbids `key: undefined`). */
@@ -92,7 +113,7 @@ export function toWorkerOptions(spec: FunctionSpec, options: ToWorkerOptionsOpti
   const o: WorkerOptions = {
     function: spec.metadata.name,
     module: resolve(options.specDir, s.handler),
-    trigger: trigger(first),
+    trigger: trigger(first, spec.metadata.name),
     backend,
     ordinal: options.ordinal,
     replicas: options.replicas,

@@ -66,6 +66,7 @@ export function guardObject(b: ObjectBinding, spec: BindingSpec): ObjectBinding 
     list: (o) => b.list(o),
     getAttrs: (key, o) => b.getAttrs(key, o),
     updateAttrs: (key, u, o) => (ro ? Promise.reject(denied(spec, 'updateAttrs')) : b.updateAttrs(key, u, o)),
+    query: (o) => b.query(o),
   });
 }
 

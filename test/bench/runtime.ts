@@ -55,7 +55,7 @@
  *   Targets: p99 ≤ 5 ms local, ≤ 20 ms NATS.
  *
  * With each worker run the bench prints where the shard runners spent their time: fetch (getRecords),
- * prepare (RecordSource.prepare: decode + prefetch), handler and commit (the worker's prom-client
+ * prepare (ChangeDecoder.prepare: decode + prefetch), handler and commit (the worker's prom-client
  * histograms) and checkpoint (CheckpointStore.save), by wrapping those prototypes in this process
  * (runtime files are not changed); also the time of the group-position publishes (streams.group +
  * commit), which run off the batch path. Sums are over all shard runners, per batch and as a share of
@@ -96,7 +96,7 @@ import { changeStreamName, codec, decodeChange } from '../../bindings/shared.ts'
 import type { Backend, Cursor, ObjectBinding, StreamBinding } from '../../bindings/types.ts';
 import { detectBytes, Found } from '../../functions/scan-sensitive/detect.ts';
 import type { BackendSpec } from '../../runtime/backend-spec.ts';
-import { RecordSource } from '../../runtime/records.ts';
+import { ChangeDecoder } from '../../runtime/records.ts';
 import { CheckpointStore, openStateTable, readCounters } from '../../runtime/state.ts';
 import { Worker } from '../../runtime/worker.ts';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
@@ -342,7 +342,7 @@ function timeMethod(proto: object, name: string, add: (ms: number) => void): voi
   };
 }
 
-timeMethod(RecordSource.prototype, 'prepare', (ms) => (phases.prepare += ms));
+timeMethod(ChangeDecoder.prototype, 'prepare', (ms) => (phases.prepare += ms));
 timeMethod(CheckpointStore.prototype, 'save', (ms) => (phases.checkpoint += ms));
 for (const proto of [LocalStream.prototype, NatsStream.prototype]) {
   timeMethod(proto, 'getRecords', (ms) => {

@@ -91,6 +91,33 @@ forEachBackend('stream', (ctx) => {
       expect(all.sort()).toEqual(['ok1', 'ok2']);
     });
 
+    it(t('ifLastSeq appends only while the shard ends there; of racing writers exactly one wins'), async () => {
+      const name = await stream(2);
+      // An empty shard ends at 0.
+      const [a] = await s().putRecords(name, [{ data: 'a', shard: 0, ifLastSeq: 0 }]);
+      expect(a).toMatchObject({ ok: true, shard: 0 });
+      const seqA = (a as { seq: number }).seq;
+      // A stale condition fails alone, naming the shard; the fresh one is appended.
+      const res = await s().putRecords(name, [
+        { data: 'stale', shard: 0, ifLastSeq: 0 },
+        { data: 'b', shard: 0, ifLastSeq: seqA },
+        { data: 'other-shard', shard: 1, ifLastSeq: 0 },
+        { data: 'bad', shard: 0, ifLastSeq: -1 },
+      ]);
+      expect(res.map((r) => r.ok)).toEqual([false, true, true, false]);
+      expect(res[0]).toMatchObject({ ok: false, error: { code: 'SLUICE_CONDITION_FAILED' } });
+      expect((res[0] as { error: { message: string } }).error.message).toContain('shard 0');
+      expect(res[3]).toMatchObject({ ok: false, error: { code: 'SLUICE_INVALID_ARGUMENT' } });
+      expect(await drain(s(), await s().seek(name, 0, 'earliest'))).toEqual(['a', 'b']);
+      // Ten writers race for the same position: one record lands.
+      const info = await s().info(name);
+      const last = info.bounds[0]!.last;
+      const raced = await Promise.all(Array.from({ length: 10 }, (_, i) => s().putRecords(name, [{ data: `r${i}`, shard: 0, ifLastSeq: last }])));
+      expect(raced.filter(([r]) => r!.ok)).toHaveLength(1);
+      expect(raced.filter(([r]) => !r!.ok && r!.error.code === 'SLUICE_CONDITION_FAILED')).toHaveLength(9);
+      expect(await drain(s(), await s().seek(name, 0, 'earliest'))).toHaveLength(3);
+    });
+
     it(t('the maximum record size is accepted'), async () => {
       const name = await stream(1);
       const res = await s().putRecords(name, [{ data: Buffer.alloc(Limits.maxRecordBytes, 3), shard: 0 }]);

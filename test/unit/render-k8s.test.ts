@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadFunctionSpec, type FunctionSpec } from '../../controller/spec/index.ts';
-import { manifestProblems, renderController, renderFunction, renderKubernetes, type Manifest } from '../../controller/kubernetes/index.ts';
+import { manifestProblems, podSecurityProblems, validateManifest, renderController, renderFunction, renderKubernetes, type Manifest } from '../../controller/kubernetes/index.ts';
 import { resolveWorkerOptions, type WorkerOptions } from '../../runtime/worker-options.ts';
 
 const LOCAL = `apiVersion: sluice.dev/v1
@@ -36,13 +36,14 @@ const nats = (): FunctionSpec => loadFunctionSpec(NATS);
 
 // Tests poke into manifests freely; the shapes are checked by manifestProblems.
 type Any = Record<string, any>;
-const byKind = (objs: Manifest[], kind: string): Any => objs.find((o) => o.kind === kind) as Any;
+const byKind = (objs: Manifest[], kind: string, name?: string): Any => objs.find((o) => o.kind === kind && (name === undefined || o.metadata?.name === name)) as Any;
 
 describe('render', () => {
   it('render - every object validates with kubernetes-models and has no unknown field', () => {
     const all = [...renderKubernetes(local(), { namespace: 'sluice' }), ...renderKubernetes(nats(), { env })];
     expect(all.map((o) => o.kind).sort()).toEqual(
-      ['ConfigMap', 'ConfigMap', 'Deployment', 'Deployment', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Secret', 'Service', 'Service', 'ServiceAccount', 'ServiceAccount', 'ServiceMonitor', 'ServiceMonitor', 'StatefulSet', 'StatefulSet'].sort(),
+      // Per render: the controller's 7 objects and the function's 4 (+ the worker Secret for the nats token).
+      ['ConfigMap', 'ConfigMap', 'ConfigMap', 'ConfigMap', 'Deployment', 'Deployment', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Secret', 'Secret', 'Secret', 'Service', 'Service', 'Service', 'Service', 'ServiceAccount', 'ServiceAccount', 'ServiceMonitor', 'ServiceMonitor', 'StatefulSet', 'StatefulSet'].sort(),
     );
     for (const o of all) expect(manifestProblems(o), `${o.kind} ${o.metadata?.name}`).toEqual([]);
   });
@@ -108,18 +109,20 @@ describe('render', () => {
     const pod = renderFunction(local()).statefulSet.spec?.template.spec;
     expect(pod?.volumes).toContainEqual({ name: 'data', emptyDir: {} });
     expect(pod?.containers[0]?.volumeMounts).toContainEqual({ name: 'data', mountPath: '/app/functions/scan/.sluice-data' });
-    expect(renderFunction(nats(), { env }).statefulSet.spec?.template.spec?.volumes?.map((v) => v.name)).toEqual(['config']);
+    expect(renderFunction(nats(), { env }).statefulSet.spec?.template.spec?.volumes?.map((v) => v.name)).toEqual(['config', 'tmp']);
   });
 
   it('render - a credential (the nats token) goes into a Secret; no ConfigMap holds a secret value', () => {
     const objs = renderKubernetes(nats(), { env });
-    const cm = byKind(objs, 'ConfigMap');
-    const secret = byKind(objs, 'Secret');
+    const cm = byKind(objs, 'ConfigMap', 'clicks');
+    const secret = byKind(objs, 'Secret', 'clicks-worker');
     expect(JSON.stringify(objs.filter((o) => o.kind !== 'Secret'))).not.toContain('s3cr3t');
+    // The controller shares the store: its Secret carries the backend token, its Deployment only a reference.
+    expect(byKind(objs, 'Secret', 'sluice-controller').stringData.SLUICE_BACKEND_TOKEN).toBe('s3cr3t-t0ken');
     expect(cm.data['worker.json']).toBeUndefined();
     expect(secret.metadata.name).toBe('clicks-worker');
     expect(JSON.parse(secret.stringData['worker.json']).backend).toEqual({ kind: 'nats', url: 'nats://nats.sluice:4222', prefix: 'prod', token: 's3cr3t-t0ken' });
-    expect(byKind(objs, 'StatefulSet').spec.template.spec.volumes).toEqual([{ name: 'config', secret: { secretName: 'clicks-worker' } }]);
+    expect(byKind(objs, 'StatefulSet').spec.template.spec.volumes).toEqual([{ name: 'config', secret: { secretName: 'clicks-worker' } }, { name: 'tmp', emptyDir: {} }]);
     // A `value` secret is redacted in the ConfigMap copy of the spec.
     const withValue = loadFunctionSpec(NATS.replace('{name: nats-token, fromEnv: NATS_TOKEN}', '{name: nats-token, value: inline-t0ken}'));
     const f = renderFunction(withValue);
@@ -136,7 +139,7 @@ describe('render', () => {
 
   it('render - the headless Service and the ServiceMonitor select the function pods on the metrics port', () => {
     const objs = renderKubernetes(local(), { namespace: 'sluice' });
-    const svc = byKind(objs, 'Service');
+    const svc = byKind(objs, 'Service', 'scan');
     expect(svc.spec).toEqual({ clusterIP: 'None', selector: { 'sluice.dev/function': 'scan' }, ports: [{ name: 'metrics', port: 9464, targetPort: 'metrics', protocol: 'TCP' }] });
     const sm = byKind(objs, 'ServiceMonitor');
     expect(sm.spec).toEqual({ selector: { matchLabels: { 'sluice.dev/function': 'scan' } }, namespaceSelector: { matchNames: ['sluice'] }, endpoints: [{ port: 'metrics', path: '/metrics', interval: '15s' }] });
@@ -144,7 +147,7 @@ describe('render', () => {
   });
 
   it('render - controller: a Role with what the driver calls, bound to the ServiceAccount its Deployment runs as', () => {
-    const [sa, role, binding, deploy] = renderController({ namespace: 'sluice', controllerReplicas: 1, image: 'sluice:2' });
+    const [sa, role, binding, deploy] = renderController(undefined, { namespace: "sluice", controllerReplicas: 1, image: "sluice:2" });
     const rules = role.rules ?? [];
     const verbs = (group: string, resource: string) => rules.find((r) => r.apiGroups?.includes(group) && r.resources?.includes(resource))?.verbs ?? [];
     for (const v of ['get', 'list', 'watch', 'update', 'patch', 'create', 'delete']) expect(verbs('apps', 'statefulsets')).toContain(v);
@@ -174,6 +177,117 @@ describe('render', () => {
     expect(() => renderFunction(long)).toThrow(expect.objectContaining({ code: 'SLUICE_INVALID_ARGUMENT', message: expect.stringContaining('at most 52') }));
     const digit = loadFunctionSpec(LOCAL.replace('name: scan', 'name: 1scan'));
     expect(() => renderFunction(digit)).toThrow(expect.objectContaining({ code: 'SLUICE_INVALID_ARGUMENT', message: expect.stringContaining('starts with a letter') }));
-    expect(() => renderController({ controllerReplicas: 0 })).toThrow(expect.objectContaining({ code: 'SLUICE_INVALID_ARGUMENT' }));
+    expect(() => renderController(undefined, { controllerReplicas: 0 })).toThrow(expect.objectContaining({ code: 'SLUICE_INVALID_ARGUMENT' }));
+  });
+});
+
+describe('render - apply-ready cluster objects', () => {
+  const KEDA = NATS.replace('scaling: {minReplicas: 0}', 'scaling: {minReplicas: 0, maxReplicas: 8, autoscaler: keda, scaleToZeroAfter: 2m}');
+  const workloads = (objs: Manifest[]) => objs.filter((o) => o.kind === 'StatefulSet' || o.kind === 'Deployment');
+
+  it('render - every workload passes Pod Security "restricted": non-root, seccomp, no escalation, caps dropped, read-only root with a /tmp emptyDir', () => {
+    for (const objs of [renderKubernetes(local()), renderKubernetes(nats(), { env }), renderKubernetes(loadFunctionSpec(KEDA), { env })]) {
+      for (const w of workloads(objs)) {
+        expect(podSecurityProblems(w), `${w.kind} ${w.metadata?.name}`).toEqual([]);
+        const pod = (w as Any).spec.template.spec;
+        expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+        expect(pod.containers[0].securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+        expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
+      }
+    }
+  });
+
+  it('render - the restricted check names each broken rule by path (it would refuse the old manifests)', () => {
+    const sts = structuredClone(byKind(renderKubernetes(local()), 'StatefulSet')) as Any;
+    delete sts.spec.template.spec.securityContext;
+    sts.spec.template.spec.containers[0].securityContext = { capabilities: { add: ['SYS_ADMIN'] } };
+    sts.spec.template.spec.volumes.push({ name: 'host', hostPath: { path: '/' } });
+    sts.spec.template.spec.containers[0].ports[0].hostPort = 9464;
+    const problems = podSecurityProblems(sts);
+    for (const p of ['allowPrivilegeEscalation', 'capabilities.drop', 'capabilities.add', 'runAsNonRoot', 'seccompProfile.type', 'volumes[3]: volume type hostPath', 'hostPort']) {
+      expect(problems.some((m) => m.includes(p)), `${p} in ${problems.join(' | ')}`).toBe(true);
+    }
+    expect(() => validateManifest(sts)).toThrow(/allowPrivilegeEscalation: must be false/);
+  });
+
+  it('render - controller: backend and ports in a ConfigMap, tokens in a Secret read by reference, a Service for control/console/s3, TCP probes', () => {
+    const objs = renderKubernetes(nats(), { env, controlToken: 'ctl-t0ken', scalerToken: 'sc-t0ken' });
+    const cm = byKind(objs, 'ConfigMap', 'sluice-controller');
+    expect(cm.data).toEqual({ SLUICE_BACKEND: 'nats://nats.sluice:4222', SLUICE_CONTROL_HOST: '0.0.0.0', SLUICE_CONTROL_PORT: '7070', SLUICE_DRIVER: 'kubernetes' });
+    const secret = byKind(objs, 'Secret', 'sluice-controller');
+    expect(secret.stringData).toMatchObject({ SLUICE_TOKEN: 'ctl-t0ken', SLUICE_SCALER_TOKEN: 'sc-t0ken' });
+    const deploy = byKind(objs, 'Deployment', 'sluice-controller');
+    expect(JSON.stringify(deploy)).not.toMatch(/ctl-t0ken|sc-t0ken|s3cr3t/);
+    const c = deploy.spec.template.spec.containers[0];
+    expect(c.envFrom).toEqual([{ configMapRef: { name: 'sluice-controller' } }]);
+    expect(c.env).toContainEqual({ name: 'SLUICE_TOKEN', valueFrom: { secretKeyRef: { name: 'sluice-controller', key: 'SLUICE_TOKEN' } } });
+    expect(c.readinessProbe.tcpSocket).toEqual({ port: 'control' });
+    expect(c.livenessProbe.tcpSocket).toEqual({ port: 'control' });
+    const svc = byKind(objs, 'Service', 'sluice-controller');
+    expect(svc.spec.ports.map((p: Any) => [p.name, p.port])).toEqual([['control', 7070], ['console', 7071], ['s3', 9000]]);
+    expect(svc.spec.selector).toEqual({ 'app.kubernetes.io/name': 'sluice-controller' });
+    // Without given tokens each render makes fresh ones (nothing guessable is ever applied).
+    const a = byKind(renderKubernetes(nats(), { env }), 'Secret', 'sluice-controller').stringData.SLUICE_TOKEN;
+    const b = byKind(renderKubernetes(nats(), { env }), 'Secret', 'sluice-controller').stringData.SLUICE_TOKEN;
+    expect(a).toMatch(/^[\w-]{32}$/);
+    expect(a).not.toBe(b);
+  });
+
+  it('render - natsUrl replaces an embedded backend: workers and controller share the NATS store, no per-pod data dir', () => {
+    const objs = renderKubernetes(local(), { natsUrl: 'nats://nats.sluice:4222' });
+    const cm = byKind(objs, 'ConfigMap', 'scan');
+    expect(JSON.parse(cm.data['worker.json']).backend).toEqual({ kind: 'nats', url: 'nats://nats.sluice:4222' });
+    expect(byKind(objs, 'StatefulSet').spec.template.spec.volumes.map((v: Any) => v.name)).toEqual(['config', 'tmp']);
+    expect(byKind(objs, 'ConfigMap', 'sluice-controller').data.SLUICE_BACKEND).toBe('nats://nats.sluice:4222');
+    expect(byKind(objs, 'Deployment').spec.template.spec.volumes.map((v: Any) => v.name)).toEqual(['tmp']);
+    expect(() => renderKubernetes(local(), { natsUrl: 'http://x' })).toThrow(expect.objectContaining({ code: 'SLUICE_INVALID_ARGUMENT' }));
+  });
+
+  it('render - autoscaler: keda renders a ScaledObject on the external scaler with its token from the scale target env; validated', () => {
+    const objs = renderKubernetes(loadFunctionSpec(KEDA), { env, namespace: 'prod' });
+    const so = byKind(objs, 'ScaledObject');
+    expect(manifestProblems(so)).toEqual([]);
+    expect(so.spec).toEqual({
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'clicks' },
+      minReplicaCount: 0,
+      maxReplicaCount: 8,
+      pollingInterval: 15,
+      cooldownPeriod: 120,
+      triggers: [{ type: 'external', metadata: { scalerAddress: 'sluice-controller.prod.svc:7070', function: 'clicks', tokenFromEnv: 'SLUICE_SCALER_TOKEN' } }],
+    });
+    const worker = byKind(objs, 'StatefulSet').spec.template.spec.containers[0];
+    expect(worker.env).toContainEqual({ name: 'SLUICE_SCALER_TOKEN', valueFrom: { secretKeyRef: { name: 'sluice-controller', key: 'SLUICE_SCALER_TOKEN' } } });
+    // Without keda there is no ScaledObject and no scaler token in the worker env.
+    const plain = renderKubernetes(nats(), { env });
+    expect(plain.some((o) => o.kind === 'ScaledObject')).toBe(false);
+    expect(JSON.stringify(byKind(plain, 'StatefulSet'))).not.toContain('SLUICE_SCALER_TOKEN');
+    const typo = structuredClone(so) as Any;
+    typo.spec.triggers[0].metadata.scalerAdress = 'x';
+    typo.spec.pollingIntervall = 3;
+    expect(manifestProblems(typo)).toEqual(expect.arrayContaining(['spec.pollingIntervall: unknown field', 'spec.triggers[0].metadata.scalerAdress: unknown field']));
+  });
+});
+
+describe('render - the committed example deploy/k8s/scan-sensitive.yaml', () => {
+  it('render - the example is apply-ready: every object validates, it runs on NATS, tokens are placeholders the controller refuses', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { parseAllDocuments } = await import('yaml');
+    const docs = parseAllDocuments(readFileSync(new URL('../../deploy/k8s/scan-sensitive.yaml', import.meta.url), 'utf8')).map((d) => d.toJS() as Manifest);
+    expect(docs.length).toBeGreaterThanOrEqual(11);
+    for (const d of docs) expect(manifestProblems(d), `${d.kind} ${d.metadata?.name}`).toEqual([]);
+    const cm = byKind(docs, 'ConfigMap', 'scan-sensitive');
+    expect(JSON.parse(cm.data['worker.json']).backend.kind).toBe('nats');
+    expect(byKind(docs, 'ConfigMap', 'sluice-controller').data.SLUICE_BACKEND).toMatch(/^nats:\/\//);
+    expect(Object.values(byKind(docs, 'Secret', 'sluice-controller').stringData as Record<string, string>).every((v) => v.startsWith('replace-'))).toBe(true);
+    // The controller refuses to start with a placeholder token.
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'controller/main.ts'], {
+      cwd: new URL('../..', import.meta.url).pathname,
+      env: { ...process.env, SLUICE_TOKEN: 'replace-with-a-random-token', SLUICE_BACKEND: '/nonexistent-not-used' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('SLUICE_TOKEN is still the example placeholder');
   });
 });

@@ -134,7 +134,7 @@ describe('spec', () => {
     expect(s.metadata.labels).toEqual({});
     expect(s.spec.backend).toEqual({ kind: 'local', dir: './.sluice-data' });
     expect(s.spec.triggers[0]?.object).toEqual({ bucket: 'uploads', events: ['put'] });
-    expect(s.spec.scaling).toEqual({ minReplicas: 1, maxReplicas: 4, targetLagPerReplica: 1000, scaleToZeroAfter: '5m', stabilization: { scaleUp: '0s', scaleDown: '60s' } });
+    expect(s.spec.scaling).toEqual({ minReplicas: 1, maxReplicas: 4, targetLagPerReplica: 1000, scaleToZeroAfter: '5m', autoscaler: 'sluice', stabilization: { scaleUp: '0s', scaleDown: '60s' } });
     expect(s.spec.bindings).toEqual([]);
     expect(s.spec.secrets).toEqual([]);
     // Partly given blocks keep their own values and get the rest.
@@ -150,11 +150,9 @@ describe('spec', () => {
     expect([o.timeoutMs, o.batch.maxWaitMs, o.retries.initialBackoffMs, o.retries.maxBackoffMs]).toEqual([1500, 250, 500, 3_600_000]);
   });
 
-  it('spec - reserved triggers (http, cron, query) pass the schema but toWorkerOptions refuses them', () => {
+  it('spec - the reserved http trigger passes the schema but toWorkerOptions refuses it', () => {
     const variants = {
       http: '- http:\n        path: /hook\n        methods: [POST]',
-      cron: '- cron:\n        schedule: "*/5 * * * *"\n        timezone: Europe/Paris',
-      query: '- query:\n        bucket: uploads\n        filter: "size > 1000"\n        every: 1m',
     };
     for (const [kind, block] of Object.entries(variants)) {
       const s = loadFunctionSpec(BASE.replace('- object:\n        bucket: uploads', block));
@@ -246,5 +244,74 @@ describe('spec', () => {
     expect(o.module.endsWith('functions/scan-sensitive/index.ts')).toBe(true);
     expect(o.trigger).toEqual({ type: 'object', bucket: 'uploads', events: ['put'] });
     expect(o.bindings).toEqual([]);
+  });
+});
+
+describe('spec - scaling.autoscaler', () => {
+  it("spec - scaling.autoscaler accepts 'sluice' and 'keda' and refuses anything else, naming the path", async () => {
+    const { loadFunctionSpec } = await import('../../controller/spec/index.ts');
+    const base = `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: f}\nspec:\n  handler: ./h.ts\n  triggers: [{stream: {stream: s}}]\n`;
+    expect(loadFunctionSpec(`${base}  scaling: {autoscaler: keda}\n`).spec.scaling.autoscaler).toBe('keda');
+    expect(() => loadFunctionSpec(`${base}  scaling: {autoscaler: hpa}\n`)).toThrow(/spec\.scaling\.autoscaler/);
+  });
+});
+
+describe('spec - cron triggers', () => {
+  const base = (cron: string) => `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: tick}\nspec:\n  handler: ./h.ts\n  triggers:\n    - cron: ${cron}\n`;
+
+  it('spec - a cron trigger becomes a stream trigger on the tick stream with its schedule and policies (defaults one / skip)', async () => {
+    const { loadFunctionSpec, toWorkerOptions } = await import('../../controller/spec/index.ts');
+    const o = toWorkerOptions(loadFunctionSpec(base('{schedule: "*/5 * * * * *", timezone: Europe/Paris}')), { specDir: '/fn', ordinal: 0, replicas: 1 });
+    expect(o.trigger).toEqual({ type: 'stream', stream: 'cron-tick', cron: { schedule: '*/5 * * * * *', timezone: 'Europe/Paris', catchUp: 'one', overlap: 'skip' } });
+    const q = toWorkerOptions(loadFunctionSpec(base('{schedule: "0 * * * *", catchUp: all, overlap: queue}')), { specDir: '/fn', ordinal: 0, replicas: 1 });
+    expect(q.trigger).toMatchObject({ cron: { catchUp: 'all', overlap: 'queue' } });
+  });
+
+  it('spec - a bad cron expression, time zone or policy is SLUICE_SPEC_INVALID naming the path and line', async () => {
+    const { loadFunctionSpec } = await import('../../controller/spec/index.ts');
+    const cases: [string, RegExp][] = [
+      ['{schedule: "61 * * * *"}', /spec\.triggers\[0\]\.cron\.schedule/],
+      ['{schedule: "every monday"}', /spec\.triggers\[0\]\.cron\.schedule/],
+      ['{schedule: "* * * * *", timezone: Mars/Olympus}', /spec\.triggers\[0\]\.cron\.(timezone|schedule)/],
+      ['{schedule: "* * * * *", catchUp: some}', /spec\.triggers\[0\]\.cron\.catchUp/],
+      ['{schedule: "* * * * *", overlap: wait}', /spec\.triggers\[0\]\.cron\.overlap/],
+    ];
+    for (const [cron, path] of cases) {
+      let err: unknown;
+      try {
+        loadFunctionSpec(base(cron), 'tick.yaml');
+      } catch (e) {
+        err = e;
+      }
+      expect((err as { code?: string })?.code, cron).toBe('SLUICE_SPEC_INVALID');
+      expect((err as Error).message, cron).toMatch(path);
+      expect((err as Error).message, cron).toMatch(/tick\.yaml:7:/);
+    }
+  });
+});
+
+describe('spec - query triggers', () => {
+  const base = (q: string) => `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: backup}\nspec:\n  handler: ./h.ts\n  triggers:\n    - query: ${q}\n`;
+  const opts = { specDir: '/fn', ordinal: 0, replicas: 1 };
+
+  it('spec - scheduled (every / schedule) and continuous query triggers become object triggers with where, feed and query', async () => {
+    const { loadFunctionSpec, toWorkerOptions } = await import('../../controller/spec/index.ts');
+    expect(toWorkerOptions(loadFunctionSpec(base('{bucket: docs, where: "size > 10", every: 5m, pageSize: 100}')), opts).trigger).toEqual({
+      type: 'object', bucket: 'docs', events: ['put'], where: 'size > 10', feed: 'query-backup', query: { where: 'size > 10', everyMs: 300_000, pageSize: 100 },
+    });
+    expect(toWorkerOptions(loadFunctionSpec(base('{bucket: docs, where: "size > 10", schedule: "0 */5 * * * *", prefix: a/}')), opts).trigger).toMatchObject({ feed: 'query-backup', prefix: 'a/', query: { schedule: '0 */5 * * * *', prefix: 'a/' } });
+    expect(toWorkerOptions(loadFunctionSpec(base('{bucket: docs, where: "exists(x)", continuous: true, events: [put, attrs]}')), opts).trigger).toEqual({ type: 'object', bucket: 'docs', events: ['put', 'attrs'], where: 'exists(x)' });
+  });
+
+  it('spec - a query trigger needs exactly one mode and a where that parses; errors name the path', async () => {
+    const { loadFunctionSpec } = await import('../../controller/spec/index.ts');
+    const cases: [string, RegExp][] = [
+      ['{bucket: docs, where: "size > 1"}', /spec\.triggers\[0\]\.query: must give exactly one of schedule, every, continuous/],
+      ['{bucket: docs, where: "size > 1", every: 1m, continuous: true}', /exactly one of/],
+      ['{bucket: docs, where: "size >", every: 1m}', /spec\.triggers\[0\]\.query\.where: does not parse/],
+      ['{bucket: docs, where: "size > 1", schedule: "99 * * * *"}', /spec\.triggers\[0\]\.query\.schedule/],
+      ['{bucket: docs, where: "size > 1", every: 1m, events: [put]}', /spec\.triggers\[0\]\.query\.events: only applies to continuous/],
+    ];
+    for (const [q, re] of cases) expect(() => loadFunctionSpec(base(q), 'backup.yaml'), q).toThrow(re);
   });
 });

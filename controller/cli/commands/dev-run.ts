@@ -12,6 +12,7 @@ import { handlerGraph, openStateTable, readCounters } from '../../../runtime/ind
 import { specDirOf } from '../../controller.ts';
 import { startPlatform, type Platform } from '../../platform.ts';
 import { loadFunctionSpec } from '../../spec/index.ts';
+import type { RunningConsole } from '../../console/index.ts';
 import { putPaths } from './objects.ts';
 import { backendSpec, type GlobalOptions } from '../context.ts';
 
@@ -189,6 +190,19 @@ async function demo(p: Platform, samples: string): Promise<void> {
   log(`  counters: ${Object.entries(counters).map(([k, v]) => `${k}=${v}`).join(' ')} (totals over every run on this data directory)`);
 }
 
+/** The web console on the platform; a taken default port falls back to a free one (an explicit one fails). */
+async function startDevConsole(p: Platform, address: string, isDefault: boolean): Promise<RunningConsole> {
+  const { startConsole } = await import('../../console/index.ts');
+  const start = (a: string) => startConsole({ plane: p.controller, backend: p.backend, tokens: [p.token], address: a });
+  const a = /^\d+$/.test(address) ? `127.0.0.1:${address}` : address;
+  try {
+    return await start(a);
+  } catch (e) {
+    if (!isDefault || !String((e as Error).message).includes('EADDRINUSE')) throw e;
+    return start(a.replace(/:\d+$/, ':0'));
+  }
+}
+
 /** Options of `sluice dev`. */
 export interface DevOptions {
   functions: string;
@@ -197,14 +211,28 @@ export interface DevOptions {
   metrics: string;
   demo?: boolean;
   exitAfterDemo?: boolean;
+  /** Web console address (`host:port`), or false for none. @default '127.0.0.1:7071' */
+  ui?: string | false;
+  /** `ui` is the default: when that port is taken, the console takes a free port instead of failing. @default false */
+  uiIsDefault?: boolean;
 }
 
 /** Runs the local platform until SIGINT or SIGTERM (or after the demo with `exitAfterDemo`). */
 export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
   const spec = backendSpec(g);
-  const p = await startPlatform({ backend: spec, port: o.port, metrics: o.metrics, onEvent: (e) => log(`controller: ${e.function}: ${e.message}`) });
-  log(`sluice dev: backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
+  // Controller events wait until the first line (the console URL) is out.
+  const early: string[] = [];
+  let started = false;
+  const event = (s: string) => (started ? log(s) : early.push(s));
+  const p = await startPlatform({ backend: spec, port: o.port, metrics: o.metrics, onEvent: (e) => event(`controller: ${e.function}: ${e.message}`) });
+  const ui = o.ui === false ? undefined : await startDevConsole(p, o.ui ?? '127.0.0.1:7071', o.uiIsDefault ?? false).catch(async (e: unknown) => {
+    await p.close();
+    throw e;
+  });
+  log(`sluice dev: ${ui ? `console ${ui.url} · ` : ''}backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
   log(`metrics on http://${o.metrics.replace(/:\d+$/, '')}:${p.metricsPort}/metrics`);
+  started = true;
+  for (const s of early.splice(0)) log(s);
   const dir = resolve(o.functions);
   let watcher: DevWatcher | undefined;
   let stopping = false;
@@ -213,6 +241,7 @@ export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
     stopping = true;
     log('stopping: workers finish their batches and commit');
     await watcher?.close();
+    await ui?.close();
     await p.close();
     process.exit(0);
   };

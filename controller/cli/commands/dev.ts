@@ -17,8 +17,10 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--metrics <host:port>', 'serve Prometheus /metrics of the controller and every worker here', '127.0.0.1:7072')
     .option('--demo', 'upload the sample files of functions/scan-sensitive/samples and print what was found')
     .option('--exit-after-demo', 'stop after the demo (for scripts and tests)')
-    .action(async (o: DevOptions) => {
+    .option('--ui <host:port>', 'web console address (port 0: any free port); its URL is the first line printed', '127.0.0.1:7071')
+    .option('--no-ui', 'do not serve the web console')
+    .action(async (o: DevOptions, cmd: Command) => {
       const { runDev } = await import('./dev-run.ts');
-      await runDev(o, g());
+      await runDev({ ...o, uiIsDefault: cmd.getOptionValueSource('ui') === 'default' }, g());
     });
 }

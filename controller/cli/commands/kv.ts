@@ -1,6 +1,10 @@
 /** `sluice kv get|put|query`: items of a KV table. */
 import type { Command } from 'commander';
 import { SluiceError } from '../../../bindings/errors.ts';
+import { parseSql } from '../../../bindings/expr/index.ts';
+import { compareRows, sortKey } from '../../../bindings/query/fields.ts';
+import type { ItemEntry } from '../../../bindings/types.ts';
+import type { Item, Value } from '../../../bindings/values.ts';
 import { collect, intArg, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
 
 /** The `[json]` argument of `kv put`: a JSON object, else SLUICE_VALUE_INVALID (exit 4) naming the fault. */
@@ -55,21 +59,52 @@ export function register(program: Command, g: () => GlobalOptions): void {
       });
     });
   kv.command('query')
-    .description("scan a table with a filter, e.g. \"(bugs < 15) AND starts(name, 'Car')\"")
+    .description("scan a table with a filter, e.g. \"(bugs < 15) AND starts(name, 'Car')\", or SQL: \"SELECT name, bugs FROM t WHERE bugs < 15 ORDER BY bugs DESC LIMIT 5\"")
     .argument('<table>')
-    .argument('[filter]')
+    .argument('[filter]', 'a condition, or SELECT <attrs|*> FROM <table> [WHERE …] [ORDER BY <attr> [ASC|DESC]] [LIMIT n]')
     .option('--attrs <names>', 'comma-separated attributes to return')
     .option('--limit <n>', 'most items', intArg(1), 1000)
     .action(async (table: string, filter: string | undefined, o: { attrs?: string; limit: number }) => {
+      let where = filter;
+      let attrs = o.attrs ? o.attrs.split(',') : undefined;
+      let limit = o.limit;
+      let order: { field: string; direction: 'asc' | 'desc' } | null = null;
+      if (filter !== undefined && /^\s*select\b/i.test(filter)) {
+        const ast = parseSql(filter, 'kv query');
+        if (ast.from !== table) throw new SluiceError('SLUICE_INVALID_ARGUMENT', `kv query: the SQL reads FROM ${ast.from}, but the table given is ${table}`);
+        where = ast.where ?? undefined;
+        if (ast.fields !== '*') attrs = [...ast.fields];
+        if (ast.limit !== null) limit = ast.limit;
+        order = ast.orderBy;
+      }
       await withBackend(g(), async (b) => {
-        const items: import("../../../bindings/types.ts").ItemEntry[] = [];
+        const items: ItemEntry[] = [];
+        const t = await b.kv(table);
+        // ORDER BY another attribute than the key needs every match before the first row is known.
+        const want = order && order.field !== 'key' ? Infinity : limit;
         let marker: string | undefined;
         do {
-          const page = await (await b.kv(table)).getItems({ ...(filter ? { filter } : {}), ...(o.attrs ? { attrs: o.attrs.split(',') } : {}), limit: Math.min(1000, o.limit - items.length), ...(marker ? { marker } : {}) });
+          const page = await t.getItems({ ...(where ? { filter: where } : {}), ...(attrs && !order ? { attrs } : {}), limit: Math.min(1000, want - items.length), ...(marker ? { marker } : {}) });
           items.push(...page.items);
           marker = page.nextMarker;
-        } while (marker && items.length < o.limit);
-        out(g(), items, () => items.map((e) => `${e.key}\t${JSON.stringify(e.item)}`).join('\n') || '(no items)');
+        } while (marker && items.length < want);
+        let result = items;
+        if (order) {
+          const field = order.field;
+          const keyOf = (e: ItemEntry) => sortKey(field === 'key' ? e.key : (e.item[field] as Value | undefined));
+          result = items
+            .map((e) => ({ e, s: keyOf(e), key: e.key }))
+            .sort((x, y) => compareRows(x, y, order.direction === 'desc'))
+            .slice(0, limit)
+            .map((x) => (attrs ? { ...x.e, item: project(x.e.item, attrs) } : x.e));
+        }
+        out(g(), result, () => result.map((e) => `${e.key}\t${JSON.stringify(e.item)}`).join('\n') || '(no items)');
       });
     });
+}
+
+function project(item: Item, attrs: string[]): Item {
+  const out: Item = {};
+  for (const a of attrs) if (Object.hasOwn(item, a)) out[a] = item[a] as Value;
+  return out;
 }

@@ -149,10 +149,11 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .description('make a bucket (idempotent for the same shard count)')
     .argument('<bucket>')
     .option('--shards <n>', 'shards of its change stream (fixed at creation)', intArg(1), 8)
-    .action(async (bucket: string, opts: { shards: number }) => {
+    .option('--index <field>', 'a field `sluice query` finds without scanning, e.g. mtime or has_ssn (repeatable; fixed at creation)', collect, [])
+    .action(async (bucket: string, opts: { shards: number; index: string[] }) => {
       const shards = opts.shards;
-      const info = await withBackend(g(), (b) => b.createBucket(bucket, { shards }));
-      out(g(), info, () => `bucket ${info.name}: ${info.shards} shards, change stream ${info.changeStream}`);
+      const info = await withBackend(g(), (b) => b.createBucket(bucket, { shards, ...(opts.index.length > 0 ? { indexes: opts.index } : {}) }));
+      out(g(), info, () => `bucket ${info.name}: ${info.shards} shards, change stream ${info.changeStream}${info.indexes.length > 0 ? `, indexes ${info.indexes.join(', ')}` : ''}`);
     });
   objects
     .command('rm')
