@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LocalBackend } from '../../bindings/local/index.ts';
-import { startDev, until, type Dev } from '../support/sluice-process.ts';
+import { run, startDev, until, type Dev } from '../support/sluice-process.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'sluice-metrics-'));
 const data = join(work, 'data');
@@ -58,7 +58,13 @@ describe('dev metrics', () => {
     expect(text).toMatch(/^sluice_controller_reconcile_seconds_count \d+$/m);
     expect(text).toContain('# TYPE sluice_controller_scale_decisions_total counter');
     expect(text).toContain('# TYPE sluice_controller_reconcile_errors_total counter');
-    expect(text).toMatch(/^sluice_function_worker_restarts\{function="counter"\} 0$/m);
+    const restarts = /^sluice_function_worker_restarts\{function="counter"\} (\d+)$/m.exec(text);
+    expect(restarts, 'the restarts gauge').not.toBeNull();
+    if (restarts![1] !== '0') {
+      // A worker crashed: say why (its logs), rather than only that it did.
+      const logs = await run(['--data', data, '--server', dev.server, 'logs', 'counter']);
+      expect.fail(`worker restarted ${restarts![1]} times; logs:\n${logs.stdout.split('\n').filter((l) => !/ info  /.test(l)).join('\n').slice(-3000)}`);
+    }
     // Process metrics of the controller and of the worker.
     expect(text).toMatch(/^process_cpu_seconds_total \d/m);
     expect(text).toMatch(/^process_cpu_seconds_total\{[^}]*worker="0"[^}]*\} \d/m);
