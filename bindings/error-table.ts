@@ -107,6 +107,8 @@ export const ErrorTable: { readonly [K in ErrorCode]: ErrorMapping } = Object.fr
   // 503 + ServiceUnavailable rather than 507: S3 SDKs retry ServiceUnavailable, and a full disk is
   // transient from a client's view (the operator frees space; no restart needed).
   SLUICE_STORAGE_FULL: row(503, 'ServiceUnavailable', 'RESOURCE_EXHAUSTED', 'unavailable', true),
+  SLUICE_HANDLER_LOAD: row(400, 'InvalidArgument', 'INVALID_ARGUMENT', 'invalid', false),
+  SLUICE_BINDING_MISSING: row(404, 'NoSuchBucket', 'FAILED_PRECONDITION', 'notFound', false),
 });
 
 /** The table's row for `code`, or SLUICE_INTERNAL's when `code` is not a sluice code. */

@@ -44,6 +44,8 @@ export const ErrorCodes = {
   SLUICE_KUBERNETES: 'the Kubernetes API refused or failed a request; the message names the resource',
   SLUICE_UNAUTHENTICATED: 'a control API call carried no bearer token, or one the server does not accept',
   SLUICE_STORAGE_FULL: "the backend's storage is full (disk, volume or quota); nothing was written; retry once space is freed",
+  SLUICE_HANDLER_LOAD: 'a handler module does not load (syntax error, missing import, throw at import) or has no default-exported function; details give file, line, column and stack; nothing was deployed',
+  SLUICE_BINDING_MISSING: "a function's binding (or trigger) names a bucket, table or stream that does not exist; nothing was deployed",
 } as const;
 
 /** A stable sluice error code. */

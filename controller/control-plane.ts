@@ -33,6 +33,10 @@ export interface FunctionStatus {
   deadLetters: number;
   /** Most recent errors (worker crashes, dead letters), newest first. */
   errors: { at: string; message: string }[];
+  /** Restarts of crashed workers since the current revision was applied. */
+  restarts: number;
+  /** The most recent error a worker reported or died of, or a refused reload; absent when none. */
+  lastError?: { at: string; message: string };
 }
 
 /** A log line of a function's workers. */
@@ -42,6 +46,17 @@ export interface LogLine {
   level: string;
   message: string;
   fields: Record<string, unknown>;
+}
+
+/** The synthetic event of `invoke`. */
+export interface InvokeEvent {
+  key: string;
+  /** @default empty */
+  body?: Uint8Array;
+  /** @default {} */
+  attrs?: Record<string, unknown>;
+  /** Bindings on a scratch store rather than the platform's (nothing on the platform changes). @default false */
+  dryRun?: boolean;
 }
 
 /** The controller as seen by its clients. */
@@ -54,8 +69,8 @@ export interface ControlPlane {
   status(name: string): Promise<FunctionStatus>;
   /** Pins the replica count (within minReplicas..maxReplicas; SLUICE_INVALID_ARGUMENT past them). */
   scale(name: string, replicas: number): Promise<void>;
-  /** Runs the handler once on a synthetic event; returns the declared effects as JSON. */
-  invoke(name: string, event: { key: string; body?: Uint8Array; attrs?: Record<string, unknown> }): Promise<unknown>;
+  /** Runs the handler once on a synthetic event in a process of its own; returns the declared effects, logs and error as JSON. */
+  invoke(name: string, event: InvokeEvent): Promise<unknown>;
   /** Log lines of the function's workers; follows new lines until the signal aborts when `follow`. */
   logs(name: string, options: { follow: boolean; signal?: AbortSignal }): AsyncIterable<LogLine>;
 }

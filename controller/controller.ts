@@ -8,14 +8,24 @@
  * until the next deploy.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { BindingError } from '../bindings/errors.ts';
 import type { Backend, Item, KvBinding } from '../bindings/types.ts';
-import { invokeHandler } from '../functions/testing.ts';
-import type { FunctionDefinition } from '../functions/types.ts';
-import { openStateTable, parseDurationMs, StateReader } from '../runtime/index.ts';
+import type { SyntheticRecord } from '../functions/testing.ts';
+import {
+  checkHandlerLoads,
+  graphDigest,
+  handlerGraph,
+  invokeInChild,
+  openStateTable,
+  parseDurationMs,
+  resolveWorkerOptions,
+  StateReader,
+  type InvokeChildResult,
+  type WorkerOptions,
+} from '../runtime/index.ts';
 import { desiredReplicas } from './autoscaler.ts';
-import type { ControlPlane, FunctionStatus, LogLine, ShardStatus } from './control-plane.ts';
+import { ControllerMetrics } from './metrics.ts';
+import type { ControlPlane, FunctionStatus, InvokeEvent, LogLine, ShardStatus } from './control-plane.ts';
 import type { Driver } from './driver.ts';
 import type { ScalerSource } from './grpc/scaler.ts';
 import { loadFunctionSpec, toWorkerOptions, type FunctionSpec } from './spec/index.ts';
@@ -32,6 +42,32 @@ export interface ControllerOptions {
   intervalMs?: number;
   /** Log sink of the controller itself. @default none */
   onEvent?: (e: { function: string; message: string }) => void;
+  /** How long the deploy-time sandbox may take to load a handler. @default 30000 */
+  loadTimeoutMs?: number;
+  /**
+   * The platform's own embedded store, as the local driver's option of that name: where `invoke`
+   * binds a spec that says `backend: local`. @default the spec's dir
+   */
+  localDir?: string;
+}
+
+/** Refuses a spec whose bindings name a bucket, table or stream that does not exist (SLUICE_BINDING_MISSING). */
+export async function checkBindingsExist(backend: Backend, spec: FunctionSpec): Promise<void> {
+  for (const [i, b] of spec.spec.bindings.entries()) {
+    try {
+      if (b.kind === 'object') await backend.objects(b.resource);
+      else if (b.kind === 'kv') await backend.kv(b.resource);
+      else if (b.kind === 'stream') await backend.streams().info(b.resource);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (code !== 'SLUICE_BUCKET_NOT_FOUND' && code !== 'SLUICE_TABLE_NOT_FOUND' && code !== 'SLUICE_STREAM_NOT_FOUND' && code !== 'SLUICE_NOT_FOUND') throw e;
+      const what = b.kind === 'object' ? 'bucket' : b.kind === 'kv' ? 'table' : 'stream';
+      throw new BindingError('SLUICE_BINDING_MISSING', `function '${spec.metadata.name}': binding '${b.name}' (spec.spec.bindings[${i}]) names ${what} '${b.resource}', which does not exist; create it first`, {
+        cause: e,
+        details: { binding: b.name, kind: b.kind, resource: b.resource, path: `spec.bindings[${i}]` },
+      });
+    }
+  }
 }
 
 interface Stored {
@@ -39,17 +75,20 @@ interface Stored {
   specDir: string;
   revision: number;
   pinned?: number;
+  /** Digest of the handler's sources (its import graph) at deploy time: a code change is a new revision. */
+  codeHash?: string;
 }
 
 /** A stored function as a KV item. */
 function encodeStored(s: Stored): Item {
-  return { yaml: s.yaml, specDir: s.specDir, revision: s.revision, ...(s.pinned !== undefined ? { pinned: s.pinned } : {}) };
+  return { yaml: s.yaml, specDir: s.specDir, revision: s.revision, ...(s.pinned !== undefined ? { pinned: s.pinned } : {}), ...(s.codeHash !== undefined ? { codeHash: s.codeHash } : {}) };
 }
 
 /** A stored function read back (fields of the wrong type read as absent). */
 function decodeStored(i: Item): Stored {
   const s: Stored = { yaml: typeof i.yaml === 'string' ? i.yaml : '', specDir: typeof i.specDir === 'string' ? i.specDir : '', revision: typeof i.revision === 'number' ? i.revision : 0 };
   if (typeof i.pinned === 'number') s.pinned = i.pinned;
+  if (typeof i.codeHash === 'string') s.codeHash = i.codeHash;
   return s;
 }
 
@@ -66,13 +105,17 @@ interface Runtime {
   shards: ShardStatus[];
   errors: { at: string; message: string }[];
   appliedRevision: number;
+  /** The last deploy of new code that was refused (it did not load), while this revision kept running. */
+  refused?: { at: string; message: string };
 }
 
 export class Controller implements ControlPlane, ScalerSource {
-  readonly #o: Required<Omit<ControllerOptions, 'onEvent'>> & Pick<ControllerOptions, 'onEvent'>;
+  readonly #o: Required<Omit<ControllerOptions, 'onEvent' | 'loadTimeoutMs' | 'localDir'>> & Pick<ControllerOptions, 'onEvent' | 'loadTimeoutMs' | 'localDir'>;
   #table!: KvBinding;
   #state!: StateReader;
   readonly #fns = new Map<string, Runtime>();
+  /** The controller's Prometheus series (served with the workers' by controller/metrics.ts). */
+  readonly metrics = new ControllerMetrics();
   #timer: NodeJS.Timeout | undefined;
   #busy: Promise<void> = Promise.resolve();
   #closed = false;
@@ -143,6 +186,7 @@ export class Controller implements ControlPlane, ScalerSource {
 
   /** Tells the driver and publishes the live count for the workers (state table), in that order. */
   async #scaleTo(name: string, replicas: number): Promise<void> {
+    this.metrics.desiredReplicas.set({ function: name }, replicas);
     if (replicas >= 1) await this.#state.publishReplicas(name, replicas);
     await this.#o.driver.scale(name, replicas);
   }
@@ -170,16 +214,40 @@ export class Controller implements ControlPlane, ScalerSource {
           if ((e as { code?: string }).code !== 'SLUICE_ALREADY_EXISTS') throw e;
         });
     } else if (o.trigger.type === 'stream') await this.#o.backend.streams().info(o.trigger.stream);
+    await checkBindingsExist(this.#o.backend, spec).catch((e: unknown) => {
+      this.metrics.loadFailures.inc({ function: spec.metadata.name, code: (e as { code?: string }).code ?? 'SLUICE_INTERNAL' });
+      throw e;
+    });
     const name = spec.metadata.name;
+    const graph = await handlerGraph(o.module);
+    const codeHash = graphDigest(graph.files);
     const got = await this.#table.getItem(name);
     const cur = got && decodeStored(got.item);
-    // The same spec again (e.g. `sluice dev` restarting) is not a new revision and keeps a pinned scale.
-    if (cur && cur.yaml === specYaml && cur.specDir === dir && this.#fns.has(name)) return { name, revision: cur.revision };
+    // The same spec and code again (e.g. `sluice dev` restarting) is not a new revision and keeps a pinned scale.
+    if (cur && cur.yaml === specYaml && cur.specDir === dir && cur.codeHash === codeHash && this.#fns.has(name)) return { name, revision: cur.revision };
+    // Load the handler in a sandbox process first: a module that does not load is refused here, and
+    // whatever runs now (the previous revision) keeps running.
+    const t0 = Date.now();
+    try {
+      await checkHandlerLoads(o.module, { function: name, env: process.env, ...(this.#o.loadTimeoutMs !== undefined ? { timeoutMs: this.#o.loadTimeoutMs } : {}) });
+    } catch (e) {
+      // A refused reload of a running function shows in its status; the running revision stays.
+      const running = this.#fns.get(name);
+      if (running) {
+        const at = new Date().toISOString();
+        running.errors.unshift({ at, message: `revision ${running.stored.revision} keeps running; the new code was refused: ${(e as Error).message}` });
+        running.errors.length = Math.min(running.errors.length, 20);
+        running.refused = { at, message: (e as Error).message };
+      }
+      this.metrics.loadFailures.inc({ function: name, code: (e as { code?: string }).code ?? 'SLUICE_INTERNAL' });
+      throw e;
+    }
     const revision = (cur?.revision ?? 0) + 1;
-    const stored: Stored = { yaml: specYaml, specDir: dir, revision };
+    const stored: Stored = { yaml: specYaml, specDir: dir, revision, codeHash };
+    const t1 = Date.now();
     await this.#table.putItem(name, encodeStored(stored));
     await this.#adopt(stored);
-    this.#o.onEvent?.({ function: name, message: `deployed revision ${revision}` });
+    this.#o.onEvent?.({ function: name, message: `deployed revision ${revision} (sandbox load ${t1 - t0} ms, rollout ${Date.now() - t1} ms)` });
     return { name, revision };
   }
 
@@ -217,9 +285,32 @@ export class Controller implements ControlPlane, ScalerSource {
 
   /** One reconcile round over every function (also called by tests to step deterministically). */
   async reconcile(): Promise<void> {
+    const endRound = this.metrics.reconcileSeconds.startTimer();
+    try {
+      await this.#reconcileAll();
+    } finally {
+      endRound();
+    }
+  }
+
+  /** Refreshes the series that come from the driver (ready replicas, restarts, last error); called per scrape. */
+  async refreshMetrics(): Promise<void> {
+    for (const [name, rt] of this.#fns) {
+      const w = await this.#o.driver.status(name).catch(() => undefined);
+      this.metrics.desiredReplicas.set({ function: name }, rt.replicas);
+      this.metrics.lag.set({ function: name }, rt.lag);
+      this.metrics.readyReplicas.set({ function: name }, w?.ready ?? 0);
+      this.metrics.restarts.set({ function: name }, w?.restarts ?? w?.replicas.reduce((n, r) => n + r.restarts, 0) ?? 0);
+      const last = [w?.lastError?.at, rt.refused?.at].filter((x): x is string => x !== undefined).sort().at(-1);
+      this.metrics.lastErrorTime.set({ function: name }, last ? Date.parse(last) / 1000 : 0);
+    }
+  }
+
+  async #reconcileAll(): Promise<void> {
     for (const rt of this.#fns.values()) {
       try {
         await this.#measure(rt);
+        this.metrics.lag.set({ function: rt.spec.metadata.name }, rt.lag);
         if (rt.stored.pinned !== undefined) continue;
         const s = rt.spec.spec.scaling;
         // KEDA owns the replica count of this function (its ScaledObject reads our external scaler).
@@ -244,10 +335,12 @@ export class Controller implements ControlPlane, ScalerSource {
         rt.history = rt.history.filter((h) => now - h.at <= 600_000);
         if (d.replicas !== rt.replicas) {
           this.#o.onEvent?.({ function: rt.spec.metadata.name, message: `${rt.replicas} → ${d.replicas}: ${d.reason}` });
+          this.metrics.scaleDecisions.inc({ function: rt.spec.metadata.name, direction: d.replicas > rt.replicas ? 'up' : 'down' });
           await this.#scaleTo(rt.spec.metadata.name, d.replicas);
           rt.replicas = d.replicas;
         }
       } catch (e) {
+        this.metrics.reconcileErrors.inc({ function: rt.spec.metadata.name });
         rt.errors.unshift({ at: new Date().toISOString(), message: (e as Error).message });
         rt.errors.length = Math.min(rt.errors.length, 20);
       }
@@ -309,10 +402,13 @@ export class Controller implements ControlPlane, ScalerSource {
     } catch {
       deadLetters = 0;
     }
+    const last = [w?.lastError, rt.refused].filter((e): e is { at: string; message: string } => e !== undefined).sort((a, b) => b.at.localeCompare(a.at))[0];
     return {
       name,
       revision: rt.stored.revision,
       replicas: { desired: w?.desired ?? rt.replicas, ready: w?.ready ?? 0 },
+      restarts: w?.restarts ?? w?.replicas.reduce((n, r) => n + r.restarts, 0) ?? 0,
+      ...(last ? { lastError: { at: last.at, message: last.message } } : {}),
       shards: rt.shards,
       lag: rt.lag,
       ratePerSecond: Math.round(rt.throughput * Math.max(1, rt.replicas)),
@@ -346,17 +442,39 @@ export class Controller implements ControlPlane, ScalerSource {
     }
   }
 
-  async invoke(name: string, event: { key: string; body?: Uint8Array; attrs?: Record<string, unknown> }): Promise<unknown> {
+  /**
+   * Runs the handler once in a process of its own (runtime/invoke-child.ts), never in the controller:
+   * a fresh module, the spec's bindings and timeout, the platform's backend (or a scratch one with
+   * `dryRun`). A runaway handler is killed at its timeout; the controller is not touched.
+   */
+  async invoke(name: string, event: InvokeEvent): Promise<InvokeChildResult> {
     const rt = this.#get(name);
-    const file = resolve(rt.stored.specDir, rt.spec.spec.handler);
-    const mod = (await import(pathToFileURL(file).href)) as { default: FunctionDefinition };
-    const res = await invokeHandler(mod.default, [{ key: event.key, body: event.body ?? new Uint8Array(0), attrs: (event.attrs ?? {}) as Record<string, never> }], { function: name });
-    return { records: res.records, counters: res.counters, error: res.error ?? null, durationMs: res.durationMs };
+    const o = resolveWorkerOptions(this.#workerOptions(rt));
+    if (o.trigger.type === 'http') throw new BindingError('SLUICE_INVALID_ARGUMENT', `invoke ${name}: an http-triggered function is invoked by a request to its route ${o.trigger.path}, not with a record`);
+    const record: SyntheticRecord = { key: event.key, attrs: (event.attrs ?? {}) as Record<string, never>, source: o.trigger.type === 'object' ? o.trigger.bucket : o.trigger.stream };
+    if (event.body !== undefined) record.body = event.body;
+    return invokeInChild({ function: name, module: o.module, bindings: o.bindings, backend: o.backend, dryRun: event.dryRun === true, timeoutMs: o.timeoutMs, record }, { env: process.env });
+  }
+
+  /** Worker options of ordinal 0, on the platform's own embedded store when the spec says `local`. */
+  #workerOptions(rt: Runtime): WorkerOptions {
+    const o = toWorkerOptions(rt.spec, { specDir: rt.stored.specDir, ordinal: 0, replicas: 1, env: process.env });
+    const localDir = this.#o.localDir;
+    return localDir !== undefined && o.backend.kind === 'local' ? { ...o, backend: { kind: 'local', dir: localDir } } : o;
   }
 
   async *logs(name: string, options: { follow: boolean; signal?: AbortSignal }): AsyncIterable<LogLine> {
     this.#get(name);
-    const d = this.#o.driver as Driver & { logs?: (n: string) => LogLine[]; events?: import('node:events').EventEmitter };
+    const d = this.#o.driver as Driver & {
+      logs?: (n: string) => LogLine[];
+      events?: import('node:events').EventEmitter;
+      streamLogs?: (n: string, o: { follow: boolean; signal?: AbortSignal }) => AsyncIterable<LogLine>;
+    };
+    // Kubernetes: the pods' logs through the API server.
+    if (d.streamLogs) {
+      yield* d.streamLogs(name, options);
+      return;
+    }
     if (!d.logs) throw new BindingError('SLUICE_INVALID_ARGUMENT', `logs are not available from the ${d.kind} driver; use kubectl logs`);
     for (const l of d.logs(name)) yield l;
     if (!options.follow || !d.events) return;

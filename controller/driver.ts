@@ -13,6 +13,10 @@ export interface WorkloadStatus {
   ready: number;
   /** Per replica (ordinal), when the driver knows: pid or pod name, and restarts. */
   replicas: { ordinal: number; id: string; ready: boolean; restarts: number }[];
+  /** Restarts of crashed workers (all replicas) since the workload was applied, when the driver knows. */
+  restarts?: number;
+  /** The most recent error a worker reported or died of, when the driver knows. */
+  lastError?: { at: string; message: string; ordinal: number };
 }
 
 /** A place where workers run. */

@@ -11,10 +11,11 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, wr
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BindingError } from '../bindings/errors.ts';
-import type { WorkerOptions } from '../runtime/index.ts';
+import { nodeArgs, type WorkerOptions } from '../runtime/index.ts';
 import { creditsPerReplica } from './autoscaler.ts';
 import type { Driver, WorkloadStatus } from './driver.ts';
 import type { LogLine } from './control-plane.ts';
+import { toLogLine } from './log-lines.ts';
 import { toWorkerOptions, type FunctionSpec } from './spec/index.ts';
 
 const workerMain = fileURLToPath(new URL('../runtime/worker-main.ts', import.meta.url));
@@ -29,6 +30,8 @@ export interface LocalDriverOptions {
   maxRestartDelayMs?: number;
   /** Lines of worker logs kept per function. @default 2000 */
   logLines?: number;
+  /** On a new revision, how long the new workers may take to boot before the old ones are stopped anyway. @default 30000 */
+  bootWaitMs?: number;
   /** Extra environment of the workers (secrets are resolved from it). @default process.env */
   env?: NodeJS.ProcessEnv;
   /**
@@ -57,6 +60,8 @@ interface PidFile {
 
 interface Replica {
   ordinal: number;
+  /** Port of the worker's /metrics (from its ready line). */
+  httpPort: number | undefined;
   proc: ChildProcess | undefined;
   ready: boolean;
   restarts: number;
@@ -78,6 +83,10 @@ interface Workload {
   replicas: Map<number, Replica>;
   desired: number;
   logs: LogLine[];
+  /** The most recent error a worker of this function reported (or its crash), for `sluice status`. */
+  lastError: { at: string; message: string; ordinal: number } | undefined;
+  /** Restarts of crashed workers since the function was applied. */
+  restarts: number;
 }
 
 export class LocalDriver implements Driver {
@@ -96,6 +105,7 @@ export class LocalDriver implements Driver {
       restartDelayMs: options.restartDelayMs ?? 500,
       maxRestartDelayMs: options.maxRestartDelayMs ?? 30_000,
       logLines: options.logLines ?? 2000,
+      bootWaitMs: options.bootWaitMs ?? 30_000,
       env: options.env ?? process.env,
       localDir: options.localDir,
       generation: options.generation ?? 0,
@@ -117,14 +127,24 @@ export class LocalDriver implements Driver {
     };
     options(0, 1); // validate now: a bad spec must fail the deploy, not the workers
     const prev = this.#workloads.get(name);
-    const w: Workload = { name, options, maxBatchesInFlight: spec.spec.scaling.maxBatchesInFlight, replicas: new Map(), desired: 0, logs: prev?.logs ?? [] };
+    const w: Workload = { name, options, maxBatchesInFlight: spec.spec.scaling.maxBatchesInFlight, replicas: new Map(), desired: 0, logs: prev?.logs ?? [], lastError: prev?.lastError, restarts: 0 };
     if (prev) {
-      // A new spec: stop the old workers (they drain and release), then start the new ones.
-      const desired = prev.desired;
+      // A new revision: the new workers boot while the old ones keep handling records (booting —
+      // loader, backend, handler threads — is most of a reload); then the old ones drain, commit and
+      // release their leases, and the new ones are woken to take the shards at once.
+      w.desired = prev.desired;
+      for (let i = 0; i < prev.desired; i++) this.#start(w, i);
+      await this.#booted(w, this.#o.bootWaitMs);
       await this.#stopAll(prev);
       this.#workloads.set(name, w);
-      await this.scale(name, desired);
+      for (const r of w.replicas.values()) this.#rescale(w, r);
     } else this.#workloads.set(name, w);
+  }
+
+  /** Resolves when every replica of `w` is ready (or has exited), or after `timeoutMs`. */
+  async #booted(w: Workload, timeoutMs: number): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end && [...w.replicas.values()].some((r) => !r.ready && r.proc?.exitCode === null && r.proc.signalCode === null)) await new Promise((res) => setTimeout(res, 20));
   }
 
   async scale(name: string, replicas: number): Promise<void> {
@@ -201,7 +221,7 @@ export class LocalDriver implements Driver {
     const replicas = [...w.replicas.values()]
       .sort((a, b) => a.ordinal - b.ordinal)
       .map((r) => ({ ordinal: r.ordinal, id: r.proc?.pid !== undefined ? `pid ${r.proc.pid}` : 'restarting', ready: r.ready, restarts: r.restarts }));
-    return { desired: w.desired, ready: replicas.filter((r) => r.ready).length, replicas };
+    return { desired: w.desired, ready: replicas.filter((r) => r.ready).length, replicas, restarts: w.restarts, ...(w.lastError ? { lastError: w.lastError } : {}) };
   }
 
   /** Recent log lines of a function's workers. */
@@ -213,6 +233,14 @@ export class LocalDriver implements Driver {
   pids(name: string): Map<number, number> {
     const out = new Map<number, number>();
     for (const r of this.#workloads.get(name)?.replicas.values() ?? []) if (r.proc?.pid !== undefined && r.proc.exitCode === null) out.set(r.ordinal, r.proc.pid);
+    return out;
+  }
+
+  /** The /metrics endpoints of the running, ready workers. */
+  metricsTargets(): { function: string; ordinal: number; url: string }[] {
+    const out: { function: string; ordinal: number; url: string }[] = [];
+    for (const w of this.#workloads.values())
+      for (const r of w.replicas.values()) if (r.ready && r.httpPort !== undefined) out.push({ function: w.name, ordinal: r.ordinal, url: `http://127.0.0.1:${r.httpPort}` });
     return out;
   }
 
@@ -237,7 +265,7 @@ export class LocalDriver implements Driver {
   }
 
   #start(w: Workload, ordinal: number): void {
-    const r: Replica = { ordinal, proc: undefined, ready: false, restarts: 0, streak: 0, startedAt: 0, signals: false, rescalePending: false, stopping: false, exited: Promise.resolve(), timer: undefined };
+    const r: Replica = { ordinal, httpPort: undefined, proc: undefined, ready: false, restarts: 0, streak: 0, startedAt: 0, signals: false, rescalePending: false, stopping: false, exited: Promise.resolve(), timer: undefined };
     w.replicas.set(ordinal, r);
     this.#spawn(w, r);
   }
@@ -247,8 +275,9 @@ export class LocalDriver implements Driver {
     const files = this.#files(w, r.ordinal);
     const o = w.options(r.ordinal, Math.max(1, w.desired));
     const perWorker = o.batchesInFlight ?? Math.max(1, (o.threads ?? 1) * 2);
-    // The config may hold the handler's secrets (0600). The backend token travels in the worker's environment (readable only by this user, gone with the
-    // process), never in the run file: a config on disk outlives the worker, a crash, or a backup.
+    // The config may hold the handler's secrets (0600). The backend token travels in the worker's
+    // environment (readable only by this user, gone with the process), never in the run file: a config on
+    // disk outlives the worker, a crash, or a backup.
     const secretEnv: NodeJS.ProcessEnv = {};
     let fileOptions: WorkerOptions = o;
     if (o.backend.kind === 'nats' && (o.backend.token !== undefined || o.backend.pass !== undefined)) {
@@ -258,9 +287,11 @@ export class LocalDriver implements Driver {
       if (pass !== undefined) secretEnv.SLUICE_BACKEND_PASSWORD = pass;
       fileOptions = { ...o, backend: rest };
     }
-    writeFileSync(files.config, JSON.stringify({ ...fileOptions, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }), { mode: 0o600 });
+    // Every worker serves /metrics on a free port of 127.0.0.1; the platform's /metrics merges them (controller/metrics.ts).
+    writeFileSync(files.config, JSON.stringify({ ...fileOptions, httpPort: o.httpPort ?? 0, batchesInFlight: this.#credits(w, r.ordinal, perWorker) }), { mode: 0o600 });
     writeFileSync(files.rescale, JSON.stringify({ replicas: Math.max(1, w.desired), ordinal: r.ordinal }), { mode: 0o600 });
-    const proc = spawn(process.execPath, ['--import', 'tsx', workerMain, files.config], {
+    // tsx from sluice's own install (not the cwd's): a project depending on sluice need not depend on tsx.
+    const proc = spawn(process.execPath, nodeArgs(workerMain, files.config), {
       // stdin stays an open pipe: it closes when this process dies, however it dies (parent-death detection).
       stdio: ['pipe', 'pipe', 'pipe'],
       // Own process group: stopping a worker (or an orphan) reaches whatever its handlers spawned.
@@ -273,22 +304,37 @@ export class LocalDriver implements Driver {
     r.startedAt = Date.now();
     if (proc.pid !== undefined) writeFileSync(files.pid, JSON.stringify({ pid: proc.pid, function: w.name, ordinal: r.ordinal, generation: this.#o.generation } satisfies PidFile), { mode: 0o600 });
     proc.stdin!.on('error', () => undefined);
-    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      if (d.includes('"event":"signals"')) {
+    // stdout carries the worker's events (signals, ready) and whatever handlers print (console.log); stderr
+    // its pino lines and anything else written there. Both are kept, by line.
+    let errorSinceSpawn = false;
+    const lines = (stream: NodeJS.ReadableStream, name: 'stdout' | 'stderr', each: (l: string) => void) => {
+      let buf = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (d: string) => {
+        buf += d;
+        const ls = buf.split('\n');
+        buf = ls.pop()!;
+        for (const l of ls) each(l);
+      });
+      stream.on('end', () => buf && this.#log(w, r.ordinal, buf, name));
+    };
+    lines(proc.stdout!, 'stdout', (l) => {
+      if (l.startsWith('{"event":"signals"')) {
+        // From now on the worker handles SIGUSR2: a rescale asked while it started is sent now.
         r.signals = true;
         if (r.rescalePending) {
           r.rescalePending = false;
           proc.kill('SIGUSR2');
         }
+      } else if (l.startsWith('{"event":"ready"')) {
+        r.ready = true;
+        const port = (JSON.parse(l) as { httpPort?: unknown }).httpPort;
+        r.httpPort = typeof port === 'number' ? port : undefined;
       }
-      if (d.includes('"event":"ready"')) r.ready = true;
+      else this.#log(w, r.ordinal, l, 'stdout');
     });
-    let buf = '';
-    proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      for (const l of lines) this.#log(w, r.ordinal, l);
+    lines(proc.stderr!, 'stderr', (l) => {
+      if (this.#log(w, r.ordinal, l, 'stderr')) errorSinceSpawn = true;
     });
     r.exited = new Promise((resolve) =>
       proc.once('exit', (code, signal) => {
@@ -302,7 +348,11 @@ export class LocalDriver implements Driver {
           const delay = Math.min(this.#o.maxRestartDelayMs, this.#o.restartDelayMs * 2 ** Math.min(r.streak, 10));
           r.streak++;
           r.restarts++;
-          this.#log(w, r.ordinal, JSON.stringify({ level: 50, msg: `worker exited (${code ?? signal}); restarting in ${delay} ms`, time: Date.now() }));
+          w.restarts++;
+          // The worker's own last error says why; the exit notice only when it said nothing.
+          const keep = errorSinceSpawn ? w.lastError : undefined;
+          this.#log(w, r.ordinal, JSON.stringify({ level: 50, msg: `worker exited (${code ?? signal}); restarting in ${delay} ms`, time: Date.now() }), 'driver');
+          if (keep) w.lastError = keep;
           r.timer = setTimeout(() => this.#spawn(w, r), delay);
         }
         resolve();
@@ -334,27 +384,27 @@ export class LocalDriver implements Driver {
     await Promise.all([...w.replicas.values()].map((r) => this.#stop(w, r)));
   }
 
-  #log(w: Workload, ordinal: number, raw: string): void {
-    if (!raw.trim()) return;
+  /** Keeps one line of a worker; true when it is an error (level error or fatal). */
+  #log(w: Workload, ordinal: number, raw: string, stream: 'stdout' | 'stderr' | 'driver'): boolean {
     // Native code writes to the same stderr without a newline (lmdb on a full disk: "Write error: No
     // space left on device position …" once per page), which ran into the next JSON line and garbled
     // it. Keep the native text as a line of its own and parse the JSON that follows it.
     const json = raw.indexOf('{"level":');
     if (json > 0) {
       const native = raw.slice(0, json).trim();
-      this.#push(w, { at: new Date().toISOString(), ordinal, level: 'warn', message: `${RAW_PREFIX}${native.length > 500 ? `${native.slice(0, 500)}…` : native}`, fields: {} });
+      this.#push(w, { at: new Date().toISOString(), ordinal, level: 'warn', message: `${RAW_PREFIX}${native.length > 500 ? `${native.slice(0, 500)}…` : native}`, fields: { stream } });
       raw = raw.slice(json);
     }
-    let line: LogLine;
-    try {
-      const j = JSON.parse(raw) as Record<string, unknown>;
-      const { level, msg, time, ...fields } = j;
-      line = { at: new Date(typeof time === 'number' ? time : Date.now()).toISOString(), ordinal, level: levelName(level), message: String(msg ?? ''), fields };
-    } catch {
-      // Not one of the worker's JSON lines: a startup failure, or native code writing to stderr.
-      line = { at: new Date().toISOString(), ordinal, level: 'warn', message: `${RAW_PREFIX}${raw.length > 2000 ? `${raw.slice(0, 2000)}…` : raw}`, fields: {} };
+    const line = toLogLine(raw, ordinal, stream);
+    if (!line) return false;
+    const isError = line.level === 'error' || line.level === 'fatal';
+    if (isError) {
+      const err = line.fields.err as { message?: unknown } | undefined;
+      const detail = typeof err?.message === 'string' && !line.message.includes(err.message) ? `: ${err.message}` : '';
+      w.lastError = { at: line.at, message: `${line.message}${detail}`, ordinal };
     }
     this.#push(w, line);
+    return isError;
   }
 
   #push(w: Workload, line: LogLine): void {
@@ -396,8 +446,3 @@ function signalGroup(pid: number, sig: NodeJS.Signals): void {
 /** Prefix of a log line that was not one of the worker's JSON lines (kept, marked, on a line of its own). */
 export const RAW_PREFIX = 'stderr: ';
 
-function levelName(l: unknown): string {
-  if (typeof l === 'string') return l;
-  const n = typeof l === 'number' ? l : 30;
-  return n >= 60 ? 'fatal' : n >= 50 ? 'error' : n >= 40 ? 'warn' : n >= 30 ? 'info' : n >= 20 ? 'debug' : 'trace';
-}

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SluiceError } from '../bindings/errors.ts';
 import type { Backend } from '../bindings/types.ts';
 import { nextGeneration, openBackend, openStateTable, type BackendSpec, type TlsFiles } from '../runtime/index.ts';
 import { Controller } from './controller.ts';
@@ -14,6 +15,15 @@ import { startControlServer, type ControlServer } from './grpc/server.ts';
 import { grpcServerCredentials } from './grpc/tls.ts';
 import { KubernetesDriver } from './kubernetes/index.ts';
 import { LocalDriver } from './local-driver.ts';
+import { startMetricsServer } from './metrics.ts';
+
+/** 'host:port' (or ':port', or 'port') → [host, port]; SLUICE_INVALID_ARGUMENT when malformed. */
+export function splitHostPort(s: string): [string, number] {
+  const m = /^(?:(.*):)?(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new SluiceError('SLUICE_INVALID_ARGUMENT', `'${s}' is not host:port`);
+  return [m[1] || '127.0.0.1', port];
+}
 
 /** Options of {@link startPlatform}. */
 export interface PlatformOptions {
@@ -35,6 +45,8 @@ export interface PlatformOptions {
   tls?: TlsFiles;
   /** Reconcile period. @default 1000 */
   intervalMs?: number;
+  /** Serve the platform's Prometheus /metrics (controller + every worker) on this host:port (any free port when it is taken; see `metricsPort`). @default not served */
+  metrics?: string;
   /** Controller events (scaling decisions, deploys). @default ignored */
   onEvent?: (e: { function: string; message: string }) => void;
 }
@@ -45,6 +57,8 @@ export interface Platform {
   driver: Driver;
   server: ControlServer;
   token: string;
+  /** Port of /metrics, when served. */
+  metricsPort?: number;
   /** Stops the server, the workers (gracefully) and the backend. */
   close(): Promise<void>;
 }
@@ -75,7 +89,13 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
     await local.reapOrphans();
     driver = local;
   }
-  const controller = await Controller.open({ backend, driver, intervalMs: o.intervalMs ?? 1000, ...(o.onEvent ? { onEvent: o.onEvent } : {}) });
+  const controller = await Controller.open({
+    backend,
+    driver,
+    intervalMs: o.intervalMs ?? 1000,
+    ...(o.onEvent ? { onEvent: o.onEvent } : {}),
+    ...(o.backend.kind === 'local' && o.driver !== 'kubernetes' ? { localDir: o.backend.dir } : {}),
+  });
   controller.start();
   const scalerTokens = o.scalerTokens ?? (process.env.SLUICE_SCALER_TOKEN ? [process.env.SLUICE_SCALER_TOKEN] : undefined);
   const server = await startControlServer({
@@ -87,13 +107,21 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
     port: o.port ?? 7070,
     ...(o.tls ? { credentials: grpcServerCredentials(o.tls) } : {}),
   });
+  let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
+  if (o.metrics !== undefined) {
+    const [host, port] = splitHostPort(o.metrics);
+    const targets = driver instanceof LocalDriver ? () => driver.metricsTargets() : () => [];
+    metrics = await startMetricsServer({ registry: controller.metrics.registry, refresh: () => controller.refreshMetrics(), targets, host, port, fallbackToFreePort: true });
+  }
   return {
     backend,
     controller,
     driver,
     server,
     token: tokens[0]!,
+    ...(metrics ? { metricsPort: metrics.port } : {}),
     async close() {
+      await metrics?.close();
       await server.close();
       await controller.close();
       await backend.close();

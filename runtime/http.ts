@@ -17,6 +17,20 @@ export interface Probe {
 export async function startHttp(metrics: WorkerMetrics, probe: Probe, port: number, host: string): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
     const url = req.url ?? '/';
+    if (url.startsWith('/metrics.json')) {
+      // For aggregation by the platform (controller/metrics-server.ts): prom-client's JSON form.
+      metrics.registry
+        .getMetricsAsJSON()
+        .then((body) => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(body));
+        })
+        .catch((e: Error) => {
+          res.writeHead(500);
+          res.end(e.message);
+        });
+      return;
+    }
     if (url.startsWith('/metrics')) {
       metrics.registry
         .metrics()

@@ -25,3 +25,7 @@ export { Worker, type WorkerState } from './worker.ts';
 export { resolveWorkerOptions, type ResolvedWorkerOptions, type Trigger, type WorkerOptions } from './worker-options.ts';
 export { parseDurationMs } from '../functions/types.ts';
 export { loadTls, type LoadedTls, type TlsFiles } from './tls.ts';
+export { graphDigest, handlerGraph, type GraphProblem, type HandlerGraph } from './handler-graph.ts';
+export { checkHandlerLoads, whereOf, type LoadFailure } from './handler-load.ts';
+export { nodeArgs, tsxLoaderUrl } from './node-loader.ts';
+export { invokeInChild, type InvokeChildRequest, type InvokeChildResult } from './invoke-child.ts';

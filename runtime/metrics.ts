@@ -1,5 +1,5 @@
 /** The worker's Prometheus metrics (prom-client), one registry per worker. */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Outcomes a record can have. */
 export const Outcomes = ['ok', 'retry', 'dead_letter', 'filtered', 'superseded', 'duplicate', 'gone'] as const;
@@ -18,6 +18,8 @@ export class WorkerMetrics {
   readonly retries: Counter<'function'>;
   readonly deadLetters: Counter<'function'>;
   readonly ownedShards: Gauge<'function'>;
+  /** The handler's own counters (`ctx.count`), as committed with each batch's checkpoint. */
+  readonly userCounters: Counter<'function' | 'name'>;
   readonly commitFailures: Counter<'function' | 'code'>;
 
   constructor(fn: string) {
@@ -32,8 +34,16 @@ export class WorkerMetrics {
     this.retries = new Counter({ name: 'sluice_retries_total', help: 'Records scheduled for another attempt', labelNames: ['function'], registers: r });
     this.deadLetters = new Counter({ name: 'sluice_dead_letters_total', help: 'Records sent to the dead-letter stream', labelNames: ['function'], registers: r });
     this.ownedShards = new Gauge({ name: 'sluice_owned_shards', help: 'Shards this worker holds the lease of', labelNames: ['function'], registers: r });
+    this.userCounters = new Counter({ name: 'sluice_function_counter_total', help: "The function's own counters (ctx.count), counted when their batch commits", labelNames: ['function', 'name'], registers: r });
     this.commitFailures = new Counter({ name: 'sluice_commit_failures_total', help: 'Record commits that failed, by error code (each is retried or dead-lettered)', labelNames: ['function', 'code'], registers: r });
     for (const o of Outcomes) this.events.inc({ outcome: o }, 0);
+    // Process metrics (CPU, memory, event-loop lag, GC) of this worker.
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Adds a committed batch's counters. */
+  countUser(counters: Readonly<Record<string, number>>): void {
+    for (const [name, n] of Object.entries(counters)) if (n > 0) this.userCounters.inc({ name }, n);
   }
 
   count(outcome: Outcome, n = 1): void {

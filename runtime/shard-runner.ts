@@ -223,6 +223,7 @@ export class ShardRunner {
     }
     this.#c = nextCheckpoint(c, { advanceTo: step.advanceTo, records: fates, ...(counters ? { counters } : {}) });
     this.#unsaved = true;
+    if (counters) metrics.countUser(counters);
     for (const f of fates) if (f.outcome !== 'waiting') metrics.count(f.outcome);
     // Defer the write to the next step's effects only when records are known to be waiting; otherwise
     // (a trickle, the tail of a burst, a retry step) write it now, so counters follow effects at once.

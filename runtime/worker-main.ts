@@ -115,7 +115,10 @@ function config(): WorkerOptions {
 try {
   worker = await Worker.start(config(), { onFenced: () => requestStop('fenced by a newer platform') });
 } catch (e) {
-  process.stderr.write(`sluice worker: ${(e as Error).message}\n`);
+  // One pino-shaped JSON line, so the driver shows it as the worker's error (status, logs), with the stack.
+  const { serializeError } = await import('../bindings/errors.ts');
+  const err = serializeError(e);
+  process.stderr.write(`${JSON.stringify({ level: 60, time: Date.now(), msg: `worker failed to start: ${err.message}`, err })}\n`);
   process.exit((e as { code?: string }).code === 'SLUICE_INVALID_ARGUMENT' || e instanceof SyntaxError ? ExitCodes.badConfig : ExitCodes.crashed);
 }
 process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, ordinal: worker.options.ordinal, httpPort: worker.httpPort ?? null })}\n`);

@@ -11,6 +11,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ExitCodeMeanings, ExitCodes, exitCodeOf, type GlobalOptions } from './context.ts';
 import { register as dev } from './commands/dev.ts';
 import { register as functions } from './commands/functions.ts';
+import { register as init } from './commands/init.ts';
 import { register as kv } from './commands/kv.ts';
 import { register as objects } from './commands/objects.ts';
 import { register as query } from './commands/query.ts';
@@ -54,7 +55,7 @@ const g = (): GlobalOptions => {
   }
   return merged as GlobalOptions;
 };
-for (const r of [dev, functions, objects, kv, stream, render, query]) r(program, g);
+for (const r of [dev, functions, objects, kv, stream, render, query, init]) r(program, g);
 
 /** Lets every command take the global options after its name, unless it has an option of that name. */
 function addGlobals(cmd: Command): void {
@@ -73,6 +74,13 @@ program.hook('preAction', (_program, cmd) => {
   actionCommand = cmd;
 });
 
+// `sluice logs -f | head`: the reader went away; that is the end of the output, not an error.
+for (const stream of [process.stdout, process.stderr])
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(ExitCodes.ok);
+    throw e;
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
@@ -80,8 +88,12 @@ try {
     // Help and version are not errors.
     process.exit(e.exitCode === 0 ? 0 : ExitCodes.usage);
   }
-  const err = e as Error & { code?: string };
-  if (g().json) process.stderr.write(`${JSON.stringify({ error: { code: err.code ?? 'SLUICE_INTERNAL', message: err.message } })}\n`);
-  else process.stderr.write(`sluice: ${err.message}${err.code ? ` (${err.code})` : ''}\n`);
+  const err = e as Error & { code?: string; details?: Record<string, unknown> };
+  if (g().json) process.stderr.write(`${JSON.stringify({ error: { code: err.code ?? 'SLUICE_INTERNAL', message: err.message, ...(err.details ? { details: err.details } : {}) } })}\n`);
+  else {
+    process.stderr.write(`sluice: ${err.message}${err.code ? ` (${err.code})` : ''}\n`);
+    // A handler that does not load: the real error's stack is what its author needs.
+    if (typeof err.details?.stack === 'string') process.stderr.write(`${err.details.stack.replace(/^/gm, '  ')}\n`);
+  }
   process.exit(exitCodeOf(e));
 }

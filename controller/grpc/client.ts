@@ -135,10 +135,10 @@ export class ControlClient implements ControlPlane {
   /** Runs the handler once on a synthetic event; returns the declared effects (parsed JSON). */
   async invoke(
     name: string,
-    event: { key: string; body?: Uint8Array; attrs?: Record<string, unknown> },
+    event: { key: string; body?: Uint8Array; attrs?: Record<string, unknown>; dryRun?: boolean },
     options: ControlCallOptions = {},
   ): Promise<unknown> {
-    const req: InvokeRequest = { name, key: event.key, attrsJson: event.attrs === undefined ? '' : toJson(event.attrs) };
+    const req: InvokeRequest = { name, key: event.key, attrsJson: event.attrs === undefined ? '' : toJson(event.attrs), dryRun: event.dryRun === true };
     if (event.body !== undefined) req.body = event.body;
     const r = await this.#unary(this.#methods.invoke, req, options);
     return parseJson(r.effectsJson, 'InvokeResponse.effects_json');

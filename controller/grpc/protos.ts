@@ -43,11 +43,13 @@ export interface WireFunctionStatus {
   counters: Record<string, number>;
   deadLetters: number;
   errors: { at: string; message: string }[];
+  restarts: number;
+  lastError: { at: string; message: string } | null;
 }
 export interface ScaleRequest { name: string; replicas: number }
 export type ScaleResponse = Record<string, never>;
 /** `body` is absent (not merely empty) when the event has none. */
-export interface InvokeRequest { name: string; key: string; body?: Uint8Array; attrsJson: string }
+export interface InvokeRequest { name: string; key: string; body?: Uint8Array; attrsJson: string; dryRun: boolean }
 export interface InvokeResponse { effectsJson: string }
 export interface LogsRequest { name: string; follow: boolean }
 export interface WireLogLine { at: string; ordinal: number; level: string; message: string; fieldsJson: string }
@@ -151,6 +153,8 @@ export function statusToWire(s: FunctionStatus): WireFunctionStatus {
     counters: { ...s.counters },
     deadLetters: s.deadLetters,
     errors: s.errors.map((e) => ({ at: e.at, message: e.message })),
+    restarts: s.restarts,
+    lastError: s.lastError ? { at: s.lastError.at, message: s.lastError.message } : null,
   };
 }
 
@@ -165,6 +169,8 @@ export function statusFromWire(w: WireFunctionStatus): FunctionStatus {
     counters: { ...w.counters },
     deadLetters: w.deadLetters,
     errors: w.errors.map((e) => ({ at: e.at, message: e.message })),
+    restarts: w.restarts,
+    ...(w.lastError ? { lastError: { at: w.lastError.at, message: w.lastError.message } } : {}),
   };
 }
 

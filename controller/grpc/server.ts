@@ -164,7 +164,8 @@ function controlHandlers(plane: ControlPlane, tokens: TokenSet, streams: OpenStr
       return {};
     }),
     Invoke: unary<InvokeRequest, InvokeResponse>(async (req) => {
-      const event: { key: string; body?: Uint8Array; attrs?: Record<string, unknown> } = { key: req.key };
+      const event: { key: string; body?: Uint8Array; attrs?: Record<string, unknown>; dryRun?: boolean } = { key: req.key };
+      if (req.dryRun) event.dryRun = true;
       if (req.body !== undefined) event.body = req.body;
       if (req.attrsJson !== '') event.attrs = parseJsonObject(req.attrsJson, 'InvokeRequest.attrs_json');
       return { effectsJson: toJson(await plane.invoke(req.name, event)) };

@@ -11,6 +11,8 @@ import { isErrorCode, SluiceError, type ErrorCode } from '../../bindings/errors.
 
 /** Trailing-metadata key carrying the sluice error code. */
 export const SLUICE_CODE_KEY = 'sluice-code';
+/** Trailing-metadata key carrying the error's details as JSON (e.g. a load error's file, line, stack). */
+export const SLUICE_DETAILS_KEY = 'sluice-details-bin';
 
 /** The gRPC status a sluice error code travels as (read from the one table, `bindings/error-table.ts`). */
 export function toGrpcStatus(code: ErrorCode): Status {
@@ -46,6 +48,8 @@ export function toServiceError(err: unknown): Partial<StatusObject> {
   const message = err instanceof Error ? err.message : String(err);
   const metadata = new Metadata();
   metadata.set(SLUICE_CODE_KEY, code);
+  // Binary metadata (`-bin`): details may hold newlines (stacks), which text metadata cannot carry.
+  if (err instanceof SluiceError && err.details !== undefined) metadata.set(SLUICE_DETAILS_KEY, Buffer.from(JSON.stringify(err.details).slice(0, 6000)));
   return { code: toGrpcStatus(code), details: message, metadata };
 }
 
@@ -63,8 +67,15 @@ export function fromServiceError(err: unknown): SluiceError {
   const sent = err.metadata.get(SLUICE_CODE_KEY)[0];
   const sentCode = typeof sent === 'string' ? sent : sent?.toString('utf8');
   const code = isErrorCode(sentCode) ? sentCode : codeForStatus(err.code);
+  const rawDetails = err.metadata.get(SLUICE_DETAILS_KEY)[0];
+  let details: Record<string, unknown> | undefined;
+  try {
+    if (rawDetails !== undefined) details = JSON.parse(Buffer.from(rawDetails).toString('utf8')) as Record<string, unknown>;
+  } catch {
+    details = undefined;
+  }
   // `details` is the server's message; grpc-js' own `message` prefixes it with "<code> <NAME>: ".
-  return new SluiceError(code, err.details !== '' ? err.details : err.message, { cause: err });
+  return new SluiceError(code, err.details !== '' ? err.details : err.message, { cause: err, ...(details ? { details } : {}) });
 }
 
 function isServiceError(err: unknown): err is ServiceError {

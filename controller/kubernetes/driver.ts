@@ -9,7 +9,9 @@
  */
 import { ApiException, AppsV1Api, CoreV1Api, KubeConfig, type V1ConfigMap, type V1Pod, type V1Secret, type V1Service, type V1StatefulSet } from '@kubernetes/client-node';
 import { SluiceError } from '../../bindings/errors.ts';
+import type { LogLine } from '../control-plane.ts';
 import type { Driver, WorkloadStatus } from '../driver.ts';
+import { podLogs } from './pod-logs.ts';
 import type { FunctionSpec } from '../spec/types.ts';
 import { FunctionLabel, PodIndexLabel, renderFunction, workerSecretName, type RenderOptions } from './render.ts';
 import { validateManifest } from './validate.ts';
@@ -94,6 +96,7 @@ export class KubernetesDriver implements Driver {
   readonly #core: CoreV1Api;
   readonly #res: { configMap: Resource<V1ConfigMap>; secret: Resource<V1Secret>; service: Resource<V1Service>; statefulSet: Resource<V1StatefulSet> };
   #closed = false;
+  readonly #kc: KubeConfig;
 
   constructor(options: KubernetesDriverOptions = {}) {
     this.#o = options;
@@ -109,6 +112,7 @@ export class KubernetesDriver implements Driver {
     this.namespace = options.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
     this.#apps = kc.makeApiClient(AppsV1Api);
     this.#core = kc.makeApiClient(CoreV1Api);
+    this.#kc = kc;
     const namespace = this.namespace;
     const w = { fieldManager: options.fieldManager ?? 'sluice-controller', fieldValidation: 'Strict' };
     const core = this.#core;
@@ -253,6 +257,16 @@ export class KubernetesDriver implements Driver {
       })
       .sort((a, b) => a.ordinal - b.ordinal);
     return { desired: sts.spec?.replicas ?? 0, ready: sts.status?.readyReplicas ?? 0, replicas };
+  }
+
+  /** The worker pods' logs through the API server (`sluice logs [-f]`). */
+  async *streamLogs(name: string, options: { follow: boolean; signal?: AbortSignal }): AsyncIterable<LogLine> {
+    this.#check();
+    try {
+      yield* podLogs(this.#kc, this.#core, this.namespace, name, options);
+    } catch (e) {
+      throw toKubernetesError(e, 'read logs of', `pods ${this.namespace}/${FunctionLabel}=${name}`);
+    }
   }
 
   async close(): Promise<void> {

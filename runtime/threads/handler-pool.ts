@@ -280,7 +280,9 @@ export class HandlerPool {
       await pool.close({ graceMs: 0 });
       const what = `function '${pool.options.function}' (${pool.options.module})`;
       if (ac.signal.aborted) throw new BindingError('SLUICE_HANDLER_TIMEOUT', `${what} did not load and init within ${pool.#startBoundMs} ms`);
-      throw new BindingError('SLUICE_HANDLER_FAILED', `${what} failed to load: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      // What crosses the thread boundary may be a clone without Error's prototype: read its message.
+      const m = err instanceof Error ? err.message : typeof (err as { message?: unknown })?.message === 'string' ? (err as { message: string }).message : JSON.stringify(err) ?? String(err);
+      throw new BindingError('SLUICE_HANDLER_FAILED', `${what} failed to load: ${m}`, { cause: err });
     } finally {
       clearTimeout(timer);
     }

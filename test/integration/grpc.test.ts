@@ -73,6 +73,8 @@ class FakePlane implements ControlPlane {
       counters: { processed: 1_000_000, failed: 2, 'bytes.in': 1.5e12 },
       deadLetters: 2,
       errors: [{ at: '2026-01-01T00:00:02.000Z', message: 'worker-b exited with code 137' }],
+      restarts: 3,
+      lastError: { at: '2026-01-01T00:00:02.000Z', message: 'worker-b exited with code 137' },
     };
   }
 
@@ -296,6 +298,8 @@ describe('grpc - control', () => {
     const effects = await client.invoke('thumbs', { key: 'b.jpg', body: new Uint8Array([1, 2, 3]), attrs: { w: 64, tags: ['x'] } });
     expect(effects).toEqual({ puts: [{ key: 'out/b.jpg', size: 3 }], attrs: { w: 64, tags: ['x'] } });
     expect([...((plane.lastEvent as { body: Uint8Array }).body)]).toEqual([1, 2, 3]);
+    await client.invoke('thumbs', { key: 'd.jpg', dryRun: true });
+    expect(plane.lastEvent).toEqual({ key: 'd.jpg', dryRun: true });
   });
 
   it('grpc - invoke with attrs that are not a JSON object is INVALID_ARGUMENT', async () => {

@@ -7,7 +7,8 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { LogLine } from '../../controller/control-plane.ts';
 import { KubernetesDriver, manifestProblems } from '../../controller/kubernetes/index.ts';
 import { loadFunctionSpec } from '../../controller/spec/index.ts';
 
@@ -34,6 +35,9 @@ class FakeKubeApi {
   readonly pods = new Map<string, Obj>(); // `${ns}/${name}`
   /** Runs before a write is applied (tests simulate a concurrent writer here). */
   beforeWrite: ((r: Logged) => void) | undefined;
+  /** Container log lines per pod (`${ns}/${pod}`), served by GET …/pods/<pod>/log; `appendLog` reaches followers. */
+  readonly podLogs = new Map<string, string[]>();
+  readonly #logFollowers = new Map<string, Set<(line: string) => void>>();
   #rv = 100;
   #server: Server;
 
@@ -51,6 +55,15 @@ class FakeKubeApi {
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     return api;
+  }
+
+  /** Appends a line to a pod's container log (and sends it to every follower). */
+  appendLog(ns: string, pod: string, line: string): void {
+    const k = `${ns}/${pod}`;
+    const l = this.podLogs.get(k) ?? [];
+    l.push(line);
+    this.podLogs.set(k, l);
+    for (const f of this.#logFollowers.get(k) ?? []) f(line);
   }
 
   get url(): string {
@@ -107,6 +120,23 @@ class FakeKubeApi {
     this.requests.push(entry);
     if (req.headers.authorization !== `Bearer ${this.token}`) return this.#status(res, 401, 'Unauthorized', 'Unauthorized');
 
+    const logOf = /^\/api\/v1\/namespaces\/([a-z0-9-]+)\/pods\/([a-z0-9-]+)\/log$/.exec(u.pathname);
+    if (logOf) {
+      const k = `${logOf[1]}/${logOf[2]}`;
+      if (req.method !== 'GET') return this.#status(res, 405, 'MethodNotAllowed', req.method ?? '');
+      if (!this.pods.has(k)) return this.#status(res, 404, 'NotFound', `pods "${logOf[2]}" not found`);
+      if (u.searchParams.get('container') !== 'worker') return this.#status(res, 400, 'BadRequest', `container ${u.searchParams.get('container')} is not valid for pod ${logOf[2]}`);
+      const stamp = (l: string) => (u.searchParams.get('timestamps') === 'true' ? `${new Date().toISOString().replace('Z', '123456Z')} ${l}\n` : `${l}\n`);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const tail = Number(u.searchParams.get('tailLines') ?? Infinity);
+      for (const l of (this.podLogs.get(k) ?? []).slice(-tail)) res.write(stamp(l));
+      if (u.searchParams.get('follow') !== 'true') return void res.end();
+      const f = (l: string) => res.write(stamp(l));
+      if (!this.#logFollowers.has(k)) this.#logFollowers.set(k, new Set());
+      this.#logFollowers.get(k)!.add(f);
+      req.socket.once('close', () => this.#logFollowers.get(k)?.delete(f));
+      return;
+    }
     const core = /^\/api\/v1\/namespaces\/([a-z0-9-]+)\/(configmaps|services|secrets|pods)(?:\/([a-z0-9-]+))?$/.exec(u.pathname);
     const apps = /^\/apis\/apps\/v1\/namespaces\/([a-z0-9-]+)\/(statefulsets)(?:\/([a-z0-9-]+)(\/scale)?)?$/.exec(u.pathname);
     const m = core ?? apps;
@@ -297,6 +327,37 @@ describe('kubernetes driver', () => {
     });
     const list = api.requests.find((r) => r.path === `/api/v1/namespaces/${NS}/pods`);
     expect(list?.query.get('labelSelector')).toBe('sluice.dev/function=scan');
+  });
+
+  it('kubernetes - logs reads the worker pods through the API; -f follows new lines until aborted', async () => {
+    await driver.apply(loadFunctionSpec(SPEC), '/app/functions/scan');
+    await driver.scale('scan', 2);
+    api.appendLog(NS, 'scan-0', JSON.stringify({ level: 30, time: Date.parse('2026-01-01T00:00:01Z'), msg: 'worker state', to: 'running' }));
+    api.appendLog(NS, 'scan-1', 'plain output of a handler');
+    const all: LogLine[] = [];
+    for await (const l of driver.streamLogs('scan', { follow: false })) all.push(l);
+    expect(all.map((l) => [l.ordinal, l.level, l.message]).sort()).toEqual([
+      [0, 'info', 'worker state'],
+      [1, 'output', 'plain output of a handler'],
+    ]);
+    expect(all.find((l) => l.ordinal === 0)).toMatchObject({ at: '2026-01-01T00:00:01.000Z', fields: { to: 'running' } });
+    const logReq = api.requests.find((r) => r.path === `/api/v1/namespaces/${NS}/pods/scan-0/log`);
+    expect(logReq?.query.get('container')).toBe('worker');
+
+    // Follow: the existing lines, then a new one, then abort ends the iteration.
+    const ac = new AbortController();
+    const seen: string[] = [];
+    const done = (async () => {
+      for await (const l of driver.streamLogs('scan', { follow: true, signal: ac.signal })) {
+        seen.push(l.message);
+        if (l.message === 'later line') ac.abort();
+      }
+    })();
+    await vi.waitFor(() => expect(seen).toHaveLength(2), { timeout: 10_000 });
+    api.appendLog(NS, 'scan-1', JSON.stringify({ level: 50, msg: 'later line' }));
+    await done;
+    expect(seen).toContain('later line');
+    expect(api.requests.filter((r) => r.path.endsWith('/log') && r.query.get('follow') === 'true')).toHaveLength(2);
   });
 
   it('kubernetes - remove deletes the workload; removing it again is false', async () => {

@@ -4,11 +4,11 @@
  * `functions/<name>/function.yaml` and redeploying on change. `--demo` then uploads the sample files and
  * prints what the functions found.
  */
-import { watch, existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { watch, existsSync, readdirSync, readFileSync, type FSWatcher } from 'node:fs';
+import { dirname, join, resolve, sep } from 'node:path';
 import { BindingError } from '../../../bindings/errors.ts';
 import type { Backend } from '../../../bindings/types.ts';
-import { openStateTable, readCounters } from '../../../runtime/index.ts';
+import { handlerGraph, openStateTable, readCounters } from '../../../runtime/index.ts';
 import { specDirOf } from '../../controller.ts';
 import { startHttpIngress, type HttpIngress } from '../../http-ingress.ts';
 import { startPlatform, type Platform } from '../../platform.ts';
@@ -35,7 +35,18 @@ async function ensureSources(backend: Backend, yaml: string): Promise<void> {
   for (const b of spec.spec.bindings) if (b.kind === 'object') await backend.createBucket(b.resource, { shards: 4 });
   for (const t of spec.spec.triggers) {
     const trigger = t as { object?: { bucket: string }; stream?: { stream: string }; query?: { bucket: string } };
-    if (trigger.object) await backend.createBucket(trigger.object.bucket, { shards: 4 });
+    // A bucket made beforehand (e.g. `sluice objects mb uploads --shards 8`) is kept as it is.
+    if (trigger.object) {
+      const bucket = trigger.object.bucket;
+      const exists = await backend.objects(bucket).then(
+        () => true,
+        (e: unknown) => {
+          if (e instanceof BindingError && e.code === 'SLUICE_BUCKET_NOT_FOUND') return false;
+          throw e;
+        },
+      );
+      if (!exists) await backend.createBucket(bucket, { shards: 4 });
+    }
     if (trigger.query) await backend.createBucket(trigger.query.bucket, { shards: 4 });
     if (trigger.stream)
       await backend
@@ -47,16 +58,112 @@ async function ensureSources(backend: Backend, yaml: string): Promise<void> {
   }
 }
 
-async function deployAll(p: Platform, files: string[]): Promise<void> {
+/** Prints a refused deploy: the message, and for a handler that does not load its real stack. */
+function logRefused(f: string, e: unknown): void {
+  const err = e as Error & { code?: string; details?: { stack?: unknown } };
+  log(`cannot deploy ${f}: ${err.message}${err.code ? ` (${err.code})` : ''}`);
+  if (typeof err.details?.stack === 'string') log(err.details.stack.replace(/^/gm, '    '));
+}
+
+/** Deploys every spec (unchanged ones are a no-op); returns the handler modules of the specs that parsed. */
+async function deployAll(p: Platform, files: string[]): Promise<string[]> {
+  const modules: string[] = [];
   for (const f of files) {
+    const started = Date.now();
     try {
       const yaml = readFileSync(f, 'utf8');
+      const spec = loadFunctionSpec(yaml, f);
+      modules.push(resolve(specDirOf(f), spec.spec.handler));
+      const before = (await p.controller.list()).find((x) => x.name === spec.metadata.name)?.revision;
       await ensureSources(p.backend, yaml);
       const r = await p.controller.deploy(yaml, specDirOf(f));
-      log(`deployed ${r.name} (revision ${r.revision}) from ${f}`);
+      if (before === undefined) log(`deployed ${r.name} (revision ${r.revision}) from ${f}`);
+      else if (before !== r.revision) log(`reloaded ${r.name}: revision ${before} → ${r.revision} in ${Date.now() - started} ms (new workers are starting)`);
     } catch (e) {
-      log(`cannot deploy ${f}: ${(e as Error).message}`);
+      logRefused(f, e);
     }
+  }
+  return modules;
+}
+
+/**
+ * Live reload: watches the functions folder (specs, new functions) and every file each handler
+ * imports, wherever it lives (runtime/handler-graph.ts: esbuild's import graph), and redeploys on a
+ * change. A change of code is a new revision; the controller loads it in a sandbox first and keeps
+ * the running revision when it does not load.
+ */
+class DevWatcher {
+  readonly #p: Platform;
+  readonly #dir: string;
+  readonly #watchers = new Map<string, FSWatcher>();
+  /** Files outside the functions folder that handlers import, by directory. */
+  #files = new Map<string, Set<string>>();
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> = Promise.resolve();
+  #again = false;
+  #busy = false;
+
+  constructor(p: Platform, dir: string) {
+    this.#p = p;
+    this.#dir = dir;
+    if (existsSync(dir)) this.#watch(dir, true);
+  }
+
+  #watch(dir: string, recursive: boolean): void {
+    try {
+      const w = watch(dir, { recursive }, (_ev, name) => {
+        if (!recursive && (name === null || !this.#files.get(dir)?.has(join(dir, name.toString())))) return;
+        this.changed();
+      });
+      w.on('error', () => undefined);
+      this.#watchers.set(dir, w);
+    } catch {
+      // A directory that vanished: the next graph will not name it.
+    }
+  }
+
+  /** Schedules a redeploy (debounced: an editor's save is several events). */
+  changed(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#run(), 50);
+  }
+
+  #run(): void {
+    if (this.#busy) {
+      this.#again = true;
+      return;
+    }
+    this.#busy = true;
+    this.#running = this.sync().finally(() => {
+      this.#busy = false;
+      if (this.#again) {
+        this.#again = false;
+        this.#run();
+      }
+    });
+  }
+
+  /** Deploys every spec, then watches the import graphs of their handlers. */
+  async sync(): Promise<void> {
+    const modules = await deployAll(this.#p, specFiles(this.#dir));
+    const outside = new Map<string, Set<string>>();
+    for (const m of modules) {
+      for (const f of (await handlerGraph(m)).files) {
+        if (f.startsWith(this.#dir + sep)) continue; // under the recursive watch already
+        const d = dirname(f);
+        if (!outside.has(d)) outside.set(d, new Set());
+        outside.get(d)!.add(f);
+      }
+    }
+    this.#files = outside;
+    for (const d of outside.keys()) if (!this.#watchers.has(d)) this.#watch(d, false);
+    for (const [d, w] of this.#watchers) if (d !== this.#dir && !outside.has(d)) (w.close(), this.#watchers.delete(d));
+  }
+
+  close(): Promise<void> {
+    clearTimeout(this.#timer);
+    for (const w of this.#watchers.values()) w.close();
+    return this.#running;
   }
 }
 
@@ -64,7 +171,7 @@ async function demo(p: Platform, samples: string): Promise<void> {
   const bucket = 'uploads';
   const objects = await p.backend.objects(bucket);
   log(`\ndemo: uploading ${samples} to bucket '${bucket}'`);
-  const put = await putPaths(objects, [samples], 'demo/', {}, false);
+  const put = (await putPaths(objects, [samples], 'demo/', {}, false)).filter((r) => r.error === undefined);
   const state = await openStateTable(p.backend);
   const shards = (await objects.info()).shards;
   const end = Date.now() + 60_000;
@@ -143,6 +250,8 @@ async function demoImages(p: Platform, samples: string): Promise<void> {
 export interface DevOptions {
   functions: string;
   port: number;
+  /** host:port of /metrics. */
+  metrics: string;
   demo?: boolean;
   exitAfterDemo?: boolean;
   /** Web console address (`host:port`), or false for none. @default '127.0.0.1:7071' */
@@ -164,7 +273,7 @@ export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
   const early: string[] = [];
   let started = false;
   const event = (s: string) => (started ? log(s) : early.push(s));
-  const p = await startPlatform({ backend: spec, port: o.port, onEvent: (e) => event(`controller: ${e.function}: ${e.message}`) });
+  const p = await startPlatform({ backend: spec, port: o.port, metrics: o.metrics, onEvent: (e) => event(`controller: ${e.function}: ${e.message}`) });
   const ui = o.ui === false ? undefined : await startDevConsole(p, o.ui ?? '127.0.0.1:7071', o.uiIsDefault ?? false).catch(async (e: unknown) => {
     await p.close();
     throw e;
@@ -177,14 +286,17 @@ export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
     throw e;
   });
   log(`sluice dev: ${ui ? `console ${ui.url} · ` : ''}${ingress ? `http ${ingress.url} · ` : ''}${s3.line}; backend ${spec.kind === 'local' ? spec.dir : spec.url}; control API on 127.0.0.1:${p.server.port} (token in ${spec.kind === 'local' ? join(spec.dir, 'token') : '$SLUICE_TOKEN'})`);
+  log(`metrics on http://${o.metrics.replace(/:\d+$/, '')}:${p.metricsPort}/metrics`);
   started = true;
   for (const s of early.splice(0)) log(s);
   const dir = resolve(o.functions);
+  let watcher: DevWatcher | undefined;
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     log('stopping: workers finish their batches and commit');
+    await watcher?.close();
     await ui?.close();
     await ingress?.close();
     await s3.close();
@@ -193,17 +305,10 @@ export async function runDev(o: DevOptions, g: GlobalOptions): Promise<void> {
   };
   process.once('SIGINT', () => void stop());
   process.once('SIGTERM', () => void stop());
-  await deployAll(p, specFiles(dir));
+  watcher = new DevWatcher(p, dir);
+  await watcher.sync();
   if (o.demo) await demo(p, join(dir, 'scan-sensitive', 'samples'));
   if (o.demo && existsSync(join(dir, 'image-meta', 'samples'))) await demoImages(p, join(dir, 'image-meta', 'samples'));
   if (o.exitAfterDemo) return stop();
-  // Redeploy a function when anything in its folder changes (debounced).
-  if (existsSync(dir)) {
-    let timer: NodeJS.Timeout | undefined;
-    watch(dir, { recursive: true }, () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => void deployAll(p, specFiles(dir)), 300);
-    });
-  }
   log(`\nwatching ${dir}; try: npx sluice put uploads ./some-file.txt && npx sluice attrs uploads some-file.txt   (Ctrl-C to stop)`);
 }

@@ -1,9 +1,19 @@
 /** `sluice deploy|rm|ls|status|logs|invoke|scale`: functions, through the control API. */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { SluiceError } from '../../../bindings/errors.ts';
+import { isErrorCode, SluiceError, type SerializedError } from '../../../bindings/errors.ts';
 import type { ControlClient } from '../../grpc/client.ts';
 import { collect, controlTarget, intArg, out, parseValue, type GlobalOptions } from '../context.ts';
+
+/** What `invoke` returns over the control API (runtime/invoke-child.ts `InvokeChildResult`, as JSON). */
+interface InvokeOutput {
+  records?: { key: string; failure?: { error: SerializedError } }[];
+  counters?: Record<string, number>;
+  logs?: object[];
+  output?: string[];
+  error?: { error: SerializedError } | null;
+  durationMs?: number;
+}
 
 async function withClient<T>(g: GlobalOptions, fn: (c: ControlClient) => Promise<T>): Promise<T> {
   const { address, token } = controlTarget(g);
@@ -62,6 +72,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
         [
           `${s.name} revision ${s.revision}: ${s.replicas.ready}/${s.replicas.desired} replicas ready, lag ${s.lag}, ${s.ratePerSecond}/s, ${s.deadLetters} dead letters`,
           `counters: ${Object.entries(s.counters).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'}`,
+          `restarts ${s.restarts}${s.lastError ? `; last error ${s.lastError.at}: ${s.lastError.message}` : ''}`,
           'SHARD  OWNER                          EPOCH      LAG  PENDING',
           ...s.shards.map((x) => `${String(x.shard).padStart(5)}  ${(x.owner || '-').padEnd(30)} ${String(x.epoch).padStart(5)} ${String(x.lag).padStart(8)} ${String(x.pending).padStart(8)}`),
           ...s.errors.slice(0, 5).map((e) => `error ${e.at}: ${e.message}`),
@@ -79,15 +90,24 @@ export function register(program: Command, g: () => GlobalOptions): void {
     });
   program
     .command('invoke')
-    .description('run a function once on a synthetic object event; prints the declared effects')
+    .description("run a function's handler once, in a process of its own, on a synthetic object event with the function's bindings and timeout; prints effects, logs and result; exits non-zero when the handler fails or times out")
     .argument('<name>')
     .option('--key <key>', 'object key of the event', 'invoke/test')
     .option('--data <text>', 'object body', '')
     .option('--attr <name=value>', 'attribute of the object (repeatable)', collect, [])
-    .action(async (name: string, o: { key: string; data: string; attr: string[] }) => {
+    .option('--dry-run', "bindings on a scratch in-memory store instead of the platform's: nothing changes anywhere")
+    .action(async (name: string, o: { key: string; data: string; attr: string[]; dryRun?: boolean }) => {
       const attrs = Object.fromEntries(o.attr.map((a) => [a.slice(0, a.indexOf('=')), parseValue(a.slice(a.indexOf('=') + 1))]));
-      const r = await withClient(g(), (c) => c.invoke(name, { key: o.key, body: Buffer.from(o.data), attrs }));
-      out(g(), r, () => JSON.stringify(r, null, 2));
+      const r = (await withClient(g(), (c) => c.invoke(name, { key: o.key, body: Buffer.from(o.data), attrs, dryRun: o.dryRun === true }))) as InvokeOutput;
+      const result = { records: r.records ?? [], counters: r.counters ?? {}, logs: r.logs ?? [], output: r.output ?? [], error: r.error ?? null, durationMs: r.durationMs ?? 0 };
+      out(g(), result, () => JSON.stringify(result, null, 2));
+      // The handler's failure is the command's: scripts and CI see a non-zero exit with the code.
+      if (result.error) {
+        const code = isErrorCode(result.error.error.code) && result.error.error.code === 'SLUICE_HANDLER_TIMEOUT' ? 'SLUICE_HANDLER_TIMEOUT' : 'SLUICE_HANDLER_FAILED';
+        throw new SluiceError(code, `handler of '${name}' failed: ${result.error.error.message}${result.error.error.code !== code ? ` [${result.error.error.code}]` : ''}`);
+      }
+      const failed = result.records.find((x) => x.failure !== undefined);
+      if (failed) throw new SluiceError('SLUICE_HANDLER_FAILED', `handler of '${name}' failed record '${failed.key}': ${failed.failure!.error.message}`);
     });
   program
     .command('logs')

@@ -5,6 +5,18 @@ import type { ItemEntry } from '../../../bindings/types.ts';
 import type { Item, Value } from '../../../bindings/values.ts';
 import { collect, intArg, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
 
+/** The `[json]` argument of `kv put`: a JSON object, else SLUICE_VALUE_INVALID (exit 4) naming the fault. */
+function parseItemJson(json: string, table: string, key: string): Record<string, never> {
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch (cause) {
+    throw new SluiceError('SLUICE_VALUE_INVALID', `kv put ${table} ${key}: the item is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new SluiceError('SLUICE_VALUE_INVALID', `kv put ${table} ${key}: the item must be a JSON object, got ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`);
+  return v as Record<string, never>;
+}
+
 export function register(program: Command, g: () => GlobalOptions): void {
   const kv = program.command('kv').description('items of a KV table: get, put, query');
   kv.command('get')
@@ -39,7 +51,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
           out(g(), r, () => `${key} revision ${r.revision}\n${JSON.stringify(r.item, null, 2)}`);
           return;
         }
-        const item = json ? (JSON.parse(json) as Record<string, never>) : (Object.fromEntries(o.set.map((s) => [s.slice(0, s.indexOf('=')), parseValue(s.slice(s.indexOf('=') + 1))])) as Record<string, never>);
+        const item = json !== undefined ? parseItemJson(json, table, key) : (Object.fromEntries(o.set.map((s) => [s.slice(0, s.indexOf('=')), parseValue(s.slice(s.indexOf('=') + 1))])) as Record<string, never>);
         const r = await t.putItem(key, item, cond);
         out(g(), r, () => `${key} revision ${r.revision}`);
       });

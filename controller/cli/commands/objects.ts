@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { collectsBodies } from '../../../bindings/body-store.ts';
-import { SluiceError } from '../../../bindings/errors.ts';
+import { isErrorCode, serializeError, SluiceError } from '../../../bindings/errors.ts';
 import type { ObjectBinding } from '../../../bindings/types.ts';
 import { durationMs, durationSchema } from '../../spec/schema.ts';
 import { collect, intArg, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
@@ -27,8 +27,21 @@ async function filesUnder(path: string): Promise<string[]> {
   return out.sort();
 }
 
-/** Uploads files and folders; a folder's files keep their relative paths under the prefix. */
-export async function putPaths(o: ObjectBinding, paths: string[], prefix: string, attrs: Record<string, unknown>, progress: boolean): Promise<{ key: string; etag: string; version: number; size: number }[]> {
+/** What became of one file of an upload: its object, or the error that refused it. */
+export interface PutOutcome {
+  key: string;
+  file: string;
+  size: number;
+  etag?: string;
+  version?: number;
+  error?: { code: string; message: string };
+}
+
+/**
+ * Uploads files and folders; a folder's files keep their relative paths under the prefix. A file the
+ * bucket refuses (too large, a bad key) does not stop the others: every file gets its outcome.
+ */
+export async function putPaths(o: ObjectBinding, paths: string[], prefix: string, attrs: Record<string, unknown>, progress: boolean): Promise<PutOutcome[]> {
   const jobs: { file: string; key: string }[] = [];
   for (const p of paths) {
     const st = await stat(p);
@@ -36,7 +49,7 @@ export async function putPaths(o: ObjectBinding, paths: string[], prefix: string
   }
   const bar = progress && jobs.length > 1 ? new cliProgress.SingleBar({ format: 'uploading [{bar}] {value}/{total} objects  {bytes} bytes', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(jobs.length, 0, { bytes: 0 });
-  const results: { key: string; etag: string; version: number; size: number }[] = [];
+  const results: PutOutcome[] = [];
   let bytes = 0;
   let next = 0;
   // Eight uploads in flight: enough to hide latency on NATS, bounded in memory.
@@ -45,9 +58,16 @@ export async function putPaths(o: ObjectBinding, paths: string[], prefix: string
       while (next < jobs.length) {
         const j = jobs[next++]!;
         const body = await readFile(j.file);
-        const r = await o.put(j.key, body, { contentType: contentTypeOf(j.file), attrs: attrs as Record<string, never> });
-        results.push({ key: j.key, etag: r.etag, version: r.version, size: body.byteLength });
-        bytes += body.byteLength;
+        try {
+          const r = await o.put(j.key, body, { contentType: contentTypeOf(j.file), attrs: attrs as Record<string, never> });
+          results.push({ key: j.key, file: j.file, etag: r.etag, version: r.version, size: body.byteLength });
+          bytes += body.byteLength;
+        } catch (e) {
+          const err = serializeError(e);
+          // Only the bucket's refusals are per file; an unreachable backend stops the upload.
+          if (!(e instanceof SluiceError) || err.code === 'SLUICE_BACKEND_UNAVAILABLE' || err.code === 'SLUICE_INTERNAL') throw e;
+          results.push({ key: j.key, file: j.file, size: body.byteLength, error: { code: err.code, message: err.message } });
+        }
         bar?.increment(1, { bytes });
       }
     }),
@@ -69,7 +89,12 @@ export function register(program: Command, g: () => GlobalOptions): void {
       .action(async (bucket: string, paths: string[], opts: { prefix: string; attr: string[] }) => {
         const attrs = Object.fromEntries(opts.attr.map((a) => [a.slice(0, a.indexOf('=')), parseValue(a.slice(a.indexOf('=') + 1))]));
         const res = await withBackend(g(), async (b) => putPaths(await b.objects(bucket), paths, opts.prefix, attrs, !g().json && process.stderr.isTTY === true));
-        out(g(), res, () => res.map((r) => `put ${bucket}/${r.key} ${r.size} bytes etag=${r.etag} version=${r.version}`).join('\n'));
+        out(g(), res, () => res.map((r) => (r.error ? `failed ${bucket}/${r.key} ${r.size} bytes: ${r.error.message} (${r.error.code})` : `put ${bucket}/${r.key} ${r.size} bytes etag=${r.etag} version=${r.version}`)).join('\n'));
+        const failed = res.filter((r) => r.error);
+        if (failed.length > 0) {
+          const first = failed[0]!.error!;
+          throw new SluiceError(isErrorCode(first.code) ? first.code : 'SLUICE_INTERNAL', `${failed.length} of ${res.length} files were not uploaded: ${failed.map((f) => f.key).join(', ')}`);
+        }
       });
     parent
       .command('get')
@@ -125,10 +150,10 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .command('mb')
     .description('make a bucket (idempotent for the same shard count)')
     .argument('<bucket>')
-    .option('--shards <n>', 'shards of its change stream (fixed at creation)', '8')
+    .option('--shards <n>', 'shards of its change stream (fixed at creation)', intArg(1), 8)
     .option('--index <field>', 'a field `sluice query` finds without scanning, e.g. mtime or has_ssn (repeatable; fixed at creation)', collect, [])
-    .action(async (bucket: string, opts: { shards: string; index: string[] }) => {
-      const shards = Number(opts.shards);
+    .action(async (bucket: string, opts: { shards: number; index: string[] }) => {
+      const shards = opts.shards;
       const info = await withBackend(g(), (b) => b.createBucket(bucket, { shards, ...(opts.index.length > 0 ? { indexes: opts.index } : {}) }));
       out(g(), info, () => `bucket ${info.name}: ${info.shards} shards, change stream ${info.changeStream}${info.indexes.length > 0 ? `, indexes ${info.indexes.join(', ')}` : ''}`);
     });
@@ -147,6 +172,22 @@ export function register(program: Command, g: () => GlobalOptions): void {
       });
     });
   objects
+    .command('rm')
+    .description('delete objects (their change records feed the functions as deletes)')
+    .argument('<bucket>')
+    .argument('<keys...>')
+    .action(async (bucket: string, keys: string[]) => {
+      const res = await withBackend(g(), async (b) => {
+        const o = await b.objects(bucket);
+        const r: { key: string; deleted: boolean }[] = [];
+        for (const key of keys) r.push({ key, deleted: await o.delete(key) });
+        return r;
+      });
+      out(g(), res, () => res.map((r) => (r.deleted ? `deleted ${bucket}/${r.key}` : `${bucket}/${r.key} did not exist`)).join('\n'));
+      const missing = res.filter((r) => !r.deleted).map((r) => r.key);
+      if (missing.length > 0) throw new SluiceError('SLUICE_NOT_FOUND', `${missing.length === 1 ? 'object' : 'objects'} ${missing.map((k) => `'${k}'`).join(', ')} did not exist in bucket '${bucket}'`);
+    });
+  objects
     .command('ls')
     .description('list objects (one page; --all for every page)')
     .argument('<bucket>')
@@ -154,20 +195,28 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--delimiter <d>', "roll keys up to this into folders, e.g. '/'")
     .option('--limit <n>', 'page size', intArg(1), 1000)
     .option('--all', 'follow every page')
-    .action(async (bucket: string, opts: { prefix: string; delimiter?: string; limit: number; all?: boolean }) => {
+    .option('--token <token>', 'continue from this next-page token (from a previous --json page)')
+    .action(async (bucket: string, opts: { prefix: string; delimiter?: string; limit: number; all?: boolean; token?: string }) => {
       await withBackend(g(), async (b) => {
         const o = await b.objects(bucket);
         const objects: import("../../../bindings/types.ts").ObjectMeta[] = [];
         const prefixes: string[] = [];
-        let token: string | undefined;
+        let token: string | undefined = opts.token;
+        let nextToken: string | undefined;
         do {
           const page = await o.list({ prefix: opts.prefix, limit: opts.limit, ...(opts.delimiter ? { delimiter: opts.delimiter } : {}), ...(token ? { continuationToken: token } : {}) });
           objects.push(...page.objects);
           prefixes.push(...page.commonPrefixes);
-          token = opts.all ? page.nextToken : undefined;
+          nextToken = page.nextToken;
+          token = opts.all ? nextToken : undefined;
         } while (token);
-        out(g(), { objects, commonPrefixes: prefixes }, () =>
-          [...prefixes.map((p) => `                          DIR  ${p}`), ...objects.map((m) => `${m.mtime.toISOString()} ${String(m.size).padStart(10)}  ${m.key}`)].join('\n'),
+        // One page: its next-page token is part of the answer (a script continues with --token).
+        out(g(), { objects, commonPrefixes: prefixes, ...(nextToken !== undefined ? { nextToken } : {}) }, () =>
+          [
+            ...prefixes.map((p) => `                          DIR  ${p}`),
+            ...objects.map((m) => `${m.mtime.toISOString()} ${String(m.size).padStart(10)}  ${m.key}`),
+            ...(nextToken !== undefined ? [`(more: sluice objects ls ${bucket} --token ${nextToken})`] : []),
+          ].join('\n'),
         );
       });
     });
