@@ -37,6 +37,23 @@ export interface FunctionStatus {
   restarts: number;
   /** The most recent error a worker reported or died of, or a refused reload; absent when none. */
   lastError?: { at: string; message: string };
+  /** Runs of a scheduled query trigger, newest first (absent for other triggers). */
+  queryRuns?: QueryRunStatus[];
+}
+
+/** One run of a scheduled query trigger as `status` shows it. */
+export interface QueryRunStatus {
+  /** The run's schedule instant (ISO 8601), also its id. */
+  id: string;
+  startedAt: string;
+  /** Absent while the run is going. */
+  finishedAt?: string;
+  /** Objects the run selected. */
+  matched: number;
+  /** Selected objects the function has handled (committed, skipped or dead-lettered). */
+  processed: number;
+  /** Selected objects waiting for a retry after a failure. */
+  failed: number;
 }
 
 /** A log line of a function's workers. */

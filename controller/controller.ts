@@ -9,6 +9,7 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BindingError } from '../bindings/errors.ts';
+import type { QueryRunStatus } from './control-plane.ts';
 import type { Backend, Item, KvBinding } from '../bindings/types.ts';
 import type { SyntheticRecord } from '../functions/testing.ts';
 import {
@@ -347,6 +348,28 @@ export class Controller implements ControlPlane, ScalerSource {
     }
   }
 
+  /**
+   * The run history of a scheduled query trigger with each run's progress: its records are consecutive in
+   * the one-shard run stream, so the checkpoint's position says how many are handled; pending ones that
+   * failed are `failed`.
+   */
+  async #queryRuns(fn: string): Promise<QueryRunStatus[]> {
+    const runs = await this.#state.queryRuns(fn);
+    const c = await this.#state.checkpoint(fn, 0);
+    const next = c?.seq ?? 1;
+    return runs.map((r) => {
+      let processed = 0;
+      let failed = 0;
+      if (r.firstSeq !== undefined && r.lastSeq !== undefined) {
+        const inRun = (seq: number) => seq >= r.firstSeq! && seq <= r.lastSeq!;
+        const pending = (c?.pending ?? []).filter((p) => inRun(p.seq));
+        processed = Math.max(0, Math.min(r.lastSeq, next - 1) - r.firstSeq + 1) - pending.length;
+        failed = pending.filter((p) => p.attempts > 0 && p.error !== undefined).length;
+      }
+      return { id: r.id, startedAt: r.startedAt, ...(r.finishedAt !== undefined ? { finishedAt: r.finishedAt } : {}), matched: r.matched, processed: Math.max(0, processed), failed };
+    });
+  }
+
   /** Reads lag per shard (checkpoint vs stream) and derives the incoming rate and throughput. */
   async #measure(rt: Runtime): Promise<void> {
     const fn = rt.spec.metadata.name;
@@ -403,7 +426,9 @@ export class Controller implements ControlPlane, ScalerSource {
       deadLetters = 0;
     }
     const last = [w?.lastError, rt.refused].filter((e): e is { at: string; message: string } => e !== undefined).sort((a, b) => b.at.localeCompare(a.at))[0];
+    const queryRuns = o.trigger.type === 'object' && o.trigger.feed !== undefined ? await this.#queryRuns(name) : undefined;
     return {
+      ...(queryRuns ? { queryRuns } : {}),
       name,
       revision: rt.stored.revision,
       replicas: { desired: w?.desired ?? rt.replicas, ready: w?.ready ?? 0 },

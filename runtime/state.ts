@@ -53,6 +53,16 @@ export interface LeaseRecord {
   gen: number;
 }
 
+/** One scheduled query run as stored (see runtime/triggers/query.ts `QueryRun`). */
+export interface QueryRunRecord {
+  id: string;
+  startedAt: string;
+  finishedAt?: string;
+  matched: number;
+  firstSeq?: number;
+  lastSeq?: number;
+}
+
 /** A held lease (in memory: the stored record's revision is the CAS token). */
 export interface Lease {
   shard: number;
@@ -193,6 +203,23 @@ export class StateReader {
 
   constructor(kv: KvBinding) {
     this.#kv = kv;
+  }
+
+  /** The run history of a scheduled query trigger, newest first (runtime/triggers/query.ts writes it). */
+  async queryRuns(fn: string): Promise<QueryRunRecord[]> {
+    const runs = (await this.#kv.getItem(StateKeys.queryRuns(fn)))?.item.runs;
+    if (!Array.isArray(runs)) return [];
+    const out: QueryRunRecord[] = [];
+    for (const v of runs) {
+      const m = map(v);
+      if (!m || typeof m.id !== 'string') continue;
+      const r: QueryRunRecord = { id: m.id, startedAt: str(m.startedAt, ''), matched: num(m.matched, 0) };
+      if (typeof m.finishedAt === 'string') r.finishedAt = m.finishedAt;
+      if (typeof m.firstSeq === 'number') r.firstSeq = m.firstSeq;
+      if (typeof m.lastSeq === 'number') r.lastSeq = m.lastSeq;
+      out.push(r);
+    }
+    return out;
   }
 
   /** The shard's checkpoint, or undefined before its first owner claimed it. */

@@ -9,6 +9,7 @@
  * lease released before the new owner (which waits for the lease) starts pulling.
  */
 import type { Server } from 'node:http';
+import { Counter, Gauge } from 'prom-client';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { BindingError } from '../bindings/errors.ts';
@@ -187,7 +188,13 @@ export class Worker {
     }
     if (o.trigger.type === 'object' && o.trigger.query !== undefined && objects !== undefined) {
       // Every replica schedules; chained appends put each selected object in the run stream once.
-      this.#scheduler = new QueryScheduler({ function: o.function, objects, streams, stream, state, query: o.trigger.query, log: this.log.child({ trigger: 'query' }) });
+      const r = [this.metrics.registry];
+      const metrics = {
+        runs: new Counter({ name: 'sluice_query_runs_total', help: 'Scheduled query runs finished (by this worker)', labelNames: ['function'], registers: r }),
+        matched: new Counter({ name: 'sluice_query_matched_total', help: 'Objects selected by scheduled query runs (appended by this worker)', labelNames: ['function'], registers: r }),
+        lastFinished: new Gauge({ name: 'sluice_query_run_last_finished_seconds', help: 'When the last run this worker finished ended (unix seconds)', labelNames: ['function'], registers: r }),
+      };
+      this.#scheduler = new QueryScheduler({ function: o.function, objects, streams, stream, state, query: o.trigger.query, log: this.log.child({ trigger: 'query' }), metrics });
       this.#scheduler.start();
     }
   }

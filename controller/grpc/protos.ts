@@ -45,6 +45,7 @@ export interface WireFunctionStatus {
   errors: { at: string; message: string }[];
   restarts: number;
   lastError: { at: string; message: string } | null;
+  queryRuns?: { id: string; startedAt: string; finishedAt: string; matched: number; processed: number; failed: number }[];
 }
 export interface ScaleRequest { name: string; replicas: number }
 export type ScaleResponse = Record<string, never>;
@@ -155,6 +156,7 @@ export function statusToWire(s: FunctionStatus): WireFunctionStatus {
     errors: s.errors.map((e) => ({ at: e.at, message: e.message })),
     restarts: s.restarts,
     lastError: s.lastError ? { at: s.lastError.at, message: s.lastError.message } : null,
+    queryRuns: (s.queryRuns ?? []).map((r) => ({ id: r.id, startedAt: r.startedAt, finishedAt: r.finishedAt ?? '', matched: r.matched, processed: r.processed, failed: r.failed })),
   };
 }
 
@@ -171,6 +173,9 @@ export function statusFromWire(w: WireFunctionStatus): FunctionStatus {
     errors: w.errors.map((e) => ({ at: e.at, message: e.message })),
     restarts: w.restarts,
     ...(w.lastError ? { lastError: { at: w.lastError.at, message: w.lastError.message } } : {}),
+    ...(w.queryRuns && w.queryRuns.length > 0
+      ? { queryRuns: w.queryRuns.map((r) => ({ id: r.id, startedAt: r.startedAt, ...(r.finishedAt ? { finishedAt: r.finishedAt } : {}), matched: Number(r.matched), processed: Number(r.processed), failed: Number(r.failed) })) }
+      : {}),
   };
 }
 

@@ -63,7 +63,7 @@ export const uploadPartCopy: Handler = async (ctx) => {
   await ctx.state.upload(id, bucketOf(ctx), keyOf(ctx));
   const src = copySource(ctx);
   const from = await ctx.state.bucket(src.bucket);
-  const head = await from.head(src.key);
+  const head = await from.head(src.key, { internal: true });
   if (!head) throw new S3Error('NoSuchKey', `the copy source '${src.bucket}/${src.key}' does not exist`);
   if (conditionalStatus(ctx.req.headers, head.etag, head.mtime, 'x-amz-copy-source-if-') !== undefined)
     throw new S3Error('PreconditionFailed', 'a copy-source precondition did not hold');
@@ -71,7 +71,7 @@ export const uploadPartCopy: Handler = async (ctx) => {
   const spec = parseRange(typeof rh === 'string' ? rh : undefined);
   if (typeof rh === 'string' && (!spec || 'suffix' in spec || spec.last === undefined || spec.last >= head.size))
     throw new S3Error('InvalidArgument', `x-amz-copy-source-range '${rh}' must be bytes=<first>-<last> within the source's ${head.size} bytes`);
-  const got = await from.get(src.key, spec && !('suffix' in spec) ? { range: { start: spec.first, end: spec.last! + 1 } } : {});
+  const got = await from.get(src.key, { internal: true, ...(spec && !('suffix' in spec) ? { range: { start: spec.first, end: spec.last! + 1 } } : {}) });
   const r = await ctx.state.parts.put(GatewayState.partKey(id, n), got.body);
   sendXml(ctx, 200, doc('CopyPartResult', el('LastModified', new Date().toISOString()) + el('ETag', quote(r.etag))));
 };
@@ -93,7 +93,7 @@ export const completeMultipartUpload: Handler = async (ctx) => {
     prev = p.n;
   }
   // Check every listed part (existence, ETag, minimum size) before reading any body.
-  const heads = await Promise.all(listed.map((p) => ctx.state.parts.head(GatewayState.partKey(id, p.n))));
+  const heads = await Promise.all(listed.map((p) => ctx.state.parts.head(GatewayState.partKey(id, p.n), { internal: true })));
   let total = 0;
   heads.forEach((h, i) => {
     const p = listed[i]!;
@@ -108,7 +108,7 @@ export const completeMultipartUpload: Handler = async (ctx) => {
   let off = 0;
   const md5s = createHash('md5');
   for (const p of listed) {
-    const got = await ctx.state.parts.get(GatewayState.partKey(id, p.n));
+    const got = await ctx.state.parts.get(GatewayState.partKey(id, p.n), { internal: true });
     if (got.etag !== p.etag) throw new S3Error('InvalidPart', `part ${p.n} changed while the upload completed`);
     body.set(got.body, off);
     off += got.body.byteLength;

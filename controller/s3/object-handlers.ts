@@ -93,7 +93,7 @@ function invalidRange(size: number): S3Error {
 }
 
 async function headOrThrow(b: ObjectBinding, key: string): Promise<ObjectHead> {
-  const h = await b.head(key);
+  const h = await b.head(key, { internal: true });
   if (!h) throw new S3Error('NoSuchKey', `the key '${key}' does not exist`);
   return h;
 }
@@ -137,7 +137,7 @@ export const getObject: Handler = async (ctx) => {
   // A suffix range needs the size first; every other request is one read.
   if (spec && 'suffix' in spec) range = byteRange(spec, (await headOrThrow(b, key)).size);
   else if (spec) range = { start: spec.first, end: spec.last === undefined ? Number.MAX_SAFE_INTEGER : spec.last + 1 };
-  const o: GetObjectOptions = {};
+  const o: GetObjectOptions = { internal: true };
   if (range) o.range = range.end === Number.MAX_SAFE_INTEGER ? { start: range.start } : range;
   let got: Awaited<ReturnType<ObjectBinding['getStream']>>;
   try {
@@ -223,7 +223,7 @@ export const copyObject: Handler = async (ctx) => {
   const from = await ctx.state.bucket(src.bucket);
   const to = await ctx.state.bucket(bucketOf(ctx));
   const h = ctx.req.headers;
-  const got = await from.get(src.key).catch((e: unknown) => {
+  const got = await from.get(src.key, { internal: true }).catch((e: unknown) => {
     if ((e as { code?: unknown }).code === 'SLUICE_NOT_FOUND') throw new S3Error('NoSuchKey', `the copy source '${src.bucket}/${src.key}' does not exist`);
     throw e;
   });
@@ -237,7 +237,7 @@ export const copyObject: Handler = async (ctx) => {
     attrs: replace ? putAttrs(metaFromHeaders(h), { headers: storedHeadersFrom(h) }) : putAttrs(metaOf(got.attrs), { headers: internalOf(got.attrs).headers ?? {} }),
   };
   const r = await to.put(keyOf(ctx), got.body, o);
-  const head = await to.head(keyOf(ctx));
+  const head = await to.head(keyOf(ctx), { internal: true });
   sendXml(ctx, 200, doc('CopyObjectResult', el('LastModified', (head?.mtime ?? new Date()).toISOString()) + el('ETag', quote(r.etag))));
 };
 

@@ -47,6 +47,9 @@ export interface QueryRun {
   finishedAt?: string;
   /** Objects this run selected (appended to the run stream). */
   matched: number;
+  /** Sequences of the run's first and last record in the run stream (absent before its first match). */
+  firstSeq?: number;
+  lastSeq?: number;
 }
 
 /** Header names on run records (NATS and local keep them as given). */
@@ -74,8 +77,17 @@ export interface QuerySchedulerOptions {
   log: Logger;
   /** Clock. @default Date.now */
   now?: () => number;
-  /** Called after each appended page (tests, metrics). @default none */
+  /** Called after each appended page (tests). @default none */
   onPage?: (runId: string, rows: number) => void;
+  /** Prometheus series of the runs (the worker's registry). @default none */
+  metrics?: QueryRunMetrics;
+}
+
+/** The series a scheduler keeps: runs finished, objects selected, when the last run finished. */
+export interface QueryRunMetrics {
+  runs: { inc(): void };
+  matched: { inc(n: number): void };
+  lastFinished: { set(v: number): void };
 }
 
 /** What one round did. */
@@ -237,12 +249,21 @@ export class QueryScheduler {
         throw new BindingError('SLUICE_INTERNAL', `query run ${runId}: appending to ${this.#o.stream}: ${failed.error.message}`);
       }
       this.#o.onPage?.(runId, appended);
+      this.#o.metrics?.matched.inc(appended);
     }
     const h = await this.#history();
-    const entry = h.runs.find((r) => r.id === runId) ?? { id: runId, startedAt: new Date(this.#now()).toISOString(), matched: 0 };
-    const matched = entry.matched + appended;
+    const found = h.runs.find((r) => r.id === runId) ?? { id: runId, startedAt: new Date(this.#now()).toISOString(), matched: 0 };
+    const matched = found.matched + appended;
+    const entry: QueryRun = { ...found };
+    if (appended > 0) {
+      // The run stream has one shard and one writer at a time: a page's records are consecutive.
+      entry.firstSeq ??= lastSeq + 1;
+      entry.lastSeq = lastSeq + appended;
+    }
     if (page.nextToken === undefined) {
       await this.#record({ ...entry, matched, finishedAt: new Date(this.#now()).toISOString() });
+      this.#o.metrics?.runs.inc();
+      this.#o.metrics?.lastFinished.set(this.#now() / 1000);
       return { run: runId, appended, finished: true, lost: false };
     }
     await this.#record({ ...entry, matched });

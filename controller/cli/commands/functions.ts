@@ -75,6 +75,9 @@ export function register(program: Command, g: () => GlobalOptions): void {
           `restarts ${s.restarts}${s.lastError ? `; last error ${s.lastError.at}: ${s.lastError.message}` : ''}`,
           'SHARD  OWNER                          EPOCH      LAG  PENDING',
           ...s.shards.map((x) => `${String(x.shard).padStart(5)}  ${(x.owner || '-').padEnd(30)} ${String(x.epoch).padStart(5)} ${String(x.lag).padStart(8)} ${String(x.pending).padStart(8)}`),
+          ...(s.queryRuns && s.queryRuns.length > 0
+            ? ['RUN                        STARTED                    FINISHED                   MATCHED  PROCESSED  FAILED', ...s.queryRuns.slice(0, 10).map((r) => `${r.id.padEnd(26)} ${r.startedAt.padEnd(26)} ${(r.finishedAt ?? '(running)').padEnd(26)} ${String(r.matched).padStart(7)} ${String(r.processed).padStart(10)} ${String(r.failed).padStart(7)}`)]
+            : []),
           ...s.errors.slice(0, 5).map((e) => `error ${e.at}: ${e.message}`),
         ].join('\n'),
       );
