@@ -10,6 +10,7 @@
  * A cron or query trigger is another implementation (a tick number or a run position as `seq`).
  */
 import { matchesWhere } from '../bindings/query/fields.ts';
+import { visibleAttrs } from '../bindings/values.ts';
 import { SluiceError } from '../bindings/errors.ts';
 import { decodeChange } from '../bindings/shared.ts';
 import type { ObjectBinding, StreamBinding, StreamRecord } from '../bindings/types.ts';
@@ -184,7 +185,8 @@ export class ChangeDecoder {
             out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'superseded', bytes: 0 };
             return;
           }
-          input.attrs = cur.attrs;
+          // Read with the internal attributes (the marker below); the handler sees only the visible ones.
+          input.attrs = visibleAttrs(cur.attrs, false);
           if (cur.body) input.body = cur.body;
           // A continuous (or scheduled) query trigger: the object's state now must match `where`. Not
           // for a redelivery of a record this function already committed (its marker is at or past the
@@ -208,11 +210,11 @@ export class ChangeDecoder {
   async #read(key: string, withBody: boolean): Promise<{ version: number; attrs: BatchRecordInput['attrs']; body?: Uint8Array } | undefined> {
     const o = this.#objects!;
     if (!withBody) {
-      const h = await o.head(key);
+      const h = await o.head(key, { internal: true });
       return h && { version: h.version, attrs: h.attrs };
     }
     try {
-      const g = await o.get(key);
+      const g = await o.get(key, { internal: true });
       return { version: g.version, attrs: g.attrs, body: g.body };
     } catch (e) {
       if (e instanceof SluiceError && e.code === 'SLUICE_NOT_FOUND') return undefined;
