@@ -77,7 +77,8 @@ async function deployAll(p: Platform, files: string[]): Promise<string[]> {
       const before = (await p.controller.list()).find((x) => x.name === spec.metadata.name)?.revision;
       await ensureSources(p.backend, yaml);
       const r = await p.controller.deploy(yaml, specDirOf(f));
-      if (before === undefined) log(`deployed ${r.name} (revision ${r.revision}) from ${f}`);
+      // A restart on the same data finds the function stored already: it is deployed again, unchanged.
+      if (before === undefined || before === r.revision) log(`deployed ${r.name} (revision ${r.revision}${before === r.revision ? ', unchanged' : ''}) from ${f}`);
       else if (before !== r.revision) log(`reloaded ${r.name}: revision ${before} → ${r.revision} in ${Date.now() - started} ms (new workers are starting)`);
     } catch (e) {
       logRefused(f, e);
