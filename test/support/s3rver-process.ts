@@ -9,10 +9,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** s3rver's fixed credentials (it accepts only this key pair). */
 export const S3RVER_ACCESS_KEY_ID = 'S3RVER';
@@ -54,12 +54,12 @@ function canConnect(port: number): Promise<boolean> {
 
 /** Starts s3rver on 127.0.0.1 (no buckets; create them with any S3 client). */
 export async function startS3rver(): Promise<S3rverHandle> {
-  const bin = join(dirname(createRequire(import.meta.url).resolve('s3rver/package.json')), 'bin', 's3rver.js');
+  const main = fileURLToPath(new URL('./s3rver-main.cjs', import.meta.url));
   const dir = await mkdtemp(join(tmpdir(), 'sluice-s3rver-'));
   let lastErr = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
-    const args = ['--openssl-legacy-provider', bin, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--silent', '--no-vhost-buckets'];
+    const args = ['--openssl-legacy-provider', main, String(port), dir];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let exited = false;
     child.on('error', (e) => {
