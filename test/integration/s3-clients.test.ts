@@ -27,7 +27,7 @@ const LIST = 'clients-list';
 
 /** The S3 ETag the gateway answers for an object (what HEAD returns). */
 async function gatewayEtag(bucket: string, key: string): Promise<string> {
-  const h = await (await backend.objects(bucket)).head(key);
+  const h = await (await backend.objects(bucket)).head(key, { internal: true });
   return h ? s3Etag(h) : '';
 }
 
