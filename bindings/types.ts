@@ -541,6 +541,61 @@ export interface FileBinding {
   remove(path: string, options?: { recursive?: boolean }): Promise<boolean>;
 }
 
+// ───────────────────────────────────── Batched writes ─────────────────────────────────────
+
+/**
+ * Attribute effects on one object as ONE conditional change (what the runtime's committer writes per
+ * record). Applied in this order: `set`, `remove`, then `updates`; the change bumps `attrsRevision` and
+ * appends the object's `attrs` change record, like {@link ObjectBinding.updateAttrs}.
+ */
+export interface AttrsWriteOp {
+  type: 'attrs';
+  bucket: string;
+  key: string;
+  /** Attributes to set. @default {} */
+  set?: Record<string, Value>;
+  /** Attributes to remove. @default [] */
+  remove?: string[];
+  /** Update expressions applied after `set` / `remove`, in order. @default [] */
+  updates?: Expression[];
+  /** Write only when this holds on the current attributes. @default undefined (always) */
+  condition?: Expression;
+  /**
+   * A processed-marker: write only when attribute `attr` is absent or a number below `seq`, and set it to
+   * `seq` in the same change. The same as the condition `not_exists(attr) OR attr < seq` plus a SET, without
+   * parsing an expression per record. @default undefined
+   */
+  marker?: { attr: string; seq: number };
+}
+
+/** A KV item write (e.g. a checkpoint), as {@link KvBinding.putItem}. */
+export interface ItemWriteOp {
+  type: 'putItem';
+  table: string;
+  key: string;
+  item: Item;
+  /** Write only when the item's revision equals this (0 = must not exist). @default undefined */
+  ifRevision?: number;
+}
+
+/** One write of {@link Backend.commitBatch}; `after` chains it to an earlier op of the same batch. */
+export type WriteOp = (AttrsWriteOp | ItemWriteOp) & {
+  /**
+   * Index of an earlier op of this batch that runs first (per-key order): when that op was `failed` or
+   * `skipped`, this one is `skipped` and writes nothing. @default undefined (independent)
+   */
+  after?: number;
+};
+
+/**
+ * Result of one op. `ok` with the new revision (attrsRevision for `attrs`, the item revision for
+ * `putItem`). Answers that are not failures of the store: `condition` (its condition, marker or
+ * `ifRevision` did not hold: ConditionFailedError) and `missing` (the object does not exist:
+ * SLUICE_NOT_FOUND). `failed` with the error the single-op method would have thrown (a refused commit,
+ * an invalid op); `skipped` when its `after` op was `failed` or `skipped`.
+ */
+export type WriteOpResult = { status: 'ok'; revision: number } | { status: 'condition' | 'missing' | 'failed'; error: Error } | { status: 'skipped' };
+
 // ───────────────────────────────────────── Backend ────────────────────────────────────────
 
 /** Options of {@link Backend.createTable}. */
@@ -563,5 +618,12 @@ export interface Backend {
   streams(): StreamBinding;
   /** Files under `root` (a directory path, created when missing). */
   files(root: string): Promise<FileBinding>;
+  /**
+   * Several writes with one result each, in as few store round trips as the backend allows: on local ONE
+   * transaction (each op still checks its own conditions; a failed op writes nothing and does not fail the
+   * others); on NATS the ops' CAS appends are pipelined, chained ops in order. Resolves even when ops fail
+   * (a refused commit fails every op of it); invalid ops (bad name, key or expression) fail alone.
+   */
+  commitBatch(ops: readonly WriteOp[], options?: CallOptions): Promise<WriteOpResult[]>;
   close(): Promise<void>;
 }

@@ -10,13 +10,16 @@
  * A commit failure is logged per record and counted (`sluice_commit_failures_total{code}`); whether it is
  * retried is the retry policy's call (runtime/retry-policy.ts), not the committer's.
  *
+ * All of a batch's writes — and the caller's extra ops, the previous step's checkpoint — go to the store
+ * in ONE {@link Backend.commitBatch}: one LMDB transaction on local, pipelined CAS appends on NATS.
+ *
  * The seam for more effect kinds (effect-mode KV updates, emitted stream records, attributes on other
- * objects): each is one more write inside {@link Committer.commitRecord}, conditioned on the same
+ * objects): each is one more op from {@link Committer.recordOps}, conditioned on the same
  * (function, record) marker, so the per-record result stays one {@link CommitResult}.
  */
 import type { Logger } from 'pino';
 import { SluiceError } from '../bindings/errors.ts';
-import type { Expression, ObjectBinding, StreamBinding, Value } from '../bindings/types.ts';
+import type { AttrsWriteOp, Backend, ObjectBinding, StreamBinding, WriteOp, WriteOpResult } from '../bindings/types.ts';
 import { isEmptyEffect, type BatchEffects, type RecordEffects } from '../functions/effects.ts';
 import type { BatchRecordInput } from './batch-types.ts';
 import type { WorkerMetrics } from './metrics.ts';
@@ -38,53 +41,43 @@ export type CommitResult =
   | 'blocked'
   | { stage: 'handler' | 'commit'; error: { code: string; message: string }; nonRetryable: boolean; retryAfterMs?: number };
 
-/** The update expressions of one record's effects plus the marker write. */
-export function effectUpdates(fx: RecordEffects, fn: string, seq: number): Expression[] {
-  const names: Record<string, string> = { '#m': markerAttr(fn) };
-  const values: Record<string, Value> = { ':seq': seq };
-  const set: string[] = ['#m = :seq'];
-  let i = 0;
-  for (const [k, v] of Object.entries(fx.set)) {
-    names[`#s${i}`] = k;
-    values[`:s${i}`] = v;
-    set.push(`#s${i} = :s${i}`);
-    i++;
-  }
-  const remove = fx.remove.map((k, j) => {
-    names[`#r${j}`] = k;
-    return `#r${j}`;
-  });
-  const first: Expression = { expr: `SET ${set.join(', ')}${remove.length ? ` REMOVE ${remove.join(', ')}` : ''}`, names, values };
-  return [first, ...fx.updates];
+/** The attribute op of one record's effects with its processed-marker (undefined: nothing to write). */
+export function attrsOp(bucket: string, fn: string, rec: BatchRecordInput, fx: RecordEffects): AttrsWriteOp | undefined {
+  if (isEmptyEffect(fx)) return undefined;
+  return { type: 'attrs', bucket, key: rec.key, set: fx.set, remove: fx.remove, updates: fx.updates, marker: { attr: markerAttr(fn), seq: rec.seq } };
 }
 
-/** Commits one object record's attribute effects with its marker. */
-export async function commitObjectEffects(objects: ObjectBinding, fn: string, rec: BatchRecordInput, fx: RecordEffects): Promise<EffectOutcome> {
-  if (isEmptyEffect(fx)) return 'ok';
-  try {
-    await objects.updateAttrs(rec.key, effectUpdates(fx, fn, rec.seq), {
-      condition: { expr: 'not_exists(#m) OR #m < :seq', names: { '#m': markerAttr(fn) }, values: { ':seq': rec.seq } },
-    });
-    return 'ok';
-  } catch (e) {
-    if (e instanceof SluiceError) {
-      // The marker is at or past this record: an earlier delivery already committed it.
-      if (e.code === 'SLUICE_CONDITION_FAILED') return 'duplicate';
-      // The object was deleted since: its effects have nothing to land on.
-      if (e.code === 'SLUICE_NOT_FOUND') return 'gone';
-      return { error: { code: e.code, message: e.message } };
-    }
-    return { error: { code: 'SLUICE_INTERNAL', message: String((e as Error)?.message ?? e) } };
-  }
+/** The outcome of a record from the results of its ops (the first op is the one conditioned on the marker). */
+function outcomeOf(results: readonly WriteOpResult[]): EffectOutcome {
+  const bad = results.find((r) => r.status === 'failed');
+  if (bad && bad.status === 'failed') return { error: errorOf(bad.error) };
+  const first = results[0];
+  // The marker is at or past this record: an earlier delivery already committed it.
+  if (first?.status === 'condition') return 'duplicate';
+  // The object was deleted since: its effects have nothing to land on.
+  if (first?.status === 'missing') return 'gone';
+  return 'ok';
+}
+
+function errorOf(e: Error): { code: string; message: string } {
+  return e instanceof SluiceError ? { code: e.code, message: e.message } : { code: 'SLUICE_INTERNAL', message: String(e?.message ?? e) };
 }
 
 /** What a committer needs. */
 export interface CommitterDeps {
   function: string;
+  /** Where the batch's writes go: ONE {@link Backend.commitBatch} per batch. */
+  backend: Pick<Backend, 'commitBatch'>;
   /** The trigger's bucket (object triggers); undefined for stream triggers (no attribute effects). */
   objects: ObjectBinding | undefined;
   metrics: WorkerMetrics;
   log: Logger;
+}
+
+/** A batch's commit: one result per record, and the results of the caller's extra ops (the checkpoint). */
+export interface BatchCommit {
+  results: CommitResult[];
+  extra: WriteOpResult[];
 }
 
 /** Turns a batch's declared effects into store writes. */
@@ -96,49 +89,78 @@ export class Committer {
   }
 
   /**
-   * Commits each record's effects: records of one key in order (stopping at the first failure, the rest
-   * of that key are `blocked`), keys in parallel. Handler failures (the batch's or the record's) are
-   * reported as failures without a write.
+   * Commits each record's effects in ONE {@link Backend.commitBatch} (one LMDB transaction on local;
+   * pipelined CAS appends on NATS) together with `extra` (the previous step's checkpoint): records of one
+   * key chained in order (`after`: a failed write skips the later records of its key, `blocked`), keys
+   * independent. Handler failures (the batch's or the record's) are failures without a write, and block
+   * the later records of their key.
    */
-  async commitBatch(records: readonly BatchRecordInput[], effects: BatchEffects, shard: number): Promise<CommitResult[]> {
+  async commitBatch(records: readonly BatchRecordInput[], effects: BatchEffects, shard: number, extra: readonly WriteOp[] = []): Promise<BatchCommit> {
     const out: CommitResult[] = new Array(records.length);
-    const byKey = new Map<string, number[]>();
-    records.forEach((r, i) => {
-      const l = byKey.get(r.key);
-      if (l) l.push(i);
-      else byKey.set(r.key, [i]);
+    const ops: WriteOp[] = [];
+    /** Per record with writes: [first op, end) in `ops`. */
+    const spans: ([number, number] | undefined)[] = new Array(records.length);
+    /** Per key: the last op written for it (the next record of the key chains to it), or 'failed' (handler). */
+    const last = new Map<string, number | 'failed'>();
+    /** Per record without writes of its own: the key's earlier op it waits behind. */
+    const waitsFor: (number | undefined)[] = new Array(records.length);
+    records.forEach((rec, i) => {
+      const prev = last.get(rec.key);
+      if (prev === 'failed') {
+        out[i] = 'blocked';
+        return;
+      }
+      const f = effects.error ?? effects.records[i]?.failure;
+      if (f) {
+        out[i] = { stage: 'handler', error: { code: f.error.code, message: f.error.message }, nonRetryable: f.nonRetryable, ...(f.retryAfterMs !== undefined ? { retryAfterMs: f.retryAfterMs } : {}) };
+        last.set(rec.key, 'failed');
+        return;
+      }
+      const mine = this.recordOps(rec, effects.records[i]!);
+      if (mine.length === 0) {
+        // Nothing to write, but it still waits for the key's earlier write: blocked when that one fails.
+        if (prev === undefined) out[i] = 'ok';
+        else waitsFor[i] = prev;
+        return;
+      }
+      const base = ops.length;
+      // The record's ops chain to the key's previous write; within the record they chain to its first op.
+      mine.forEach((op, j) => ops.push({ ...op, ...(j === 0 ? (prev !== undefined ? { after: prev } : {}) : { after: base }) }));
+      spans[i] = [base, ops.length];
+      last.set(rec.key, ops.length - 1);
     });
-    await Promise.all(
-      [...byKey.values()].map(async (idxs) => {
-        let failed = false;
-        for (const i of idxs) {
-          if (failed) {
-            out[i] = 'blocked';
-            continue;
-          }
-          const f = effects.error ?? effects.records[i]?.failure;
-          if (f) {
-            out[i] = { stage: 'handler', error: { code: f.error.code, message: f.error.message }, nonRetryable: f.nonRetryable, ...(f.retryAfterMs !== undefined ? { retryAfterMs: f.retryAfterMs } : {}) };
-            failed = true;
-            continue;
-          }
-          const r = await this.commitRecord(records[i]!, effects.records[i]!);
-          if (typeof r === 'object') {
-            out[i] = { stage: 'commit', error: r.error, nonRetryable: false };
-            failed = true;
-            this.#d.metrics.commitFailures.inc({ code: r.error.code });
-            this.#d.log.warn({ shard, seq: records[i]!.seq, key: records[i]!.key, code: r.error.code, error: r.error.message }, 'commit of a record failed');
-          } else out[i] = r;
-        }
-      }),
-    );
-    return out;
+    const first = ops.length;
+    ops.push(...extra);
+    const results = ops.length > 0 ? await this.#d.backend.commitBatch(ops) : [];
+    records.forEach((rec, i) => {
+      const span = spans[i];
+      const w = waitsFor[i];
+      if (w !== undefined) out[i] = results[w]?.status === 'failed' || results[w]?.status === 'skipped' ? 'blocked' : 'ok';
+      if (!span) return;
+      const mine = results.slice(span[0], span[1]);
+      if (mine[0]?.status === 'skipped') {
+        out[i] = 'blocked';
+        return;
+      }
+      const r = outcomeOf(mine);
+      if (typeof r === 'object') {
+        out[i] = { stage: 'commit', error: r.error, nonRetryable: false };
+        this.#d.metrics.commitFailures.inc({ code: r.error.code });
+        this.#d.log.warn({ shard, seq: rec.seq, key: rec.key, code: r.error.code, error: r.error.message }, 'commit of a record failed');
+      } else out[i] = r;
+    });
+    return { results: out, extra: results.slice(first) };
   }
 
-  /** Commits one record's effects (attribute effects on its object; stream records have none to write). */
-  async commitRecord(rec: BatchRecordInput, fx: RecordEffects): Promise<EffectOutcome> {
-    if (this.#d.objects && rec.type !== 'record') return commitObjectEffects(this.#d.objects, this.#d.function, rec, fx);
-    return 'ok';
+  /**
+   * The writes of one record's effects (attribute effects on its object with the processed-marker; stream
+   * records have none). The seam for more effect kinds: append their ops here, each conditioned on the
+   * same (function, record) marker; the record keeps ONE {@link CommitResult}.
+   */
+  recordOps(rec: BatchRecordInput, fx: RecordEffects): WriteOp[] {
+    if (!this.#d.objects || rec.type === 'record') return [];
+    const op = attrsOp(this.#d.objects.bucket, this.#d.function, rec, fx);
+    return op ? [op] : [];
   }
 }
 

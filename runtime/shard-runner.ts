@@ -29,7 +29,7 @@ import { batchFailure, type BatchEffects } from '../functions/effects.ts';
 import type { BatchInput } from './batch-types.ts';
 import { Batcher, sleep, type Step } from './batcher.ts';
 import { nextCheckpoint, type RecordFate } from './checkpoint.ts';
-import { Committer, writeDeadLetters, type DeadLetter } from './committer.ts';
+import { Committer, writeDeadLetters, type CommitResult, type DeadLetter } from './committer.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import type { RecordSource } from './records.ts';
 import { decideRetry } from './retry-policy.ts';
@@ -258,13 +258,26 @@ export class ShardRunner {
     endHandler();
     if (effects.error) this.#d.log.warn({ shard: this.shard, batchId: batch.batchId, error: effects.error.error.message }, 'handler failed the batch');
     const endCommit = metrics.commitSeconds.startTimer();
-    // The effects and the previous step's checkpoint are issued in the same turn (one store transaction
-    // on local). Both are awaited before anything fails, so no write is left running.
-    const [committed, saved] = await Promise.allSettled([this.#d.committer.commitBatch(batch.records, effects, this.shard), this.#flush()]);
-    endCommit();
-    if (saved.status === 'rejected') throw saved.reason;
-    if (committed.status === 'rejected') throw committed.reason;
-    const results = committed.value;
+    // The effects and the previous step's checkpoint go to the store as ONE batch of writes (one LMDB
+    // transaction on local, pipelined appends on NATS); the checkpoint's own result decides as #flush would.
+    const ckpt = this.#unsaved ? this.#c! : undefined;
+    this.#unsaved = false;
+    let results: CommitResult[];
+    try {
+      const committed = await this.#d.committer.commitBatch(batch.records, effects, this.shard, ckpt ? [this.#ckpt.saveOp(ckpt)] : []);
+      if (ckpt) this.#ckpt.settle(ckpt, committed.extra[0]!);
+      results = committed.results;
+    } catch (e) {
+      // Not written (or unknown): continue from the last durable checkpoint (see #flush).
+      if (ckpt) this.#c = this.#durable;
+      throw e;
+    } finally {
+      endCommit();
+    }
+    if (ckpt) {
+      this.#durable = ckpt;
+      this.#publishPosition(false);
+    }
     const after = Date.now();
     results.forEach((r, i) => {
       const { input, retry: prev } = step.run[i]!;

@@ -18,7 +18,7 @@
  * strict about types: a field of the wrong type reads as absent, never as a lie the type system believes.
  */
 import { BindingError, ConditionFailedError } from '../bindings/errors.ts';
-import type { Backend, Item, KvBinding, Value } from '../bindings/types.ts';
+import type { Backend, Item, ItemWriteOp, KvBinding, Value, WriteOpResult } from '../bindings/types.ts';
 
 /** Name of the KV table holding leases, checkpoints and replica counts. */
 export const STATE_TABLE = 'sluice-state';
@@ -366,17 +366,38 @@ export class CheckpointStore {
     }
   }
 
+  /**
+   * The write of {@link save} as an op of a {@link Backend.commitBatch} (the runner sends it with the next
+   * batch's effects: one store transaction on local); hand its result to {@link settle}.
+   */
+  saveOp(c: Checkpoint): ItemWriteOp {
+    return { type: 'putItem', table: this.#kv.table, key: this.#key, item: encodeCheckpoint(c), ifRevision: this.#revision };
+  }
+
+  /** Takes the result of a {@link saveOp}: as {@link save} would have ended (throws SLUICE_LEASE_LOST or the write's error). */
+  settle(c: Checkpoint, r: WriteOpResult): void {
+    if (r.status === 'ok') {
+      this.#revision = r.revision;
+      return;
+    }
+    if (r.status === 'skipped') throw new BindingError('SLUICE_INTERNAL', `checkpoint ${this.#key} was not written (its op was skipped)`);
+    if (r.error instanceof ConditionFailedError) throw this.#lost(c, r.error);
+    throw r.error;
+  }
+
+  #lost(c: Checkpoint, e: ConditionFailedError): BindingError {
+    const cur = e.current;
+    const other = cur !== null && typeof cur === 'object' && !Array.isArray(cur) ? decodeCheckpoint(cur as Item).epoch : undefined;
+    return new BindingError('SLUICE_LEASE_LOST', `checkpoint ${this.#key} was written by another worker (epoch ${other}); this worker (epoch ${c.epoch}) stops the shard`, { cause: e });
+  }
+
   /** Writes the checkpoint if nobody else wrote it since; SLUICE_LEASE_LOST otherwise. */
   async save(c: Checkpoint): Promise<void> {
     try {
       const w = await this.#kv.putItem(this.#key, encodeCheckpoint(c), { ifRevision: this.#revision });
       this.#revision = w.revision;
     } catch (e) {
-      if (e instanceof ConditionFailedError) {
-        const cur = e.current;
-        const other = cur !== null && typeof cur === 'object' && !Array.isArray(cur) ? decodeCheckpoint(cur as Item).epoch : undefined;
-        throw new BindingError('SLUICE_LEASE_LOST', `checkpoint ${this.#key} was written by another worker (epoch ${other}); this worker (epoch ${c.epoch}) stops the shard`, { cause: e });
-      }
+      if (e instanceof ConditionFailedError) throw this.#lost(c, e);
       throw e;
     }
   }

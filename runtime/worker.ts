@@ -153,7 +153,7 @@ export class Worker {
     if (o.trigger.type !== 'http') this.#runner = await (this.#hooks.runner ?? defaultRunner)(o, backend, this.log);
     this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs, o.generation);
     const source = new StreamRecordSource(o, streams, stream, objects);
-    const committer = new Committer({ function: o.function, objects, metrics: this.metrics, log: this.log });
+    const committer = new Committer({ function: o.function, backend, objects, metrics: this.metrics, log: this.log });
     this.#reader = new StateReader(state);
     if (this.#runner) this.#deps = { o, streams, state, source, committer, runner: this.#runner, credits: new Semaphore(o.batchesInFlight), metrics: this.metrics, log: this.log };
     if (o.httpPort >= 0) {

@@ -7,9 +7,10 @@ import { BodyCollector, type BodyStore, type BodyStoreOptions, type CollectOptio
 import { BindingError } from '../errors.ts';
 import { S3BodyStore } from '../s3/index.ts';
 import { FsFile } from '../file/index.ts';
-import { resolveShards } from '../backend-helpers.ts';
+import { checkSignal, resolveShards } from '../backend-helpers.ts';
 import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
-import type { Backend, BucketInfo, BucketOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions } from '../types.ts';
+import type { Backend, BucketInfo, BucketOptions, CallOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
+import { checkWriteOp, failedOp, mayFollow, opWhere } from '../write-batch.ts';
 import { resolveIndexes } from '../query/index.ts';
 import { checkName } from '../values.ts';
 import { LocalKv } from './local-kv.ts';
@@ -100,6 +101,10 @@ export class LocalBackend implements Backend {
   }
 
   async objects(bucket: string): Promise<ObjectBinding> {
+    return this.#objects(bucket);
+  }
+
+  #objects(bucket: string): LocalObject {
     checkName(bucket, 'bucket');
     const e = this.store.registry.get(['bucket', bucket]);
     if (!e || e.kind !== 'bucket') throw new BindingError('SLUICE_BUCKET_NOT_FOUND', `bucket '${bucket}' does not exist`);
@@ -115,10 +120,66 @@ export class LocalBackend implements Backend {
   }
 
   async kv(table: string): Promise<KvBinding> {
+    return this.#kv(table);
+  }
+
+  #kv(table: string): LocalKv {
     checkName(table, 'table');
     const e = this.store.registry.get(['table', table]);
     if (!e || e.kind !== 'table') throw new BindingError('SLUICE_TABLE_NOT_FOUND', `table '${table}' does not exist`);
     return new LocalKv(this.store, table);
+  }
+
+  /**
+   * Every op in ONE write transaction of the store (shared with the other writes of this event-loop turn):
+   * ops run in order, each reads and checks before it writes, so a failed op writes nothing and the
+   * others go on. A transaction that does not commit (disk full) fails every op with its error.
+   */
+  async commitBatch(ops: readonly WriteOp[], options?: CallOptions): Promise<WriteOpResult[]> {
+    checkSignal(options?.signal, 'commitBatch');
+    const valid = ops.map((op, i) => {
+      try {
+        checkWriteOp(op, i);
+        return undefined;
+      } catch (e) {
+        return failedOp(e);
+      }
+    });
+    if (ops.length === 0) return [];
+    const s = this.store;
+    // One binding per bucket / table of the batch, resolved inside the transaction (registry reads).
+    const objects = new Map<string, LocalObject>();
+    const tables = new Map<string, LocalKv>();
+    try {
+      return await s.write(() => {
+        const out: WriteOpResult[] = new Array(ops.length);
+        for (let i = 0; i < ops.length; i++) {
+          const op = ops[i]!;
+          const bad = valid[i];
+          if (bad) out[i] = bad;
+          else if (!mayFollow(out, op.after)) out[i] = { status: 'skipped' };
+          else {
+            try {
+              const where = opWhere(op, i);
+              if (op.type === 'attrs') {
+                let o = objects.get(op.bucket);
+                if (!o) objects.set(op.bucket, (o = this.#objects(op.bucket)));
+                out[i] = { status: 'ok', revision: o.applyAttrsOp(op, where) };
+              } else {
+                let t = tables.get(op.table);
+                if (!t) tables.set(op.table, (t = this.#kv(op.table)));
+                out[i] = { status: 'ok', revision: t.applyPutItem(op, where) };
+              }
+            } catch (e) {
+              out[i] = failedOp(e);
+            }
+          }
+        }
+        return out;
+      });
+    } catch (e) {
+      return ops.map((_, i) => valid[i] ?? failedOp(e));
+    }
   }
 
   streams(): StreamBinding {

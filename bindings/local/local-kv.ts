@@ -12,6 +12,7 @@ import type {
   GetItemsOptions,
   GetItemsResult,
   ItemEntry,
+  ItemWriteOp,
   KvBinding,
   UpdateItemResult,
   WriteResult,
@@ -85,6 +86,15 @@ export class LocalKv implements KvBinding {
       s.items.put([this.table, key], { i: item, r: revision });
       return { revision };
     });
+  }
+
+  /** The item op of a {@link Backend.commitBatch}: checks and writes inside the caller's store write (validated already). */
+  applyPutItem(op: ItemWriteOp, where: string): number {
+    const s = this.#store;
+    checkItemConditions(where, this.#current(op.key), { condition: undefined, ifRevision: op.ifRevision });
+    const revision = s.next(['r', this.table]);
+    s.items.put([this.table, op.key], { i: op.item, r: revision });
+    return revision;
   }
 
   async updateItem(key: string, update: Expression, options?: ConditionalOptions): Promise<UpdateItemResult> {

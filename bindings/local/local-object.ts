@@ -14,6 +14,7 @@ import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveLi
 import { changeStreamName, encodeChange, sequencer, shardOf } from '../change-record.ts';
 import type {
   AttrReadOptions,
+  AttrsWriteOp,
   BucketInfo,
   CallOptions,
   ChangeRecord,
@@ -37,6 +38,7 @@ import type {
 import { checkAttrs, checkKey, compareKeys, visibleAttrs, type Attrs } from '../values.ts';
 import { resolveQuery } from '../query/index.ts';
 import type { LocalStore, StoredMeta } from './local-store.ts';
+import { applyAttrsOp } from '../write-batch.ts';
 import { reindex, runLocalQuery, stateOf } from './local-query.ts';
 
 const STREAM_CHUNK = 1024 * 1024;
@@ -267,14 +269,36 @@ export class LocalObject implements ObjectBinding {
       let next = attrs;
       for (const u of updates) next = applyUpdate(u, next);
       checkAttrs(next, `updateAttrs '${key}': resulting attrs`);
-      const meta: StoredMeta = { ...cur, attrsRevision: cur.attrsRevision + 1 };
-      this.#recordChange(key, 'attrs', meta, Date.now());
-      if (this.#indexes.length > 0) reindex(s, this.bucket, this.#indexes, key, stateOf(key, cur, attrs), stateOf(key, meta, next));
-      s.meta.put(k, meta);
-      if (Object.keys(next).length > 0) s.attrs.put(k, next);
-      else s.attrs.remove(k);
-      return { attrs: visibleAttrs(next, options?.internal), attrsRevision: meta.attrsRevision };
+      const attrsRevision = this.#writeAttrs(key, cur, attrs, next);
+      return { attrs: visibleAttrs(next, options?.internal), attrsRevision };
     });
+  }
+
+  /**
+   * The attribute op of a {@link Backend.commitBatch}: checks and writes inside the caller's store write
+   * (the op is validated already). Returns the new attrsRevision; throws before any write when the
+   * object is missing or the op's condition or marker does not hold.
+   */
+  applyAttrsOp(op: AttrsWriteOp, where: string): number {
+    const s = this.#store;
+    const k = [this.bucket, op.key];
+    const cur = s.meta.get(k);
+    if (!cur) throw notFound(this.bucket, op.key);
+    const attrs = (s.attrs.get(k) as Attrs | undefined) ?? {};
+    return this.#writeAttrs(op.key, cur, attrs, applyAttrsOp(attrs, op, cur.attrsRevision, where));
+  }
+
+  /** Writes `next` over `attrs` with its change record and index entries; only inside a store write. */
+  #writeAttrs(key: string, cur: StoredMeta, attrs: Attrs, next: Attrs): number {
+    const s = this.#store;
+    const k = [this.bucket, key];
+    const meta: StoredMeta = { ...cur, attrsRevision: cur.attrsRevision + 1 };
+    this.#recordChange(key, 'attrs', meta, Date.now());
+    if (this.#indexes.length > 0) reindex(s, this.bucket, this.#indexes, key, stateOf(key, cur, attrs), stateOf(key, meta, next));
+    s.meta.put(k, meta);
+    if (Object.keys(next).length > 0) s.attrs.put(k, next);
+    else s.attrs.remove(k);
+    return meta.attrsRevision;
   }
 
   async query(options?: QueryOptions): Promise<QueryResult> {

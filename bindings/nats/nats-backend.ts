@@ -12,9 +12,10 @@ import { BodyCollector, type BodyStoreOptions, type CollectOptions, type Collect
 import { BindingError } from '../errors.ts';
 import { S3BodyStore } from '../s3/index.ts';
 import { FsFile } from '../file/index.ts';
-import { resolveShards } from '../backend-helpers.ts';
+import { checkSignal, resolveShards } from '../backend-helpers.ts';
 import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
-import type { Backend, BucketInfo, BucketOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions } from '../types.ts';
+import type { Backend, BucketInfo, BucketOptions, CallOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
+import { runChained } from '../write-batch.ts';
 import { resolveIndexes } from '../query/index.ts';
 import { checkName, Limits } from '../values.ts';
 import type { NatsContext } from './nats-context.ts';
@@ -317,6 +318,20 @@ export class NatsBackend implements Backend {
   }
 
   /** Closes cached stream readers and drains the connection. Idempotent. */
+  /**
+   * The ops' writes pipelined: every op without `after` is sent at once (their CAS appends overlap on the
+   * connection), a chained op after its predecessor. An attribute op CASes on the state this process read
+   * last (the runtime's prefetch), without reading again; a checkpoint's `ifRevision` put is one CAS.
+   */
+  async commitBatch(ops: readonly WriteOp[], options?: CallOptions): Promise<WriteOpResult[]> {
+    checkSignal(options?.signal, 'commitBatch');
+    return runChained(ops, async (op, where) => {
+      if (op.type === 'attrs') return ((await this.objects(op.bucket)) as NatsObject).applyAttrsOp(op, where);
+      const w = await (await this.kv(op.table)).putItem(op.key, op.item, op.ifRevision !== undefined ? { ifRevision: op.ifRevision } : {});
+      return w.revision;
+    });
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

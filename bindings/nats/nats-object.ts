@@ -17,20 +17,16 @@
  * holds at most the 64 newest changes of one key (older changes of that key are compacted away, even
  * when no consumer has read them yet), and each key's newest change is never lost.
  */
-import { headers as natsHeaders, nuid, type MsgHdrs } from '@nats-io/nats-core';
-import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { BodyStore } from '../body-store.ts';
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition, type Expression } from '../expr/index.ts';
 import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
-import { changeStreamName, sequencer, shardOf } from '../change-record.ts';
+import { changeStreamName, shardOf } from '../change-record.ts';
 import { codec } from '../codec.ts';
 import type {
+  AttrsWriteOp,
   BucketInfo,
   AttrReadOptions,
-  CallOptions,
-  ChangeRecord,
-  ChangeType,
   DeleteObjectOptions,
   GetObjectOptions,
   GetObjectResult,
@@ -48,138 +44,23 @@ import type {
 } from '../types.ts';
 import { SystemFields } from '../types.ts';
 import { PageBuilder, planQuery, resolveQuery, streamsInKeyOrder, type ObjectState } from '../query/index.ts';
-import { IndexView, setIndexHeader } from './nats-query.ts';
-import { type Attrs, checkAttrs, checkKey, compareKeys, visibleAttrs } from '../values.ts';
+import { IndexView } from './nats-query.ts';
+import { checkAttrs, checkKey, compareKeys, visibleAttrs } from '../values.ts';
+import { applyAttrsOp } from '../write-batch.ts';
 import { casBackoff, type NatsContext } from './nats-context.ts';
 import { isWrongLastSequence, toBindingError } from './nats-errors.ts';
 import { KvStore, type KvRecord } from './nats-kvstore.ts';
-import { encodeKey, objectKeyOfSubject, objectKvKey } from './nats-names.ts';
+import { objectKeyOfSubject, objectKvKey } from './nats-names.ts';
+import { ObjectBodies, oneChunk, sliceChunks } from './nats-object-bodies.ts';
+import { decodeEntry, headOf, metaOf, parseSummary, RecentEntries, stateOfEntry, summaryHeader, type Current, type ObjectEntry } from './nats-object-entry.ts';
+
+export { CHANGE_HEADER, changeOfMessage, type ObjectEntry } from './nats-object-entry.ts';
 
 /** Default messages kept per key in an object KV bucket (the KV client maximum; see the file header). */
 export const OBJECT_HISTORY = 64;
 /** Optimistic attempts of one write before SLUICE_CONFLICT. */
 const MAX_ATTEMPTS = 100;
-/** Header carrying the change summary, so listings and change feeds read headers only. */
-export const CHANGE_HEADER = 'Sluice-Change';
 
-/** The value of an object KV message (msgpack): the whole state of the object after the change. */
-export interface ObjectEntry {
-  type: ChangeType;
-  key: string;
-  size: number;
-  etag: string;
-  /** Object version; 0 in a `put` message, whose version is its own revision. */
-  version: number;
-  contentType: string;
-  /** Time of the last put. */
-  mtime: Date;
-  /** Time of this change. */
-  time: Date;
-  attrs: Attrs;
-  attrsRevision: number;
-  /** The body, when it is at most `inlineBodyMaxBytes`. */
-  body?: Uint8Array;
-  /** Object Store name of the body otherwise, and the store's id of it (to purge its chunks). */
-  bodyName?: string;
-  bodyNuid?: string;
-  /** Ref of the body in the backend's external body store (instead of the Object Store). */
-  bodyRef?: string;
-}
-
-/** The change summary of {@link CHANGE_HEADER}: what a ChangeRecord and an ObjectMeta need. */
-interface ChangeSummary {
-  t: ChangeType;
-  v: number;
-  s: number;
-  e: string;
-  c: string;
-  /** mtime (ms) */
-  m: number;
-  /** time of the change (ms) */
-  w: number;
-  a: number;
-}
-
-/** An object's current state as read from KV. */
-interface Current {
-  /** Revision of the key's latest message (the CAS expectation of the next write). */
-  revision: number;
-  /** The decoded entry; undefined when the latest message is a KV deletion marker. */
-  entry: ObjectEntry | undefined;
-  /** True when an object is visible (latest entry is a put or attrs change). */
-  live: boolean;
-}
-
-function summaryHeader(e: ObjectEntry, attrIndexes: readonly string[]): MsgHdrs {
-  const s: ChangeSummary = { t: e.type, v: e.version, s: e.size, e: e.etag, c: e.contentType, m: e.mtime.getTime(), w: e.time.getTime(), a: e.attrsRevision };
-  const h = natsHeaders();
-  h.set(CHANGE_HEADER, JSON.stringify(s));
-  // The indexed attributes travel in the same message as the state: one append, nothing to drift apart.
-  setIndexHeader(h, e.attrs, attrIndexes);
-  return h;
-}
-
-function parseSummary(h: MsgHdrs | undefined): ChangeSummary | undefined {
-  const raw = h?.get(CHANGE_HEADER);
-  if (!raw) return undefined;
-  try {
-    const s = JSON.parse(raw) as ChangeSummary;
-    return typeof s.t === 'string' && typeof s.s === 'number' ? s : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The change record of one object KV message, from its header (no body or attributes needed);
- * undefined for messages sluice did not write (e.g. a KV delete marker from another client).
- */
-export function changeOfMessage(bucket: string, kvBucket: string, subject: string, seq: number, h: MsgHdrs | undefined): ChangeRecord | undefined {
-  const s = parseSummary(h);
-  const k = objectKeyOfSubject(subject, kvBucket);
-  if (!s || !k) return undefined;
-  const del = s.t === 'delete';
-  return {
-    bucket,
-    key: k.key,
-    type: s.t,
-    version: s.v || seq,
-    size: del ? 0 : s.s,
-    etag: del ? '' : s.e,
-    mtime: new Date(s.w),
-    sequencer: sequencer(seq),
-    attrsRevision: s.a,
-    contentType: del ? '' : s.c,
-  };
-}
-
-/** The query state of a live entry. */
-function stateOfEntry(e: ObjectEntry): ObjectState {
-  return { key: e.key, size: e.size, etag: e.etag, version: e.version, contentType: e.contentType, mtimeMs: e.mtime.getTime(), attrs: e.attrs };
-}
-
-function decodeEntry(value: Uint8Array, revision: number): ObjectEntry {
-  const e = codec.unpack(value) as ObjectEntry;
-  if (!(e.mtime instanceof Date)) e.mtime = new Date(e.mtime as unknown as number);
-  if (!(e.time instanceof Date)) e.time = new Date(e.time as unknown as number);
-  if (!e.version) e.version = revision;
-  e.attrs ??= {};
-  return e;
-}
-
-function metaOf(e: ObjectEntry): ObjectMeta {
-  return { key: e.key, size: e.size, etag: e.etag, version: e.version, contentType: e.contentType, mtime: e.mtime };
-}
-
-function headOf(e: ObjectEntry, internal: boolean | undefined): ObjectHead {
-  const attrs = visibleAttrs(e.attrs, internal);
-  return { key: e.key, size: e.size, etag: e.etag, version: e.version, contentType: e.contentType, mtime: e.mtime, attrs, attrsRevision: e.attrsRevision };
-}
-
-/** The Object Store subject of an object's metadata (the store's padded base64url of the name). */
-function bodyMetaSubject(store: string, name: string): string {
-  return `$O.${store}.M.${Buffer.from(name, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
-}
 
 /** Objects in one bucket. */
 export class NatsObject implements ObjectBinding {
@@ -187,8 +68,10 @@ export class NatsObject implements ObjectBinding {
   readonly #ctx: NatsContext;
   readonly #shards: number;
   readonly #kv: KvStore;
-  readonly #storeName: string;
-  #store: Promise<ObjectStore> | undefined;
+  /** Where bodies above the inline bound live. */
+  readonly #b: ObjectBodies;
+  /** States this process read or wrote last: the CAS expectation of the next write (see nats-object-entry.ts). */
+  readonly #recent = new RecentEntries();
 
   readonly #history: number;
   readonly #indexes: readonly string[];
@@ -196,11 +79,9 @@ export class NatsObject implements ObjectBinding {
   /** Declared indexes plus the system fields, which the view always holds. */
   readonly #planFields: ReadonlySet<string>;
   readonly #view: IndexView;
-  readonly #bodies: BodyStore | undefined;
 
   constructor(ctx: NatsContext, bucket: string, shards: number, history: number, indexes: readonly string[] = [], bodies?: BodyStore) {
     this.#history = history;
-    this.#bodies = bodies;
     this.#indexes = indexes;
     this.#attrIndexes = indexes.filter((f) => f.startsWith('attr.'));
     this.#planFields = new Set([...indexes, ...SystemFields]);
@@ -208,7 +89,7 @@ export class NatsObject implements ObjectBinding {
     this.bucket = bucket;
     this.#shards = shards;
     this.#kv = new KvStore(ctx, ctx.names.objectKv(bucket));
-    this.#storeName = ctx.names.bodyStore(bucket);
+    this.#b = new ObjectBodies(ctx, ctx.names.bodyStore(bucket), bodies);
     this.#view = new IndexView(ctx, this.#kv, parseSummary);
   }
 
@@ -227,14 +108,25 @@ export class NatsObject implements ObjectBinding {
     const started = Date.now();
     let committed: boolean | 'unknown' = false;
     try {
-      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      // Without ifMatch, the first attempt does not read: it CASes on the state this process last saw of
+      // the key, or on "no message yet" (a new key: one append, no read). Trusted only when the CAS lands;
+      // a lost CAS or a precondition failing on the guess is re-done on a fresh read.
+      let guess: Current | undefined = r.ifMatch === undefined ? (this.#recent.get(key) ?? { revision: 0, entry: undefined, live: false }) : undefined;
+      for (let attempt = 0, reads = 0; attempt < MAX_ATTEMPTS; attempt++) {
         checkSignal(options?.signal, where);
-        await casBackoff(attempt, options?.signal);
-        const cur = await this.#read(key);
-        checkPreconditions(key, cur.live ? cur.entry : undefined, r.ifMatch, r.ifNoneMatch, (m) => this.#conditionFailed(m, cur));
+        const guessed = guess !== undefined;
+        if (!guessed) await casBackoff(reads++, options?.signal);
+        const cur = guess ?? (await this.#read(key));
+        guess = undefined;
+        try {
+          checkPreconditions(key, cur.live ? cur.entry : undefined, r.ifMatch, r.ifNoneMatch, (m) => this.#conditionFailed(m, cur));
+        } catch (err) {
+          if (guessed) continue;
+          throw err;
+        }
         // Upload once, before the commit; a retry after a lost CAS reuses the same body.
         if (!inline && !uploaded)
-          uploaded = this.#bodies ? { ref: await this.#bodies.put(this.bucket, key, bytes, options?.signal ? { signal: options.signal } : {}) } : await this.#upload(key, bytes);
+          uploaded = this.#b.external ? { ref: await this.#b.external.put(this.bucket, key, bytes, options?.signal ? { signal: options.signal } : {}) } : await this.#b.upload(key, bytes);
         const now = new Date();
         const entry: ObjectEntry = {
           type: 'put',
@@ -251,8 +143,8 @@ export class NatsObject implements ObjectBinding {
         };
         // Past the grace period the collector may already have taken the body (see body-store.ts). The CAS
         // below is one request bounded by the NATS timeout, far below any sensible grace period.
-        if (this.#bodies && uploaded && 'ref' in uploaded && Date.now() - started >= this.#bodies.graceMs)
-          throw new BindingError('SLUICE_TIMEOUT', `${where}: the commit would come ${Date.now() - started} ms after the body upload started, past the body store's grace period of ${this.#bodies.graceMs} ms`);
+        if (this.#b.external && uploaded && 'ref' in uploaded && Date.now() - started >= this.#b.external.graceMs)
+          throw new BindingError('SLUICE_TIMEOUT', `${where}: the commit would come ${Date.now() - started} ms after the body upload started, past the body store's grace period of ${this.#b.external.graceMs} ms`);
         if (uploaded && 'ref' in uploaded) entry.bodyRef = uploaded.ref;
         else if (uploaded) {
           entry.bodyName = uploaded.name;
@@ -264,14 +156,14 @@ export class NatsObject implements ObjectBinding {
         const revision = await this.#commit(key, entry, cur);
         committed = revision !== undefined;
         if (revision === undefined) continue; // another writer won the race: re-read and re-check
-        await this.#deleteBody(cur.entry);
+        await this.#b.delete(cur.entry);
         return { etag, version: revision };
       }
       throw new BindingError('SLUICE_CONFLICT', `${where}: concurrent writers won ${MAX_ATTEMPTS} attempts`);
     } catch (err) {
       throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
     } finally {
-      if (uploaded && committed === false) await this.#deleteBody('ref' in uploaded ? { bodyRef: uploaded.ref } : { bodyName: uploaded.name, bodyNuid: uploaded.nuid });
+      if (uploaded && committed === false) await this.#b.delete('ref' in uploaded ? { bodyRef: uploaded.ref } : { bodyName: uploaded.name, bodyNuid: uploaded.nuid });
     }
   }
 
@@ -283,10 +175,10 @@ export class NatsObject implements ObjectBinding {
       return await this.#withBody(key, where, options?.signal, async (e) => {
         const range = resolveRange(key, e.size, options?.range);
         if (e.bodyRef !== undefined) {
-          const part = await this.#external(where).get(e.bodyRef, range, options?.signal ? { signal: options.signal } : {});
+          const part = await this.#b.externalFor(where).get(e.bodyRef, range, options?.signal ? { signal: options.signal } : {});
           return part === undefined ? null : { ...headOf(e, options?.internal), body: part, range };
         }
-        const whole = e.body ?? (await (await this.#bodyStore()).getBlob(e.bodyName ?? ''));
+        const whole = e.body ?? (await (await this.#b.store()).getBlob(e.bodyName ?? ''));
         return whole === null ? null : { ...headOf(e, options?.internal), body: whole.subarray(range.start, range.end), range };
       });
     } catch (err) {
@@ -306,10 +198,10 @@ export class NatsObject implements ObjectBinding {
           return { head: headOf(e, options?.internal), body: oneChunk(chunk) };
         }
         if (e.bodyRef !== undefined) {
-          const body = await this.#external(where).getStream(e.bodyRef, range, options?.signal ? { signal: options.signal } : {});
+          const body = await this.#b.externalFor(where).getStream(e.bodyRef, range, options?.signal ? { signal: options.signal } : {});
           return body === undefined ? null : { head: headOf(e, options?.internal), body };
         }
-        const res = await (await this.#bodyStore()).get(e.bodyName ?? '');
+        const res = await (await this.#b.store()).get(e.bodyName ?? '');
         return res === null ? null : { head: headOf(e, options?.internal), body: sliceChunks(res.data, range.start, range.end, where) };
       });
     } catch (err) {
@@ -356,7 +248,7 @@ export class NatsObject implements ObjectBinding {
           attrsRevision: e.attrsRevision,
         };
         if ((await this.#commit(key, tomb, cur)) === undefined) continue;
-        await this.#deleteBody(e);
+        await this.#b.delete(e);
         return true;
       }
       throw new BindingError('SLUICE_CONFLICT', `${where}: concurrent writers won ${MAX_ATTEMPTS} attempts`);
@@ -494,10 +386,47 @@ export class NatsObject implements ObjectBinding {
 
   async #read(key: string): Promise<Current> {
     const rec: KvRecord | undefined = await this.#kv.get(this.#kvKey(key));
-    if (!rec) return { revision: 0, entry: undefined, live: false };
-    if (rec.op !== 'PUT') return { revision: rec.revision, entry: undefined, live: false };
-    const entry = decodeEntry(rec.value, rec.revision);
-    return { revision: rec.revision, entry, live: entry.type !== 'delete' };
+    let cur: Current;
+    if (!rec) cur = { revision: 0, entry: undefined, live: false };
+    else if (rec.op !== 'PUT') cur = { revision: rec.revision, entry: undefined, live: false };
+    else {
+      const entry = decodeEntry(rec.value, rec.revision);
+      cur = { revision: rec.revision, entry, live: entry.type !== 'delete' };
+    }
+    this.#recent.set(key, cur);
+    return cur;
+  }
+
+  /**
+   * The attribute op of a {@link Backend.commitBatch}: ONE CAS append on the state this process last read
+   * or wrote (the runtime's prefetch read it a moment ago), no read first. The remembered state is trusted
+   * only for a write that lands: a lost CAS, a missing object or a condition that fails on it is re-done
+   * on a fresh read, so the answer is always the server's. Returns the new attrsRevision.
+   */
+  async applyAttrsOp(op: AttrsWriteOp, where: string): Promise<number> {
+    try {
+      let remembered = this.#recent.get(op.key);
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        await casBackoff(remembered ? 0 : attempt, undefined);
+        const cur = remembered ?? (await this.#read(op.key));
+        const e = cur.entry;
+        let next: ObjectEntry;
+        try {
+          if (!cur.live || !e) throw notFound(this.bucket, op.key);
+          next = { ...e, type: 'attrs', time: new Date(), attrs: applyAttrsOp(e.attrs, op, e.attrsRevision, where), attrsRevision: e.attrsRevision + 1 };
+        } catch (err) {
+          if (!remembered) throw err;
+          remembered = undefined;
+          continue;
+        }
+        remembered = undefined;
+        if ((await this.#commit(op.key, next, cur)) === undefined) continue;
+        return next.attrsRevision;
+      }
+      throw new BindingError('SLUICE_CONFLICT', `${where}: concurrent writers won ${MAX_ATTEMPTS} attempts`);
+    } catch (err) {
+      throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
+    }
   }
 
   async #readLive(key: string): Promise<ObjectEntry> {
@@ -522,7 +451,7 @@ export class NatsObject implements ObjectBinding {
       if (cur.revision === lastRevision)
         throw new BindingError(
           'SLUICE_INTERNAL',
-          `${where}: body ${cur.entry.bodyRef ?? cur.entry.bodyName ?? ''} of revision ${cur.revision} is missing from ${cur.entry.bodyRef !== undefined ? 'the body store' : `Object Store ${this.#storeName}`}`,
+          `${where}: body ${cur.entry.bodyRef ?? cur.entry.bodyName ?? ''} of revision ${cur.revision} is missing from ${cur.entry.bodyRef !== undefined ? 'the body store' : `Object Store ${this.#b.storeName}`}`,
         );
       lastRevision = cur.revision;
     }
@@ -532,8 +461,13 @@ export class NatsObject implements ObjectBinding {
   /** Appends `entry` with a CAS on the current revision; undefined when another writer got there first. */
   async #commit(key: string, entry: ObjectEntry, cur: Current): Promise<number | undefined> {
     try {
-      return await this.#kv.put(this.#kvKey(key), codec.pack(entry), { expect: cur.revision, headers: summaryHeader(entry, this.#attrIndexes) });
+      const revision = await this.#kv.put(this.#kvKey(key), codec.pack(entry), { expect: cur.revision, headers: summaryHeader(entry, this.#attrIndexes) });
+      // A put's message carries version 0 (its version is its revision), as decodeEntry reads it back.
+      this.#recent.set(key, { revision, entry: entry.version ? entry : { ...entry, version: revision }, live: entry.type !== 'delete' });
+      return revision;
     } catch (err) {
+      // Lost the race (or unknown): forget the state, the next attempt reads fresh.
+      this.#recent.delete(key);
       if (isWrongLastSequence(err)) return undefined;
       throw err;
     }
@@ -543,18 +477,6 @@ export class NatsObject implements ObjectBinding {
   #conditionFailed(message: string, cur: Current): ConditionFailedError {
     const e = cur.live ? cur.entry : undefined;
     return e ? new ConditionFailedError(message, metaOf(e), e.version) : new ConditionFailedError(message, undefined, undefined);
-  }
-
-  #bodyStore(): Promise<ObjectStore> {
-    // Opened without a round trip: createBucket made the store, and a missing one fails the read.
-    this.#store ??= new Objm(this.#ctx.js).open(this.#storeName, false);
-    return this.#store;
-  }
-
-  async #upload(key: string, bytes: Uint8Array): Promise<{ name: string; nuid: string }> {
-    const name = `${encodeKey(key)}/${nuid.next()}`;
-    const info = await (await this.#bodyStore()).putBlob({ name }, bytes);
-    return { name, nuid: info.nuid };
   }
 
   /** True when the current entry of `key` references external body `ref` (the collector's check). */
@@ -567,59 +489,10 @@ export class NatsObject implements ObjectBinding {
     }
   }
 
-  #external(where: string): BodyStore {
-    if (this.#bodies) return this.#bodies;
-    throw new BindingError('SLUICE_BACKEND_UNAVAILABLE', `${where}: the body is in an external body store, but the backend was opened without option 'bodies'`);
-  }
 
-  /** Removes a body's chunks and its Object Store entry (or the external body), leaving no tombstone. Best effort. */
-  async #deleteBody(e: { bodyName?: string | undefined; bodyNuid?: string | undefined; bodyRef?: string | undefined } | undefined): Promise<void> {
-    if (e?.bodyRef !== undefined) {
-      // A failed removal leaves an orphan for the body store's collector.
-      await this.#bodies?.delete(e.bodyRef).catch(() => undefined);
-      return;
-    }
-    if (!e?.bodyName || !e.bodyNuid) return;
-    const stream = `OBJ_${this.#storeName}`;
-    try {
-      await Promise.all([
-        this.#ctx.jsm.streams.purge(stream, { filter: `$O.${this.#storeName}.C.${e.bodyNuid}` }),
-        this.#ctx.jsm.streams.purge(stream, { filter: bodyMetaSubject(this.#storeName, e.bodyName) }),
-      ]);
-    } catch {
-      // An unreferenced body wastes space but is never visible; nothing else to do here.
-    }
-  }
 }
 
 function notFound(bucket: string, key: string): BindingError {
   return new BindingError('SLUICE_NOT_FOUND', `object '${key}' does not exist in bucket '${bucket}'`);
 }
 
-/** A body of one chunk (none when empty). */
-async function* oneChunk(chunk: Uint8Array): AsyncIterable<Uint8Array> {
-  if (chunk.byteLength > 0) yield chunk;
-}
-
-/** Yields the bytes [start, end) of a chunk stream. */
-async function* sliceChunks(data: ReadableStream<Uint8Array>, start: number, end: number, where: string): AsyncIterable<Uint8Array> {
-  const reader = data.getReader();
-  let pos = 0;
-  try {
-    while (pos < end) {
-      const r = await reader.read().catch((err: unknown) => {
-        throw toBindingError(err, where, { notFound: 'SLUICE_NOT_FOUND' });
-      });
-      if (r.done) break;
-      const c = r.value;
-      const from = Math.max(0, start - pos);
-      const to = Math.min(c.byteLength, end - pos);
-      pos += c.byteLength;
-      if (to > from) yield c.subarray(from, to);
-    }
-  } finally {
-    // `break` in the consumer's loop lands here: stop the Object Store's consumer.
-    await reader.cancel().catch(() => undefined);
-    reader.releaseLock();
-  }
-}

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { expect, it } from 'vitest';
 import { BindingError } from '../../bindings/errors.ts';
+import { commitOneByOne } from '../../bindings/write-batch.ts';
 import type { Backend, ObjectBinding } from '../../bindings/types.ts';
 import { openBackend } from '../../runtime/backend-spec.ts';
 import { openStateTable, readCounters, StateReader } from '../../runtime/state.ts';
@@ -48,13 +49,16 @@ function faulty(real: Backend, plan: Map<string, Fault>, injected: string[]): Ba
         return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
       },
     });
-  return new Proxy(real, {
+  const wrapped: Backend = new Proxy(real, {
     get(t, p) {
       if (p === 'objects') return async (...a: Parameters<Backend['objects']>) => wrapObjects(await t.objects(...a));
+      // The committer's batch write goes through the wrapped single-op methods, so the faults reach it.
+      if (p === 'commitBatch') return (...a: Parameters<Backend['commitBatch']>) => commitOneByOne(wrapped, ...a);
       const v = Reflect.get(t, p, t) as unknown;
       return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
     },
   });
+  return wrapped;
 }
 
 function logSink(lines: Record<string, unknown>[]) {

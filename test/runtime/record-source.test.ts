@@ -79,7 +79,7 @@ it('runtime/local - a non-stream RecordSource feeds the same batch â†’ handler â
     const runner = await InlineRunner.open(o, backend, log);
     const lease = (await new Leases(state, o.function, 'test', 10_000).acquire(0))!;
     const shard = new ShardRunner(
-      { o, streams: backend.streams(), state, source, committer: new Committer({ function: o.function, objects: undefined, metrics, log }), runner, credits: new Semaphore(1), metrics, log },
+      { o, streams: backend.streams(), state, source, committer: new Committer({ function: o.function, backend, objects: undefined, metrics, log }), runner, credits: new Semaphore(1), metrics, log },
       0,
       lease,
     );
