@@ -262,21 +262,10 @@ export class NatsObject implements ObjectBinding {
     checkSignal(options?.signal, where);
     const r = resolveList(this.bucket, options);
     try {
-      // One headers-only pass over the latest message of every key: the change summary header holds
-      // everything ObjectMeta needs, so neither bodies nor attributes travel.
-      const records = await this.#kv.scan('>', { headersOnly: true, signal: options?.signal });
-      const metas: ObjectMeta[] = [];
-      const kvBucket = this.#kv.bucket;
-      for (const rec of records) {
-        if (rec.op !== 'PUT') continue;
-        const s = parseSummary(rec.headers);
-        const k = objectKeyOfSubject(rec.subject, kvBucket);
-        if (!s || !k || s.t === 'delete') continue;
-        // Cheap pre-filter before sorting; listPage applies the exact rules.
-        if (!k.key.startsWith(r.prefix) || (r.after !== '' && compareKeys(k.key, r.after) <= 0)) continue;
-        metas.push({ key: k.key, size: s.s, etag: s.e, version: s.v || rec.revision, contentType: s.c, mtime: new Date(s.m) });
-      }
-      metas.sort((a, b) => compareKeys(a.key, b.key));
+      // The bucket's in-process view (nats-query.ts), caught up to every write acknowledged before this
+      // page: a read of the messages appended since the last page, not a pass over the whole bucket.
+      await this.#view.catchUp(options?.signal);
+      const metas = this.#view.metas(r.prefix, r.after);
       return listPage(this.bucket, r, metas);
     } catch (err) {
       throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });

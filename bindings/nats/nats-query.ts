@@ -19,11 +19,14 @@
  * during the page may be missed or seen in its newer state. The view costs one headers-only read of
  * the bucket per process (the first query) and memory per key; it is not persisted. System fields are
  * always in the view (from `Sluice-Change`), so they are served by it whether declared or not.
- * Un-indexed queries scan every message's value, as `getItems` does.
+ * Un-indexed queries scan every message's value, as `getItems` does. `list` is served from the same view
+ * (its system fields are all an ObjectMeta needs): one catch-up per page instead of a headers-only pass
+ * over the whole bucket per page.
  */
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
 import { indexScalar, inRange, type IndexRange, type IndexScalar, type ObjectState } from '../query/index.ts';
 import { fieldValue } from '../query/fields.ts';
+import type { ObjectMeta } from '../types.ts';
 import { compareKeys, type Attrs } from '../values.ts';
 import { drain, type NatsContext } from './nats-context.ts';
 import type { KvStore } from './nats-kvstore.ts';
@@ -124,6 +127,20 @@ export class IndexView {
       apply,
     );
     this.#built = true;
+  }
+
+  /**
+   * Metadata of the live keys under `prefix` after `after`, in key order: what `list` serves from the view
+   * (after a {@link catchUp}) instead of a headers-only pass over the whole bucket per page.
+   */
+  metas(prefix: string, after: string): ObjectMeta[] {
+    const out: ObjectMeta[] = [];
+    for (const [key, e] of this.#entries) {
+      if (!key.startsWith(prefix) || (after !== '' && compareKeys(key, after) <= 0)) continue;
+      const st = e.state;
+      out.push({ key, size: st.size, etag: st.etag, version: st.version, contentType: st.contentType, mtime: new Date(st.mtimeMs) });
+    }
+    return out.sort((a, b) => compareKeys(a.key, b.key));
   }
 
   /** Keys under `prefix` whose `field` (canonical) lies in `range`. */
