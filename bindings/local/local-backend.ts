@@ -151,32 +151,34 @@ export class LocalBackend implements Backend {
     const objects = new Map<string, LocalObject>();
     const tables = new Map<string, LocalKv>();
     try {
-      return await s.write(() => {
-        const out: WriteOpResult[] = new Array(ops.length);
-        for (let i = 0; i < ops.length; i++) {
-          const op = ops[i]!;
-          const bad = valid[i];
-          if (bad) out[i] = bad;
-          else if (!mayFollow(out, op.after)) out[i] = { status: 'skipped' };
-          else {
-            try {
-              const where = opWhere(op, i);
-              if (op.type === 'attrs') {
-                let o = objects.get(op.bucket);
-                if (!o) objects.set(op.bucket, (o = this.#objects(op.bucket)));
-                out[i] = { status: 'ok', revision: o.applyAttrsOp(op, where) };
-              } else {
-                let t = tables.get(op.table);
-                if (!t) tables.set(op.table, (t = this.#kv(op.table)));
-                out[i] = { status: 'ok', revision: t.applyPutItem(op, where) };
+      return await s.write(() =>
+        s.withCounters(() => {
+          const out: WriteOpResult[] = new Array(ops.length);
+          for (let i = 0; i < ops.length; i++) {
+            const op = ops[i]!;
+            const bad = valid[i];
+            if (bad) out[i] = bad;
+            else if (!mayFollow(out, op.after)) out[i] = { status: 'skipped' };
+            else {
+              try {
+                const where = opWhere(op, i);
+                if (op.type === 'attrs') {
+                  let o = objects.get(op.bucket);
+                  if (!o) objects.set(op.bucket, (o = this.#objects(op.bucket)));
+                  out[i] = { status: 'ok', revision: o.applyAttrsOp(op, where) };
+                } else {
+                  let t = tables.get(op.table);
+                  if (!t) tables.set(op.table, (t = this.#kv(op.table)));
+                  out[i] = { status: 'ok', revision: t.applyPutItem(op, where) };
+                }
+              } catch (e) {
+                out[i] = failedOp(e);
               }
-            } catch (e) {
-              out[i] = failedOp(e);
             }
           }
-        }
-        return out;
-      });
+          return out;
+        }),
+      );
     } catch (e) {
       return ops.map((_, i) => valid[i] ?? failedOp(e));
     }

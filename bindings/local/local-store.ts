@@ -177,6 +177,8 @@ export class LocalStore {
   readonly #maxQueuedOps: number;
   #wakeFd: number | undefined;
   #watcher: FSWatcher | undefined;
+  /** Counters handed out in memory by {@link withCounters}, written back at its end. */
+  #counterCache: Map<string, { key: Key; n: number }> | undefined;
 
   private constructor(opts: LocalStoreOptions) {
     this.dir = opts.dir;
@@ -281,9 +283,33 @@ export class LocalStore {
 
   /** Hands out the next number of a counter; only inside {@link write}. */
   next(counter: Key): number {
+    const cache = this.#counterCache;
+    if (cache) {
+      const id = counter.join('\u0000');
+      let e = cache.get(id);
+      if (!e) cache.set(id, (e = { key: counter, n: this.counters.get(counter) ?? 0 }));
+      return ++e.n;
+    }
     const n = (this.counters.get(counter) ?? 0) + 1;
     this.counters.put(counter, n);
     return n;
+  }
+
+  /**
+   * Runs `fn` (inside {@link write}) with counters handed out from memory and each written once at the
+   * end: a batch of N changes to one bucket then reads and writes its version and shard counters once,
+   * not N times each (measured: 4 of the 8 LMDB accesses of a committed record). Only for code that reads
+   * counters through {@link next} alone (the batch write of LocalBackend.commitBatch).
+   */
+  withCounters<T>(fn: () => T): T {
+    this.#counterCache = new Map();
+    try {
+      return fn();
+    } finally {
+      const cache = this.#counterCache;
+      this.#counterCache = undefined;
+      for (const e of cache.values()) this.counters.put(e.key, e.n);
+    }
   }
 
   #flush(): void {

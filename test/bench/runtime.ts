@@ -612,7 +612,10 @@ async function runProcesses(label: string, dir: string, counters: () => Promise<
         leaseTtl: '30s',
         logLevel: 'warn',
       };
-      const child = spawn(process.execPath, ['--import', 'tsx', WORKER_MAIN], {
+      // SLUICE_BENCH_CPU_PROF=<dir>: each worker process writes a CPU profile there (how the 2-process
+      // profile in docs/BENCHMARKS.md was taken).
+      const prof = process.env.SLUICE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SLUICE_BENCH_CPU_PROF}`] : [];
+      const child = spawn(process.execPath, [...prof, '--import', 'tsx', WORKER_MAIN], {
         env: { ...process.env, SLUICE_WORKER_CONFIG: JSON.stringify(config), SLUICE_ORDINAL: String(i), SLUICE_REPLICAS: String(count) },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
