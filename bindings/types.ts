@@ -11,6 +11,7 @@
  */
 import type { Expression } from './expr/index.ts';
 import type { Attrs, Item, Value } from './values.ts';
+import type { WriteOp, WriteOpResult } from './write-ops.ts';
 
 export type { Attrs, Item, Value, ValueMap } from './values.ts';
 export type { Expression } from './expr/index.ts';
@@ -543,58 +544,8 @@ export interface FileBinding {
 
 // ───────────────────────────────────── Batched writes ─────────────────────────────────────
 
-/**
- * Attribute effects on one object as ONE conditional change (what the runtime's committer writes per
- * record). Applied in this order: `set`, `remove`, then `updates`; the change bumps `attrsRevision` and
- * appends the object's `attrs` change record, like {@link ObjectBinding.updateAttrs}.
- */
-export interface AttrsWriteOp {
-  type: 'attrs';
-  bucket: string;
-  key: string;
-  /** Attributes to set. @default {} */
-  set?: Record<string, Value>;
-  /** Attributes to remove. @default [] */
-  remove?: string[];
-  /** Update expressions applied after `set` / `remove`, in order. @default [] */
-  updates?: Expression[];
-  /** Write only when this holds on the current attributes. @default undefined (always) */
-  condition?: Expression;
-  /**
-   * A processed-marker: write only when attribute `attr` is absent or a number below `seq`, and set it to
-   * `seq` in the same change. The same as the condition `not_exists(attr) OR attr < seq` plus a SET, without
-   * parsing an expression per record. @default undefined
-   */
-  marker?: { attr: string; seq: number };
-}
-
-/** A KV item write (e.g. a checkpoint), as {@link KvBinding.putItem}. */
-export interface ItemWriteOp {
-  type: 'putItem';
-  table: string;
-  key: string;
-  item: Item;
-  /** Write only when the item's revision equals this (0 = must not exist). @default undefined */
-  ifRevision?: number;
-}
-
-/** One write of {@link Backend.commitBatch}; `after` chains it to an earlier op of the same batch. */
-export type WriteOp = (AttrsWriteOp | ItemWriteOp) & {
-  /**
-   * Index of an earlier op of this batch that runs first (per-key order): when that op was `failed` or
-   * `skipped`, this one is `skipped` and writes nothing. @default undefined (independent)
-   */
-  after?: number;
-};
-
-/**
- * Result of one op. `ok` with the new revision (attrsRevision for `attrs`, the item revision for
- * `putItem`). Answers that are not failures of the store: `condition` (its condition, marker or
- * `ifRevision` did not hold: ConditionFailedError) and `missing` (the object does not exist:
- * SLUICE_NOT_FOUND). `failed` with the error the single-op method would have thrown (a refused commit,
- * an invalid op); `skipped` when its `after` op was `failed` or `skipped`.
- */
-export type WriteOpResult = { status: 'ok'; revision: number } | { status: 'condition' | 'missing' | 'failed'; error: Error } | { status: 'skipped' };
+// The ops of {@link Backend.commitBatch} live in write-ops.ts (this file's size); re-exported here.
+export type { AttrsWriteOp, ItemWriteOp, WriteOp, WriteOpResult } from './write-ops.ts';
 
 // ───────────────────────────────────────── Backend ────────────────────────────────────────
 

@@ -56,8 +56,9 @@
  *
  * With each worker run the bench prints where the shard runners spent their time: fetch (getRecords),
  * prepare (ChangeDecoder.prepare: decode + prefetch), handler and commit (the worker's prom-client
- * histograms) and checkpoint (CheckpointStore.save), by wrapping those prototypes in this process
- * (runtime files are not changed); also the time of the group-position publishes (streams.group +
+ * histograms) and checkpoint (CheckpointStore.save: only the checkpoints written on their own — a
+ * trickle, the tail of a burst; since Backend.commitBatch the others ride in the next batch's commit and
+ * are inside "commit"), by wrapping those prototypes in this process (runtime files are not changed); also the time of the group-position publishes (streams.group +
  * commit), which run off the batch path. Sums are over all shard runners, per batch and as a share of
  * min(batchesInFlight, 8) × elapsed; "other/credit wait" is the rest.
  *
