@@ -19,6 +19,7 @@ import { SluiceError } from '../bindings/errors.ts';
 import type { Expression, ObjectBinding, StreamBinding, Value } from '../bindings/types.ts';
 import { isEmptyEffect, type BatchEffects, type RecordEffects } from '../functions/effects.ts';
 import type { BatchRecordInput } from './batch-types.ts';
+import type { EffectWriter } from './effect-writes.ts';
 import type { WorkerMetrics } from './metrics.ts';
 
 /** Attribute holding a function's processed-marker on an object. */
@@ -85,6 +86,8 @@ export interface CommitterDeps {
   objects: ObjectBinding | undefined;
   metrics: WorkerMetrics;
   log: Logger;
+  /** Commits `record.effects` declarations (KV, stream, other objects). @default none (such effects fail) */
+  effects?: EffectWriter;
 }
 
 /** Turns a batch's declared effects into store writes. */
@@ -137,6 +140,13 @@ export class Committer {
 
   /** Commits one record's effects (attribute effects on its object; stream records have none to write). */
   async commitRecord(rec: BatchRecordInput, fx: RecordEffects): Promise<EffectOutcome> {
+    // Effects beyond the object first: the object's marker below is the record's "done" mark
+    // (ordering and crash cases: runtime/effect-writes.ts).
+    if (fx.extra !== undefined && fx.extra.length > 0 && fx.failure === undefined) {
+      if (this.#d.effects === undefined) return { error: { code: 'SLUICE_INTERNAL', message: `record '${rec.key}' declared effects but the committer has no effect writer` } };
+      const r = await this.#d.effects.commit(rec, fx.extra);
+      if (r !== 'ok') return r;
+    }
     if (this.#d.objects && rec.type !== 'record') return commitObjectEffects(this.#d.objects, this.#d.function, rec, fx);
     return 'ok';
   }
