@@ -111,7 +111,7 @@ export interface KvEffects {
 /** A record to emit as an effect (see {@link DeclaredEffects.stream}). */
 export interface EmitRecord {
   data: Uint8Array | string;
-  /** Hashed to the shard. @default '' (shard 0 of a one-shard stream; else hashed as '') */
+  /** Hashed to the shard. @default the triggering record's key (shard 0 when that is empty) */
   partitionKey?: string;
   /** @default {} */
   headers?: Record<string, string>;

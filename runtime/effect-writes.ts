@@ -135,7 +135,9 @@ export class EffectWriter {
           const r = await flush();
           if (r !== 'ok') return r;
         }
-        const p: PutRecord = { data: e.data, partitionKey: e.partitionKey ?? '', dedupeId: effectDedupeId(this.#fn, rec, i) };
+        // Without a partition key, the triggering record's key: emitted records of one key stay in order.
+        const pk = e.partitionKey ?? rec.key;
+        const p: PutRecord = { data: e.data, dedupeId: effectDedupeId(this.#fn, rec, i), ...(pk !== '' ? { partitionKey: pk } : { shard: 0 }) };
         if (e.headers !== undefined) p.headers = e.headers;
         (pending ??= { stream: resource, records: [] }).records.push(p);
         if (pending.records.length >= APPEND_CHUNK) {

@@ -11,31 +11,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
-import type { StreamBinding } from '../../bindings/types.ts';
 import { openStateTable, readCounters } from '../../runtime/state.ts';
 import type { WorkerOptions } from '../../runtime/worker-options.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
+import { readAll } from '../support/streams.ts';
 import { startWorkerProcess } from '../support/worker-process.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-effects.ts', import.meta.url));
 const TOTAL = Number(process.env.SLUICE_EFFECTS_KILL_RECORDS ?? 1500);
 const ITEMS = 30;
-
-/** Every record of a stream's shards, as data strings. */
-export async function readAll(streams: StreamBinding, name: string): Promise<string[]> {
-  const info = await streams.info(name);
-  const out: string[] = [];
-  for (let shard = 0; shard < info.shards; shard++) {
-    let cursor = await streams.seek(name, shard, 'earliest');
-    for (;;) {
-      const page = await streams.getRecords(cursor, { limit: 1000 });
-      for (const r of page.records) out.push(Buffer.from(r.data).toString('utf8'));
-      if (page.records.length === 0) break;
-      cursor = page.next;
-    }
-  }
-  return out;
-}
 
 forEachBackend('runtime', (ctx) => {
   const t = (what: string) => tn('runtime', ctx, what);
