@@ -33,6 +33,12 @@ async function ensureSources(backend: Backend, yaml: string): Promise<void> {
   const spec = loadFunctionSpec(yaml);
   // Buckets the function's object bindings name, too (serve-object reads bucket `site`).
   for (const b of spec.spec.bindings) if (b.kind === 'object') await backend.createBucket(b.resource, { shards: 4 });
+  // Tables its KV bindings name (geo-index writes `photos-by-place`).
+  for (const b of spec.spec.bindings)
+    if (b.kind === 'kv')
+      await backend.createTable(b.resource).catch((e: unknown) => {
+        if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
+      });
   for (const t of spec.spec.triggers) {
     const trigger = t as { object?: { bucket: string }; stream?: { stream: string }; query?: { bucket: string } };
     // A bucket made beforehand (e.g. `sluice objects mb uploads --shards 8`) is kept as it is.
