@@ -11,6 +11,7 @@ import { loadFunctionSpecFile } from '../../controller/spec/index.ts';
 import { Worker } from '../../runtime/worker.ts';
 import type { WorkerOptions } from '../../runtime/worker-options.ts';
 import { forEachBackend, tn } from '../../test/conformance/backends.ts';
+import { until as untilValue } from '../../test/support/sluice-process.ts';
 import { exifOf, picture } from '../image-meta/fixtures/make-fixtures.ts';
 import { invokeHandler } from '../testing.ts';
 import geoIndex from './index.ts';
@@ -18,13 +19,8 @@ import geoIndex from './index.ts';
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 const quiet = pino({ level: process.env.SLUICE_TEST_LOG ?? 'silent' });
 
-async function until(what: string, pred: () => Promise<boolean>, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Polls until `pred` holds (or 60 s pass). */
+const until = (what: string, pred: () => Promise<boolean>) => untilValue(what, async () => ((await pred()) ? true : undefined), 60_000, 50);
 
 describe('geo-index/harness', () => {
   it('geo-index/harness - declares one photos-by-place update per located photo, through its declared binding', async () => {

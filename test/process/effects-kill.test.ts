@@ -15,7 +15,7 @@ import { openStateTable, readCounters } from '../../runtime/state.ts';
 import type { WorkerOptions } from '../../runtime/worker-options.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
 import { readAll } from '../support/streams.ts';
-import { startWorkerProcess } from '../support/worker-process.ts';
+import { killRepeatedly, startWorkerProcess } from '../support/worker-process.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-effects.ts', import.meta.url));
 const TOTAL = Number(process.env.SLUICE_EFFECTS_KILL_RECORDS ?? 1500);
@@ -71,14 +71,7 @@ forEachBackend('runtime', (ctx) => {
         );
       })();
       try {
-        while (done < total || kills < 4) {
-          await new Promise((r) => setTimeout(r, 200 + Math.floor(Math.random() * 500)));
-          worker.proc.kill('SIGKILL');
-          await worker.exit;
-          kills++;
-          worker = await startWorkerProcess(cfg);
-          if (kills > 20) break;
-        }
+        ({ worker, kills } = await killRepeatedly(worker, cfg, { busy: () => done < total, minKills: 4, maxKills: 20, minPauseMs: 200, jitterMs: 500 }));
         await upload;
         const state = await openStateTable(ctx.backend);
         const end = Date.now() + 120_000;

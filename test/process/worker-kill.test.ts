@@ -12,7 +12,7 @@ import { expect, it } from 'vitest';
 import { openStateTable, readCounters } from '../../runtime/state.ts';
 import type { WorkerOptions } from '../../runtime/worker-options.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
-import { startWorkerProcess } from '../support/worker-process.ts';
+import { killRepeatedly, startWorkerProcess } from '../support/worker-process.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const N = Number(process.env.SLUICE_KILL_OBJECTS ?? 20_000);
@@ -60,14 +60,7 @@ forEachBackend('runtime', (ctx) => {
       })();
       try {
         // Kill at random moments while uploads run, and once more after they finished.
-        while (uploaded < N || kills < 4) {
-          await new Promise((r) => setTimeout(r, 150 + Math.floor(Math.random() * 600)));
-          worker.proc.kill('SIGKILL');
-          await worker.exit;
-          kills++;
-          worker = await startWorkerProcess(cfg);
-          if (kills > 40) break;
-        }
+        ({ worker, kills } = await killRepeatedly(worker, cfg, { busy: () => uploaded < N, minKills: 4, maxKills: 41, minPauseMs: 150, jitterMs: 600 }));
         await upload;
         const state = await openStateTable(ctx.backend);
         const end = Date.now() + 240_000;

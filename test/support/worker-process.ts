@@ -27,3 +27,29 @@ export async function startWorkerProcess(configFile: string, env: Record<string,
   });
   return { proc, exit, stderr: () => err };
 }
+
+/** A running worker process, as {@link startWorkerProcess} returns it. */
+export type WorkerProcess = Awaited<ReturnType<typeof startWorkerProcess>>;
+
+/**
+ * SIGKILLs the worker at random moments (every `minPauseMs` + up to `jitterMs`) and restarts it from
+ * `configFile`, until `busy()` turns false and at least `minKills` kills happened (at most `maxKills`).
+ * Returns the worker running at the end and the number of kills.
+ */
+export async function killRepeatedly(
+  first: WorkerProcess,
+  configFile: string,
+  o: { busy: () => boolean; minKills: number; maxKills: number; minPauseMs: number; jitterMs: number },
+): Promise<{ worker: WorkerProcess; kills: number }> {
+  let worker = first;
+  let kills = 0;
+  while (o.busy() || kills < o.minKills) {
+    await new Promise((r) => setTimeout(r, o.minPauseMs + Math.floor(Math.random() * o.jitterMs)));
+    worker.proc.kill('SIGKILL');
+    await worker.exit;
+    kills++;
+    worker = await startWorkerProcess(configFile);
+    if (kills >= o.maxKills) break;
+  }
+  return { worker, kills };
+}
