@@ -12,6 +12,8 @@ import { EffectWriter } from '../../runtime/effect-writes.ts';
 import type { ExtraEffect } from '../../functions/effects.ts';
 import { invokeHandler } from '../../functions/testing.ts';
 import { defineFunction } from '../../functions/types.ts';
+import { readResults } from '../../runtime/handoff/results-reader.ts';
+import { writeResults } from '../../runtime/handoff/results-writer.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
 import { readAll } from '../support/streams.ts';
 
@@ -73,6 +75,23 @@ describe('effects/declare', () => {
       expect((caught as { code?: string })?.code).toBe(code);
       expect(res.byKey('a')?.extra ?? []).toEqual([]);
     });
+});
+
+describe('effects/handoff', () => {
+  it('effects/handoff - declared effects travel back from a handler thread in the results message', () => {
+    const extra: ExtraEffect[] = [
+      { kind: 'kv', binding: 'places', key: 'k', update: one },
+      { kind: 'stream', binding: 'out', data: new Uint8Array([1, 2, 3]), partitionKey: 'p', headers: { h: 'v' } },
+      { kind: 'object', binding: 'photos', key: 'o', update: 'SET a = 1' },
+    ];
+    const buf = new Uint8Array(64 * 1024);
+    writeResults(buf, { records: [{ set: { x: 1 }, remove: [], updates: [], extra }, { set: {}, remove: [], updates: [] }], counters: { n: 2 } });
+    const back = readResults(buf);
+    expect(back.records[0]!.extra).toEqual(extra);
+    expect(back.records[0]!.extra![1]).toMatchObject({ data: new Uint8Array([1, 2, 3]) });
+    expect(back.records[1]!.extra).toBeUndefined();
+    expect(back.records[0]!.set).toEqual({ x: 1 });
+  });
 });
 
 forEachBackend('effects', (ctx) => {
