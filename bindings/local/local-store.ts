@@ -171,8 +171,9 @@ export class LocalStore {
   /** ['v', bucket] | ['s', stream, shard] | ['r', table] → last number handed out */
   readonly counters: Database<number, Key>;
   /**
-   * [stream, dedupeId] → where it landed and when; plus [stream, '\u0000t', time, dedupeId] → same, the
-   * time index that expires entries past the stream's dedupe window (PutRecord.dedupeId).
+   * [stream, time bucket, dedupeId] → where the record landed and when (PutRecord.dedupeId). A bucket is
+   * one dedupe window long (`floor(t / window)`): a live id is in the current or previous bucket, and
+   * older buckets are dropped whole.
    */
   readonly dedupe: Database<StoredDedupe, Key>;
   /**

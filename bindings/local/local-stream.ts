@@ -27,8 +27,6 @@ import { ANY_APPEND, type LocalStore, type StoredRecord } from './local-store.ts
 
 /** Largest sequence key used as an open upper bound of range reads. */
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
-/** Second element of the dedupe table's time-index keys (sorts before every printable dedupe id). */
-const DEDUPE_BY_TIME = '\u0000t';
 /** Records pruned per shard per write when retention applies (bounds the work of one write). */
 const PRUNE_BATCH = 1000;
 
@@ -132,7 +130,9 @@ export class LocalStream implements StreamBinding {
         if (!r.ok) return r;
         if (r.dedupeId !== undefined) {
           // Checked and recorded in the append's own transaction: a repeat can never slip in between.
-          const seen = s.dedupe.get([name, r.dedupeId]);
+          // Ids are kept per time bucket of one window: a live one is in this bucket or the one before.
+          const b = Math.floor(now / window);
+          const seen = s.dedupe.get([name, b, r.dedupeId]) ?? s.dedupe.get([name, b - 1, r.dedupeId]);
           if (seen !== undefined && seen.t >= now - window) return { ok: true, shard: seen.s, seq: seen.q, duplicate: true };
           deduped = true;
         }
@@ -147,31 +147,27 @@ export class LocalStream implements StreamBinding {
         if (Object.keys(r.headers).length > 0) rec.h = r.headers;
         if (r.partitionKey !== undefined) rec.p = r.partitionKey;
         s.records.put([name, r.shard, seq], rec);
-        if (r.dedupeId !== undefined) {
-          const d = { s: r.shard, q: seq, t: now };
-          s.dedupe.put([name, r.dedupeId], d);
-          s.dedupe.put([name, DEDUPE_BY_TIME, now, r.dedupeId], d);
-        }
+        if (r.dedupeId !== undefined) s.dedupe.put([name, Math.floor(now / window), r.dedupeId], { s: r.shard, q: seq, t: now });
         s.noteAppend(name, r.shard);
         touched.add(r.shard);
         return { ok: true, shard: r.shard, seq };
       });
       if (conf.retentionMs > 0) for (const shard of touched) this.#prune(name, shard, now - conf.retentionMs);
-      if (deduped) this.#pruneDedupe(name, now - window);
+      if (deduped) this.#pruneDedupe(name, Math.floor(now / window) - 1);
       return out;
     });
   }
 
-  /** Forgets dedupe ids recorded before `cutoff` (a bounded number per write); only inside a store write. */
-  #pruneDedupe(name: string, cutoff: number): void {
+  /**
+   * Forgets dedupe ids of time buckets before `keep` (a bounded number per write; only inside a store
+   * write): every id there is older than one window, since bucket `keep` started at least a window ago.
+   */
+  #pruneDedupe(name: string, keep: number): void {
     const s = this.#store;
     let n = 0;
-    for (const { key } of s.dedupe.getRange({ start: [name, DEDUPE_BY_TIME, 0], end: [name, DEDUPE_BY_TIME, cutoff] })) {
+    for (const key of s.dedupe.getKeys({ start: [name, 0], end: [name, keep] })) {
       if (n++ >= PRUNE_BATCH) break;
       s.dedupe.remove(key);
-      // Only when not appended again since (a later append of the id has its own time entry).
-      const id = key[3] as string;
-      if (s.dedupe.get([name, id])?.t === key[2]) s.dedupe.remove([name, id]);
     }
   }
 
