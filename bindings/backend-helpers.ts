@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { shardOf } from './change-record.ts';
 import { BindingError, ConditionFailedError } from './errors.ts';
-import { checkCondition, evaluateCondition, type Expression } from './expr/index.ts';
+import { checkCondition, checkUpdate, evaluateCondition, type Expression } from './expr/index.ts';
 import type {
   ConditionalOptions,
   GetItemsOptions,
@@ -18,7 +18,7 @@ import type {
   SeekPosition,
   StreamOptions,
 } from './types.ts';
-import { checkAttrs, checkKey, compareKeys, Limits, utf8Length, type Item } from './values.ts';
+import { checkAttrs, checkKey, compareKeys, Limits, utf8Length, visibleAttrs, type Attrs, type Item } from './values.ts';
 
 /** Hex MD5 of a body: the etag. */
 export function etagOf(body: Uint8Array): string {
@@ -258,7 +258,9 @@ export function resolveGetItems(table: string, o: GetItemsOptions | undefined): 
 
 /** Picks the named top-level attributes of an item. */
 export function project<T extends Record<string, unknown>>(item: T, attrs: string[] | undefined): T {
-  if (!attrs) return item;
+  // Effect markers (`$sluice.*`, runtime/effect-writes.ts) live on items too; a whole-item read hides
+  // them, as object reads do. Naming one in `attrs` is the runtime's way to read it.
+  if (!attrs) return visibleAttrs(item as Attrs, false) as T;
   const out: Record<string, unknown> = {};
   for (const a of attrs) if (Object.hasOwn(item, a)) out[a] = item[a];
   return out as T;
@@ -291,4 +293,15 @@ export function checkItemConditions(where: string, cur: { item: Item; revision: 
     throw new ConditionFailedError(`${where}: ifRevision ${c.ifRevision} but the item ${cur ? `has revision ${cur.revision}` : 'does not exist'}`, cur?.item, cur?.revision);
   if (c.condition !== undefined && !evaluateCondition(c.condition, cur?.item))
     throw new ConditionFailedError(`${where}: the condition does not hold`, cur?.item, cur?.revision);
+}
+
+/**
+ * The expressions of an update given as one or several (`updateItem`, `updateAttrs`), each checked
+ * (SLUICE_EXPRESSION_INVALID naming its index); at least one.
+ */
+export function updateList(update: Expression | Expression[], where: string): Expression[] {
+  const list = Array.isArray(update) ? update : [update];
+  if (list.length === 0) throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: update must hold at least one expression`);
+  list.forEach((u, i) => checkUpdate(u, list.length === 1 ? `${where}: update` : `${where}: update[${i}]`));
+  return list;
 }

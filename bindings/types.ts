@@ -367,8 +367,12 @@ export interface KvBinding {
   getItems(options?: GetItemsOptions): Promise<GetItemsResult>;
   /** Replaces the whole item. */
   putItem(key: string, item: Item, options?: ConditionalOptions): Promise<WriteResult>;
-  /** Applies an update expression atomically (creating the item when absent), if the condition holds. */
-  updateItem(key: string, update: Expression, options?: ConditionalOptions): Promise<UpdateItemResult>;
+  /**
+   * Applies an update expression (or several, in order, as one write) atomically, creating the item when
+   * absent, if the condition holds. Several expressions let a caller add its own clause to someone
+   * else's update without merging expression text (the runtime adds an effect marker this way).
+   */
+  updateItem(key: string, update: Expression | Expression[], options?: ConditionalOptions): Promise<UpdateItemResult>;
   /** Deletes the item; returns false when absent (and no condition failed). */
   deleteItem(key: string, options?: ConditionalOptions): Promise<boolean>;
 }
@@ -410,10 +414,19 @@ export interface PutRecord {
    * @default no condition
    */
   ifLastSeq?: number;
+  /**
+   * De-duplication id: a record whose id was already appended to this stream within its dedupe window
+   * (2 minutes, shorter for streams with a shorter retention) is not appended
+   * again; its result is the first append's `{ shard, seq }` with `duplicate: true`. JetStream's
+   * `Nats-Msg-Id` on NATS; a table checked in the same transaction as the append on the local backend.
+   * The runtime uses it for records handlers emit as effects (exactly once per triggering record).
+   * At most 256 bytes. @default no de-duplication
+   */
+  dedupeId?: string;
 }
 
 /** Per-record result of {@link StreamBinding.putRecords}: where it landed, or why it did not. */
-export type PutRecordResult = { ok: true; shard: number; seq: number } | { ok: false; error: { code: string; message: string } };
+export type PutRecordResult = { ok: true; shard: number; seq: number; duplicate?: true } | { ok: false; error: { code: string; message: string } };
 
 /** A position in one shard: the next sequence to read. Plain data: serialisable. */
 export interface Cursor {

@@ -6,7 +6,10 @@
 import { checkAttrName, checkAttrs, isInternalAttr } from '../bindings/values.ts';
 import { BindingError, serializeError, type SerializedError } from '../bindings/errors.ts';
 import type { Attrs, Expression, Value } from '../bindings/types.ts';
-import { parseDurationMs, type EventType, type FailOptions } from './types.ts';
+import { EffectDeclarations, type EffectBinding, type ExtraEffect } from './declared-effects.ts';
+import { parseDurationMs, type DeclaredEffects, type EventType, type FailOptions } from './types.ts';
+
+export type { EffectBinding, ExtraEffect } from './declared-effects.ts';
 
 /** Effects declared for one record. */
 export interface RecordEffects {
@@ -18,6 +21,8 @@ export interface RecordEffects {
   updates: Expression[];
   /** Set when the handler marked the record failed. */
   failure?: { error: SerializedError; retryAfterMs?: number; nonRetryable: boolean };
+  /** Effects beyond the record's object (`record.effects`), in declaration order; absent when none. */
+  extra?: ExtraEffect[];
 }
 
 /** True when the record declared no attribute change. */
@@ -34,11 +39,22 @@ export class EffectsCollector {
   readonly effects: RecordEffects = { set: {}, remove: [], updates: [] };
   readonly #key: string;
   readonly #type: EventType;
+  readonly #bindings: readonly EffectBinding[];
+  #declarations: EffectDeclarations | undefined;
 
-  /** `type` is the record's event type: a `record` (stream record) has no object to carry attributes. */
-  constructor(key: string, type: EventType = 'put') {
+  /**
+   * `type` is the record's event type: a `record` (stream record) has no object to carry attributes.
+   * `bindings` are the spec's, for `record.effects` (none: every effect is SLUICE_ACCESS_DENIED).
+   */
+  constructor(key: string, type: EventType = 'put', bindings: readonly EffectBinding[] = []) {
     this.#key = key;
     this.#type = type;
+    this.#bindings = bindings;
+  }
+
+  /** `record.effects`: effects beyond the record's object, appended to {@link RecordEffects.extra}. */
+  get declarations(): DeclaredEffects {
+    return (this.#declarations ??= new EffectDeclarations(() => (this.effects.extra ??= []), this.#bindings, `record '${this.#key}'`));
   }
 
   /** Refuses attribute effects on a record that has no object. */

@@ -23,8 +23,8 @@ import { applyUpdate } from '../bindings/expr/index.ts';
 import { cloneValue } from '../bindings/expr/value-ops.ts';
 import { etagOf, resolveRange } from '../bindings/shared.ts';
 import { checkAttrs, type Attrs, type Item } from '../bindings/values.ts';
-import { batchFailure, CounterSet, EffectsCollector, type BatchEffects, type RecordEffects } from './effects.ts';
-import type { BoundBinding, EventRecord, EventType, Expression, FailOptions, FunctionDefinition, HandlerContext } from './types.ts';
+import { batchFailure, CounterSet, EffectsCollector, type BatchEffects, type EffectBinding, type RecordEffects } from './effects.ts';
+import type { BoundBinding, DeclaredEffects, EventRecord, EventType, Expression, FailOptions, FunctionDefinition, HandlerContext } from './types.ts';
 
 /** A record to hand to the handler; everything but `key` has a default. */
 export interface SyntheticRecord {
@@ -80,6 +80,12 @@ export interface InvokeOptions {
   logLevel?: string;
   /** Run the definition's `init` before the handler, as a fresh handler thread does. @default true */
   runInit?: boolean;
+  /**
+   * The spec's bindings (`{ name, kind, access }`, as in function.yaml) that `record.effects` may
+   * declare effects through; the declared effects come back in each record's `extra`. @default none
+   * (every `record.effects` call is SLUICE_ACCESS_DENIED, as for a spec without bindings)
+   */
+  bindings?: EffectBinding[];
 }
 
 /**
@@ -117,15 +123,15 @@ export async function invokeHandler(def: FunctionDefinition, records: SyntheticR
   // record.path() writes files through the runtime's own cache, removed when the invocation ends.
   let cache: Promise<ObjectFileCache> | undefined;
   const files = (): Promise<ObjectFileCache> => (cache ??= ObjectFileCache.open({ pinMs: timeoutMs }));
-  const recs = records.map((r, i) => new SyntheticEventRecord(r, i, shard, now, open, files));
+  const recs = records.map((r, i) => new SyntheticEventRecord(r, i, shard, now, open, files, options.bindings ?? []));
   const counters = new CounterSet();
   const controller = new AbortController();
   const result: InvokeResult = {
-    records: recs.map((r) => r.effects),
+    records: recs.map((r) => r.declared),
     counters: counters.values,
     logs,
     durationMs: 0,
-    byKey: (key) => recs.find((r) => r.key === key)?.effects,
+    byKey: (key) => recs.find((r) => r.key === key)?.declared,
   };
 
   if (def.init !== undefined && options.runInit !== false) {
@@ -193,6 +199,13 @@ export function applyEffects(attrs: Attrs, effects: RecordEffects): Attrs {
   return out;
 }
 
+/** `record.effects` after the invocation ended: declarations are dropped. */
+const DROPPED_EFFECTS: DeclaredEffects = Object.freeze({
+  kv: () => Object.freeze({ update: () => undefined }),
+  stream: () => Object.freeze({ put: () => undefined }),
+  object: () => Object.freeze({ updateAttrs: () => undefined }),
+});
+
 /** {@link EventRecord} over a plain object. */
 class SyntheticEventRecord implements EventRecord {
   readonly key: string;
@@ -214,7 +227,7 @@ class SyntheticEventRecord implements EventRecord {
   readonly #open: { readonly value: boolean };
   readonly #files: () => Promise<ObjectFileCache>;
 
-  constructor(r: SyntheticRecord, index: number, shard: number, now: Date, open: { readonly value: boolean }, files: () => Promise<ObjectFileCache>) {
+  constructor(r: SyntheticRecord, index: number, shard: number, now: Date, open: { readonly value: boolean }, files: () => Promise<ObjectFileCache>, bindings: readonly EffectBinding[]) {
     const where = `records[${index}]`;
     if (typeof r?.key !== 'string') throw new SluiceError('SLUICE_INVALID_ARGUMENT', `invokeHandler: ${where}.key must be a string`);
     this.key = r.key;
@@ -235,13 +248,19 @@ class SyntheticEventRecord implements EventRecord {
     this.headers = Object.freeze({ ...r.headers });
     this.attempt = r.attempt ?? 1;
     this.body = r.inline === false ? undefined : this.#bytes;
-    this.#collector = new EffectsCollector(r.key, this.type);
+    this.#collector = new EffectsCollector(r.key, this.type, bindings);
     this.#open = open;
     this.#files = files;
   }
 
-  get effects(): RecordEffects {
+  /** What the handler declared for this record. */
+  get declared(): RecordEffects {
     return this.#collector.effects;
+  }
+
+  get effects(): DeclaredEffects {
+    // Past the end of the invocation, declarations are dropped (as the other effects are).
+    return this.#open.value ? this.#collector.declarations : DROPPED_EFFECTS;
   }
 
   async data(range?: { start?: number; end?: number }): Promise<Uint8Array> {

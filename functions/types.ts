@@ -74,6 +74,63 @@ export interface EventRecord {
   update(expr: Expression): void;
   /** Marks this record failed (partial batch failure): it is retried; later records of its key wait for it. */
   fail(error: Error | string, options?: FailOptions): void;
+  /**
+   * Effects beyond this record's object, declared like `setAttrs` and committed by the runtime with
+   * exactly-once effect per triggering record: KV item updates, stream records to emit, attribute
+   * updates on other objects — each through a binding the spec declares `read-write` (named by its
+   * binding name, as in `ctx.data`). `ctx.data` calls write at once and are at-least-once (a
+   * redelivered record writes again); these are not (docs/RUNTIME.md "Effects beyond the triggering object").
+   */
+  readonly effects: DeclaredEffects;
+}
+
+/**
+ * What a handler can declare beyond the triggering object, for one record. On the record rather than
+ * on `ctx` because each effect belongs to one triggering record: it is idempotent per (function,
+ * record), it commits only when that record succeeds, and it is retried and dead-lettered with it.
+ */
+export interface DeclaredEffects {
+  /** Updates of items of the KV table behind binding `binding` (kind `kv`, access `read-write`). */
+  kv(binding: string): KvEffects;
+  /** Records to append to the stream behind binding `binding` (kind `stream`, access `read-write`). */
+  stream(binding: string): StreamEffects;
+  /** Attribute updates of objects of the bucket behind binding `binding` (kind `object`, access `read-write`). */
+  object(binding: string): ObjectEffects;
+}
+
+/** Effect-mode KV writes (see {@link DeclaredEffects.kv}). */
+export interface KvEffects {
+  /**
+   * An update expression on item `key` (created when absent), e.g. `ADD count :one` or
+   * `SET latitude = :lat`. Applied once per triggering record however often the record is delivered;
+   * several updates of one record apply in order.
+   */
+  update(key: string, update: Expression): void;
+}
+
+/** A record to emit as an effect (see {@link DeclaredEffects.stream}). */
+export interface EmitRecord {
+  data: Uint8Array | string;
+  /** Hashed to the shard. @default the triggering record's key (shard 0 when that is empty) */
+  partitionKey?: string;
+  /** @default {} */
+  headers?: Record<string, string>;
+}
+
+/** Effect-mode stream appends (see {@link DeclaredEffects.stream}). */
+export interface StreamEffects {
+  /** Appends `record` once per triggering record (de-duplicated by function + record + position). */
+  put(record: EmitRecord): void;
+}
+
+/** Effect-mode attribute updates on other objects (see {@link DeclaredEffects.object}). */
+export interface ObjectEffects {
+  /**
+   * An update expression on the attributes of object `key` (which must exist: a missing object's
+   * update is skipped and logged). Written through the bucket's normal attribute write, so it makes a
+   * change record like any other attribute change.
+   */
+  updateAttrs(key: string, update: Expression): void;
 }
 
 /**

@@ -22,6 +22,7 @@ import { SluiceError } from '../bindings/errors.ts';
 import type { AttrsWriteOp, Backend, ObjectBinding, StreamBinding, WriteOp, WriteOpResult } from '../bindings/types.ts';
 import { isEmptyEffect, type BatchEffects, type RecordEffects } from '../functions/effects.ts';
 import type { BatchRecordInput } from './batch-types.ts';
+import type { EffectWriter } from './effect-writes.ts';
 import type { WorkerMetrics } from './metrics.ts';
 
 /** Attribute holding a function's processed-marker on an object. */
@@ -72,6 +73,8 @@ export interface CommitterDeps {
   objects: ObjectBinding | undefined;
   metrics: WorkerMetrics;
   log: Logger;
+  /** Commits `record.effects` declarations (KV, stream, other objects). @default none (such effects fail) */
+  effects?: EffectWriter;
 }
 
 /** A batch's commit: one result per record, and the results of the caller's extra ops (the checkpoint). */
@@ -97,6 +100,7 @@ export class Committer {
    */
   async commitBatch(records: readonly BatchRecordInput[], effects: BatchEffects, shard: number, extra: readonly WriteOp[] = []): Promise<BatchCommit> {
     const out: CommitResult[] = new Array(records.length);
+    const early = await this.#commitExtra(records, effects);
     const ops: WriteOp[] = [];
     /** Per record with writes: [first op, end) in `ops`. */
     const spans: ([number, number] | undefined)[] = new Array(records.length);
@@ -113,6 +117,13 @@ export class Committer {
       const f = effects.error ?? effects.records[i]?.failure;
       if (f) {
         out[i] = { stage: 'handler', error: { code: f.error.code, message: f.error.message }, nonRetryable: f.nonRetryable, ...(f.retryAfterMs !== undefined ? { retryAfterMs: f.retryAfterMs } : {}) };
+        last.set(rec.key, 'failed');
+        return;
+      }
+      const bad = early.get(i);
+      if (bad) {
+        out[i] = { stage: 'commit', error: bad, nonRetryable: false };
+        this.#failed(shard, rec, bad);
         last.set(rec.key, 'failed');
         return;
       }
@@ -145,11 +156,58 @@ export class Committer {
       const r = outcomeOf(mine);
       if (typeof r === 'object') {
         out[i] = { stage: 'commit', error: r.error, nonRetryable: false };
-        this.#d.metrics.commitFailures.inc({ code: r.error.code });
-        this.#d.log.warn({ shard, seq: rec.seq, key: rec.key, code: r.error.code, error: r.error.message }, 'commit of a record failed');
+        this.#failed(shard, rec, r.error);
       } else out[i] = r;
     });
     return { results: out, extra: results.slice(first) };
+  }
+
+  #failed(shard: number, rec: BatchRecordInput, error: { code: string; message: string }): void {
+    this.#d.metrics.commitFailures.inc({ code: error.code });
+    this.#d.log.warn({ shard, seq: rec.seq, key: rec.key, code: error.code, error: error.message }, 'commit of a record failed');
+  }
+
+  /**
+   * Effects beyond the triggering object (`record.effects`: KV items, stream emits, other objects) commit
+   * BEFORE the batch's write: the triggering object's marker in that write is the record's "done" mark, so
+   * a crash in between leaves effects that carry their own markers / dedupe ids, and the redelivery skips
+   * them (runtime/effect-writes.ts). Records of one key go in order (their markers are per triggering key:
+   * a later record applied first would make the earlier one look like a duplicate); the first failure of a
+   * key stops its later records, as in the batch write. Keys run in parallel.
+   * @returns the records whose effects failed, by index
+   */
+  async #commitExtra(records: readonly BatchRecordInput[], effects: BatchEffects): Promise<Map<number, { code: string; message: string }>> {
+    const failed = new Map<number, { code: string; message: string }>();
+    if (effects.error) return failed;
+    const byKey = new Map<string, number[]>();
+    records.forEach((rec, i) => {
+      if (!effects.records[i]?.extra?.length) return;
+      const l = byKey.get(rec.key);
+      if (l) l.push(i);
+      else byKey.set(rec.key, [i]);
+    });
+    if (byKey.size === 0) return failed;
+    // Handler failures stop their key too: a record after one must not apply its effects ahead of it.
+    const stop = new Map<string, number>();
+    records.forEach((rec, i) => {
+      if (effects.records[i]?.failure && !stop.has(rec.key)) stop.set(rec.key, i);
+    });
+    await Promise.all(
+      [...byKey].map(async ([key, idxs]) => {
+        for (const i of idxs) {
+          if (i > (stop.get(key) ?? Infinity)) return;
+          const fx = effects.records[i]!;
+          const r = this.#d.effects
+            ? await this.#d.effects.commit(records[i]!, fx.extra!)
+            : { error: { code: 'SLUICE_INTERNAL', message: `record '${key}' declared effects but the committer has no effect writer` } };
+          if (typeof r === 'object') {
+            failed.set(i, r.error);
+            return;
+          }
+        }
+      }),
+    );
+    return failed;
   }
 
   /**

@@ -71,7 +71,7 @@ export class InlineRunner implements HandlerRunner {
     options?.signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => ac.abort(new BindingError('SLUICE_HANDLER_TIMEOUT', `handler of ${batch.function} ran past ${this.#o.timeoutMs} ms`)), Math.max(0, batch.deadlineMs - Date.now()));
     try {
-      const collectors = batch.records.map((r) => new EffectsCollector(r.key, r.type));
+      const collectors = batch.records.map((r) => new EffectsCollector(r.key, r.type, this.#o.bindings));
       const scope = { objects: (b: string) => this.#bucket(b), files: () => this.#files!.get() };
       const records = batch.records.map((r, i) => inlineRecord(r, collectors[i]!, () => this.#bucket(r.source), scope));
       const counters = new CounterSet();
@@ -161,6 +161,9 @@ function inlineRecord(r: BatchRecordInput, fx: EffectsCollector, bucket: () => P
     removeAttrs: (...n) => fx.removeAttrs(n),
     update: (e) => fx.update(e),
     fail: (e, o) => fx.fail(e, o),
+    get effects() {
+      return fx.declarations;
+    },
   };
 }
 

@@ -19,6 +19,7 @@ import { openBackend } from './backend-spec.ts';
 import { startHttp } from './http.ts';
 import { WorkerMetrics } from './metrics.ts';
 import { Committer } from './committer.ts';
+import { EffectWriter } from './effect-writes.ts';
 import { StreamRecordSource } from './records.ts';
 import { InlineRunner, workerLogger, type HandlerRunner } from './runner.ts';
 import { Semaphore } from './semaphore.ts';
@@ -153,7 +154,8 @@ export class Worker {
     if (o.trigger.type !== 'http') this.#runner = await (this.#hooks.runner ?? defaultRunner)(o, backend, this.log);
     this.#leases = new Leases(state, o.function, o.id, o.leaseTtlMs, o.generation);
     const source = new StreamRecordSource(o, streams, stream, objects);
-    const committer = new Committer({ function: o.function, backend, objects, metrics: this.metrics, log: this.log });
+    const effects = new EffectWriter(o.function, o.bindings, backend, this.log);
+    const committer = new Committer({ function: o.function, backend, objects, metrics: this.metrics, log: this.log, effects });
     this.#reader = new StateReader(state);
     if (this.#runner) this.#deps = { o, streams, state, source, committer, runner: this.#runner, credits: new Semaphore(o.batchesInFlight), metrics: this.metrics, log: this.log };
     if (o.httpPort >= 0) {

@@ -2,8 +2,8 @@
  * KV tables on the embedded store. Revisions come from one counter per table, so a key deleted and
  * written again never reuses a revision (no ABA for `ifRevision`).
  */
-import { applyUpdate, checkCondition, checkUpdate, evaluateCondition } from '../expr/index.ts';
-import { checkItemConditions, checkSignal, project, resolveConditional, resolveGetItems } from '../backend-helpers.ts';
+import { applyUpdate, checkCondition, evaluateCondition } from '../expr/index.ts';
+import { checkItemConditions, checkSignal, project, resolveConditional, resolveGetItems, updateList } from '../backend-helpers.ts';
 import { shardOf } from '../change-record.ts';
 import type {
   ConditionalOptions,
@@ -17,7 +17,7 @@ import type {
   UpdateItemResult,
   WriteResult,
 } from '../types.ts';
-import { checkItem, checkKey, compareKeys, type Item } from '../values.ts';
+import { checkItem, checkKey, compareKeys, visibleAttrs, type Item } from '../values.ts';
 import type { LocalStore, StoredItem } from './local-store.ts';
 
 /** `KvBinding` over {@link LocalStore}. */
@@ -97,9 +97,9 @@ export class LocalKv implements KvBinding {
     return revision;
   }
 
-  async updateItem(key: string, update: Expression, options?: ConditionalOptions): Promise<UpdateItemResult> {
+  async updateItem(key: string, update: Expression | Expression[], options?: ConditionalOptions): Promise<UpdateItemResult> {
     this.#where(key);
-    checkUpdate(update, `updateItem '${key}': update`);
+    const updates = updateList(update, `updateItem '${key}'`);
     const where = `updateItem '${key}'`;
     const c = resolveConditional(options, where);
     checkSignal(options?.signal, where);
@@ -107,11 +107,12 @@ export class LocalKv implements KvBinding {
     return s.write(() => {
       const cur = this.#current(key);
       checkItemConditions(where, cur, c);
-      const item = applyUpdate(update, cur?.item);
-      checkItem(item, `updateItem '${key}': resulting item`);
+      let item = cur?.item;
+      for (const u of updates) item = applyUpdate(u, item);
+      checkItem(item!, `updateItem '${key}': resulting item`);
       const revision = s.next(['r', this.table]);
-      s.items.put([this.table, key], { i: item, r: revision });
-      return { item, revision };
+      s.items.put([this.table, key], { i: item!, r: revision });
+      return { item: visibleAttrs(item!, false) as Item, revision };
     });
   }
 

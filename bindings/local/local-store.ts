@@ -137,6 +137,13 @@ type Key = (string | number)[];
 export const ANY_APPEND = '*';
 const WAKE_BYTE = new Uint8Array([1]);
 
+/** Where a de-duplicated stream record landed (s: shard, q: seq) and when (t, epoch ms). */
+export interface StoredDedupe {
+  s: number;
+  q: number;
+  t: number;
+}
+
 /** The shared LMDB environment, its databases and the group-commit writer. */
 export class LocalStore {
   readonly dir: string;
@@ -163,6 +170,12 @@ export class LocalStore {
   readonly groups: Database<number, Key>;
   /** ['v', bucket] | ['s', stream, shard] | ['r', table] → last number handed out */
   readonly counters: Database<number, Key>;
+  /**
+   * [stream, time bucket, dedupeId] → where the record landed and when (PutRecord.dedupeId). A bucket is
+   * one dedupe window long (`floor(t / window)`): a live id is in the current or previous bucket, and
+   * older buckets are dropped whole.
+   */
+  readonly dedupe: Database<StoredDedupe, Key>;
   /**
    * Emits `append` with `<stream>\u0000<shard>` after this handle's commits that appended records, and
    * with {@link ANY_APPEND} when another handle or process notified a commit that appended records.
@@ -197,6 +210,7 @@ export class LocalStore {
     this.qindex = this.root.openDB({ name: 'qindex' });
     this.groups = this.root.openDB({ name: 'groups' });
     this.counters = this.root.openDB({ name: 'counters' });
+    this.dedupe = this.root.openDB({ name: 'dedupe' });
     this.events.setMaxListeners(0);
     this.#openWake(join(opts.dir, 'sluice.wake'));
     if (opts.pollMs === undefined && this.#wakeFd === undefined) this.#pollMs = 2;

@@ -7,7 +7,7 @@
 import { BindingError } from '../errors.ts';
 import { checkSeekPosition, checkShard, checkSignal, resolveGetRecords, resolveRecord, resolveStreamOptions } from '../backend-helpers.ts';
 import { bucketOfChangeStream } from '../change-record.ts';
-import { lastSeqMismatch, resolveIfLastSeq } from '../stream-conditions.ts';
+import { dedupeWindowMs, lastSeqMismatch, resolveDedupeId, resolveIfLastSeq } from '../stream-conditions.ts';
 import type {
   CallOptions,
   ConsumerGroup,
@@ -98,6 +98,7 @@ export class LocalStream implements StreamBinding {
       for (const k of s.records.getKeys({ start: [name, 0, 0], end: [name, cur.shards, 0] })) s.records.remove(k);
       for (let i = 0; i < cur.shards; i++) s.counters.remove(['s', name, i]);
       for (const k of s.groups.getKeys({ start: [name], end: [name, '\uffff'] })) s.groups.remove(k);
+      for (const k of s.dedupe.getKeys({ start: [name], end: [name, '\uffff'] })) s.dedupe.remove(k);
       s.registry.remove(['stream', name]);
       return true;
     });
@@ -112,8 +113,10 @@ export class LocalStream implements StreamBinding {
     const resolved = records.map((r, i) => {
       const c = resolveIfLastSeq(name, i, r);
       if (!c.ok) return c;
+      const d = resolveDedupeId(name, i, r);
+      if (!d.ok) return d;
       const rr = resolveRecord(name, i, r, conf.shards);
-      return rr.ok ? { ...rr, ifLastSeq: c.ifLastSeq, index: i } : rr;
+      return rr.ok ? { ...rr, ifLastSeq: c.ifLastSeq, dedupeId: d.dedupeId, index: i } : rr;
     });
     const s = this.#store;
     return s.write(() => {
@@ -121,8 +124,18 @@ export class LocalStream implements StreamBinding {
       if (!s.registry.get(['stream', name])) throw new BindingError('SLUICE_STREAM_NOT_FOUND', `stream '${name}' does not exist`);
       const now = Date.now();
       const touched = new Set<number>();
+      const window = dedupeWindowMs(conf.retentionMs);
+      let deduped = false;
       const out = resolved.map((r): PutRecordResult => {
         if (!r.ok) return r;
+        if (r.dedupeId !== undefined) {
+          // Checked and recorded in the append's own transaction: a repeat can never slip in between.
+          // Ids are kept per time bucket of one window: a live one is in this bucket or the one before.
+          const b = Math.floor(now / window);
+          const seen = s.dedupe.get([name, b, r.dedupeId]) ?? s.dedupe.get([name, b - 1, r.dedupeId]);
+          if (seen !== undefined && seen.t >= now - window) return { ok: true, shard: seen.s, seq: seen.q, duplicate: true };
+          deduped = true;
+        }
         if (r.ifLastSeq !== undefined) {
           // The seq of the last record present (0: none), as NATS compares a subject's last sequence.
           const b = this.#bounds(name, r.shard);
@@ -134,13 +147,28 @@ export class LocalStream implements StreamBinding {
         if (Object.keys(r.headers).length > 0) rec.h = r.headers;
         if (r.partitionKey !== undefined) rec.p = r.partitionKey;
         s.records.put([name, r.shard, seq], rec);
+        if (r.dedupeId !== undefined) s.dedupe.put([name, Math.floor(now / window), r.dedupeId], { s: r.shard, q: seq, t: now });
         s.noteAppend(name, r.shard);
         touched.add(r.shard);
         return { ok: true, shard: r.shard, seq };
       });
       if (conf.retentionMs > 0) for (const shard of touched) this.#prune(name, shard, now - conf.retentionMs);
+      if (deduped) this.#pruneDedupe(name, Math.floor(now / window) - 1);
       return out;
     });
+  }
+
+  /**
+   * Forgets dedupe ids of time buckets before `keep` (a bounded number per write; only inside a store
+   * write): every id there is older than one window, since bucket `keep` started at least a window ago.
+   */
+  #pruneDedupe(name: string, keep: number): void {
+    const s = this.#store;
+    let n = 0;
+    for (const key of s.dedupe.getKeys({ start: [name, 0], end: [name, keep] })) {
+      if (n++ >= PRUNE_BATCH) break;
+      s.dedupe.remove(key);
+    }
   }
 
   /** Drops records of a shard older than `cutoff`; only inside a store write. */

@@ -5,8 +5,8 @@
  * on the revision they read; a lost race re-reads and re-checks.
  */
 import { BindingError } from '../errors.ts';
-import { applyUpdate, checkCondition, checkUpdate, evaluateCondition, type Expression } from '../expr/index.ts';
-import { checkItemConditions, checkSignal, project, resolveConditional, resolveGetItems } from '../backend-helpers.ts';
+import { applyUpdate, checkCondition, evaluateCondition, type Expression } from '../expr/index.ts';
+import { checkItemConditions, checkSignal, project, resolveConditional, resolveGetItems, updateList } from '../backend-helpers.ts';
 import { shardOf } from '../change-record.ts';
 import { codec } from '../codec.ts';
 import type {
@@ -19,7 +19,7 @@ import type {
   UpdateItemResult,
   WriteResult,
 } from '../types.ts';
-import { checkItem, checkKey, compareKeys, type Item } from '../values.ts';
+import { checkItem, checkKey, compareKeys, visibleAttrs, type Item } from '../values.ts';
 import { casBackoff, type NatsContext } from './nats-context.ts';
 import { isWrongLastSequence, toBindingError } from './nats-errors.ts';
 import { KvStore } from './nats-kvstore.ts';
@@ -136,11 +136,11 @@ export class NatsKv implements KvBinding {
     }
   }
 
-  async updateItem(key: string, update: Expression, options?: ConditionalOptions): Promise<UpdateItemResult> {
+  async updateItem(key: string, update: Expression | Expression[], options?: ConditionalOptions): Promise<UpdateItemResult> {
     const where = `updateItem '${String(key)}' in table '${this.table}'`;
     checkSignal(options?.signal, where);
     checkKey(key, `table '${this.table}': key`);
-    checkUpdate(update, `${where}: update`);
+    const updates = updateList(update, where);
     const c = resolveConditional(options, where);
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -148,10 +148,11 @@ export class NatsKv implements KvBinding {
         await casBackoff(attempt, options?.signal);
         const cur = await this.#read(key);
         this.#check(where, cur, c.condition, c.ifRevision);
-        const item = applyUpdate(update, cur.item);
-        checkItem(item, `${where}: item`);
+        let item = cur.item;
+        for (const u of updates) item = applyUpdate(u, item);
+        checkItem(item!, `${where}: item`);
         const revision = await this.#cas(key, codec.pack(item), cur);
-        if (revision !== undefined) return { revision, item };
+        if (revision !== undefined) return { revision, item: visibleAttrs(item!, false) as Item };
       }
       throw new BindingError('SLUICE_CONFLICT', `${where}: concurrent writers won ${MAX_ATTEMPTS} attempts`);
     } catch (err) {

@@ -35,7 +35,7 @@ import type {
 import { checkName, Limits } from '../values.ts';
 import { drain, type NatsContext, PullStatusError, type PulledMsg, type StreamTarget } from './nats-context.ts';
 import { isStreamNotFound, isWrongLastSequence, JsCodes, toBindingError } from './nats-errors.ts';
-import { lastSeqMismatch, resolveIfLastSeq } from '../stream-conditions.ts';
+import { dedupeWindowMs, lastSeqMismatch, resolveDedupeId, resolveIfLastSeq } from '../stream-conditions.ts';
 import { checkGroupName, NatsGroup } from './nats-group.ts';
 import type { KvStore } from './nats-kvstore.ts';
 import { describe, incarnationOf, kvStream, parseDescription, streamToken } from './nats-names.ts';
@@ -116,8 +116,8 @@ export class NatsStream implements StreamBinding {
       discard: DiscardPolicy.Old,
       // The server refuses max_age below 100 ms; "records older than this MAY be dropped" allows keeping them longer.
       max_age: o.retentionMs === 0 ? 0 : nanos(Math.max(100, o.retentionMs)),
-      // The duplicate window must not exceed max_age (sluice does not use message ids).
-      duplicate_window: nanos(o.retentionMs === 0 ? 120_000 : Math.max(100, Math.min(120_000, o.retentionMs))),
+      // The window of `dedupeId` (Nats-Msg-Id); it must not exceed max_age.
+      duplicate_window: nanos(dedupeWindowMs(o.retentionMs)),
       num_replicas: this.#ctx.replicas,
       allow_direct: true,
     };
@@ -188,12 +188,14 @@ export class NatsStream implements StreamBinding {
           checkSignal(options.signal, where);
         }
         const cond = resolveIfLastSeq(name, i, records[i] as PutRecord);
-        const r = cond.ok ? resolveRecord(name, i, records[i] as PutRecord, t.shards) : cond;
+        const dd = resolveDedupeId(name, i, records[i] as PutRecord);
+        const r = !cond.ok ? cond : !dd.ok ? dd : resolveRecord(name, i, records[i] as PutRecord, t.shards);
         if (!r.ok) {
           results[i] = r;
           continue;
         }
         const ifLastSeq = cond.ok ? cond.ifLastSeq : undefined;
+        const msgID = dd.ok ? dd.dedupeId : undefined;
         const h = recordHeaders(r.partitionKey, r.headers);
         if (typeof h === 'string') {
           // This record cannot travel as NATS headers; it fails alone.
@@ -209,11 +211,13 @@ export class NatsStream implements StreamBinding {
               ...(h ? { headers: h } : {}),
               // The shard's subject's last sequence: JetStream refuses the publish when it moved (10071).
               ...(ifLastSeq !== undefined ? { expect: { lastSubjectSequence: ifLastSeq } } : {}),
+              // JetStream drops a repeat inside the duplicate window and acks with the first's seq.
+              ...(msgID !== undefined ? { msgID } : {}),
             }),
           )
           .then(
             (ack) => {
-              results[i] = { ok: true, shard: r.shard, seq: ack.seq };
+              results[i] = { ok: true, shard: r.shard, seq: ack.seq, ...(ack.duplicate ? { duplicate: true as const } : {}) };
             },
             (err: unknown) => {
               if (ifLastSeq !== undefined && isWrongLastSequence(err)) {

@@ -5,7 +5,7 @@
  */
 import { codec } from '../../bindings/shared.ts';
 import type { Expression } from '../../bindings/types.ts';
-import type { BatchEffects, RecordEffects } from '../../functions/effects.ts';
+import type { BatchEffects, ExtraEffect, RecordEffects } from '../../functions/effects.ts';
 import { readAttrList } from './batch-reader.ts';
 import { CounterLayout, FRAME_BYTES, malformed, RecordResultLayout, ResultsLayout, WireReader } from './wire.ts';
 
@@ -67,7 +67,7 @@ export function readResults(src: Uint8Array): BatchEffects {
 function readRecordResult(r: WireReader, p: number, ptrWords: number, s: Int32Array): RecordEffects {
   const e: RecordEffects = { set: {}, remove: [], updates: [] };
   const dv = r.dv;
-  // Fast path: a record without effects is four null pointers.
+  // Fast path: a record without effects is null pointers only.
   let any = 0;
   for (let i = 0; i < ptrWords; i++) any |= dv.getInt32(p + i * 8, true) | dv.getInt32(p + i * 8 + 4, true);
   if (any === 0) return e;
@@ -86,6 +86,10 @@ function readRecordResult(r: WireReader, p: number, ptrWords: number, s: Int32Ar
   if (ptrWords > RecordResultLayout.pFailure) {
     const f = r.text(p + RecordResultLayout.pFailure * 8);
     if (f !== '') e.failure = parseFailure(f, p + RecordResultLayout.pFailure * 8);
+  }
+  if (ptrWords > RecordResultLayout.pExtra) {
+    r.bytesAt(p + RecordResultLayout.pExtra * 8, s);
+    if ((s[1] as number) > 0) e.extra = codec.unpack(r.u8.slice(s[0], (s[0] as number) + (s[1] as number))) as ExtraEffect[];
   }
   return e;
 }

@@ -1,9 +1,9 @@
 /**
  * Writes a batch's {@link BatchEffects} as one `Results` Cap'n Proto message into its slot (handler
  * thread side). Allocation order: root Results; the records list; per record its `set` list (each
- * name then value), its `remove` list (pointers, then each text), `updates`, `failure`; then the
+ * name then value), its `remove` list (pointers, then each text), `updates`, `failure`, `extra`; then the
  * counters list (each name); then `error`. Records without effects cost nothing but their zeroed
- * 4-pointer entry.
+ * 5-pointer entry.
  */
 import { codec } from '../../bindings/shared.ts';
 import type { BatchEffects, RecordEffects } from '../../functions/effects.ts';
@@ -59,4 +59,5 @@ function writeRecordResult(w: WireWriter, at: number, e: RecordEffects): void {
   }
   if (e.updates.length > 0) w.data(at + RecordResultLayout.pUpdates * 8, codec.pack(e.updates));
   if (e.failure !== undefined) w.text(at + RecordResultLayout.pFailure * 8, failureJson(e.failure));
+  if (e.extra !== undefined && e.extra.length > 0) w.data(at + RecordResultLayout.pExtra * 8, codec.pack(e.extra));
 }

@@ -70,7 +70,7 @@ export const HeaderLayout = { dataWords: 0, ptrWords: 2, pName: 0, pValue: 1 } a
 export const ResultsLayout = { dataWords: 0, ptrWords: 3, pRecords: 0, pCounters: 1, pError: 2 } as const;
 
 /** struct RecordResult: no data, 4 pointers. */
-export const RecordResultLayout = { dataWords: 0, ptrWords: 4, pSet: 0, pRemove: 1, pUpdates: 2, pFailure: 3 } as const;
+export const RecordResultLayout = { dataWords: 0, ptrWords: 5, pSet: 0, pRemove: 1, pUpdates: 2, pFailure: 3, pExtra: 4 } as const;
 
 /** struct Counter: data 1 word, 1 pointer. */
 export const CounterLayout = { dataWords: 1, ptrWords: 1, value: 0, pName: 0 } as const;

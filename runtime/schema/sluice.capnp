@@ -76,6 +76,7 @@ struct RecordResult {
   remove @1 :List(Text);
   updates @2 :Data;                 # msgpack of Expression[]; empty when none
   failure @3 :Text;                 # JSON of the record failure; empty when none
+  extra @4 :Data;                   # msgpack of ExtraEffect[] (record.effects: KV, stream, other objects); empty when none
 }
 
 struct Counter {

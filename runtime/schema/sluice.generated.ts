@@ -442,7 +442,7 @@ export class RecordResult extends $.Struct {
   static readonly _capnp = {
     displayName: "RecordResult",
     id: "e27e71ca0b01c04e",
-    size: new $.ObjectSize(0, 4),
+    size: new $.ObjectSize(0, 5),
   };
   static _Set: $.ListCtor<Attr>;
   _adoptSet(value: $.Orphan<$.List<Attr>>): void {
@@ -512,6 +512,28 @@ export class RecordResult extends $.Struct {
   }
   set failure(value: string) {
     $.utils.setText(3, value, this);
+  }
+  _adoptExtra(value: $.Orphan<$.Data>): void {
+    $.utils.adopt(value, $.utils.getPointer(4, this));
+  }
+  _disownExtra(): $.Orphan<$.Data> {
+    return $.utils.disown(this.extra);
+  }
+  /**
+* msgpack of ExtraEffect[] (record.effects: KV, stream, other objects); empty when none
+*
+*/
+  get extra(): $.Data {
+    return $.utils.getData(4, this);
+  }
+  _hasExtra(): boolean {
+    return !$.utils.isNull($.utils.getPointer(4, this));
+  }
+  _initExtra(length: number): $.Data {
+    return $.utils.initData(4, length, this);
+  }
+  set extra(value: $.Data) {
+    $.utils.copyFrom(value, $.utils.getPointer(4, this));
   }
   toString(): string { return "RecordResult_" + super.toString(); }
 }

@@ -127,7 +127,7 @@ async function start(): Promise<Ready> {
   };
   const secrets = Object.freeze({ ...config.secrets });
   if (def.init !== undefined) await def.init({ function: config.function, log, data, secrets });
-  return { def, data, secrets, log, scope: { objects, files } };
+  return { def, data, secrets, log, scope: { objects, files, bindings: config.bindings } };
 }
 
 function getReady(): Ready | Promise<Ready> {
@@ -303,7 +303,7 @@ async function runBatch(r: Ready, slot: number, ticket: number, runner: number):
   const batchLen = header[SlotWord.batchLen] as number;
   const view = new BatchView(new Uint8Array(config.buffer, at + SLOT_HEADER_BYTES, batchLen));
 
-  const scope: RecordScope = { live: true, objects: r.scope.objects, files: r.scope.files };
+  const scope: RecordScope = { live: true, objects: r.scope.objects, files: r.scope.files, bindings: config.bindings };
   const n = view.length;
   const records = new Array<SlotRecord>(n);
   for (let i = 0; i < n; i++) records[i] = new SlotRecord(view.record(i), scope);
@@ -318,7 +318,7 @@ async function runBatch(r: Ready, slot: number, ticket: number, runner: number):
     ctx.dispose();
   }
 
-  const effects: BatchEffects = { records: records.map((x) => x.effects), counters: ctx.counters.values };
+  const effects: BatchEffects = { records: records.map((x) => x.declared), counters: ctx.counters.values };
   if (error !== undefined) effects.error = error;
   return publish(header, ticket, at, batchLen, effects);
 }

@@ -8,8 +8,8 @@
 import { BindingError } from '../../bindings/errors.ts';
 import { resolveRange } from '../../bindings/shared.ts';
 import type { Attrs, Expression, ObjectBinding } from '../../bindings/types.ts';
-import { EffectsCollector, type RecordEffects } from '../../functions/effects.ts';
-import type { EventRecord, EventType, FailOptions } from '../../functions/types.ts';
+import { EffectsCollector, type EffectBinding, type RecordEffects } from '../../functions/effects.ts';
+import type { DeclaredEffects, EventRecord, EventType, FailOptions } from '../../functions/types.ts';
 import type { ObjectFileCache } from '../../bindings/file/index.ts';
 import type { RecordView } from '../handoff/batch-reader.ts';
 
@@ -21,6 +21,8 @@ export interface RecordScope {
   objects(bucket: string): Promise<ObjectBinding>;
   /** The thread's cache of bodies as files, for `path()` (opened on first use). */
   files(): Promise<ObjectFileCache>;
+  /** The spec's bindings, for `record.effects`. */
+  bindings: readonly EffectBinding[];
 }
 
 /** `EventRecord.path()` over a scope: shared by handler threads and the inline runner. */
@@ -137,7 +139,11 @@ export class SlotRecord implements EventRecord {
 
   #effects(): EffectsCollector {
     this.#live();
-    return (this.#fx ??= new EffectsCollector(this.key, this.type));
+    return (this.#fx ??= new EffectsCollector(this.key, this.type, this.#scope.bindings));
+  }
+
+  get effects(): DeclaredEffects {
+    return this.#effects().declarations;
   }
 
   setAttrs(attrs: Attrs): void {
@@ -154,7 +160,7 @@ export class SlotRecord implements EventRecord {
   }
 
   /** What the handler declared for this record. */
-  get effects(): RecordEffects {
+  get declared(): RecordEffects {
     return this.#fx?.effects ?? NO_EFFECTS;
   }
 }

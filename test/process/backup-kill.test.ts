@@ -5,12 +5,10 @@
  * object that carries `backed_up_etag` has a copy in the target with exactly those bytes (never attrs
  * without the copy); after the restarts every object is backed up in its current state.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ObjectBinding } from '../../bindings/types.ts';
@@ -18,32 +16,9 @@ import { openStateTable, readCounters } from '../../runtime/state.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
 import { backupEnv, backupSpecText, backupWorkerOptions, bodyOf, copyOf, keyOf, pending, targetClient, until } from '../support/backup-fixture.ts';
 import { startS3rver, type S3rverHandle } from '../support/s3rver.ts';
+import { startWorkerProcess } from '../support/worker-process.ts';
 
-const workerMain = fileURLToPath(new URL('../../runtime/worker-main.ts', import.meta.url));
 const N = 200;
-
-async function startWorker(configFile: string): Promise<{ proc: ChildProcess; exit: Promise<number | null> }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', workerMain, configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  let out = '';
-  proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-8000)));
-  const exit = new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`worker did not start in 30 s: ${err}`)), 30_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('"event":"ready"')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    void exit.then((c) => {
-      clearTimeout(t);
-      reject(new Error(`worker exited with ${c} before ready: ${err}`));
-    });
-  });
-  return { proc, exit };
-}
 
 /** Every object marked backed up has a copy whose MD5 is its backed_up_etag; returns how many are marked. */
 async function markedHaveCopies(o: ObjectBinding, c: S3Client, target: string): Promise<number> {
@@ -96,7 +71,7 @@ forEachBackend('backup', (ctx) => {
       writeFileSync(cfg, JSON.stringify(options), { mode: 0o600 });
       const state = await openStateTable(ctx.backend);
       const copies = async () => (await readCounters(state, fn, 1)).objects_backed_up ?? 0;
-      let worker = await startWorker(cfg);
+      let worker = await startWorkerProcess(cfg);
       try {
         const marks: number[] = [];
         for (const atLeast of [20, 90]) {
@@ -105,7 +80,7 @@ forEachBackend('backup', (ctx) => {
           await worker.exit;
           // Dead worker: whatever is marked has its copy with the same bytes.
           marks.push(await markedHaveCopies(o, client, target));
-          worker = await startWorker(cfg);
+          worker = await startWorkerProcess(cfg);
         }
         // The kills landed mid-run: some objects marked, not all.
         expect(marks[0]).toBeGreaterThan(0);

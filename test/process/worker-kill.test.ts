@@ -4,7 +4,6 @@
  * every object must carry exactly one application of its effects (`n = 1`, `len = size`), the
  * function's counters must be exact, and nothing may be missing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,34 +12,10 @@ import { expect, it } from 'vitest';
 import { openStateTable, readCounters } from '../../runtime/state.ts';
 import type { WorkerOptions } from '../../runtime/worker-options.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
+import { killRepeatedly, startWorkerProcess } from '../support/worker-process.ts';
 
-const workerMain = fileURLToPath(new URL('../../runtime/worker-main.ts', import.meta.url));
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const N = Number(process.env.SLUICE_KILL_OBJECTS ?? 20_000);
-
-/** Starts a worker process; resolves once it reports ready. */
-export async function startWorkerProcess(configFile: string, env: Record<string, string> = {}): Promise<{ proc: ChildProcess; exit: Promise<number | null>; stderr: () => string }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', workerMain, configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let err = '';
-  let out = '';
-  proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-8000)));
-  const exit = new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`worker did not start in 30 s: ${err}`)), 30_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('"event":"ready"')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    void exit.then((c) => {
-      clearTimeout(t);
-      reject(new Error(`worker exited with ${c} before ready: ${err}`));
-    });
-  });
-  return { proc, exit, stderr: () => err };
-}
 
 forEachBackend('runtime', (ctx) => {
   const t = (what: string) => tn('runtime', ctx, what);
@@ -85,14 +60,7 @@ forEachBackend('runtime', (ctx) => {
       })();
       try {
         // Kill at random moments while uploads run, and once more after they finished.
-        while (uploaded < N || kills < 4) {
-          await new Promise((r) => setTimeout(r, 150 + Math.floor(Math.random() * 600)));
-          worker.proc.kill('SIGKILL');
-          await worker.exit;
-          kills++;
-          worker = await startWorkerProcess(cfg);
-          if (kills > 40) break;
-        }
+        ({ worker, kills } = await killRepeatedly(worker, cfg, { busy: () => uploaded < N, minKills: 4, maxKills: 41, minPauseMs: 150, jitterMs: 600 }));
         await upload;
         const state = await openStateTable(ctx.backend);
         const end = Date.now() + 240_000;

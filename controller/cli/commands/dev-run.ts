@@ -7,7 +7,7 @@
 import { watch, existsSync, readdirSync, readFileSync, type FSWatcher } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { BindingError } from '../../../bindings/errors.ts';
-import type { Backend } from '../../../bindings/types.ts';
+import type { Backend, ObjectBinding } from '../../../bindings/types.ts';
 import { handlerGraph, openStateTable, readCounters } from '../../../runtime/index.ts';
 import { specDirOf } from '../../controller.ts';
 import { startHttpIngress, type HttpIngress } from '../../http-ingress.ts';
@@ -33,6 +33,12 @@ async function ensureSources(backend: Backend, yaml: string): Promise<void> {
   const spec = loadFunctionSpec(yaml);
   // Buckets the function's object bindings name, too (serve-object reads bucket `site`).
   for (const b of spec.spec.bindings) if (b.kind === 'object') await backend.createBucket(b.resource, { shards: 4 });
+  // Tables its KV bindings name (geo-index writes `photos-by-place`).
+  for (const b of spec.spec.bindings)
+    if (b.kind === 'kv')
+      await backend.createTable(b.resource).catch((e: unknown) => {
+        if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
+      });
   for (const t of spec.spec.triggers) {
     const trigger = t as { object?: { bucket: string }; stream?: { stream: string }; query?: { bucket: string } };
     // A bucket made beforehand (e.g. `sluice objects mb uploads --shards 8`) is kept as it is.
@@ -224,8 +230,9 @@ async function startDevIngress(p: Platform, address: string, isDefault: boolean)
 }
 
 /**
- * The image-meta part of the demo (issue 8; kept small on purpose — the chain into geo-index comes with
- * that function): uploads functions/image-meta/samples to bucket 'photos' and prints what was found.
+ * The photo pipeline part of the demo (issue 8): uploads functions/image-meta/samples to bucket
+ * 'photos', prints what image-meta found, then (when geo-index is among the functions) what geo-index
+ * put in table 'photos-by-place' — the chain upload → image-meta → geo-index.
  */
 async function demoImages(p: Platform, samples: string): Promise<void> {
   const objects = await p.backend.objects('photos');
@@ -245,6 +252,26 @@ async function demoImages(p: Platform, samples: string): Promise<void> {
     const where = a.latitude === undefined ? 'no GPS' : `${String(a.latitude)},${String(a.longitude)}`;
     log(`  ${r.key.padEnd(28)} ${`${String(a.width)}x${String(a.height)}`.padEnd(9)} ${where.padEnd(24)} ${String(a.taken_at ?? '-').padEnd(26)} ${String(a.camera ?? '-').padEnd(18)} thumbnail ${(a.thumbnail as Uint8Array).byteLength} B`);
   }
+  if (existsSync(join(samples, '..', '..', 'geo-index', 'function.yaml'))) await demoPlaces(p, objects, put.map((r) => r.key));
+}
+
+/** The chain's second step: geo-index's `photos-by-place` entries for the located sample photos. */
+async function demoPlaces(p: Platform, objects: ObjectBinding, keys: string[]): Promise<void> {
+  const located: string[] = [];
+  for (const k of keys) if ((await objects.getAttrs(k)).attrs.latitude !== undefined) located.push(k);
+  const table = await p.backend.kv('photos-by-place').catch(() => undefined);
+  const end = Date.now() + 30_000;
+  const have = async () => (table ? (await Promise.all(located.map((k) => table.getItem(k)))).every((e) => e !== undefined) : false);
+  while (!(await have())) {
+    if (Date.now() > end) {
+      log('demo: geo-index did not index the located photos within 30 s; see `sluice logs geo-index`');
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const near = await table!.getItems({ filter: 'latitude BETWEEN 40 AND 41', limit: 100 });
+  log(`demo: geo-index put ${located.length} located photo(s) in table 'photos-by-place'; sluice kv query photos-by-place "latitude BETWEEN 40 AND 41":`);
+  for (const e of near.items) log(`  ${e.key.padEnd(28)} ${String(e.item.latitude)},${String(e.item.longitude)}  ${String(e.item.taken_at ?? '-')}`);
 }
 
 /** Options of `sluice dev`. */

@@ -15,7 +15,7 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--functions <dir>', 'directory of function folders', 'functions')
     .option('--port <port>', 'control API port', intArg(0), 7070)
     .option('--metrics <host:port>', 'serve Prometheus /metrics of the controller and every worker here', '127.0.0.1:7072')
-    .option('--demo', 'upload the sample files of functions/scan-sensitive/samples (and functions/image-meta/samples) and print what was found')
+    .option('--demo', 'upload the sample files of functions/scan-sensitive/samples (and functions/image-meta/samples, through image-meta and geo-index) and print what was found')
     .option('--exit-after-demo', 'stop after the demo (for scripts and tests)')
     .option('--ui <host:port>', 'web console address (port 0: any free port); its URL is the first line printed', '127.0.0.1:7071')
     .option('--no-ui', 'do not serve the web console')
