@@ -118,7 +118,7 @@ export class NatsStream implements StreamBinding {
       max_age: o.retentionMs === 0 ? 0 : nanos(Math.max(100, o.retentionMs)),
       // The duplicate window must not exceed max_age (sluice does not use message ids).
       duplicate_window: nanos(o.retentionMs === 0 ? 120_000 : Math.max(100, Math.min(120_000, o.retentionMs))),
-      num_replicas: this.#ctx.replicas,
+      num_replicas: o.replicas ?? this.#ctx.replicas,
       allow_direct: true,
     };
     try {
