@@ -109,6 +109,7 @@ export const ErrorTable: { readonly [K in ErrorCode]: ErrorMapping } = Object.fr
   SLUICE_STORAGE_FULL: row(503, 'ServiceUnavailable', 'RESOURCE_EXHAUSTED', 'unavailable', true),
   SLUICE_HANDLER_LOAD: row(400, 'InvalidArgument', 'INVALID_ARGUMENT', 'invalid', false),
   SLUICE_BINDING_MISSING: row(404, 'NoSuchBucket', 'FAILED_PRECONDITION', 'notFound', false),
+  SLUICE_WRITE_LOCK_STALLED: row(503, 'ServiceUnavailable', 'UNAVAILABLE', 'unavailable', true),
 });
 
 /** The table's row for `code`, or SLUICE_INTERNAL's when `code` is not a sluice code. */
