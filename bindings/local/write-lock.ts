@@ -135,8 +135,9 @@ setInterval(() => {
     try { since = Number(fs.readFileSync(path.join(lockDir, n), 'utf8').trim()); } catch { continue; }
     if (!alive(pid)) { fs.rmSync(path.join(lockDir, n), { force: true }); continue; }
     if (!since || now - since < holdLimitMs || reported.has(n + ':' + since)) continue;
-    reported.add(n + ':' + since);
     const st = state(pid);
+    if (st === 'Z') continue; // dead (a zombie not yet reaped): LMDB has released its lock
+    reported.add(n + ':' + since);
     const stopped = st === 'T' || st === 't';
     const worker = owned(pid);
     const act = stopped && worker !== undefined;
@@ -156,6 +157,9 @@ setInterval(() => {
 export function watchWriteLock(o: WriteLockWatchOptions): WriteLockWatch {
   const w = new Worker(WATCHDOG, {
     eval: true,
+    // Plain CommonJS: not the parent's flags (`--input-type=module` would make the eval'd code ESM, a
+    // loader is not needed).
+    execArgv: [],
     workerData: { lockDir: lockRecordDir(o.dir), holdLimitMs: o.holdLimitMs ?? 3000, everyMs: o.everyMs ?? 500, runDir: o.killableRunDir, label: o.label ?? 'sluice' },
     stdout: false,
     stderr: false,
