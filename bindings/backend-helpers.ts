@@ -17,6 +17,7 @@ import type {
   PutRecord,
   SeekPosition,
   StreamOptions,
+  TableOptions,
 } from './types.ts';
 import { checkAttrs, checkKey, compareKeys, Limits, utf8Length, visibleAttrs, type Attrs, type Item } from './values.ts';
 
@@ -92,6 +93,27 @@ function positiveInt(v: unknown, name: string, min: number, max: number, dflt: n
 /** Validates a shard count. */
 export function resolveShards(v: unknown, where: string, dflt: number): number {
   return positiveInt(v, `${where}.shards`, 1, Limits.maxShards, dflt);
+}
+
+/** Most JetStream replicas of one stream (the server's own limit). */
+export const MAX_REPLICAS = 5;
+
+/**
+ * The replication factor asked for a bucket, table or stream: undefined (the backend's default) or an
+ * integer 1..5. One check for every backend, so a value one refuses the other refuses too (the local
+ * backend then ignores a valid one: a single machine keeps one copy).
+ */
+export function resolveReplicas(v: unknown, where: string): number | undefined {
+  return v === undefined ? undefined : positiveInt(v, `${where}.replicas`, 1, MAX_REPLICAS, 1);
+}
+
+/** Validates createTable options (only `replicas`); returns the factor asked for. */
+export function resolveTableOptions(name: string, o: unknown): number | undefined {
+  if (o === undefined) return undefined;
+  if (o === null || typeof o !== 'object') throw new BindingError('SLUICE_INVALID_ARGUMENT', `createTable '${name}': options must be an object`);
+  const extra = Object.keys(o).filter((k) => k !== 'replicas');
+  if (extra.length > 0) throw new BindingError('SLUICE_INVALID_ARGUMENT', `createTable '${name}': unknown option '${extra[0]}' (tables take only replicas)`);
+  return resolveReplicas((o as TableOptions).replicas, `table '${name}'`);
 }
 
 /** Resolved listing options. */
@@ -183,12 +205,13 @@ export function listPage(bucket: string, r: ResolvedList, sorted: Iterable<Objec
 }
 
 /** Validates stream creation options. */
-export function resolveStreamOptions(name: string, o: StreamOptions | undefined): { shards: number; retentionMs: number } {
+export function resolveStreamOptions(name: string, o: StreamOptions | undefined): { shards: number; retentionMs: number; replicas: number | undefined } {
   const shards = resolveShards(o?.shards, `stream '${name}'`, 1);
+  const replicas = resolveReplicas(o?.replicas, `stream '${name}'`);
   const retentionMs = o?.retentionMs ?? 0;
   if (typeof retentionMs !== 'number' || !Number.isSafeInteger(retentionMs) || retentionMs < 0)
     throw new BindingError('SLUICE_INVALID_ARGUMENT', `stream '${name}'.retentionMs must be a non-negative integer, got ${JSON.stringify(retentionMs)}`);
-  return { shards, retentionMs };
+  return { shards, retentionMs, replicas };
 }
 
 /** Validates one record of putRecords; returns its bytes and shard, or a coded error for that record alone. */

@@ -109,6 +109,8 @@ export const ErrorTable: { readonly [K in ErrorCode]: ErrorMapping } = Object.fr
   SLUICE_STORAGE_FULL: row(503, 'ServiceUnavailable', 'RESOURCE_EXHAUSTED', 'unavailable', true),
   SLUICE_HANDLER_LOAD: row(400, 'InvalidArgument', 'INVALID_ARGUMENT', 'invalid', false),
   SLUICE_BINDING_MISSING: row(404, 'NoSuchBucket', 'FAILED_PRECONDITION', 'notFound', false),
+  // A log code (the watchdog reports it; no call returns it): exit 1 like the other unlisted codes.
+  SLUICE_WRITE_LOCK_STALLED: row(503, 'ServiceUnavailable', 'UNAVAILABLE', 'failed', true),
 });
 
 /** The table's row for `code`, or SLUICE_INTERNAL's when `code` is not a sluice code. */

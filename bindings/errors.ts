@@ -46,6 +46,7 @@ export const ErrorCodes = {
   SLUICE_STORAGE_FULL: "the backend's storage is full (disk, volume or quota); nothing was written; retry once space is freed",
   SLUICE_HANDLER_LOAD: 'a handler module does not load (syntax error, missing import, throw at import) or has no default-exported function; details give file, line, column and stack; nothing was deployed',
   SLUICE_BINDING_MISSING: "a function's binding (or trigger) names a bucket, table or stream that does not exist; nothing was deployed",
+  SLUICE_WRITE_LOCK_STALLED: "a process has held the local store's write lock past the bound while stopped or stuck; every writer waits for it (logged by the platform's lock watchdog with the pid; under `sluice dev` a stopped worker holding it is killed and restarted)",
 } as const;
 
 /** A stable sluice error code. */

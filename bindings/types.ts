@@ -39,6 +39,13 @@ export interface BucketOptions {
    * `key` needs no index: key conditions always narrow the scan. @default [] (none)
    */
   indexes?: string[];
+  /**
+   * Copies the backend keeps of the bucket (its change stream, metadata and bodies), 1..5. NATS: the
+   * JetStream replicas of its streams, fixed at creation (an existing bucket keeps its factor). Local:
+   * validated and ignored (one machine, one copy). @default the backend's factor (NATS: 3 on a
+   * cluster, 1 on a single server)
+   */
+  replicas?: number;
 }
 
 /** A bucket's fixed configuration. */
@@ -385,6 +392,8 @@ export interface StreamOptions {
   shards?: number;
   /** Records older than this may be dropped; 0 keeps them forever. @default 0 */
   retentionMs?: number;
+  /** Copies of the stream, 1..5, as {@link BucketOptions.replicas}. @default the backend's factor */
+  replicas?: number;
 }
 
 /** A stream's configuration and per-shard bounds. */
@@ -563,7 +572,10 @@ export type { AttrsWriteOp, ItemWriteOp, WriteOp, WriteOpResult } from './write-
 // ───────────────────────────────────────── Backend ────────────────────────────────────────
 
 /** Options of {@link Backend.createTable}. */
-export type TableOptions = Record<string, never>;
+export interface TableOptions {
+  /** Copies of the table, 1..5, as {@link BucketOptions.replicas}. @default the backend's factor */
+  replicas?: number;
+}
 
 /**
  * One store of data: hands out bindings and creates buckets, tables and streams. Every backend

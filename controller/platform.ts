@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SluiceError } from '../bindings/errors.ts';
 import type { Backend } from '../bindings/types.ts';
+import { watchWriteLock } from '../bindings/local/index.ts';
 import { nextGeneration, openBackend, openStateTable, type BackendSpec, type TlsFiles } from '../runtime/index.ts';
 import { Controller } from './controller.ts';
 import type { Driver } from './driver.ts';
@@ -49,6 +50,12 @@ export interface PlatformOptions {
   metrics?: string;
   /** Controller events (scaling decisions, deploys). @default ignored */
   onEvent?: (e: { function: string; message: string }) => void;
+  /**
+   * Local store: a process holding the write lock longer than this is reported
+   * (SLUICE_WRITE_LOCK_STALLED on stdout); one of this platform's workers that holds it while stopped is
+   * killed, and the driver restarts it (bindings/local/write-lock.ts). 0 turns the watchdog off. @default 3000
+   */
+  writeLockHoldLimitMs?: number;
 }
 
 export interface Platform {
@@ -89,6 +96,11 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
     await local.reapOrphans();
     driver = local;
   }
+  const holdLimitMs = o.writeLockHoldLimitMs ?? 3000;
+  const lockWatch =
+    o.backend.kind === 'local' && holdLimitMs > 0
+      ? watchWriteLock({ dir: o.backend.dir, holdLimitMs, ...(driver instanceof LocalDriver ? { killableRunDir: runDir } : {}), label: 'controller' })
+      : undefined;
   const controller = await Controller.open({
     backend,
     driver,
@@ -124,6 +136,7 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
       await metrics?.close();
       await server.close();
       await controller.close();
+      await lockWatch?.close();
       await backend.close();
     },
   };

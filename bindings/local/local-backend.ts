@@ -7,7 +7,7 @@ import { BodyCollector, type BodyStore, type BodyStoreOptions, type CollectOptio
 import { BindingError } from '../errors.ts';
 import { S3BodyStore } from '../s3/index.ts';
 import { FsFile } from '../file/index.ts';
-import { checkSignal, resolveShards } from '../backend-helpers.ts';
+import { checkSignal, resolveReplicas, resolveShards, resolveTableOptions } from '../backend-helpers.ts';
 import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
 import type { Backend, BucketInfo, BucketOptions, CallOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
 import { checkWriteOp, failedOp, mayFollow, opWhere } from '../write-batch.ts';
@@ -86,6 +86,8 @@ export class LocalBackend implements Backend {
     checkName(name, 'bucket');
     const shards = resolveShards(options?.shards, `bucket '${name}'`, DEFAULT_BUCKET_SHARDS);
     const indexes = resolveIndexes(options?.indexes, `bucket '${name}'`);
+    // Validated like NATS, then ignored: one machine keeps one copy (docs/OPERATIONS.md).
+    resolveReplicas(options?.replicas, `bucket '${name}'`);
     const s = this.store;
     await s.write(() => {
       const cur = s.registry.get(['bucket', name]);
@@ -111,8 +113,9 @@ export class LocalBackend implements Backend {
     return new LocalObject(this.store, bucket, e.shards, e.indexes ?? [], this.#bodies);
   }
 
-  async createTable(name: string, _options?: TableOptions): Promise<void> {
+  async createTable(name: string, options?: TableOptions): Promise<void> {
     checkName(name, 'table');
+    resolveTableOptions(name, options); // replicas: validated, ignored (one copy)
     const s = this.store;
     await s.write(() => {
       if (!s.registry.get(['table', name])) s.registry.put(['table', name], { kind: 'table', created: Date.now() });

@@ -21,6 +21,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statfsSync, stat
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { BindingError } from '../errors.ts';
+import { WriteLockRecord } from './write-lock.ts';
 
 /** Options of the embedded store. */
 export interface LocalStoreOptions {
@@ -192,6 +193,8 @@ export class LocalStore {
   #watcher: FSWatcher | undefined;
   /** Counters handed out in memory by {@link withCounters}, written back at its end. */
   #counterCache: Map<string, { key: Key; n: number }> | undefined;
+  /** Holder record for the write-lock watchdog (write-lock.ts); made on the first write. */
+  #lock: WriteLockRecord | undefined;
 
   private constructor(opts: LocalStoreOptions) {
     this.dir = opts.dir;
@@ -326,14 +329,22 @@ export class LocalStore {
     }
   }
 
+  /** Write transactions of this handle and how long they held the write lock (ms, commit included). */
+  get writeLockStats(): { transactions: number; maxHoldMs: number; totalHoldMs: number } {
+    return { ...(this.#lock?.stats ?? { transactions: 0, maxHoldMs: 0, totalHoldMs: 0 }) };
+  }
+
   #flush(): void {
     this.#scheduled = false;
+    const lock = (this.#lock ??= new WriteLockRecord(this.dir));
     // Loop rather than recurse: a burst larger than one batch commits in several transactions.
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.#maxBatchOps);
       const results: { ok: boolean; v: unknown }[] = new Array(batch.length);
       try {
         this.root.transactionSync(() => {
+          // The callback runs with the write lock held: only the real holder's record shows a time.
+          lock.taken();
           for (let i = 0; i < batch.length; i++) {
             try {
               results[i] = { ok: true, v: batch[i]!.fn() };
@@ -343,11 +354,13 @@ export class LocalStore {
           }
         });
       } catch (cause) {
+        lock.released();
         this.#appended.clear();
         const err = commitError(cause, this.dir);
         for (const op of batch) op.reject(err);
         continue;
       }
+      lock.released();
       for (let i = 0; i < batch.length; i++) {
         const r = results[i]!;
         if (r.ok) batch[i]!.resolve(r.v);
@@ -374,6 +387,7 @@ export class LocalStore {
     await this.flushed();
     this.#closed = true;
     this.#closeWake();
+    this.#lock?.close();
     await this.root.close();
   }
 

@@ -12,7 +12,7 @@ import { BodyCollector, type BodyStoreOptions, type CollectOptions, type Collect
 import { BindingError } from '../errors.ts';
 import { S3BodyStore } from '../s3/index.ts';
 import { FsFile } from '../file/index.ts';
-import { checkSignal, resolveShards } from '../backend-helpers.ts';
+import { checkSignal, MAX_REPLICAS, resolveReplicas, resolveShards, resolveTableOptions } from '../backend-helpers.ts';
 import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
 import type { Backend, BucketInfo, BucketOptions, CallOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
 import { runChained } from '../write-batch.ts';
@@ -42,8 +42,9 @@ export interface NatsBackendOptions {
   prefix?: string;
   /**
    * JetStream replicas of every stream and KV bucket this backend creates (1-5; existing ones keep
-   * theirs). `'auto'`: 3 when the server is part of a cluster (its INFO names one), else 1 — a cluster
-   * of fewer than 3 JetStream servers needs an explicit 1 or 2.
+   * theirs) unless the create call asks for its own (`createBucket(name, { replicas })`, tables and
+   * streams alike). `'auto'`: 3 when the server is part of a cluster (its INFO names one), else 1 — a
+   * cluster of fewer than 3 JetStream servers needs an explicit 1 or 2.
    * @default 'auto'
    */
   replicas?: number | 'auto';
@@ -113,8 +114,8 @@ function resolveOptions(o: NatsBackendOptions): ResolvedNatsBackendOptions {
   const servers = given.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
   if (servers.length === 0) throw bad('servers must name at least one URL');
   const replicas = o.replicas ?? 'auto';
-  if (replicas !== 'auto' && (!Number.isInteger(replicas) || replicas < 1 || replicas > 5))
-    throw bad(`replicas must be 'auto' or an integer from 1 to 5, got ${JSON.stringify(o.replicas)}`);
+  if (replicas !== 'auto' && (!Number.isInteger(replicas) || replicas < 1 || replicas > MAX_REPLICAS))
+    throw bad(`replicas must be 'auto' or an integer from 1 to ${MAX_REPLICAS}, got ${JSON.stringify(o.replicas)}`);
   const inline = o.inlineBodyMaxBytes ?? 64 * 1024;
   if (!Number.isInteger(inline) || inline < 0 || inline > MAX_INLINE_BODY)
     throw bad(`inlineBodyMaxBytes must be an integer from 0 to ${MAX_INLINE_BODY}, got ${JSON.stringify(o.inlineBodyMaxBytes)}`);
@@ -203,7 +204,8 @@ export class NatsBackend implements Backend {
         );
       const jsm = await jetstreamManager(nc);
       // A clustered server names its cluster in INFO; R3 then survives the loss of any one node.
-      const replicas = o.replicas === 'auto' ? (nc.info?.cluster !== undefined ? 3 : 1) : o.replicas;
+      const clustered = nc.info?.cluster !== undefined;
+      const replicas = o.replicas === 'auto' ? (clustered ? 3 : 1) : o.replicas;
       const ctx: NatsContext = {
         nc,
         js: jetstream(nc),
@@ -213,8 +215,10 @@ export class NatsBackend implements Backend {
         replicas,
         inlineBodyMaxBytes: o.inlineBodyMaxBytes,
         // Direct gets may be answered by any replica, which can lag the leader: read-your-writes needs
-        // the leader when R > 1.
-        directReads: replicas === 1,
+        // the leader when R > 1. Any resource may have its own factor (and another process may have
+        // created it), so on a cluster every single-entry read goes to the leader; a single server
+        // has R1 only.
+        directReads: !clustered,
         gate: new ConnectionGate(nc, {
           ...(options.maxBufferedWrites !== undefined ? { maxBufferedWrites: options.maxBufferedWrites } : {}),
           ...(options.maxBufferedBytes !== undefined ? { maxBufferedBytes: options.maxBufferedBytes } : {}),
@@ -235,13 +239,14 @@ export class NatsBackend implements Backend {
     if (options !== undefined && (options === null || typeof options !== 'object')) throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: options must be an object`);
     const shards = resolveShards(options?.shards, `bucket '${name}'`, DEFAULT_BUCKET_SHARDS);
     const indexes = resolveIndexes(options?.indexes, `bucket '${name}'`);
+    const replicas = resolveReplicas(options?.replicas, `bucket '${name}'`) ?? this.#ctx.replicas;
     const names = this.#ctx.names;
     try {
       // The body store first: once the KV stream exists the bucket is visible and puts need the store.
-      if (!this.#bodies) await new Objm(this.#ctx.js).create(names.bodyStore(name), { replicas: this.#ctx.replicas, description: `sluice bodies of bucket ${name}` });
+      if (!this.#bodies) await new Objm(this.#ctx.js).create(names.bodyStore(name), { replicas, description: `sluice bodies of bucket ${name}` });
       const si = await KvStore.ensure(this.#ctx, names.objectKv(name), {
         history: this.#changeHistory,
-        replicas: this.#ctx.replicas,
+        replicas,
         description: describe({ sluice: 'bucket', shards, retentionMs: 0, history: this.#changeHistory, ...(indexes.length > 0 ? { indexes } : {}) }),
       });
       const d = parseDescription(si.config.description, 'bucket');
@@ -277,12 +282,11 @@ export class NatsBackend implements Backend {
     const where = `createTable '${String(name)}'`;
     this.#checkOpen(where);
     checkName(name, 'table');
-    if (options !== undefined && (options === null || typeof options !== 'object' || Object.keys(options).length > 0))
-      throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: tables take no options`);
+    const replicas = resolveTableOptions(name, options) ?? this.#ctx.replicas;
     try {
       const si = await KvStore.ensure(this.#ctx, this.#ctx.names.tableKv(name), {
         history: TABLE_HISTORY,
-        replicas: this.#ctx.replicas,
+        replicas,
         description: describe({ sluice: 'table', shards: 1, retentionMs: 0 }),
       });
       if (!parseDescription(si.config.description, 'table'))

@@ -27,7 +27,7 @@ export interface NatsContext {
   readonly inlineBodyMaxBytes: number;
   /**
    * Read single entries with direct get (any replica answers, fast) or with the leader's
-   * STREAM.MSG.GET (read-your-writes in a cluster). Direct only when there is one replica.
+   * STREAM.MSG.GET (read-your-writes in a cluster). Direct only on a single (unclustered) server.
    */
   readonly directReads: boolean;
   /** Bounds writes buffered while disconnected (see nats-gate.ts). */

@@ -118,7 +118,7 @@ export class NatsStream implements StreamBinding {
       max_age: o.retentionMs === 0 ? 0 : nanos(Math.max(100, o.retentionMs)),
       // The window of `dedupeId` (Nats-Msg-Id); it must not exceed max_age.
       duplicate_window: nanos(dedupeWindowMs(o.retentionMs)),
-      num_replicas: this.#ctx.replicas,
+      num_replicas: o.replicas ?? this.#ctx.replicas,
       allow_direct: true,
     };
     try {

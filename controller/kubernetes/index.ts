@@ -10,6 +10,7 @@ export {
   renderController,
   renderFunction,
   renderKubernetes,
+  renderNatsServers,
   WorkerHttpPort,
   workerSecretName,
   withRenderBackend,
@@ -22,3 +23,4 @@ export {
 } from './render.ts';
 export { manifestProblems, podSecurityProblems, validateManifest } from './validate.ts';
 export type { ControllerManifests } from './render-controller.ts';
+export { NatsName, NatsPorts, natsClusterUrls, renderNatsCluster } from './render-nats.ts';

@@ -67,10 +67,24 @@ export interface RenderOptions {
   /** Controller container command. @default node --import tsx controller/main.ts */
   controllerCommand?: string[];
   /**
-   * A NATS URL that replaces the spec's backend (functions and controller then share that store, which every
-   * pod can reach; the embedded store is per pod on a cluster). @default the spec's backend
+   * NATS URL(s) that replace the spec's backend (functions and controller then share that store, which every
+   * pod can reach; the embedded store is per pod on a cluster). Several servers of a cluster comma-separated
+   * (`nats://a:4222,nats://b:4222`): every one goes into the controller's ConfigMap and each worker's
+   * configuration. @default the spec's backend (or the rendered cluster's pods with `natsCluster`)
    */
   natsUrl?: string;
+  /** The same as `natsUrl`, as a list (`nats.servers` of a values file); not both. @default undefined */
+  natsServers?: string[];
+  /**
+   * Also render a NATS JetStream cluster of this many servers (1, 3 or 5): a StatefulSet with a volume
+   * per pod, a headless Service for the cluster routes, nats.conf in a ConfigMap (render-nats.ts). Without
+   * `natsUrl`/`natsServers`, sluice runs on it (every pod's URL). @default undefined (no NATS rendered)
+   */
+  natsCluster?: number;
+  /** Image of the rendered NATS servers. @default 'nats:2.10-alpine' */
+  natsImage?: string;
+  /** Size of each rendered NATS server's JetStream volume (a Kubernetes quantity). @default '10Gi' */
+  natsStorage?: string;
   /** The control token put in the controller Secret. @default a fresh random token per render */
   controlToken?: string;
   /** The token KEDA presents to the external scaler (controller Secret). @default a fresh random token per render */

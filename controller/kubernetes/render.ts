@@ -42,6 +42,7 @@ import {
   type RenderOptions,
 } from './render-common.ts';
 import { renderController } from './render-controller.ts';
+import { natsClusterUrls, renderNatsCluster } from './render-nats.ts';
 
 export * from './render-common.ts';
 export { renderController } from './render-controller.ts';
@@ -100,12 +101,32 @@ function controllerBackend(spec: FunctionSpec, options: RenderOptions): BackendS
   return b.kind === 'nats' ? b : { kind: 'local', dir: '/data' };
 }
 
-/** `spec` with its backend replaced by `options.natsUrl` (kept as it is when that is not set). */
+/**
+ * The NATS server list the render puts in place of the spec's backend: `natsServers`, else `natsUrl`
+ * split at commas, else the rendered cluster's pods (`natsCluster`); undefined keeps the spec's backend.
+ */
+export function renderNatsServers(options: RenderOptions): string[] | undefined {
+  if (options.natsUrl !== undefined && options.natsServers !== undefined) throw bad('give natsUrl or natsServers, not both');
+  let servers: string[] | undefined;
+  if (options.natsServers !== undefined) {
+    if (!Array.isArray(options.natsServers) || options.natsServers.length === 0) throw bad('natsServers must be a non-empty list of nats:// or tls:// URLs');
+    servers = options.natsServers;
+  } else if (options.natsUrl !== undefined) servers = String(options.natsUrl).split(',').map((u) => u.trim());
+  else if (options.natsCluster !== undefined) return natsClusterUrls(options.natsCluster, options.namespace ?? 'default');
+  servers?.forEach((u, i) => {
+    if (typeof u !== 'string' || !/^(nats|tls):\/\/[^\s,/]+$/.test(u))
+      throw bad(`${options.natsServers !== undefined ? `natsServers[${i}]` : 'natsUrl'} must be a nats:// or tls:// URL (several comma-separated), got ${JSON.stringify(u)}`);
+  });
+  return servers;
+}
+
+/** `spec` with its backend replaced by the render's NATS servers (kept as it is when none are given). */
 export function withRenderBackend(spec: FunctionSpec, options: RenderOptions): FunctionSpec {
-  if (options.natsUrl === undefined) return spec;
-  if (!/^(nats|tls):\/\//.test(options.natsUrl)) throw bad(`natsUrl must be a nats:// or tls:// URL, got ${JSON.stringify(options.natsUrl)}`);
+  const servers = renderNatsServers(options);
+  if (servers === undefined) return spec;
+  const url = servers.join(',');
   const prev = spec.spec.backend;
-  const backend = prev.kind === 'nats' ? { ...prev, url: options.natsUrl } : { kind: 'nats' as const, url: options.natsUrl };
+  const backend = prev.kind === 'nats' ? { ...prev, url } : { kind: 'nats' as const, url };
   return { ...spec, spec: { ...spec.spec, backend } };
 }
 
@@ -260,6 +281,8 @@ function renderScaledObject(spec: FunctionSpec, namespace: string, labels: Recor
 export function renderKubernetes(spec: FunctionSpec, options: RenderOptions = {}): Manifest[] {
   const f = renderFunction(spec, options);
   return [
+    // NATS first: the controller and workers connect to it as they start.
+    ...(options.natsCluster !== undefined ? renderNatsCluster(options.natsCluster, options) : []),
     ...renderController(controllerBackend(spec, options), options),
     f.configMap,
     ...(f.secret ? [f.secret] : []),

@@ -44,6 +44,11 @@ function int(min: number, max?: number) {
 const nonEmpty = (what = 'must be a non-empty string') => z.string({ error: what }).min(1, { error: what });
 
 /** Bucket, stream and resource names: what the bindings accept (checked again by the backend). */
+/**
+ * Copies of a bucket, table or stream when sluice creates it (NATS: JetStream replicas; local: ignored,
+ * one machine keeps one copy). Same range as the bindings' own check (bindings/backend-helpers.ts).
+ */
+const resourceReplicas = () => int(1, 5).optional();
 const resourceName = () => z.string({ error: 'must be a name' }).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/, { error: "must be a name of letters, digits, '_', '.', '-' (up to 255)" });
 
 /** A Kubernetes label key (optional DNS-subdomain prefix) and value, so labels can go onto objects. */
@@ -122,6 +127,8 @@ const eventsSchema = z.array(z.enum(['put', 'delete', 'attrs'], { error: "must b
 
 const objectTriggerSchema = z.strictObject({
   bucket: resourceName(),
+  /** Replicas of the bucket when `sluice dev` creates it (an existing bucket keeps its own). @default backend.replicas */
+  replicas: resourceReplicas(),
   /** Event types delivered. @default ['put'] */
   events: eventsSchema
     .min(1, { error: 'must name at least one event type' })
@@ -135,7 +142,11 @@ const objectTriggerSchema = z.strictObject({
   inlineBodyMaxBytes: int(0, 4 * 1024 * 1024).optional(),
 });
 
-const streamTriggerSchema = z.strictObject({ stream: resourceName() });
+const streamTriggerSchema = z.strictObject({
+  stream: resourceName(),
+  /** Replicas of the stream when `sluice dev` creates it (an existing stream keeps its own). @default backend.replicas */
+  replicas: resourceReplicas(),
+});
 
 const httpTriggerSchema = z.strictObject({
   /** The route: requests to this path (and below it) reach the function through the platform's HTTP ingress. */
@@ -174,6 +185,8 @@ const cronTriggerSchema = z
 const queryTriggerSchema = z
   .strictObject({
     bucket: resourceName(),
+    /** Replicas of the bucket when `sluice dev` creates it (an existing bucket keeps its own). @default backend.replicas */
+    replicas: resourceReplicas(),
     /** The condition (expression language) objects must meet, e.g. `attribute_not_exists(backed_up_etag) OR backed_up_etag <> etag`. */
     where: nonEmpty('must be a condition expression'),
     /** Only keys starting with this. @default '' */
@@ -313,7 +326,11 @@ const bindingSchema = z.strictObject({
   /** Bucket, table, stream name, file root, or (object-files) bucket. */
   resource: nonEmpty(),
   access: z.enum(['read', 'read-write'], { error: "must be one of 'read', 'read-write'" }),
+  /** Replicas of the bucket / table when `sluice dev` creates it (object and kv bindings only). @default backend.replicas */
+  replicas: resourceReplicas(),
 }).check((ctx) => {
+  if (ctx.value.replicas !== undefined && ctx.value.kind !== 'object' && ctx.value.kind !== 'kv')
+    ctx.issues.push({ code: 'custom', input: ctx.value.replicas, path: ['replicas'], message: `applies to object and kv bindings only, not '${ctx.value.kind}'` });
   if (ctx.value.kind === 'object-files' && ctx.value.access !== 'read')
     ctx.issues.push({ code: 'custom', input: ctx.value.access, path: ['access'], message: "must be 'read' for an object-files binding (object bodies as files are read-only)" });
 });

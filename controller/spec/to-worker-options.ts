@@ -143,7 +143,8 @@ export function toWorkerOptions(spec: FunctionSpec, options: ToWorkerOptionsOpti
     backend,
     ordinal: options.ordinal,
     replicas: options.replicas,
-    bindings: s.bindings.map((b) => ({ ...b })),
+    // replicas only matter where a resource is created (sluice dev), not to the worker.
+    bindings: s.bindings.map(({ name, kind, resource, access }) => ({ name, kind, resource, access })),
   };
   // The handler's secrets: every entry but the backend's token (a handler reaches the backend only
   // through its declared bindings — least privilege, DESIGN invariant 5).

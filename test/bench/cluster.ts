@@ -11,7 +11,10 @@
  * each timed from the put until its attribute `n` is 1 (polled every 5 ms): p50 / p99.
  * Baseline in the same run: the raw put rate of the uploader alone (no workers) at the same factor.
  *
- * Run: `npx tsx test/bench/cluster.ts` (needs nats-server 2.9+; a few minutes; not in CI).
+ * Bounded: the whole run stops starting configurations after `SLUICE_BENCH_BUDGET_MS` (default 180 s);
+ * a configuration not run is printed as skipped.
+ *
+ * Run: `npx tsx test/bench/cluster.ts` (needs nats-server 2.9+; ≤ 3 min plus the last configuration; not in CI).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +28,9 @@ import { startNatsCluster } from '../support/nats-server.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const N = Number(process.env.SLUICE_BENCH_N ?? 2000);
+const budgetMs = Number(process.env.SLUICE_BENCH_BUDGET_MS ?? 180_000);
+const began = Date.now();
+const overBudget = () => Date.now() - began > budgetMs;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function openWhenReady(urls: string, replicas: number, prefix: string): Promise<NatsBackend> {
@@ -47,9 +53,11 @@ const cluster = await startNatsCluster(3);
 const work = mkdtempSync(join(tmpdir(), 'sluice-bench-cluster-'));
 const rows: string[] = [];
 try {
+  // R1 and R3 side by side for each worker count, so a time budget cut leaves pairs to compare.
+  const backends = new Map<number, NatsBackend>();
   for (const replicas of [1, 3]) {
-    const prefix = `bench_r${replicas}`;
-    const backend = await openWhenReady(cluster.urls, replicas, prefix);
+    const backend = await openWhenReady(cluster.urls, replicas, `bench_r${replicas}`);
+    backends.set(replicas, backend);
     // Baseline: raw uploads alone.
     await backend.createBucket('raw', { shards: 8 });
     const raw = await backend.objects('raw');
@@ -57,7 +65,13 @@ try {
     for (let i = 0; i < N; i += 50) await Promise.all(Array.from({ length: Math.min(50, N - i) }, (_, j) => raw.put(`r-${i + j}`, 'x'.repeat(100))));
     const rawRate = Math.round(N / ((Date.now() - t0) / 1000));
     rows.push(`| R${replicas} | uploads alone (baseline) | ${rawRate} puts/s | — | — |`);
-    for (const workers of [1, 2, 4]) {
+  }
+  for (const workers of [1, 2, 4]) {
+    for (const [replicas, backend] of backends) {
+      if (overBudget()) {
+        rows.push(`| R${replicas} | ${workers} worker${workers > 1 ? 's' : ''} | skipped (time budget) | — | — |`);
+        continue;
+      }
       const bucket = `b${workers}`;
       const fn = `bench-r${replicas}-w${workers}`;
       await backend.createBucket(bucket, { shards: 8 });
@@ -69,7 +83,7 @@ kind: Function
 metadata: {name: ${fn}}
 spec:
   handler: ${JSON.stringify(fixture)}
-  backend: {kind: nats, url: ${JSON.stringify(cluster.urls)}, prefix: ${prefix}, replicas: ${replicas}}
+  backend: {kind: nats, url: ${JSON.stringify(cluster.urls)}, prefix: bench_r${replicas}, replicas: ${replicas}}
   triggers: [{object: {bucket: ${bucket}}}]
   batch: {maxRecords: 100, maxWait: 5ms}
   concurrency: {threads: 0}
@@ -89,7 +103,7 @@ spec:
         const start = Date.now();
         for (let i = 0; i < N; i += 50) await Promise.all(Array.from({ length: Math.min(50, N - i) }, (_, j) => o.put(`k-${i + j}`, 'x'.repeat(100))));
         while (((await readCounters(state, fn, 8)).seen ?? 0) < N) {
-          if (Date.now() - start > 300_000) throw new Error(`${fn}: not done in 300 s`);
+          if (Date.now() - start > 120_000) throw new Error(`${fn}: not done in 120 s`);
           await sleep(20);
         }
         const rate = Math.round(N / ((Date.now() - start) / 1000));
@@ -107,8 +121,8 @@ spec:
         await driver.close();
       }
     }
-    await backend.close();
   }
+  for (const b of backends.values()) await b.close();
 } finally {
   await cluster.stop();
   rmSync(work, { recursive: true, force: true });

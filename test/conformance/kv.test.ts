@@ -205,5 +205,14 @@ forEachBackend('kv', (ctx) => {
       await rejectsWith(ctx.backend.createTable('UPPER'), 'SLUICE_NAME_INVALID');
       await rejectsWith(ctx.backend.kv('../etc'), 'SLUICE_NAME_INVALID');
     });
+
+    it(t('createTable takes replicas 1..5 and nothing else'), async () => {
+      const name = ctx.uid('t');
+      await ctx.backend.createTable(name, { replicas: 1 });
+      await (await ctx.backend.kv(name)).putItem('k', { a: 1 });
+      const e = await rejectsWith(ctx.backend.createTable(ctx.uid('t'), { replicas: 0 }), 'SLUICE_INVALID_ARGUMENT');
+      expect(e.message).toMatch(/table '[^']+'\.replicas must be an integer from 1 to 5/);
+      await rejectsWith(ctx.backend.createTable(ctx.uid('t'), { shards: 2 } as never), 'SLUICE_INVALID_ARGUMENT');
+    });
   });
 });

@@ -376,6 +376,16 @@ forEachBackend('object', (ctx) => {
       await rejectsWith(ctx.backend.createBucket(name, { shards: 3 }), 'SLUICE_ALREADY_EXISTS');
     });
 
+    it(t('replicas: 1..5 is accepted (local keeps one copy), outside it SLUICE_INVALID_ARGUMENT naming the bucket'), async () => {
+      const name = ctx.uid('b');
+      await ctx.backend.createBucket(name, { shards: 1, replicas: 1 });
+      await (await ctx.backend.objects(name)).put('k', 'v');
+      for (const replicas of [0, 6, 2.5]) {
+        const e = await rejectsWith(ctx.backend.createBucket(ctx.uid('b'), { replicas }), 'SLUICE_INVALID_ARGUMENT');
+        expect(e.message).toMatch(/bucket '[^']+'\.replicas must be an integer from 1 to 5/);
+      }
+    });
+
     it(t('a wrong body type is refused'), async () => {
       const o = await bucket();
       await rejectsWith(o.put('x', 42 as unknown as string), 'SLUICE_INVALID_ARGUMENT');

@@ -235,5 +235,11 @@ forEachBackend('stream', (ctx) => {
       await rejectsWith(s().create('Bad Name'), 'SLUICE_NAME_INVALID');
       await rejectsWith(s().create(ctx.uid('s'), { shards: Limits.maxShards + 1 }), 'SLUICE_INVALID_ARGUMENT');
     });
+
+    it(t('create takes replicas 1..5; outside it SLUICE_INVALID_ARGUMENT naming the stream'), async () => {
+      expect((await s().create(ctx.uid('s'), { shards: 1, replicas: 1 })).shards).toBe(1);
+      const e = await rejectsWith(s().create(ctx.uid('s'), { replicas: 9 }), 'SLUICE_INVALID_ARGUMENT');
+      expect(e.message).toMatch(/stream '[^']+'\.replicas must be an integer from 1 to 5/);
+    });
   });
 });

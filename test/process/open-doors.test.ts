@@ -36,9 +36,16 @@ it('doors/local - the data directory is 0700 and the store files 0600, also when
   mkdirSync(dir, { mode: 0o755 });
   const b = await LocalBackend.open({ dir });
   await b.createBucket('x');
+  // The write-lock holder records (locks/<pid>.<thread>) while the store is open.
+  const records = readdirSync(join(dir, 'locks'));
+  expect(records.length).toBeGreaterThan(0);
+  for (const f of records) expect(`locks/${f}: ${mode(join(dir, 'locks', f)).toString(8)}`).toBe(`locks/${f}: 600`);
   await b.close();
   expect(mode(dir).toString(8)).toBe('700');
-  for (const f of readdirSync(dir)) expect(`${f}: ${mode(join(dir, f)).toString(8)}`).toBe(`${f}: 600`);
+  for (const f of readdirSync(dir)) {
+    const want = statSync(join(dir, f)).isDirectory() ? '700' : '600';
+    expect(`${f}: ${mode(join(dir, f)).toString(8)}`).toBe(`${f}: ${want}`);
+  }
 });
 
 it('doors/secrets - a NATS token from a spec secret is in no run file and no log line; run files are 0600 and removed with the function', async () => {

@@ -1,8 +1,13 @@
 /** Kubernetes manifests of a function and of the controller: validated with kubernetes-models, unknown fields refused. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
+import { ExitCodes } from '../../bindings/error-table.ts';
+import { run } from '../support/sluice-process.ts';
 import { loadFunctionSpec, type FunctionSpec } from '../../controller/spec/index.ts';
-import { manifestProblems, podSecurityProblems, validateManifest, renderController, renderFunction, renderKubernetes, type Manifest } from '../../controller/kubernetes/index.ts';
+import { manifestProblems, podSecurityProblems, validateManifest, renderController, renderFunction, renderKubernetes, workerSecretName, type Manifest, type RenderOptions } from '../../controller/kubernetes/index.ts';
 import { resolveWorkerOptions, type WorkerOptions } from '../../runtime/worker-options.ts';
 
 const LOCAL = `apiVersion: sluice.dev/v1
@@ -298,4 +303,82 @@ describe('render - the committed example deploy/k8s/scan-sensitive.yaml', () => 
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('SLUICE_TOKEN is still the example placeholder');
   });
+});
+
+describe('render - NATS cluster', () => {
+  const URLS = 'nats://n0.example:4222,nats://n1.example:4222,nats://n2.example:4222';
+
+  it('render - a comma-separated natsUrl or a natsServers list goes whole into the controller ConfigMap and worker.json', () => {
+    for (const o of [{ natsUrl: URLS }, { natsServers: URLS.split(',') }]) {
+      const objs = renderKubernetes(local(), o);
+      for (const m of objs) validateManifest(m);
+      expect(byKind(objs, 'ConfigMap', 'sluice-controller').data.SLUICE_BACKEND).toBe(URLS);
+      expect(JSON.parse(byKind(objs, 'ConfigMap', 'scan').data['worker.json']).backend).toEqual({ kind: 'nats', url: URLS });
+    }
+    // A nats spec keeps its other backend fields (prefix, token) with the new server list.
+    const objs = renderKubernetes(nats(), { env, natsUrl: URLS });
+    expect(JSON.parse(byKind(objs, 'Secret', workerSecretName('clicks')).stringData['worker.json']).backend).toMatchObject({ url: URLS, prefix: 'prod' });
+  });
+
+  it('render - natsCluster 3: a NATS StatefulSet with JetStream, cluster routes over a headless Service, a volume per pod; sluice runs on its pods', () => {
+    const objs = renderKubernetes(local(), { natsCluster: 3, namespace: 'data' });
+    for (const m of objs) {
+      expect(manifestProblems(m), `${m.kind} ${m.metadata?.name}`).toEqual([]);
+      expect(podSecurityProblems(m), `${m.kind} ${m.metadata?.name}`).toEqual([]);
+    }
+    // NATS is applied first.
+    expect(objs.slice(0, 3).map((o) => `${o.kind}/${o.metadata?.name}`)).toEqual(['ConfigMap/sluice-nats', 'Service/sluice-nats', 'StatefulSet/sluice-nats']);
+    const svc = byKind(objs, 'Service', 'sluice-nats');
+    expect(svc.spec).toMatchObject({ clusterIP: 'None', publishNotReadyAddresses: true, selector: { 'app.kubernetes.io/name': 'sluice-nats' } });
+    expect(svc.spec.ports.map((p: Any) => [p.name, p.port])).toEqual([['client', 4222], ['cluster', 6222], ['monitor', 8222]]);
+    const sts = byKind(objs, 'StatefulSet', 'sluice-nats');
+    expect(sts.spec).toMatchObject({ serviceName: 'sluice-nats', replicas: 3, podManagementPolicy: 'Parallel' });
+    expect(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage).toBe('10Gi');
+    const c = sts.spec.template.spec.containers[0];
+    expect(c.args).toEqual(['--config', '/etc/nats/nats.conf']);
+    expect(c.env).toContainEqual({ name: 'SERVER_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
+    expect(c.volumeMounts).toEqual([{ name: 'config', mountPath: '/etc/nats' }, { name: 'data', mountPath: '/data' }]);
+    const conf: string = byKind(objs, 'ConfigMap', 'sluice-nats').data['nats.conf'];
+    expect(conf).toMatch(/jetstream \{\n {2}store_dir: \/data\n\}/);
+    expect(conf).toContain('server_name: $SERVER_NAME');
+    for (let i = 0; i < 3; i++) expect(conf).toContain(`nats://sluice-nats-${i}.sluice-nats.data.svc:6222`);
+    const urls = [0, 1, 2].map((i) => `nats://sluice-nats-${i}.sluice-nats.data.svc:4222`).join(',');
+    expect(byKind(objs, 'ConfigMap', 'sluice-controller').data.SLUICE_BACKEND).toBe(urls);
+    expect(JSON.parse(byKind(objs, 'ConfigMap', 'scan').data['worker.json']).backend.url).toBe(urls);
+    // A single server has no cluster block; an explicit natsUrl wins over the rendered pods.
+    expect(byKind(renderKubernetes(local(), { natsCluster: 1 }), 'ConfigMap', 'sluice-nats').data['nats.conf']).not.toContain('cluster {');
+    expect(byKind(renderKubernetes(local(), { natsCluster: 3, natsUrl: URLS }), 'ConfigMap', 'sluice-controller').data.SLUICE_BACKEND).toBe(URLS);
+  });
+
+  it('render - bad NATS render options are SLUICE_INVALID_ARGUMENT naming the option', () => {
+    const cases: [RenderOptions, RegExp][] = [
+      [{ natsCluster: 2 }, /natsCluster must be 1, 3 or 5/],
+      [{ natsCluster: 0 }, /natsCluster must be 1, 3 or 5/],
+      [{ natsCluster: 7 }, /natsCluster must be 1, 3 or 5/],
+      [{ natsUrl: 'nats://a:4222,http://b' }, /natsUrl must be a nats:\/\/ or tls:\/\/ URL .*"http:\/\/b"/],
+      [{ natsUrl: 'nats://a:4222,' }, /natsUrl must be/],
+      [{ natsServers: [] }, /natsServers must be a non-empty list/],
+      [{ natsServers: ['nats://a:4222', 'b:4222'] }, /natsServers\[1\] must be/],
+      [{ natsUrl: URLS, natsServers: [URLS] }, /natsUrl or natsServers, not both/],
+    ];
+    for (const [o, re] of cases) expect(() => renderKubernetes(local(), o), JSON.stringify(o)).toThrow(expect.objectContaining({ code: 'SLUICE_INVALID_ARGUMENT', message: expect.stringMatching(re) }));
+  });
+
+  it('render - the CLI: sluice render k8s --nats-cluster 3 prints the NATS objects and wires sluice to them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-render-'));
+    try {
+      const file = join(dir, 'function.yaml');
+      writeFileSync(file, LOCAL);
+      const r = await run(['render', 'k8s', '-f', file, '--namespace', 'data', '--nats-cluster', '3']);
+      expect(r.code, r.stderr).toBe(0);
+      const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Any);
+      expect(docs.filter((d) => d.metadata.name === 'sluice-nats').map((d) => d.kind)).toEqual(['ConfigMap', 'Service', 'StatefulSet']);
+      expect(docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'sluice-controller')?.data.SLUICE_BACKEND).toContain('nats://sluice-nats-2.sluice-nats.data.svc:4222');
+      const bad = await run(['render', 'k8s', '-f', file, '--nats-cluster', '4']);
+      expect(bad.code).toBe(ExitCodes.invalid);
+      expect(bad.stderr).toContain('natsCluster must be 1, 3 or 5');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

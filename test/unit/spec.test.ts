@@ -61,6 +61,8 @@ const rules: [string, string, string, number, number, string][] = [
   ['object.events is not empty', withSpec('        events: []\n'), 'spec.triggers[0].object.events', 10, 9, 'must name at least one event type'],
   ['object.events does not repeat', withSpec('        events: [put, put]\n'), 'spec.triggers[0].object.events', 10, 9, 'must not repeat an event type'],
   ['object.inlineBodyMaxBytes is at most 4 MiB', withSpec('        inlineBodyMaxBytes: 99999999\n'), 'spec.triggers[0].object.inlineBodyMaxBytes', 10, 9, 'must be at most 4194304 (got 99999999)'],
+  ['object.replicas is at most 5', withSpec('        replicas: 6\n'), 'spec.triggers[0].object.replicas', 10, 9, 'must be at most 5 (got 6)'],
+  ['bindings[].replicas only on object and kv bindings', withSpec('  bindings:\n    - {name: f, kind: stream, resource: s, access: read, replicas: 3}\n'), 'spec.bindings[0].replicas', 11, 58, "applies to object and kv bindings only, not 'stream'"],
   ['stream.stream is a name', BASE.replace('- object:\n        bucket: uploads', '- stream:\n        stream: "a b"'), 'spec.triggers[0].stream.stream', 9, 9, 'must be a name'],
   ['http.path starts with /', BASE.replace('- object:\n        bucket: uploads', '- http:\n        path: hook'), 'spec.triggers[0].http.path', 9, 9, "must be a URL path starting with '/' (got \"hook\")"],
   ['http.methods are HTTP methods', BASE.replace('- object:\n        bucket: uploads', '- http:\n        path: /hook\n        methods: [FETCH]'), 'spec.triggers[0].http.methods[0]', 10, 19, 'must be one of GET, HEAD, POST, PUT, PATCH, DELETE'],

@@ -31,16 +31,19 @@ function specFiles(dir: string): string[] {
 /** Creates the buckets and streams a spec's trigger needs (dev convenience; production creates them explicitly). */
 async function ensureSources(backend: Backend, yaml: string): Promise<void> {
   const spec = loadFunctionSpec(yaml);
-  // Buckets the function's object bindings name, too (serve-object reads bucket `site`).
-  for (const b of spec.spec.bindings) if (b.kind === 'object') await backend.createBucket(b.resource, { shards: 4 });
-  // Tables its KV bindings name (geo-index writes `photos-by-place`).
-  for (const b of spec.spec.bindings)
+  const r = (replicas: number | undefined) => (replicas !== undefined ? { replicas } : {});
+  // Buckets the function's object bindings name, too (serve-object reads bucket `site`); tables its KV
+  // bindings name (geo-index writes `photos-by-place`).
+  for (const b of spec.spec.bindings) {
+    if (b.kind === 'object') await backend.createBucket(b.resource, { shards: 4, ...r(b.replicas) });
     if (b.kind === 'kv')
-      await backend.createTable(b.resource).catch((e: unknown) => {
+      await backend.createTable(b.resource, r(b.replicas)).catch((e: unknown) => {
         if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
       });
+  }
   for (const t of spec.spec.triggers) {
-    const trigger = t as { object?: { bucket: string }; stream?: { stream: string }; query?: { bucket: string } };
+    type Src = { replicas?: number | undefined };
+    const trigger = t as { object?: Src & { bucket: string }; stream?: Src & { stream: string }; query?: Src & { bucket: string } };
     // A bucket made beforehand (e.g. `sluice objects mb uploads --shards 8`) is kept as it is.
     if (trigger.object) {
       const bucket = trigger.object.bucket;
@@ -51,13 +54,13 @@ async function ensureSources(backend: Backend, yaml: string): Promise<void> {
           throw e;
         },
       );
-      if (!exists) await backend.createBucket(bucket, { shards: 4 });
+      if (!exists) await backend.createBucket(bucket, { shards: 4, ...r(trigger.object.replicas) });
     }
-    if (trigger.query) await backend.createBucket(trigger.query.bucket, { shards: 4 });
+    if (trigger.query) await backend.createBucket(trigger.query.bucket, { shards: 4, ...r(trigger.query.replicas) });
     if (trigger.stream)
       await backend
         .streams()
-        .create(trigger.stream.stream, { shards: 4 })
+        .create(trigger.stream.stream, { shards: 4, ...r(trigger.stream.replicas) })
         .catch((e: unknown) => {
           if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
         });

@@ -40,9 +40,10 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .option('--value <:name=value>', 'placeholder value (repeatable)', collect, [])
     .option('--condition <expr>', 'only if this condition holds')
     .option('--create', 'create the table when missing')
-    .action(async (table: string, key: string, json: string | undefined, o: { set: string[]; update?: string; value: string[]; condition?: string; create?: boolean }) => {
+    .option('--replicas <n>', 'with --create: copies kept, 1-5 (NATS: JetStream replicas; default 3 on a cluster, else 1; local: ignored)', intArg(0))
+    .action(async (table: string, key: string, json: string | undefined, o: { set: string[]; update?: string; value: string[]; condition?: string; create?: boolean; replicas?: number }) => {
       await withBackend(g(), async (b) => {
-        if (o.create) await b.createTable(table);
+        if (o.create) await b.createTable(table, o.replicas !== undefined ? { replicas: o.replicas } : {});
         const t = await b.kv(table);
         const values = Object.fromEntries(o.value.map((v) => [v.slice(0, v.indexOf('=')), parseValue(v.slice(v.indexOf('=') + 1))])) as Record<string, never>;
         const cond = o.condition ? { condition: { expr: o.condition, values } } : {};

@@ -152,9 +152,12 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .argument('<bucket>')
     .option('--shards <n>', 'shards of its change stream (fixed at creation)', intArg(1), 8)
     .option('--index <field>', 'a field `sluice query` finds without scanning, e.g. mtime or has_ssn (repeatable; fixed at creation)', collect, [])
-    .action(async (bucket: string, opts: { shards: number; index: string[] }) => {
+    .option('--replicas <n>', 'copies kept, 1-5 (NATS: JetStream replicas, fixed at creation; default 3 on a cluster, else 1; local: ignored)', intArg(0))
+    .action(async (bucket: string, opts: { shards: number; index: string[]; replicas?: number }) => {
       const shards = opts.shards;
-      const info = await withBackend(g(), (b) => b.createBucket(bucket, { shards, ...(opts.index.length > 0 ? { indexes: opts.index } : {}) }));
+      const info = await withBackend(g(), (b) =>
+        b.createBucket(bucket, { shards, ...(opts.index.length > 0 ? { indexes: opts.index } : {}), ...(opts.replicas !== undefined ? { replicas: opts.replicas } : {}) }),
+      );
       out(g(), info, () => `bucket ${info.name}: ${info.shards} shards, change stream ${info.changeStream}${info.indexes.length > 0 ? `, indexes ${info.indexes.join(', ')}` : ''}`);
     });
   objects

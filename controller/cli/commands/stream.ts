@@ -11,12 +11,13 @@ export function register(program: Command, g: () => GlobalOptions): void {
     .argument('<data...>')
     .option('--key <partitionKey>', 'partition key (default: the data itself)')
     .option('--create <shards>', 'create the stream with this many shards when missing', intArg(1))
-    .action(async (name: string, data: string[], o: { key?: string; create?: number }) => {
+    .option('--replicas <n>', 'with --create: copies kept, 1-5 (NATS: JetStream replicas; default 3 on a cluster, else 1; local: ignored)', intArg(0))
+    .action(async (name: string, data: string[], o: { key?: string; create?: number; replicas?: number }) => {
       let lines = data;
       if (data.length === 1 && data[0] === '-') lines = (await new Response(process.stdin as unknown as ReadableStream).text()).split('\n').filter(Boolean);
       await withBackend(g(), async (b) => {
         const s = b.streams();
-        if (o.create !== undefined) await s.create(name, { shards: o.create });
+        if (o.create !== undefined) await s.create(name, { shards: o.create, ...(o.replicas !== undefined ? { replicas: o.replicas } : {}) });
         const res = await s.putRecords(name, lines.map((d) => ({ data: d, partitionKey: o.key ?? d })));
         out(g(), res, () => res.map((r, i) => (r.ok ? `record ${i} → shard ${r.shard} seq ${r.seq}` : `record ${i} failed: ${r.error.message}`)).join('\n'));
         if (res.some((r) => !r.ok)) process.exitCode = ExitCodes.invalid;
