@@ -13,7 +13,10 @@ import { openStateTable, readCounters, StateKeys } from '../../runtime/state.ts'
 import { QueryScheduler, runStreamName, type QueryRun } from '../../runtime/triggers/query.ts';
 import { Worker } from '../../runtime/worker.ts';
 import { forEachBackend, tn, type BackendContext } from '../conformance/backends.ts';
-import { readShard, until } from '../support/poll.ts';
+import { readShard, until as poll } from '../support/poll.ts';
+
+/** Polls every 50 ms (these tests race retries of a few hundred ms). */
+const until = (what: string, pred: () => Promise<boolean>, ms = 30_000) => poll(what, pred, ms, 50);
 
 const quiet = pino({ level: process.env.SLUICE_TEST_LOG ?? 'silent' });
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));

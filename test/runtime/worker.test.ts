@@ -9,7 +9,10 @@ import { openStateTable, readCounters } from '../../runtime/state.ts';
 import { Worker } from '../../runtime/worker.ts';
 import type { WorkerOptions } from '../../runtime/worker-options.ts';
 import { forEachBackend, tn, type BackendContext } from '../conformance/backends.ts';
-import { until } from '../support/poll.ts';
+import { until as poll } from '../support/poll.ts';
+
+/** Polls every 50 ms (these tests race retries of a few hundred ms). */
+const until = (what: string, pred: () => Promise<boolean>, ms = 30_000) => poll(what, pred, ms, 50);
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const quiet = pino({ level: process.env.SLUICE_TEST_LOG ?? 'silent' });
