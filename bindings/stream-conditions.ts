@@ -2,7 +2,7 @@
  * The one check of a record's append condition ({@link PutRecord.ifLastSeq}), shared by every backend so
  * that a malformed condition is the same per-record error everywhere.
  */
-import type { PutRecord } from './types.ts';
+import type { PutRecord, StreamBinding, StreamRecord } from './types.ts';
 
 /** The record's `ifLastSeq` (undefined: no condition), or the per-record error of a malformed one. */
 export function resolveIfLastSeq(name: string, i: number, r: PutRecord): { ok: true; ifLastSeq: number | undefined } | { ok: false; error: { code: string; message: string } } {
@@ -38,4 +38,14 @@ export function resolveDedupeId(name: string, i: number, r: PutRecord): { ok: tr
   if (typeof v !== 'string' || v.length === 0 || v.length > MAX_DEDUPE_ID_CHARS || !/^[\x21-\x7e]+$/.test(v))
     return { ok: false, error: { code: 'SLUICE_INVALID_ARGUMENT', message: `putRecords '${name}' record ${i}: dedupeId must be 1..${MAX_DEDUPE_ID_CHARS} printable ASCII characters, got ${JSON.stringify(v).slice(0, 80)}` } };
   return { ok: true, dedupeId: v };
+}
+
+/**
+ * The last record of shard 0 of a one-shard stream, or undefined when the shard holds none: what an
+ * appender chaining its appends with `ifLastSeq` reads first (the cron ticker, the query scheduler).
+ */
+export async function lastRecordOfShard0(streams: StreamBinding, stream: string): Promise<StreamRecord | undefined> {
+  const b = (await streams.info(stream)).bounds[0];
+  if (b === undefined || b.first > b.last) return undefined;
+  return (await streams.getRecords({ stream, shard: 0, seq: b.last }, { limit: 1 })).records[0];
 }

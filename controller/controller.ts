@@ -27,7 +27,7 @@ import {
 import { desiredReplicas } from './autoscaler.ts';
 import { ControllerMetrics } from './metrics.ts';
 import type { ControlPlane, FunctionStatus, InvokeEvent, LogLine, ShardStatus } from './control-plane.ts';
-import type { Driver } from './driver.ts';
+import type { Driver, RolloutPhases } from './driver.ts';
 import type { ScalerSource } from './grpc/scaler.ts';
 import { loadFunctionSpec, toWorkerOptions, type FunctionSpec } from './spec/index.ts';
 
@@ -159,7 +159,8 @@ export class Controller implements ControlPlane, ScalerSource {
     await this.#o.driver.close();
   }
 
-  async #adopt(stored: Stored): Promise<Runtime> {
+  /** Makes `stored` the running revision; `applying` is a driver rollout started already (deploy's early boot). */
+  async #adopt(stored: Stored, applying?: Promise<RolloutPhases | void>): Promise<RolloutPhases | void> {
     const spec = loadFunctionSpec(stored.yaml);
     const name = spec.metadata.name;
     const prev = this.#fns.get(name);
@@ -177,12 +178,12 @@ export class Controller implements ControlPlane, ScalerSource {
       appliedRevision: 0,
     };
     this.#fns.set(name, rt);
-    await this.#o.driver.apply(spec, stored.specDir);
+    const phases = await (applying ?? this.#o.driver.apply(spec, stored.specDir));
     rt.appliedRevision = stored.revision;
     const initial = stored.pinned ?? Math.max(spec.spec.scaling.minReplicas, 1);
     await this.#scaleTo(name, initial);
     rt.replicas = initial;
-    return rt;
+    return phases;
   }
 
   /** Tells the driver and publishes the live count for the workers (state table), in that order. */
@@ -227,13 +228,21 @@ export class Controller implements ControlPlane, ScalerSource {
     // The same spec and code again (e.g. `sluice dev` restarting) is not a new revision and keeps a pinned scale.
     if (cur && cur.yaml === specYaml && cur.specDir === dir && cur.codeHash === codeHash && this.#fns.has(name)) return { name, revision: cur.revision };
     // Load the handler in a sandbox process first: a module that does not load is refused here, and
-    // whatever runs now (the previous revision) keeps running.
+    // whatever runs now (the previous revision) keeps running. A running function's new workers boot
+    // meanwhile (the sandbox is their gate): both take most of a reload, so they overlap.
     const t0 = Date.now();
+    const running = this.#fns.get(name);
+    const check = checkHandlerLoads(o.module, { function: name, env: process.env, ...(this.#o.loadTimeoutMs !== undefined ? { timeoutMs: this.#o.loadTimeoutMs } : {}) });
+    let sandboxMs = 0;
+    void check.then(() => (sandboxMs = Date.now() - t0), () => undefined);
+    const applying = running !== undefined && running.replicas >= 1 ? this.#o.driver.apply(spec, dir, { gate: check }) : undefined;
+    // Awaited below (in #adopt, or on refusal); a rejection meanwhile must not count as unhandled.
+    applying?.catch(() => undefined);
     try {
-      await checkHandlerLoads(o.module, { function: name, env: process.env, ...(this.#o.loadTimeoutMs !== undefined ? { timeoutMs: this.#o.loadTimeoutMs } : {}) });
+      await check;
     } catch (e) {
+      await applying?.catch(() => undefined);
       // A refused reload of a running function shows in its status; the running revision stays.
-      const running = this.#fns.get(name);
       if (running) {
         const at = new Date().toISOString();
         running.errors.unshift({ at, message: `revision ${running.stored.revision} keeps running; the new code was refused: ${(e as Error).message}` });
@@ -245,11 +254,38 @@ export class Controller implements ControlPlane, ScalerSource {
     }
     const revision = (cur?.revision ?? 0) + 1;
     const stored: Stored = { yaml: specYaml, specDir: dir, revision, codeHash };
-    const t1 = Date.now();
+    const before = running ? await this.#epochs(name, running.shards.length) : [];
     await this.#table.putItem(name, encodeStored(stored));
-    await this.#adopt(stored);
-    this.#o.onEvent?.({ function: name, message: `deployed revision ${revision} (sandbox load ${t1 - t0} ms, rollout ${Date.now() - t1} ms)` });
+    const phases = await this.#adopt(stored, applying);
+    const took = Object.entries({ 'sandbox load': sandboxMs, ...(phases ?? {}) }).map(([k, v]) => `${k} +${v} ms`);
+    this.#o.onEvent?.({ function: name, message: `deployed revision ${revision} (${took.join(', ')}; rollout ${Date.now() - t0} ms)` });
+    if (before.length > 0) void this.#reportTakeover(name, revision, before, t0);
     return { name, revision };
+  }
+
+  /** The lease epoch of each shard of `fn` (0 for a shard never leased). */
+  async #epochs(fn: string, shards: number): Promise<number[]> {
+    return Promise.all(Array.from({ length: shards }, async (_, s) => (await this.#state.lease(fn, s))?.epoch ?? 0));
+  }
+
+  /**
+   * Reports when the new revision's workers hold every shard (each lease live with a newer epoch than
+   * before the deploy): the last step of a reload before new code handles records, watched in the
+   * background (25 ms polls, 30 s at most) so that a deploy returns as soon as the rollout is done.
+   */
+  async #reportTakeover(fn: string, revision: number, before: number[], t0: number): Promise<void> {
+    const end = Date.now() + 30_000;
+    while (!this.#closed && Date.now() < end && this.#fns.get(fn)?.stored.revision === revision) {
+      const taken = await Promise.all(before.map(async (e, s) => {
+        const l = await this.#state.lease(fn, s);
+        return l !== undefined && l.owner !== '' && l.epoch > e && l.expiresAt > Date.now();
+      })).catch(() => []);
+      if (taken.length === before.length && taken.every(Boolean)) {
+        this.#o.onEvent?.({ function: fn, message: `revision ${revision} owns all ${before.length} shards, ${Date.now() - t0} ms after the sandbox load began` });
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
 
   async remove(name: string): Promise<boolean> {

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { BindingError } from '../bindings/errors.ts';
 import { nodeArgs, type WorkerOptions } from '../runtime/index.ts';
 import { creditsPerReplica } from './autoscaler.ts';
-import type { Driver, WorkloadStatus } from './driver.ts';
+import type { ApplyOptions, Driver, RolloutPhases, WorkloadStatus } from './driver.ts';
 import type { LogLine } from './control-plane.ts';
 import { toLogLine } from './log-lines.ts';
 import { toWorkerOptions, type FunctionSpec } from './spec/index.ts';
@@ -72,6 +72,8 @@ interface Replica {
   signals: boolean;
   rescalePending: boolean;
   stopping: boolean;
+  /** Called when the worker says it drained and released its leases (its `drained` line) while stopping. */
+  onDrained: (() => void) | undefined;
   exited: Promise<void>;
   timer: NodeJS.Timeout | undefined;
 }
@@ -118,7 +120,7 @@ export class LocalDriver implements Driver {
     this.events.setMaxListeners(0);
   }
 
-  async apply(spec: FunctionSpec, specDir: string): Promise<void> {
+  async apply(spec: FunctionSpec, specDir: string, ao: ApplyOptions = {}): Promise<RolloutPhases | void> {
     const name = spec.metadata.name;
     const localDir = this.#o.localDir;
     const options = (ordinal: number, replicas: number): WorkerOptions => {
@@ -128,17 +130,39 @@ export class LocalDriver implements Driver {
     options(0, 1); // validate now: a bad spec must fail the deploy, not the workers
     const prev = this.#workloads.get(name);
     const w: Workload = { name, options, maxBatchesInFlight: spec.spec.scaling.maxBatchesInFlight, replicas: new Map(), desired: 0, logs: prev?.logs ?? [], lastError: prev?.lastError, restarts: 0 };
-    if (prev) {
-      // A new revision: the new workers boot while the old ones keep handling records (booting —
-      // loader, backend, handler threads — is most of a reload); then the old ones drain, commit and
-      // release their leases, and the new ones are woken to take the shards at once.
-      w.desired = prev.desired;
-      for (let i = 0; i < prev.desired; i++) this.#start(w, i);
-      await this.#booted(w, this.#o.bootWaitMs);
-      await this.#stopAll(prev);
+    if (!prev) {
+      await ao.gate;
       this.#workloads.set(name, w);
+      return;
+    }
+    // A new revision: the new workers boot while the old ones keep handling records (booting — loader,
+    // backend, handler threads — is most of a reload), and while the controller's sandbox loads the new
+    // code (the gate); then the old ones drain, commit and release their leases, and each release wakes
+    // the new ones, which take the shards at once (not when the old process has closed and exited).
+    const t0 = Date.now();
+    let bootMs = 0;
+    w.desired = prev.desired;
+    for (let i = 0; i < prev.desired; i++) this.#start(w, i);
+    try {
+      await Promise.all([this.#booted(w, this.#o.bootWaitMs).then(() => (bootMs = Date.now() - t0)), ao.gate]);
+    } catch (e) {
+      // Refused (the sandbox did not load it): its workers go, the running revision stays as it was.
+      await this.#stopAll(w);
+      for (const r of prev.replicas.values()) this.#writePid(prev, r);
+      throw e;
+    }
+    const t1 = Date.now();
+    let releasedMs: number | undefined;
+    const wake = () => {
+      releasedMs ??= Date.now() - t1;
       for (const r of w.replicas.values()) this.#rescale(w, r);
-    } else this.#workloads.set(name, w);
+    };
+    for (const r of prev.replicas.values()) r.onDrained = wake;
+    await this.#stopAll(prev);
+    const exitMs = Date.now() - t1;
+    this.#workloads.set(name, w);
+    for (const r of w.replicas.values()) this.#rescale(w, r);
+    return { 'new workers ready': bootMs, 'waited for the sandbox': t1 - t0 - bootMs, 'old drained and released': releasedMs ?? exitMs, 'old exited': exitMs };
   }
 
   /** Resolves when every replica of `w` is ready (or has exited), or after `timeoutMs`. */
@@ -265,7 +289,7 @@ export class LocalDriver implements Driver {
   }
 
   #start(w: Workload, ordinal: number): void {
-    const r: Replica = { ordinal, httpPort: undefined, proc: undefined, ready: false, restarts: 0, streak: 0, startedAt: 0, signals: false, rescalePending: false, stopping: false, exited: Promise.resolve(), timer: undefined };
+    const r: Replica = { ordinal, httpPort: undefined, proc: undefined, ready: false, restarts: 0, streak: 0, startedAt: 0, signals: false, rescalePending: false, stopping: false, onDrained: undefined, exited: Promise.resolve(), timer: undefined };
     w.replicas.set(ordinal, r);
     this.#spawn(w, r);
   }
@@ -302,7 +326,7 @@ export class LocalDriver implements Driver {
     r.ready = false;
     r.signals = false;
     r.startedAt = Date.now();
-    if (proc.pid !== undefined) writeFileSync(files.pid, JSON.stringify({ pid: proc.pid, function: w.name, ordinal: r.ordinal, generation: this.#o.generation } satisfies PidFile), { mode: 0o600 });
+    this.#writePid(w, r);
     proc.stdin!.on('error', () => undefined);
     // stdout carries the worker's events (signals, ready) and whatever handlers print (console.log); stderr
     // its pino lines and anything else written there. Both are kept, by line.
@@ -326,7 +350,8 @@ export class LocalDriver implements Driver {
           r.rescalePending = false;
           proc.kill('SIGUSR2');
         }
-      } else if (l.startsWith('{"event":"ready"')) {
+      } else if (l.startsWith('{"event":"drained"')) r.onDrained?.();
+      else if (l.startsWith('{"event":"ready"')) {
         r.ready = true;
         const port = (JSON.parse(l) as { httpPort?: unknown }).httpPort;
         r.httpPort = typeof port === 'number' ? port : undefined;
@@ -340,7 +365,8 @@ export class LocalDriver implements Driver {
       proc.once('exit', (code, signal) => {
         r.ready = false;
         this.events.emit('exit', w.name, r.ordinal, code ?? signal);
-        if (r.stopping || this.#closed) rmSync(files.pid, { force: true });
+        // During a rollout the new worker of this ordinal has written the pid file already: keep its.
+        if ((r.stopping || this.#closed) && readPid(files.pid) === proc.pid) rmSync(files.pid, { force: true });
         if (!r.stopping && !this.#closed) {
           // Crashed or killed: restart with backoff so a crash loop cannot spin the machine; a worker
           // that had run healthily for a while starts a new streak (kills 25 s apart must not reach 30 s).
@@ -358,6 +384,13 @@ export class LocalDriver implements Driver {
         resolve();
       }),
     );
+  }
+
+  /** Writes the pid file of a running replica (a new worker of the same ordinal overwrites it during a rollout). */
+  #writePid(w: Workload, r: Replica): void {
+    const pid = r.proc?.pid;
+    if (pid === undefined || r.proc?.exitCode !== null) return;
+    writeFileSync(this.#files(w, r.ordinal).pid, JSON.stringify({ pid, function: w.name, ordinal: r.ordinal, generation: this.#o.generation } satisfies PidFile), { mode: 0o600 });
   }
 
   #rescale(w: Workload, r: Replica): void {
@@ -427,6 +460,15 @@ function isSluiceWorker(pid: number): boolean {
   } catch {
     // No /proc (macOS): the pid is alive; trust the pid file.
     return true;
+  }
+}
+
+/** The pid a pid file names, or undefined when it is gone or unreadable. */
+function readPid(file: string): number | undefined {
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')) as PidFile).pid;
+  } catch {
+    return undefined;
   }
 }
 

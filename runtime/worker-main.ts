@@ -113,7 +113,11 @@ function config(): WorkerOptions {
 }
 
 try {
-  worker = await Worker.start(config(), { onFenced: () => requestStop('fenced by a newer platform') });
+  worker = await Worker.start(config(), {
+    onFenced: () => requestStop('fenced by a newer platform'),
+    // Leases released: the driver wakes the next owners now, not when this process has exited.
+    onDrained: () => process.stdout.write(`${JSON.stringify({ event: 'drained', pid: process.pid })}\n`),
+  });
 } catch (e) {
   // One pino-shaped JSON line, so the driver shows it as the worker's error (status, logs), with the stack.
   const { serializeError } = await import('../bindings/errors.ts');

@@ -53,6 +53,13 @@ export interface WorkerHooks {
    * stopped owning shards and should exit (worker-main stops and exits). @default stop the worker
    */
   onFenced?: () => void;
+  /**
+   * Called once by `stop()` when the batches in flight have committed and the leases are released,
+   * before handler threads and the backend close (which takes hundreds of ms): the local driver wakes the
+   * shards' next owners then — a reload's new workers — instead of when this process has exited.
+   * @default none
+   */
+  onDrained?: () => void;
 }
 
 export class Worker {
@@ -71,6 +78,8 @@ export class Worker {
   #runners = new Map<number, ShardRunner>();
   #loop: Promise<void> = Promise.resolve();
   #wake: (() => void) | undefined;
+  /** A wake-up asked while a round ran (no sleep to cut short): the next sleep is skipped. */
+  #wakeAsked = false;
   #http: { server: Server; port: number } | undefined;
   #ticker: CronTicker | undefined;
   #scheduler: QueryScheduler | undefined;
@@ -224,7 +233,17 @@ export class Worker {
     if (batchesInFlight !== undefined) this.#deps?.credits.resize(batchesInFlight);
     this.#replicas = replicas;
     this.#ordinal = ordinal;
-    this.#wake?.();
+    this.#wakeUp();
+  }
+
+  /**
+   * Cuts the ownership loop's sleep short — or, when a round is running, makes the next sleep zero: a
+   * wake-up that arrived mid-round (a rescale, a released lease during a reload) was lost before, and the
+   * shards it was about waited a whole ttl/3 (3.3 s with the default lease).
+   */
+  #wakeUp(): void {
+    if (this.#wake) this.#wake();
+    else this.#wakeAsked = true;
   }
 
   /** Keeps the owned set equal to assign(): acquires, renews and releases leases every ttl/3. */
@@ -238,9 +257,13 @@ export class Worker {
       }
       this.metrics.ownedShards.set(this.#runners.size);
       this.metrics.slotsInUse.set(this.#runner?.occupancy.inUse ?? 0);
+      if (this.#wakeAsked) {
+        this.#wakeAsked = false;
+        continue;
+      }
       await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        setTimeout(resolve, Math.max(100, Math.floor(o.leaseTtlMs / 3)));
+        const t = setTimeout(resolve, Math.max(100, Math.floor(o.leaseTtlMs / 3)));
+        this.#wake = () => (clearTimeout(t), resolve());
       });
       this.#wake = undefined;
     }
@@ -322,6 +345,7 @@ export class Worker {
       await Promise.all([...this.#runners.values()].map((r) => r.stop()));
       await Promise.all([...this.#runners.values()].filter((r) => r.state !== 'lost').map((r) => this.#leases!.release(r.lease).catch(() => undefined)));
       this.#runners.clear();
+      this.#hooks.onDrained?.();
       return true;
     })();
     const clean = await Promise.race([drain, sleep(this.options.shutdownGraceMs).then(() => false)]);

@@ -1,19 +1,20 @@
 /**
  * The Kubernetes driver: a function is a ConfigMap + headless Service + StatefulSet (rendered by
- * `render.ts`), its replica count is the StatefulSet's scale subresource. Writes are plain GET then
+ * `render.ts`), plus a KEDA ScaledObject when its spec says `autoscaler: keda`; its replica count is
+ * the StatefulSet's scale subresource (written by KEDA's HPA instead for a KEDA function). Writes are plain GET then
  * create (POST) or replace (PUT, carrying the resourceVersion read), so a concurrent writer makes the
  * replace fail with 409 instead of being overwritten; the controller's next reconcile retries.
  *
  * `close()` releases nothing on the cluster on purpose: workers keep running while the controller
  * restarts, which is the point of running them as StatefulSets.
  */
-import { ApiException, AppsV1Api, CoreV1Api, KubeConfig, type V1ConfigMap, type V1Pod, type V1Secret, type V1Service, type V1StatefulSet } from '@kubernetes/client-node';
+import { ApiException, AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type V1ConfigMap, type V1Pod, type V1Secret, type V1Service, type V1StatefulSet } from '@kubernetes/client-node';
 import { SluiceError } from '../../bindings/errors.ts';
 import type { LogLine } from '../control-plane.ts';
 import type { Driver, WorkloadStatus } from '../driver.ts';
 import { podLogs } from './pod-logs.ts';
 import type { FunctionSpec } from '../spec/types.ts';
-import { FunctionLabel, PodIndexLabel, renderFunction, workerSecretName, type RenderOptions } from './render.ts';
+import { FunctionLabel, PodIndexLabel, renderFunction, workerSecretName, type Manifest, type RenderOptions } from './render.ts';
 import { validateManifest } from './validate.ts';
 
 /** Options of {@link KubernetesDriver}. */
@@ -88,13 +89,19 @@ interface Resource<T> {
 
 type Meta = { metadata?: { name?: string; resourceVersion?: string } };
 
+/** KEDA's ScaledObject as the API serves it (a custom resource: the client has no model for it). */
+type ScaledObjectBody = Manifest & Meta;
+
+/** Where KEDA's ScaledObjects live in the API. */
+const KedaScaledObjects = { group: 'keda.sh', version: 'v1alpha1', plural: 'scaledobjects' } as const;
+
 export class KubernetesDriver implements Driver {
   readonly kind = 'kubernetes';
   readonly namespace: string;
   readonly #o: KubernetesDriverOptions;
   readonly #apps: AppsV1Api;
   readonly #core: CoreV1Api;
-  readonly #res: { configMap: Resource<V1ConfigMap>; secret: Resource<V1Secret>; service: Resource<V1Service>; statefulSet: Resource<V1StatefulSet> };
+  readonly #res: { configMap: Resource<V1ConfigMap>; secret: Resource<V1Secret>; service: Resource<V1Service>; statefulSet: Resource<V1StatefulSet>; scaledObject: Resource<ScaledObjectBody> };
   #closed = false;
   readonly #kc: KubeConfig;
 
@@ -117,6 +124,8 @@ export class KubernetesDriver implements Driver {
     const w = { fieldManager: options.fieldManager ?? 'sluice-controller', fieldValidation: 'Strict' };
     const core = this.#core;
     const apps = this.#apps;
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const keda = { ...KedaScaledObjects, namespace };
     this.#res = {
       configMap: {
         kind: 'configmap',
@@ -146,6 +155,13 @@ export class KubernetesDriver implements Driver {
         replace: (name, body) => apps.replaceNamespacedStatefulSet({ name, namespace, body, ...w }),
         // Background: the pods go with the StatefulSet (each still gets its SIGTERM grace).
         delete: (name) => apps.deleteNamespacedStatefulSet({ name, namespace, propagationPolicy: 'Background' }),
+      },
+      scaledObject: {
+        kind: 'scaledobject',
+        read: (name) => custom.getNamespacedCustomObject({ ...keda, name }) as Promise<ScaledObjectBody>,
+        create: (body) => custom.createNamespacedCustomObject({ ...keda, body, ...w }) as Promise<ScaledObjectBody>,
+        replace: (name, body) => custom.replaceNamespacedCustomObject({ ...keda, name, body, ...w }) as Promise<ScaledObjectBody>,
+        delete: (name) => custom.deleteNamespacedCustomObject({ ...keda, name }),
       },
     };
   }
@@ -184,13 +200,14 @@ export class KubernetesDriver implements Driver {
     }
   }
 
-  /** Deletes the object; false when it was not there. */
-  async #delete(r: Resource<unknown>, name: string): Promise<boolean> {
+  /** Deletes the object; false when it was not there (404, or one of the statuses in `absentIf`). */
+  async #delete(r: Resource<unknown>, name: string, absentIf: number[] = []): Promise<boolean> {
     try {
       await r.delete(name);
       return true;
     } catch (e) {
-      if (httpStatus(e) === 404) return false;
+      const status = httpStatus(e);
+      if (status === 404 || (status !== undefined && absentIf.includes(status))) return false;
       throw toKubernetesError(e, 'delete', this.#name(r, name));
     }
   }
@@ -214,6 +231,10 @@ export class KubernetesDriver implements Driver {
     else await this.#delete(this.#res.secret, workerSecretName(name));
     await this.#upsert(this.#res.service, wire<V1Service>(m.service));
     await this.#upsert(this.#res.statefulSet, wire<V1StatefulSet>(m.statefulSet));
+    // After the StatefulSet it targets. A spec that no longer asks for KEDA drops its ScaledObject;
+    // a cluster without KEDA (404: no such resource) or whose Role has no rule for it (403) never had one of ours.
+    if (m.scaledObject) await this.#upsert(this.#res.scaledObject, m.scaledObject as ScaledObjectBody);
+    else await this.#delete(this.#res.scaledObject, name, [403]);
   }
 
   async scale(name: string, replicas: number): Promise<void> {
@@ -232,9 +253,11 @@ export class KubernetesDriver implements Driver {
 
   async remove(name: string): Promise<boolean> {
     this.#check();
+    // The ScaledObject first: KEDA must stop scaling a StatefulSet that is going away.
+    const keda = await this.#delete(this.#res.scaledObject, name, [403]);
     const had = await this.#delete(this.#res.statefulSet, name);
     const rest = await Promise.all([this.#delete(this.#res.service, name), this.#delete(this.#res.configMap, name), this.#delete(this.#res.secret, workerSecretName(name))]);
-    return had || rest.some(Boolean);
+    return had || keda || rest.some(Boolean);
   }
 
   async status(name: string): Promise<WorkloadStatus | undefined> {

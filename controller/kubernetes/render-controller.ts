@@ -148,6 +148,8 @@ export function renderController(backend: BackendSpec = { kind: 'local', dir: Co
         { apiGroups: [''], resources: ['configmaps', 'services'], verbs: write },
         // Only for worker.json of functions whose backend needs a token.
         { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'update', 'delete'] },
+        // The ScaledObject of a function whose spec says `autoscaler: keda` (the driver applies it).
+        { apiGroups: ['keda.sh'], resources: ['scaledobjects'], verbs: ['get', 'create', 'update', 'delete'] },
       ],
     },
     {

@@ -47,7 +47,8 @@ function scaledObjectSchema(): z.ZodType {
   return z.strictObject({
     apiVersion: z.literal('keda.sh/v1alpha1'),
     kind: z.literal('ScaledObject'),
-    metadata: z.strictObject({ name: str, namespace: str.optional(), labels: labels.optional(), annotations: labels.optional() }),
+    // resourceVersion: the driver's replace carries the one it read (optimistic concurrency).
+    metadata: z.strictObject({ name: str, namespace: str.optional(), labels: labels.optional(), annotations: labels.optional(), resourceVersion: str.optional() }),
     spec: z.strictObject({
       scaleTargetRef: z.strictObject({ apiVersion: str.optional(), kind: str.optional(), name: str }),
       minReplicaCount: count.optional(),

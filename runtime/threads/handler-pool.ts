@@ -4,12 +4,8 @@
  * Nothing but slot numbers and statuses cross postMessage.
  *
  * Dispatch (`dispatch`):
- * - `'ring'` (default): each thread runs ONE long-lived piscina task, a loop taking (slot, ticket)
- *   entries from a SharedArrayBuffer ring (runtime/handoff/ring.ts) and waiting on it with
- *   `Atomics.waitAsync` when empty; it signals a completion by the slot's state word plus a shared
- *   counter that the main thread `waitAsync`s on. No message crosses per batch; piscina keeps thread
- *   lifecycle (start, replace, terminate). A timeout terminates the thread through the abort signal
- *   of its loop's task; a fresh loop is started on the replacement thread.
+ * - `'ring'` (default, runtime/threads/ring-dispatch.ts): each thread runs ONE long-lived piscina task,
+ *   a loop fed through a SharedArrayBuffer ring; no message crosses per batch.
  * - `'task'`: at most `threads × concurrentTasksPerThread` piscina tasks run at once; batches written
  *   while every place is taken wait in the pool's queue (bounded by the slots), and a freed place
  *   takes all of them (shared out evenly among free places) as ONE task, handled one after the other —
@@ -35,9 +31,9 @@ import type { BackendSpec } from '../backend-spec.ts';
 import type { BatchInput, BindingSpec } from '../batch-types.ts';
 import { writeBatch } from '../handoff/batch-writer.ts';
 import { readResults } from '../handoff/results-reader.ts';
-import { ringCapacity, ringPush, RingWord, ringWords, waitAsync } from '../handoff/ring.ts';
-import { resultsReserve, SLOT_HEADER_BYTES, SlotPhase, SlotPool, SlotWord, STARTED_GAVE_UP, STARTED_MS_UNSET, stateWord, unclaimed } from '../handoff/slots.ts';
+import { resultsReserve, SLOT_HEADER_BYTES, SlotPool, SlotWord } from '../handoff/slots.ts';
 import { TaskStatus, type HandlerTask, type HandlerThreadData } from './handler-thread.ts';
+import { RingDispatch, type DispatchUnit, type Pending } from './ring-dispatch.ts';
 
 /** pino levels accepted by `logLevel`. */
 export const LogLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -152,38 +148,9 @@ type PoolState = 'open' | 'closing' | 'closed';
 
 const BOOTSTRAP = fileURLToPath(new URL('./bootstrap.mjs', import.meta.url));
 
-/** A batch written into its slot, waiting for a thread or being handled. */
-interface Pending {
-  slot: number;
-  ticket: number;
-  batchId: string;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-  /** Queued since (then dispatched since): bounds the wait for its handler to start. */
-  sinceMs: number;
-  /** The piscina task (or ring loop) whose thread was, or is being, terminated with this batch on it. */
-  task: Task | Runner | undefined;
-  /** Why the pool gave up on it, when it did. */
-  gaveUp: 'running' | 'not-started' | 'aborted' | undefined;
-  resolve(status: number): void;
-  reject(err: Error): void;
-}
-
 /** One piscina task: the batches ready when a thread freed up, handled one after the other. */
-interface Task {
-  ac: AbortController;
+interface Task extends DispatchUnit {
   batches: Pending[];
-  /** The batch whose timeout or abort terminated the task's thread. */
-  culprit: Pending | undefined;
-}
-
-/** A ring loop: one long-lived piscina task on one thread. */
-interface Runner {
-  id: number;
-  ac: AbortController;
-  /** The batch whose timeout or abort terminated the loop's thread. */
-  culprit: Pending | undefined;
-  sinceMs: number;
 }
 
 /** A fixed set of handler threads fed through shared-memory slots. */
@@ -202,17 +169,8 @@ export class HandlerPool {
   readonly #startBoundMs: number;
   readonly #sweeper: NodeJS.Timeout;
   #state: PoolState = 'open';
-  // ── dispatch 'ring' ──
-  readonly #ring: Int32Array | undefined;
-  readonly #ringMask: number;
-  /** Batches pushed to the ring (taken or not), by slot. */
-  readonly #pushed = new Map<number, Pending>();
-  /** Live ring loops by id. */
-  readonly #runners = new Map<number, Runner>();
-  #nextRunner = 0;
-  #watching = false;
-  /** Loops that failed right after starting, in a row (backs their restart off). */
-  #startFailures = 0;
+  /** Dispatch 'ring' (undefined with 'task'). */
+  readonly #ring: RingDispatch | undefined;
 
   readonly #filesDir: string;
 
@@ -222,10 +180,9 @@ export class HandlerPool {
     this.#slots = new SlotPool({ slots: options.slots, slotBytes: options.slotBytes, acquireTimeoutMs: 2 ** 31 - 1 });
     this.#capacity = options.threads * options.concurrentTasksPerThread;
     const ring = options.dispatch === 'ring';
-    const capacity = ringCapacity(options.slots);
-    this.#ringMask = capacity - 1;
-    const ringBuffer = ring ? new SharedArrayBuffer(ringWords(capacity) * 4) : undefined;
-    this.#ring = ringBuffer === undefined ? undefined : new Int32Array(ringBuffer);
+    // Before the ring: its host reads it.
+    this.#startBoundMs = options.timeoutMs * Math.ceil(options.slots / this.#capacity) + 60_000;
+    this.#ring = ring ? this.#ringDispatch(options) : undefined;
     const workerData: HandlerThreadData = {
       buffer: this.#slots.buffer,
       slotBytes: options.slotBytes,
@@ -237,8 +194,8 @@ export class HandlerPool {
       logLevel: options.logLevel,
       epochMs: this.#epochMs,
       timeoutMs: options.timeoutMs,
-      ring: ringBuffer,
-      ringMask: this.#ringMask,
+      ring: this.#ring?.buffer,
+      ringMask: this.#ring?.mask ?? 0,
       filesDir,
     };
     this.#piscina = new Piscina<HandlerTask, number[]>({
@@ -258,11 +215,28 @@ export class HandlerPool {
     });
     // A thread dying between tasks is reported here (piscina replaces it); during a task, the task rejects.
     this.#piscina.on('error', () => {});
-    // A batch waits at most for every batch ahead of it, each up to its timeout.
-    this.#startBoundMs = options.timeoutMs * Math.ceil(options.slots / this.#capacity) + 60_000;
     // One coarse timer for every batch instead of one per batch: timeouts fire at most ~10% late.
     const every = Math.min(1000, Math.max(5, Math.floor(options.timeoutMs / 10)));
     this.#sweeper = setInterval(() => this.#sweep(), every).unref();
+  }
+
+  /** The ring dispatch, on this pool's slots and threads. */
+  #ringDispatch(options: ResolvedHandlerPoolOptions): RingDispatch {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- piscina is made after the ring (its workerData holds the ring)
+    const pool = this;
+    return new RingDispatch(options.slots, {
+      slots: this.#slots,
+      get piscina() {
+        return pool.#piscina;
+      },
+      concurrentTasksPerThread: options.concurrentTasksPerThread,
+      timeoutMs: options.timeoutMs,
+      // A batch waits at most for every batch ahead of it, each up to its timeout.
+      startBoundMs: this.#startBoundMs,
+      closed: () => this.#state === 'closed',
+      settle: (b, status, err) => this.#settle(b, status, err),
+      giveUp: (b, why) => this.#giveUp(b, why),
+    });
   }
 
   /**
@@ -286,7 +260,7 @@ export class HandlerPool {
     } finally {
       clearTimeout(timer);
     }
-    if (pool.#ring !== undefined) for (let i = 0; i < pool.options.threads; i++) pool.#startRunner();
+    pool.#ring?.startRunners(pool.options.threads);
     return pool;
   }
 
@@ -335,112 +309,10 @@ export class HandlerPool {
         p.onAbort = () => this.#giveUp(p, 'aborted');
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
-      if (this.#ring !== undefined) {
-        this.#pushed.set(slot, p);
-        if (this.#queue.length > 0 || !ringPush(this.#ring, this.#ringMask, slot, ticket)) this.#queue.push(p);
-        this.#watch();
-        return;
-      }
+      if (this.#ring !== undefined) return this.#ring.push(p);
       this.#queue.push(p);
       this.#pump();
     });
-  }
-
-  // ── dispatch 'ring' ──
-
-  /**
-   * Waits (Atomics.waitAsync on DONE) while batches are in the ring, settling those whose state word
-   * says done (or abandoned by their thread), and moving batches the full ring left queued into it.
-   */
-  #watch(): void {
-    const ring = this.#ring as Int32Array;
-    if (this.#watching) return;
-    while (this.#pushed.size > 0) {
-      const seen = Atomics.load(ring, RingWord.done);
-      this.#reap();
-      if (this.#pushed.size === 0) return;
-      const w = waitAsync(ring, RingWord.done, seen);
-      if (w.async) {
-        this.#watching = true;
-        void w.value.then(() => {
-          this.#watching = false;
-          this.#watch();
-        });
-        return;
-      }
-    }
-  }
-
-  #reap(): void {
-    const slots = this.#slots;
-    for (const b of this.#pushed.values()) {
-      const s = Atomics.load(slots.header(b.slot), SlotWord.state);
-      if (s === stateWord(b.ticket, SlotPhase.done)) this.#settle(b, TaskStatus.ok, undefined);
-      else if (s === stateWord(b.ticket, SlotPhase.abandoned) && b.gaveUp === undefined)
-        this.#settle(b, -1, new Error('the handler thread could not handle the batch (malformed message or results not writable)'));
-    }
-    const ring = this.#ring as Int32Array;
-    while (this.#queue.length > 0) {
-      const b = this.#queue[0] as Pending;
-      if (!ringPush(ring, this.#ringMask, b.slot, b.ticket)) break;
-      this.#queue.shift();
-    }
-  }
-
-  #startRunner(): void {
-    if (this.#state === 'closed') return;
-    const runner: Runner = { id: this.#nextRunner, ac: new AbortController(), culprit: undefined, sinceMs: Date.now() };
-    this.#nextRunner = (this.#nextRunner + 1) & 0x7fffffff;
-    this.#runners.set(runner.id, runner);
-    const task: HandlerTask = { runner: runner.id, concurrency: this.options.concurrentTasksPerThread };
-    this.#piscina.run(task, { signal: runner.ac.signal }).then(
-      () => this.#runnerEnded(runner, undefined),
-      (err: unknown) => this.#runnerEnded(runner, err ?? new Error('handler thread failed')),
-    );
-  }
-
-  /** A loop returned (STOP) or its thread died (crash, timeout kill, failed start): fail what it held, start another. */
-  #runnerEnded(runner: Runner, err: unknown): void {
-    this.#runners.delete(runner.id);
-    const why = err ?? new Error('handler thread stopped');
-    let held = 0;
-    for (const b of this.#pushed.values()) {
-      const h = this.#slots.header(b.slot);
-      if (Atomics.load(h, SlotWord.started) === b.ticket && Atomics.load(h, SlotWord.runner) === runner.id) {
-        held++;
-        b.task = runner;
-        this.#settle(b, -1, why);
-      }
-    }
-    if (err === undefined || this.#state === 'closed' || Atomics.load(this.#ring as Int32Array, RingWord.stop) !== 0) return;
-    // A loop that failed on its own within a second of starting (the function's load or init failed
-    // on a new thread): restart it with back-off; with no loop left, fail the batches waiting for one.
-    const failedAtStart = runner.culprit === undefined && held === 0 && Date.now() - runner.sinceMs < 1000;
-    this.#startFailures = failedAtStart ? this.#startFailures + 1 : 0;
-    if (failedAtStart && this.#runners.size === 0) for (const b of [...this.#pushed.values()]) if (this.#unstarted(b)) this.#settle(b, -1, why);
-    const delay = this.#startFailures === 0 ? 0 : Math.min(5000, 50 * 2 ** Math.min(this.#startFailures, 7));
-    if (delay === 0) this.#startRunner();
-    else setTimeout(() => this.#startRunner(), delay).unref();
-  }
-
-  /** Takes back a batch no thread has claimed (it will never run); false when a thread has. */
-  #unstarted(b: Pending): boolean {
-    const k = this.#queue.indexOf(b);
-    if (k >= 0) {
-      this.#queue.splice(k, 1);
-      return true;
-    }
-    const free = unclaimed(b.ticket);
-    return Atomics.compareExchange(this.#slots.header(b.slot), SlotWord.started, free, STARTED_GAVE_UP) === free;
-  }
-
-  /** Terminates the thread running `b` (through its loop's task); retried by the sweep until the loop is known. */
-  #kill(b: Pending): void {
-    const runner = this.#runners.get(Atomics.load(this.#slots.header(b.slot), SlotWord.runner));
-    if (runner === undefined) return; // the id is written right after the claim: the sweep tries again
-    b.task = runner;
-    runner.culprit ??= b;
-    runner.ac.abort();
   }
 
   /** Hands queued batches to free threads, sharing them out evenly among the free task places. */
@@ -479,7 +351,7 @@ export class HandlerPool {
   }
 
   #settle(b: Pending, status: number, err: unknown): void {
-    if (this.#ring !== undefined && !this.#pushed.delete(b.slot)) return; // settled already
+    if (this.#ring !== undefined && !this.#ring.forget(b)) return; // settled already
     if (b.onAbort !== undefined) b.signal?.removeEventListener('abort', b.onAbort);
     if (b.gaveUp === undefined) {
       if (err === undefined) return b.resolve(status);
@@ -516,8 +388,8 @@ export class HandlerPool {
     if (b.gaveUp !== undefined) return;
     b.gaveUp = why;
     if (this.#ring !== undefined) {
-      if (this.#unstarted(b)) this.#settle(b, -1, undefined);
-      else this.#kill(b);
+      if (this.#ring.unstarted(b)) this.#settle(b, -1, undefined);
+      else this.#ring.kill(b);
       return;
     }
     const task = b.task;
@@ -526,29 +398,14 @@ export class HandlerPool {
       this.#settle(b, -1, undefined);
       return;
     }
-    (task as Task).culprit ??= b;
+    task.culprit ??= b;
     task.ac.abort();
   }
 
   /** Gives up on batches whose handler ran past `timeoutMs`, or did not start within the start bound. */
   #sweep(): void {
     const now = Date.now();
-    if (this.#ring !== undefined) {
-      for (const b of [...this.#pushed.values()]) {
-        if (b.gaveUp !== undefined) {
-          this.#kill(b); // claimed but its loop's id was not yet written when given up on
-          continue;
-        }
-        const h = this.#slots.header(b.slot);
-        const ms = Atomics.load(h, SlotWord.startedMs);
-        if (Atomics.load(h, SlotWord.started) === b.ticket) {
-          if (ms !== STARTED_MS_UNSET && now - (this.#epochMs + ms) > this.options.timeoutMs) this.#giveUp(b, 'running');
-        } else if (now - b.sinceMs > this.#startBoundMs) this.#giveUp(b, 'not-started');
-      }
-      // Also moves batches a full ring left queued: threads skipping stale entries bump no DONE.
-      this.#reap();
-      return;
-    }
+    if (this.#ring !== undefined) return this.#ring.sweep(now, this.#epochMs);
     for (const b of this.#queue) if (now - b.sinceMs > this.#startBoundMs) this.#giveUp(b, 'not-started');
     for (const task of this.#tasks) {
       for (const b of task.batches) {
@@ -579,21 +436,11 @@ export class HandlerPool {
     if (how === 'timeout') {
       const closed = new BindingError('SLUICE_ABORTED', `handler pool of '${this.options.function}' closed before the batch ran`);
       this.#slots.rejectWaiters(closed);
-      if (ring !== undefined) {
-        Atomics.store(ring, RingWord.stop, 1);
-        for (const b of [...this.#pushed.values()])
-          if (this.#unstarted(b)) {
-            this.#pushed.delete(b.slot);
-            b.reject(closed);
-          }
-      }
+      ring?.stopNow(closed);
       for (const b of this.#queue.splice(0)) b.reject(closed);
       await this.#piscina.destroy();
     } else {
-      if (ring !== undefined) {
-        Atomics.store(ring, RingWord.stop, 1);
-        Atomics.notify(ring, RingWord.head);
-      }
+      ring?.stop();
       await this.#piscina.close();
     }
     // Every thread's bodies-as-files cache lives in here, terminated threads' too.

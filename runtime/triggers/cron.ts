@@ -13,6 +13,7 @@
 import { Cron } from 'croner';
 import type { Logger } from 'pino';
 import { BindingError } from '../../bindings/errors.ts';
+import { lastRecordOfShard0 } from '../../bindings/stream-conditions.ts';
 import type { StreamBinding } from '../../bindings/types.ts';
 
 /** Catch-up policy for instants that passed while no ticker ran (or while the previous tick was still running). */
@@ -146,11 +147,7 @@ export class CronTicker {
 
   /** The last tick of the stream: its sequence (0: none) and instant. */
   async #last(): Promise<{ seq: number; instant: number | undefined }> {
-    const s = this.#o.streams;
-    const b = (await s.info(this.#o.stream)).bounds[0];
-    if (b === undefined || b.first > b.last) return { seq: 0, instant: undefined };
-    const page = await s.getRecords({ stream: this.#o.stream, shard: 0, seq: b.last }, { limit: 1 });
-    const r = page.records[0];
+    const r = await lastRecordOfShard0(this.#o.streams, this.#o.stream);
     if (r === undefined) return { seq: 0, instant: undefined };
     return { seq: r.seq, instant: Date.parse(decodeTick(r.data).scheduledAt) };
   }

@@ -18,6 +18,7 @@ import { Cron } from 'croner';
 import type { Logger } from 'pino';
 import { encodeChange, sequencer } from '../../bindings/change-record.ts';
 import { BindingError } from '../../bindings/errors.ts';
+import { lastRecordOfShard0 } from '../../bindings/stream-conditions.ts';
 import type { KvBinding, ObjectBinding, QueryRow, StreamBinding } from '../../bindings/types.ts';
 import { StateKeys } from '../state.ts';
 import { parseCron } from './cron.ts';
@@ -182,9 +183,7 @@ export class QueryScheduler {
 
   /** The last record of the run stream: its seq (0: none), run id, page token and key. */
   async #last(): Promise<{ seq: number; run?: string; page?: string; key?: string }> {
-    const b = (await this.#o.streams.info(this.#o.stream)).bounds[0];
-    if (b === undefined || b.first > b.last) return { seq: 0 };
-    const r = (await this.#o.streams.getRecords({ stream: this.#o.stream, shard: 0, seq: b.last }, { limit: 1 })).records[0];
+    const r = await lastRecordOfShard0(this.#o.streams, this.#o.stream);
     if (r === undefined) return { seq: 0 };
     return { seq: r.seq, run: r.headers[RUN_HEADER] ?? '', page: r.headers[PAGE_HEADER] ?? '', key: r.partitionKey ?? '' };
   }

@@ -22,7 +22,7 @@ import { LocalBackend } from '../../bindings/local/index.ts';
 import { NatsBackend } from '../../bindings/nats/index.ts';
 import type { Backend } from '../../bindings/types.ts';
 import { startNatsServer } from '../support/nats-server.ts';
-import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver } from '../support/s3rver-process.ts';
+import { S3rverCredentials, startS3rver } from '../support/s3rver.ts';
 
 const IN_FLIGHT = 16;
 const BUDGET_MS = 30_000;
@@ -59,10 +59,10 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 const s3 = await startS3rver();
 const nats = await startNatsServer();
 const dirs: string[] = [];
-const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey: S3RVER_SECRET_ACCESS_KEY }, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3rverCredentials, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
 await client.send(new CreateBucketCommand({ Bucket: 'bodies' }));
 await client.send(new CreateBucketCommand({ Bucket: 'raw' }));
-const bodies: BodyStoreOptions = { kind: 's3', endpoint: s3.endpoint, bucket: 'bodies', accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey: S3RVER_SECRET_ACCESS_KEY, inlineMaxBytes: 0, gcIntervalMs: 0 };
+const bodies: BodyStoreOptions = { kind: 's3', endpoint: s3.endpoint, bucket: 'bodies', accessKeyId: S3rverCredentials.accessKeyId, secretAccessKey: S3rverCredentials.secretAccessKey, inlineMaxBytes: 0, gcIntervalMs: 0 };
 
 const open = async (name: string): Promise<Backend> => {
   if (name.startsWith('local')) {

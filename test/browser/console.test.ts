@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../bindings/types.ts';
 import { ControlClient } from '../../controller/grpc/client.ts';
 import { openBackend } from '../../runtime/index.ts';
+import { until } from '../support/poll.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const sluiceBin = join(root, 'controller/cli/sluice.mjs');
@@ -40,16 +41,6 @@ let backend: Backend;
 let client: ControlClient;
 let context: BrowserContext;
 let page: Page;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const shot = (name: string) => page.screenshot({ path: join(artifacts, `console-${name}.png`), fullPage: true });
 const num = (s: string | null) => Number((s ?? '').replace(/[^0-9]/g, ''));

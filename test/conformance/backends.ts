@@ -22,7 +22,7 @@ import type { BodyStoreOptions } from '../../bindings/body-store.ts';
 import type { Backend } from '../../bindings/types.ts';
 import type { ChildSpec } from '../support/child-backend.ts';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
-import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver, type S3rverHandle } from '../support/s3rver-process.ts';
+import { S3rverCredentials, startS3rver, type S3rverHandle } from '../support/s3rver.ts';
 
 /** What a suite gets for one backend. */
 export interface BackendContext {
@@ -57,13 +57,13 @@ async function startBodyStore(): Promise<{ server: S3rverHandle; bodies: BodySto
     kind: 's3',
     endpoint: server.endpoint,
     bucket: 'sluice-bodies',
-    accessKeyId: S3RVER_ACCESS_KEY_ID,
-    secretAccessKey: S3RVER_SECRET_ACCESS_KEY,
+    accessKeyId: S3rverCredentials.accessKeyId,
+    secretAccessKey: S3rverCredentials.secretAccessKey,
     inlineMaxBytes: 0,
     // The suites run the collector themselves.
     gcIntervalMs: 0,
   };
-  const c = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey: S3RVER_SECRET_ACCESS_KEY } });
+  const c = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3rverCredentials });
   try {
     await c.send(new CreateBucketCommand({ Bucket: bodies.bucket }));
   } finally {

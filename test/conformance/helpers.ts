@@ -5,6 +5,7 @@ import { SluiceError } from '../../bindings/errors.ts';
 import { decodeChange, shardOf } from '../../bindings/shared.ts';
 import type { ChangeRecord, ObjectBinding } from '../../bindings/types.ts';
 import type { BackendContext } from './backends.ts';
+import { readShard } from '../support/poll.ts';
 
 export const md5 = (b: Uint8Array | string) => createHash('md5').update(b).digest('hex');
 
@@ -27,16 +28,10 @@ export async function readChanges(ctx: BackendContext, obj: ObjectBinding): Prom
   const streams = ctx.backend.streams();
   const out: ChangeRecord[] = [];
   for (let shard = 0; shard < info.shards; shard++) {
-    let cur = await streams.seek(info.changeStream, shard, 'earliest');
-    for (;;) {
-      const page = await streams.getRecords(cur, { limit: 1000 });
-      for (const r of page.records) {
-        const c = decodeChange(r.data);
-        expect(shardOf(c.key, info.shards)).toBe(shard);
-        out.push(c);
-      }
-      if (page.records.length === 0) break;
-      cur = page.next;
+    for (const r of await readShard(streams, info.changeStream, shard)) {
+      const c = decodeChange(r.data);
+      expect(shardOf(c.key, info.shards)).toBe(shard);
+      out.push(c);
     }
   }
   return out;

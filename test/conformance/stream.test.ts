@@ -5,20 +5,13 @@ import type { Cursor, StreamBinding } from '../../bindings/types.ts';
 import { Limits } from '../../bindings/values.ts';
 import { forEachBackend, tn } from './backends.ts';
 import { rejectsWith } from './helpers.ts';
+import { readShard } from '../support/poll.ts';
 
 const text = (b: Uint8Array) => Buffer.from(b).toString('utf8');
 
 /** Reads a shard from `cursor` to its end. */
 async function drain(s: StreamBinding, cursor: Cursor): Promise<string[]> {
-  const out: string[] = [];
-  let cur = cursor;
-  for (let i = 0; i < 1000; i++) {
-    const p = await s.getRecords(cur, { limit: 50 });
-    out.push(...p.records.map((r) => text(r.data)));
-    if (p.records.length === 0) return out;
-    cur = p.next;
-  }
-  return out;
+  return (await readShard(s, cursor, cursor.shard, 50)).map((r) => text(r.data));
 }
 
 forEachBackend('stream', (ctx) => {

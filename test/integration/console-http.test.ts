@@ -13,6 +13,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConsole, type RunningConsole } from '../../controller/console/index.ts';
 import { startPlatform, type Platform } from '../../controller/platform.ts';
+import { until as poll } from '../support/poll.ts';
 
 const handler = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const TOKEN = 'console-test-token-0123456789';
@@ -23,15 +24,7 @@ let platform: Platform;
 let ui: RunningConsole;
 let cookie = '';
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 45_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 45_000) => poll(what, probe, timeoutMs);
 
 const get = (path: string, headers: Record<string, string> = {}) => fetch(new URL(path, ui.url), { headers: { cookie, ...headers } });
 const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>

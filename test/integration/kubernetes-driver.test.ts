@@ -2,7 +2,7 @@
  * The Kubernetes driver against a loopback fake API server that checks every request (method, path,
  * content type, bearer token, body validated with kubernetes-models plus an unknown-field walk) and
  * keeps state in memory: StatefulSets with a scale subresource and pods, ConfigMaps, Services,
- * Secrets, resourceVersions with 409 on a stale one.
+ * Secrets, KEDA ScaledObjects (a custom resource), resourceVersions with 409 on a stale one.
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -26,6 +26,7 @@ const KINDS: Record<string, { apiVersion: string; kind: string }> = {
   services: { apiVersion: 'v1', kind: 'Service' },
   secrets: { apiVersion: 'v1', kind: 'Secret' },
   statefulsets: { apiVersion: 'apps/v1', kind: 'StatefulSet' },
+  scaledobjects: { apiVersion: 'keda.sh/v1alpha1', kind: 'ScaledObject' },
 };
 
 /** A tiny in-memory Kubernetes API for the driver: strict about what it accepts. */
@@ -35,6 +36,8 @@ class FakeKubeApi {
   readonly pods = new Map<string, Obj>(); // `${ns}/${name}`
   /** Runs before a write is applied (tests simulate a concurrent writer here). */
   beforeWrite: ((r: Logged) => void) | undefined;
+  /** Runs first on every authorised request; a status code returned refuses it (tests simulate RBAC here). */
+  beforeRead: ((r: Logged) => number | undefined) | undefined;
   /** Container log lines per pod (`${ns}/${pod}`), served by GET …/pods/<pod>/log; `appendLog` reaches followers. */
   readonly podLogs = new Map<string, string[]>();
   readonly #logFollowers = new Map<string, Set<(line: string) => void>>();
@@ -119,6 +122,8 @@ class FakeKubeApi {
     const entry: Logged = { method: req.method ?? '', path: u.pathname, query: u.searchParams, contentType: req.headers['content-type'], body: undefined };
     this.requests.push(entry);
     if (req.headers.authorization !== `Bearer ${this.token}`) return this.#status(res, 401, 'Unauthorized', 'Unauthorized');
+    const refused = this.beforeRead?.(entry);
+    if (refused !== undefined) return this.#status(res, refused, 'Forbidden', `${req.method} ${u.pathname} is forbidden`);
 
     const logOf = /^\/api\/v1\/namespaces\/([a-z0-9-]+)\/pods\/([a-z0-9-]+)\/log$/.exec(u.pathname);
     if (logOf) {
@@ -139,7 +144,8 @@ class FakeKubeApi {
     }
     const core = /^\/api\/v1\/namespaces\/([a-z0-9-]+)\/(configmaps|services|secrets|pods)(?:\/([a-z0-9-]+))?$/.exec(u.pathname);
     const apps = /^\/apis\/apps\/v1\/namespaces\/([a-z0-9-]+)\/(statefulsets)(?:\/([a-z0-9-]+)(\/scale)?)?$/.exec(u.pathname);
-    const m = core ?? apps;
+    const keda = /^\/apis\/keda\.sh\/v1alpha1\/namespaces\/([a-z0-9-]+)\/(scaledobjects)(?:\/([a-z0-9-]+))?$/.exec(u.pathname);
+    const m = core ?? apps ?? keda;
     if (!m) return this.#status(res, 404, 'NotFound', `no route ${u.pathname}`);
     const [, ns = '', resource = '', name, scale] = m;
 
@@ -407,6 +413,51 @@ describe('kubernetes driver', () => {
     // Back to a spec without a credential: the stale Secret goes.
     await d.apply(loadFunctionSpec(SPEC), '/app/functions/scan');
     expect(api.get('secrets', NS, 'scan-worker')).toBeUndefined();
+  });
+
+  it('kubernetes - a KEDA spec gets its ScaledObject: created after the StatefulSet, replaced on a new spec, deleted when the spec drops KEDA and on remove', async () => {
+    const kedaSpec = (max: number) => loadFunctionSpec(SPEC.replace('  batch:', `  scaling: {minReplicas: 0, maxReplicas: ${max}, autoscaler: keda}\n  batch:`));
+    const path = `/apis/keda.sh/v1alpha1/namespaces/${NS}/scaledobjects`;
+    await driver.apply(kedaSpec(3), '/app/functions/scan');
+    const posts = api.writes().filter((r) => r.method === 'POST');
+    expect(posts.map((r) => r.path).at(-1)).toBe(path);
+    expect(posts.at(-2)?.path).toBe(`/apis/apps/v1/namespaces/${NS}/statefulsets`);
+    expect(posts.at(-1)?.query.get('fieldManager')).toBe('sluice-controller');
+    const so = api.get('scaledobjects', NS, 'scan');
+    expect(so?.spec).toMatchObject({ scaleTargetRef: { apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'scan' }, minReplicaCount: 0, maxReplicaCount: 3 });
+    expect(so?.spec.triggers[0]).toMatchObject({ type: 'external', metadata: { function: 'scan' } });
+
+    // A new spec: replaced with the resourceVersion read.
+    const rv = so?.metadata.resourceVersion;
+    api.requests.length = 0;
+    await driver.apply(kedaSpec(5), '/app/functions/scan');
+    const put = api.requests.find((r) => r.method === 'PUT' && r.path === `${path}/scan`);
+    expect(put?.body?.metadata.resourceVersion).toBe(rv);
+    expect(api.get('scaledobjects', NS, 'scan')?.spec.maxReplicaCount).toBe(5);
+
+    // The spec drops KEDA: the ScaledObject goes (the controller scales the StatefulSet again).
+    await driver.apply(loadFunctionSpec(SPEC), '/app/functions/scan');
+    expect(api.get('scaledobjects', NS, 'scan')).toBeUndefined();
+    expect(api.get('statefulsets', NS, 'scan')).toBeDefined();
+
+    // Back to KEDA, then remove: the ScaledObject is deleted before the StatefulSet.
+    await driver.apply(kedaSpec(2), '/app/functions/scan');
+    expect(api.get('scaledobjects', NS, 'scan')).toBeDefined();
+    api.requests.length = 0;
+    expect(await driver.remove('scan')).toBe(true);
+    const deletes = api.requests.filter((r) => r.method === 'DELETE').map((r) => r.path);
+    expect(deletes.slice(0, 2)).toEqual([`${path}/scan`, `/apis/apps/v1/namespaces/${NS}/statefulsets/scan`]);
+    expect(api.store.size).toBe(0);
+  });
+
+  it('kubernetes - a spec without KEDA creates no ScaledObject; a cluster that refuses the resource (403) does not fail its apply', async () => {
+    api.beforeRead = (r) => (r.path.includes('/keda.sh/') ? 403 : undefined);
+    await driver.apply(loadFunctionSpec(SPEC), '/app/functions/scan');
+    expect([...api.store.keys()].some((k) => k.startsWith('scaledobjects/'))).toBe(false);
+    expect(api.requests.some((r) => r.method === 'DELETE' && r.path.includes('/keda.sh/'))).toBe(true);
+    // A KEDA spec on that cluster fails loudly, naming the resource.
+    const err = await driver.apply(loadFunctionSpec(SPEC.replace('  batch:', '  scaling: {autoscaler: keda}\n  batch:')), '/app/functions/scan').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'SLUICE_KUBERNETES', message: expect.stringContaining(`scaledobject ${NS}/scan failed: HTTP 403`) });
   });
 
   it('kubernetes - the fake API server itself refuses a bad token, a wrong content type and a body with an unknown field', async () => {

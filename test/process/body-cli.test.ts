@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { LocalBackend } from '../../bindings/local/index.ts';
 import { S3BodyStore } from '../../bindings/s3/index.ts';
 import { ExitCodes } from '../../controller/cli/context.ts';
-import { S3RVER_ACCESS_KEY_ID, S3RVER_SECRET_ACCESS_KEY, startS3rver, type S3rverHandle } from '../support/s3rver-process.ts';
+import { S3rverCredentials, startS3rver, type S3rverHandle } from '../support/s3rver.ts';
 
 const sluiceBin = fileURLToPath(new URL('../../controller/cli/sluice.mjs', import.meta.url));
 let server: S3rverHandle;
@@ -36,7 +36,7 @@ function sluice(args: string[], env: Record<string, string>): Promise<{ code: nu
 beforeAll(async () => {
   server = await startS3rver();
   dir = mkdtempSync(join(tmpdir(), 'sluice-body-cli-'));
-  client = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey: S3RVER_SECRET_ACCESS_KEY } });
+  client = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3rverCredentials });
   await client.send(new CreateBucketCommand({ Bucket: 'cli-bodies' }));
 }, 60_000);
 
@@ -48,7 +48,7 @@ afterAll(async () => {
 
 it('bodies/cli - SLUICE_BODIES keeps the bodies of `sluice objects put` in S3 and `objects get` reads them back', async () => {
   const env = {
-    SLUICE_BODIES: JSON.stringify({ kind: 's3', endpoint: server.endpoint, bucket: 'cli-bodies', accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey: S3RVER_SECRET_ACCESS_KEY, inlineMaxBytes: 0 }),
+    SLUICE_BODIES: JSON.stringify({ kind: 's3', endpoint: server.endpoint, bucket: 'cli-bodies', accessKeyId: S3rverCredentials.accessKeyId, secretAccessKey: S3rverCredentials.secretAccessKey, inlineMaxBytes: 0 }),
   };
   const file = join(dir, 'a.txt');
   writeFileSync(file, 'hello from the cli');

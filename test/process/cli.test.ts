@@ -14,6 +14,7 @@ import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCodes } from '../../controller/cli/context.ts';
 import type { FunctionStatus } from '../../controller/control-plane.ts';
+import { until } from '../support/poll.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const sluiceBin = join(root, 'controller/cli/sluice.mjs');
@@ -81,17 +82,6 @@ async function json<T>(args: string[]): Promise<T> {
   const r = await sluice([...args, '--json']);
   if (r.code !== 0) throw new Error(`sluice ${args.join(' ')} --json exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
-}
-
-/** Polls `probe` until it returns a value (not undefined) or the time is up. */
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 describe('cli', () => {

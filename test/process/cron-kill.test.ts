@@ -14,27 +14,14 @@ import type { StreamBinding } from '../../bindings/types.ts';
 import { CheckpointStore, openStateTable, readCounters } from '../../runtime/state.ts';
 import { decodeTick } from '../../runtime/triggers/cron.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
+import { readShard, until } from '../support/poll.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/cron-count.ts', import.meta.url));
 
 async function ticks(s: StreamBinding, stream: string, seqs: number[] = []): Promise<number[]> {
-  const out: number[] = [];
-  let cur = await s.seek(stream, 0, 'earliest');
-  for (;;) {
-    const p = await s.getRecords(cur, { limit: 500 });
-    out.push(...p.records.map((r) => Date.parse(decodeTick(r.data).scheduledAt)));
-    seqs.push(...p.records.map((r) => r.seq));
-    if (p.records.length === 0) return out;
-    cur = p.next;
-  }
-}
-
-async function until(what: string, pred: () => Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const records = await readShard(s, stream);
+  seqs.push(...records.map((r) => r.seq));
+  return records.map((r) => Date.parse(decodeTick(r.data).scheduledAt));
 }
 
 forEachBackend('cron', (ctx) => {

@@ -6,34 +6,17 @@
  * with SLUICE_HANDLER_LOAD and file:line:column, and the running revision keeps handling records.
  * No record is lost or handled twice across the reloads (attribute n is exactly 1 everywhere).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LocalBackend } from '../../bindings/local/index.ts';
-import type { ObjectBinding } from '../../bindings/types.ts';
+import type { LocalBackend } from '../../bindings/local/index.ts';
 import type { FunctionStatus } from '../../controller/control-plane.ts';
-import { repoRoot, run, startDev, until, type Dev } from '../support/sluice-process.ts';
+import { handlerSource, measureReload, put, reloadProject, tagOf, writeReloadProject } from '../support/reload-fixture.ts';
+import { run, startDev, until, type Dev } from '../support/sluice-process.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'sluice-reload-'));
-const data = join(work, 'data');
-const fnDir = join(work, 'functions', 'tagger');
-const handler = join(fnDir, 'index.ts');
-const lib = join(work, 'lib', 'tag.ts');
-
-const handlerSource = (suffix: string) => `import { defineFunction } from '${join(repoRoot, 'functions/types.ts')}';
-import { TAG } from '../../lib/tag.ts';
-
-export default defineFunction({
-  async handler(records, ctx) {
-    for (const r of records) {
-      r.setAttrs({ tag: TAG + '${suffix}' });
-      r.update({ expr: 'ADD n :one', values: { ':one': 1 } });
-      ctx.count('seen');
-    }
-  },
-});
-`;
+const { data, functions, handler, lib } = reloadProject(work);
 
 let dev: Dev | undefined;
 let backend: LocalBackend | undefined;
@@ -44,52 +27,27 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/** Puts `key` and returns it; the bucket's change stream feeds the function. */
-async function put(b: ObjectBinding, key: string): Promise<string> {
-  await b.put(key, new TextEncoder().encode(key));
-  return key;
-}
-
-async function tagOf(b: ObjectBinding, key: string): Promise<{ tag?: unknown; n?: unknown }> {
-  return (await b.getAttrs(key)).attrs as { tag?: unknown; n?: unknown };
-}
-
 describe('dev reload', () => {
   it('dev reload - an edit of an imported module outside the function folder rolls 8 shards to the new code; a broken edit keeps the old revision', async () => {
-    writeFileSync(join(work, 'package.json'), '{"type":"module"}\n');
-    mkdirSync(fnDir, { recursive: true });
-    mkdirSync(join(work, 'lib'));
-    writeFileSync(lib, "export const TAG = 'v1';\n");
-    writeFileSync(handler, handlerSource(''));
-    writeFileSync(
-      join(fnDir, 'function.yaml'),
-      ['apiVersion: sluice.dev/v1', 'kind: Function', 'metadata:', '  name: tagger', 'spec:', '  handler: index.ts', '  triggers:', '    - object:', '        bucket: uploads', '  batch: {maxWait: 5ms}', '  scaling: {minReplicas: 1, maxReplicas: 1}', ''].join('\n'),
-    );
-    backend = await LocalBackend.open({ dir: data });
-    await backend.createBucket('uploads', { shards: 8 });
-    const objects = await backend.objects('uploads');
+    const project = await writeReloadProject(work);
+    backend = project.backend;
+    const objects = project.objects;
 
-    dev = await startDev({ data, cwd: work, extra: ['--functions', join(work, 'functions')] });
+    dev = await startDev({ data, cwd: work, extra: ['--functions', functions] });
     await dev.waitFor(/deployed tagger \(revision 1\)/);
     const keys: string[] = [await put(objects, 'warm-up')];
     await until('warm-up tagged v1', async () => ((await tagOf(objects, 'warm-up')).tag === 'v1' ? true : undefined), 30_000, 50);
 
     // The edit; then a record every 50 ms until one is handled by the new code.
-    const t0 = Date.now();
-    writeFileSync(lib, "export const TAG = 'v2';\n");
-    let reloadMs = 0;
-    for (let i = 0; reloadMs === 0; i++) {
-      if (Date.now() - t0 > 45_000) throw new Error(`no record handled by the new code 45 s after the edit; dev: ${dev.out().slice(-2000)}`);
-      keys.push(await put(objects, `during-${i}`));
-      for (const k of keys.slice(-40)) if ((await tagOf(objects, k)).tag === 'v2') reloadMs = Date.now() - t0;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const d = dev;
+    const reloadMs = await measureReload({ objects, lib, tag: 'v2', keys, prefix: 'during', context: () => `dev: ${d.out().slice(-2000)}` });
     await dev.waitFor(/reloaded tagger: revision 1 → 2/);
     const phases = /deployed revision 2 \((.*)\)/.exec(dev.out())?.[1] ?? '';
     process.stdout.write(`dev reload: 8 shards, edit → first record handled by the new code in ${reloadMs} ms (${phases})\n`);
-    // Generous for a loaded CI machine (measured 14 s at load average 32 on 2 cores); the target (3 s
-    // locally) is measured above and in docs/BENCHMARKS.md. Old code never reloads: the loop above times out.
-    expect(reloadMs).toBeLessThan(30_000);
+    // Looser than the 3 s target (test/bench/reload.ts measures the median of 5 reloads, docs/BENCHMARKS.md):
+    // 8 s in CI; 30 s on a development machine shared with other suites (11 s measured at load average 18
+    // on 2 cores, nearly all of it the new worker's boot). Old code never reloads: measureReload times out.
+    expect(reloadMs).toBeLessThan(process.env.CI ? 8_000 : 30_000);
 
     // A broken edit: refused with the file, line and column; revision 2 keeps running.
     const mark = dev.out().length;

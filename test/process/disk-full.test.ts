@@ -18,6 +18,7 @@ import { LocalBackend } from '../../bindings/local/index.ts';
 import { LocalDriver, RAW_PREFIX } from '../../controller/local-driver.ts';
 import { loadFunctionSpec } from '../../controller/spec/index.ts';
 import { openStateTable, readCounters } from '../../runtime/index.ts';
+import { until } from '../support/poll.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'sluice-diskfull-'));
@@ -56,14 +57,6 @@ afterAll(() => {
   }
   rmSync(work, { recursive: true, force: true });
 });
-
-async function until(what: string, pred: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const freeBytes = () => {
   const s = statfsSync(mnt);

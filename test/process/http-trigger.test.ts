@@ -14,17 +14,13 @@ import { startHttpIngress, type HttpIngress } from '../../controller/http-ingres
 import { LocalDriver } from '../../controller/local-driver.ts';
 import { openStateTable } from '../../runtime/state.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
+import { until as poll } from '../support/poll.ts';
 
 const echo = fileURLToPath(new URL('../fixtures/functions/http-echo.ts', import.meta.url));
 const serveObject = fileURLToPath(new URL('../../functions/serve-object/index.ts', import.meta.url));
 
-async function until(what: string, pred: () => Promise<boolean>, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred().catch(() => false))) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Polls; a request that fails (the ingress not routing yet) is "not yet". */
+const until = (what: string, pred: () => Promise<boolean>, ms = 60_000) => poll(what, () => pred().catch(() => false), ms);
 
 forEachBackend('http', (ctx) => {
   let controller: Controller;

@@ -16,17 +16,10 @@ import { NatsBackend } from '../../bindings/nats/index.ts';
 import { mintFunctionUser, renderAuthorization } from '../../controller/nats-users.ts';
 import { openStateTable, readCounters, type WorkerOptions } from '../../runtime/index.ts';
 import { startNatsServer } from '../support/nats-server.ts';
+import { until } from '../support/poll.ts';
 
 const workerMain = fileURLToPath(new URL('../../runtime/worker-main.ts', import.meta.url));
 const fixture = fileURLToPath(new URL('../fixtures/functions/nats-probe.ts', import.meta.url));
-
-async function until(what: string, pred: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 it('nats/users - the server refuses a function user an undeclared bucket and writes to a read-only one; its worker runs with exactly those permissions', async () => {
   const work = mkdtempSync(join(tmpdir(), 'sluice-natsusers-'));

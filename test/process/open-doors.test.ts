@@ -16,20 +16,13 @@ import { LocalDriver } from '../../controller/local-driver.ts';
 import { loadFunctionSpec } from '../../controller/spec/index.ts';
 import { openStateTable, readCounters } from '../../runtime/index.ts';
 import { startNatsServer } from '../support/nats-server.ts';
+import { until } from '../support/poll.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'sluice-doors-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const mode = (p: string) => statSync(p).mode & 0o777;
-
-async function until(what: string, pred: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 it('doors/local - the data directory is 0700 and the store files 0600, also when the directory existed with 0755', async () => {
   const dir = join(work, 'data');

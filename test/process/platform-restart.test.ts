@@ -17,6 +17,7 @@ import { LocalDriver } from '../../controller/local-driver.ts';
 import { loadFunctionSpec } from '../../controller/spec/index.ts';
 import type { Backend } from '../../bindings/types.ts';
 import { openBackend, openStateTable, readCounters } from '../../runtime/index.ts';
+import { until } from '../support/poll.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const sluiceBin = join(root, 'controller/cli/sluice.mjs');
@@ -83,14 +84,6 @@ spec:
   concurrency: {threads: 0}
   scaling: {minReplicas: 2, maxReplicas: 2}
 `;
-}
-
-async function until(what: string, pred: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** Starts `sluice dev` and resolves once it deployed the function. */

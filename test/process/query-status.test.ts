@@ -12,18 +12,12 @@ import { Controller } from '../../controller/controller.ts';
 import { statusFromWire, statusToWire } from '../../controller/grpc/protos.ts';
 import { LocalDriver } from '../../controller/local-driver.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
+import { until as poll } from '../support/poll.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+/** Polls; a probe that fails is "not yet". */
+const until = <T>(what: string, f: () => Promise<T | undefined>, ms = 60_000) => poll(what, () => f().catch(() => undefined), ms, 200);
 
 forEachBackend('query-status', (ctx) => {
   it(

@@ -14,6 +14,7 @@ import { afterAll, expect, it } from 'vitest';
 import { LocalDriver } from '../../controller/local-driver.ts';
 import { loadFunctionSpec } from '../../controller/spec/index.ts';
 import { openBackend, openStateTable, readCounters } from '../../runtime/index.ts';
+import { until } from '../support/poll.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'sluice-race-'));
@@ -30,14 +31,6 @@ spec:
   concurrency: {threads: 0}
   scaling: {minReplicas: 1, maxReplicas: 4}
 `);
-}
-
-async function until(what: string, pred: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 it('driver - SIGUSR2 during scale-up while workers start, one SIGKILLed while starting: none dies of the signal, every shard owned', async () => {

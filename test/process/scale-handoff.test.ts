@@ -12,6 +12,7 @@ import { Controller } from '../../controller/controller.ts';
 import { LocalDriver } from '../../controller/local-driver.ts';
 import { openStateTable, readCounters } from '../../runtime/state.ts';
 import { forEachBackend, tn, type BackendContext } from '../conformance/backends.ts';
+import { until } from '../support/poll.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 
@@ -29,14 +30,6 @@ spec:
   concurrency: {threads: 0}
   scaling: ${scaling}
 `;
-}
-
-async function until(what: string, pred: () => Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 forEachBackend('controller', (ctx) => {

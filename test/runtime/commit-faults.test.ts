@@ -16,17 +16,13 @@ import { openStateTable, readCounters, StateReader } from '../../runtime/state.t
 import { Worker } from '../../runtime/worker.ts';
 import type { WorkerOptions } from '../../runtime/worker-options.ts';
 import { forEachBackend, tn, type BackendContext } from '../conformance/backends.ts';
+import { until as poll } from '../support/poll.ts';
+
+/** Polls every 50 ms (these tests race retries of a few hundred ms). */
+const until = (what: string, pred: () => Promise<boolean>, ms = 30_000) => poll(what, pred, ms, 50);
 
 const countFn = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const heldFn = fileURLToPath(new URL('../fixtures/functions/rt-held.ts', import.meta.url));
-
-async function until(what: string, pred: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 type Fault = 'apply-then-timeout' | 'refuse';
 

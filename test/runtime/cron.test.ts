@@ -10,28 +10,17 @@ import { openStateTable, readCounters } from '../../runtime/state.ts';
 import { CronTicker, decodeTick, type CronSchedule } from '../../runtime/triggers/cron.ts';
 import { Worker } from '../../runtime/worker.ts';
 import { forEachBackend, tn, type BackendContext } from '../conformance/backends.ts';
+import { readShard, until as poll } from '../support/poll.ts';
+
+/** Polls every 50 ms (these tests race retries of a few hundred ms). */
+const until = (what: string, pred: () => Promise<boolean>, ms = 30_000) => poll(what, pred, ms, 50);
 
 const quiet = pino({ level: process.env.SLUICE_TEST_LOG ?? 'silent' });
 const fixture = fileURLToPath(new URL('../fixtures/functions/cron-count.ts', import.meta.url));
 const T0 = Date.parse('2026-06-01T12:00:00.000Z');
 
 async function ticks(s: StreamBinding, stream: string): Promise<string[]> {
-  const out: string[] = [];
-  let cur = await s.seek(stream, 0, 'earliest');
-  for (;;) {
-    const p = await s.getRecords(cur, { limit: 500 });
-    out.push(...p.records.map((r) => decodeTick(r.data).scheduledAt));
-    if (p.records.length === 0) return out;
-    cur = p.next;
-  }
-}
-
-async function until(what: string, pred: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return (await readShard(s, stream)).map((r) => decodeTick(r.data).scheduledAt);
 }
 
 forEachBackend('cron', (ctx: BackendContext) => {

@@ -13,27 +13,16 @@ import { openStateTable, readCounters, StateKeys } from '../../runtime/state.ts'
 import { QueryScheduler, runStreamName, type QueryRun } from '../../runtime/triggers/query.ts';
 import { Worker } from '../../runtime/worker.ts';
 import { forEachBackend, tn, type BackendContext } from '../conformance/backends.ts';
+import { readShard, until as poll } from '../support/poll.ts';
+
+/** Polls every 50 ms (these tests race retries of a few hundred ms). */
+const until = (what: string, pred: () => Promise<boolean>, ms = 30_000) => poll(what, pred, ms, 50);
 
 const quiet = pino({ level: process.env.SLUICE_TEST_LOG ?? 'silent' });
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 
 async function runKeys(s: StreamBinding, stream: string): Promise<string[]> {
-  const out: string[] = [];
-  let cur = await s.seek(stream, 0, 'earliest');
-  for (;;) {
-    const p = await s.getRecords(cur, { limit: 1000 });
-    out.push(...p.records.map((r) => decodeChange(r.data).key));
-    if (p.records.length === 0) return out;
-    cur = p.next;
-  }
-}
-
-async function until(what: string, pred: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return (await readShard(s, stream)).map((r) => decodeChange(r.data).key);
 }
 
 forEachBackend('query-trigger', (ctx: BackendContext) => {

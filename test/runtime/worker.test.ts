@@ -9,17 +9,13 @@ import { openStateTable, readCounters } from '../../runtime/state.ts';
 import { Worker } from '../../runtime/worker.ts';
 import type { WorkerOptions } from '../../runtime/worker-options.ts';
 import { forEachBackend, tn, type BackendContext } from '../conformance/backends.ts';
+import { until as poll } from '../support/poll.ts';
+
+/** Polls every 50 ms (these tests race retries of a few hundred ms). */
+const until = (what: string, pred: () => Promise<boolean>, ms = 30_000) => poll(what, pred, ms, 50);
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const quiet = pino({ level: process.env.SLUICE_TEST_LOG ?? 'silent' });
-
-async function until(what: string, pred: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 function options(ctx: BackendContext, fn: string, bucket: string, extra: Partial<WorkerOptions> = {}): WorkerOptions {
   return {

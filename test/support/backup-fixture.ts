@@ -11,6 +11,7 @@ import type { ObjectBinding } from '../../bindings/types.ts';
 import { loadFunctionSpec, toWorkerOptions } from '../../controller/spec/index.ts';
 import type { WorkerOptions } from '../../runtime/worker-options.ts';
 import { S3rverCredentials } from './s3rver.ts';
+import { until as poll } from './poll.ts';
 
 export const BackupWhere = 'attribute_not_exists(backed_up_etag) OR backed_up_etag <> etag';
 const specFile = fileURLToPath(new URL('../../functions/backup/function.yaml', import.meta.url));
@@ -77,10 +78,5 @@ export async function pending(o: ObjectBinding): Promise<string[]> {
   return out;
 }
 
-export async function until(what: string, pred: () => Promise<boolean>, ms = 40_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Polls until `pred` holds (40 s by default: a backup copies through a real S3 server). */
+export const until = (what: string, pred: () => Promise<boolean>, ms = 40_000): Promise<unknown> => poll(what, pred, ms);

@@ -5,9 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { canConnect, exitOf, freePort, launchOnFreePort, stopChild } from './child-server.ts';
 
 export interface NatsServerHandle {
   /** `nats://127.0.0.1:<port>` */
@@ -23,96 +23,51 @@ export interface NatsServerHandle {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = tcpConnect({ port, host: '127.0.0.1' });
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-}
-
 /** Starts nats-server -js on loopback. `extraArgs` are passed through. */
 export async function startNatsServer(extraArgs: string[] = []): Promise<NatsServerHandle> {
   const bin = process.env.NATS_SERVER_BIN ?? 'nats-server';
   const storeDir = await mkdtemp(join(tmpdir(), 'sluice-nats-'));
-  let lastErr = '';
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
-    const child = spawn(bin, ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...extraArgs], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+  const args = (port: number) => ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...extraArgs];
+  let launched: Awaited<ReturnType<typeof launchOnFreePort>>;
+  try {
+    launched = await launchOnFreePort({
+      what: 'nats-server',
+      spawn: (port) => spawn(bin, args(port), { stdio: ['ignore', 'ignore', 'pipe'] }),
+      spawnError: (e) => new Error(`cannot start ${bin}: ${e.message} (install it: apt-get install -y nats-server)`, { cause: e }),
     });
-    let exited = false;
-    let spawnError: Error | undefined;
-    child.on('error', (e) => {
-      spawnError = e;
-      exited = true;
-    });
-    child.on('exit', () => (exited = true));
-    child.stderr?.on('data', (d: Buffer) => (lastErr = (lastErr + d.toString()).slice(-2000)));
-    const deadline = Date.now() + 10_000;
-    while (!exited && Date.now() < deadline) {
-      if (await canConnect(port)) {
-        const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...extraArgs];
-        const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
-        const handle: NatsServerHandle = {
-          url: `nats://127.0.0.1:${port}`,
-          port,
-          storeDir,
-          process: child,
-          async signal(sig) {
-            handle.process.kill(sig);
-            if (sig === 'SIGKILL' || sig === 'SIGTERM') await exited(handle.process);
-          },
-          async restart() {
-            const c = handle.process;
-            if (c.exitCode === null && c.signalCode === null) throw new Error('nats-server is still running');
-            const next = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-            next.stderr?.on('data', (d: Buffer) => (lastErr = (lastErr + d.toString()).slice(-2000)));
-            handle.process = next;
-            const end = Date.now() + 15_000;
-            while (!(await canConnect(port))) {
-              if (next.exitCode !== null || Date.now() > end) throw new Error(`nats-server did not come back on ${port}: ${lastErr}`);
-              await new Promise((r) => setTimeout(r, 25));
-            }
-          },
-          async stop() {
-            const c = handle.process;
-            if (c.exitCode === null && c.signalCode === null) {
-              const done = exited(c);
-              c.kill('SIGCONT');
-              c.kill('SIGTERM');
-              const t = setTimeout(() => c.kill('SIGKILL'), 3000);
-              await done;
-              clearTimeout(t);
-            }
-            await rm(storeDir, { recursive: true, force: true });
-          },
-        };
-        return handle;
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    if (spawnError) throw new Error(`cannot start ${bin}: ${spawnError.message} (install it: apt-get install -y nats-server)`, { cause: spawnError });
-    child.kill('SIGKILL');
+  } catch (e) {
+    await rm(storeDir, { recursive: true, force: true });
+    throw e;
   }
-  await rm(storeDir, { recursive: true, force: true });
-  throw new Error(`nats-server did not come up on loopback after 5 attempts: ${lastErr}`);
+  const { port, child } = launched;
+  let lastErr = launched.stderr();
+  const handle: NatsServerHandle = {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    storeDir,
+    process: child,
+    async signal(sig) {
+      handle.process.kill(sig);
+      if (sig === 'SIGKILL' || sig === 'SIGTERM') await exitOf(handle.process);
+    },
+    async restart() {
+      const c = handle.process;
+      if (c.exitCode === null && c.signalCode === null) throw new Error('nats-server is still running');
+      const next = spawn(bin, args(port), { stdio: ['ignore', 'ignore', 'pipe'] });
+      next.stderr?.on('data', (d: Buffer) => (lastErr = (lastErr + d.toString()).slice(-2000)));
+      handle.process = next;
+      const end = Date.now() + 15_000;
+      while (!(await canConnect(port))) {
+        if (next.exitCode !== null || Date.now() > end) throw new Error(`nats-server did not come back on ${port}: ${lastErr}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    async stop() {
+      await stopChild(handle.process);
+      await rm(storeDir, { recursive: true, force: true });
+    },
+  };
+  return handle;
 }
 
 /** One node of a {@link NatsClusterHandle}. */
@@ -186,7 +141,6 @@ export async function startNatsCluster(n = 3): Promise<NatsClusterHandle> {
     await Promise.all(nodes.map((node) => rm(node.storeDir, { recursive: true, force: true })));
     throw e;
   }
-  const exited = (c: ChildProcess) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())));
   return {
     nodes,
     urls: nodes.map((x) => x.url).join(','),
@@ -194,7 +148,7 @@ export async function startNatsCluster(n = 3): Promise<NatsClusterHandle> {
       const c = nodes[i]?.process;
       if (!c) throw new Error(`no node ${i}`);
       c.kill(sig);
-      if (sig === 'SIGKILL' || sig === 'SIGTERM') await exited(c);
+      if (sig === 'SIGKILL' || sig === 'SIGTERM') await exitOf(c);
     },
     async restart(i) {
       const node = nodes[i];
@@ -205,14 +159,7 @@ export async function startNatsCluster(n = 3): Promise<NatsClusterHandle> {
     async stop() {
       await Promise.all(
         nodes.map(async (node) => {
-          const c = node.process;
-          if (c && c.exitCode === null && c.signalCode === null) {
-            c.kill('SIGCONT');
-            c.kill('SIGTERM');
-            const t = setTimeout(() => c.kill('SIGKILL'), 3000);
-            await exited(c);
-            clearTimeout(t);
-          }
+          if (node.process) await stopChild(node.process);
           await rm(node.storeDir, { recursive: true, force: true });
         }),
       );

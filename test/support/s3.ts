@@ -113,16 +113,8 @@ export function toolEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Polls `probe` until it returns a value (not undefined) or the time is up. */
-export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+/** Polls until a value (see poll.ts). */
+export { until } from './poll.ts';
 
 /** Puts `n` small objects `<prefix><i>` through the binding, `concurrency` at a time. */
 export async function putMany(put: (key: string) => Promise<unknown>, keys: string[], concurrency = 32): Promise<void> {

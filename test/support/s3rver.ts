@@ -1,8 +1,10 @@
 /**
- * Starts a real S3-protocol server (npm `s3rver`, filesystem-backed) for tests: a child process on
- * 127.0.0.1 with a random port (`--port 0`, the port read back from its "listening" line) and a temp
- * directory, killed and cleaned on stop. When it does not come up it throws — a test that needs it
- * fails, it never skips. Buckets given to {@link startS3rver} exist at start (`--configure-bucket`).
+ * Starts a real S3-protocol server for tests: npm `s3rver` (filesystem-backed) as a child process on a
+ * random loopback port with a temporary directory, killed and cleaned on stop. Buckets given to
+ * {@link startS3rver} exist at start. A child process, not in-process: its request handling then does
+ * not share the test's event loop, and Node 20 needs `--openssl-legacy-provider` for s3rver to page
+ * listings past 1,000 keys (it hashes continuation tokens with an algorithm OpenSSL 3 only has in the
+ * legacy provider). When it cannot start, it throws: a suite that needs it fails, it never skips.
  *
  * s3rver accepts the fixed credentials S3RVER / S3RVER ({@link S3rverCredentials}): an unknown access
  * key id is refused (InvalidAccessKeyId, 403); it does not verify SigV4 signatures themselves, so a
@@ -10,9 +12,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launchOnFreePort, stopChild } from './child-server.ts';
 
 /** The access key id and secret s3rver accepts. */
 export const S3rverCredentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
@@ -27,57 +30,28 @@ export interface S3rverHandle {
   stop(): Promise<void>;
 }
 
-function s3rverBin(): string {
-  const require = createRequire(import.meta.url);
-  return join(dirname(require.resolve('s3rver/package.json')), 'bin', 's3rver.js');
-}
-
-/** Starts s3rver on loopback with `buckets` created. Rejects (never skips) when it does not come up in 20 s. */
+/** Starts s3rver on 127.0.0.1 with `buckets` created (more with any S3 client). */
 export async function startS3rver(buckets: string[] = []): Promise<S3rverHandle> {
+  const main = fileURLToPath(new URL('./s3rver-main.cjs', import.meta.url));
   const dir = await mkdtemp(join(tmpdir(), 'sluice-s3rver-'));
-  const args = [s3rverBin(), '--directory', dir, '--address', '127.0.0.1', '--port', '0', '--silent', '--no-vhost-buckets'];
-  for (const b of buckets) args.push('--configure-bucket', b);
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`s3rver did not start within 20 s: ${out.slice(-500)}`)), 20_000);
-    const onData = (d: Buffer) => {
-      out += d.toString('utf8');
-      const m = /listening on [\d.]+:(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
+  try {
+    const { port, child } = await launchOnFreePort({
+      what: 's3rver',
+      attemptMs: 20_000,
+      spawn: (p) => spawn(process.execPath, ['--openssl-legacy-provider', main, String(p), dir, ...buckets], { stdio: ['ignore', 'ignore', 'pipe'] }),
+    });
+    return {
+      endpoint: `http://127.0.0.1:${port}`,
+      port,
+      dir,
+      process: child,
+      async stop() {
+        await stopChild(child);
+        await rm(dir, { recursive: true, force: true });
+      },
     };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.once('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`s3rver exited (${code ?? sig}) before listening: ${out.slice(-500)}`));
-    });
-    proc.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  }).catch(async (e: unknown) => {
-    proc.kill('SIGKILL');
+  } catch (e) {
     await rm(dir, { recursive: true, force: true });
     throw e;
-  });
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    port,
-    dir,
-    process: proc,
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-        proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
-        await exited;
-        clearTimeout(t);
-      }
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  }
 }

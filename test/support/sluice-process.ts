@@ -113,13 +113,6 @@ export async function startDev(o: { data: string; cwd?: string; extra?: string[]
   };
 }
 
-/** Polls `probe` until it returns a value (not undefined) or the time is up. */
-export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+/** Polls until a value (see poll.ts). */
+export { until } from './poll.ts';
+

@@ -74,11 +74,14 @@ function logRefused(f: string, e: unknown): void {
   if (typeof err.details?.stack === 'string') log(err.details.stack.replace(/^/gm, '    '));
 }
 
-/** Deploys every spec (unchanged ones are a no-op); returns the handler modules of the specs that parsed. */
-async function deployAll(p: Platform, files: string[]): Promise<string[]> {
+/**
+ * Deploys every spec (unchanged ones are a no-op); returns the handler modules of the specs that parsed.
+ * `editAt` is when the file change that caused this run was seen (a reload's timings count from it).
+ */
+async function deployAll(p: Platform, files: string[], editAt?: number): Promise<string[]> {
   const modules: string[] = [];
   for (const f of files) {
-    const started = Date.now();
+    const started = editAt ?? Date.now();
     try {
       const yaml = readFileSync(f, 'utf8');
       const spec = loadFunctionSpec(yaml, f);
@@ -88,7 +91,7 @@ async function deployAll(p: Platform, files: string[]): Promise<string[]> {
       const r = await p.controller.deploy(yaml, specDirOf(f));
       // A restart on the same data finds the function stored already: it is deployed again, unchanged.
       if (before === undefined || before === r.revision) log(`deployed ${r.name} (revision ${r.revision}${before === r.revision ? ', unchanged' : ''}) from ${f}`);
-      else if (before !== r.revision) log(`reloaded ${r.name}: revision ${before} → ${r.revision} in ${Date.now() - started} ms (new workers are starting)`);
+      else if (before !== r.revision) log(`reloaded ${r.name}: revision ${before} → ${r.revision}, ${Date.now() - started} ms after the ${editAt !== undefined ? 'edit' : 'deploy began'} (the old workers have drained; the new ones are taking the shards)`);
     } catch (e) {
       logRefused(f, e);
     }
@@ -112,6 +115,8 @@ class DevWatcher {
   #running: Promise<void> = Promise.resolve();
   #again = false;
   #busy = false;
+  /** When the first change not yet deployed was seen. */
+  #editAt: number | undefined;
 
   constructor(p: Platform, dir: string) {
     this.#p = p;
@@ -134,6 +139,7 @@ class DevWatcher {
 
   /** Schedules a redeploy (debounced: an editor's save is several events). */
   changed(): void {
+    this.#editAt ??= Date.now();
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => this.#run(), 50);
   }
@@ -155,7 +161,9 @@ class DevWatcher {
 
   /** Deploys every spec, then watches the import graphs of their handlers. */
   async sync(): Promise<void> {
-    const modules = await deployAll(this.#p, specFiles(this.#dir));
+    const editAt = this.#editAt;
+    this.#editAt = undefined;
+    const modules = await deployAll(this.#p, specFiles(this.#dir), editAt);
     const outside = new Map<string, Set<string>>();
     for (const m of modules) {
       for (const f of (await handlerGraph(m)).files) {
