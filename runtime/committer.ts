@@ -19,6 +19,7 @@ import { SluiceError } from '../bindings/errors.ts';
 import type { Expression, ObjectBinding, StreamBinding, Value } from '../bindings/types.ts';
 import { isEmptyEffect, type BatchEffects, type RecordEffects } from '../functions/effects.ts';
 import type { BatchRecordInput } from './batch-types.ts';
+import { commitCause } from './chain.ts';
 import type { WorkerMetrics } from './metrics.ts';
 
 /** Attribute holding a function's processed-marker on an object. */
@@ -63,6 +64,8 @@ export async function commitObjectEffects(objects: ObjectBinding, fn: string, re
   if (isEmptyEffect(fx)) return 'ok';
   try {
     await objects.updateAttrs(rec.key, effectUpdates(fx, fn, rec.seq), {
+      // Its change record names this function and the chain depth (runtime/chain.ts).
+      cause: commitCause(fn, rec.cause),
       condition: { expr: 'not_exists(#m) OR #m < :seq', names: { '#m': markerAttr(fn) }, values: { ':seq': rec.seq } },
     });
     return 'ok';

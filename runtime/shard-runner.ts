@@ -203,7 +203,7 @@ export class ShardRunner {
     // With a checkpoint to write, do not wait for records: write it first when there are none.
     const step = await this.#batcher.next(c, Date.now(), this.#ac.signal, this.#unsaved);
     if (step?.lag !== undefined) metrics.lag.set({ shard: String(this.shard) }, step.lag + c.pending.length);
-    if (!step || (step.run.length === 0 && step.fates.length === 0 && step.expired.length === 0)) {
+    if (!step || (step.run.length === 0 && step.fates.length === 0 && step.expired.length === 0 && step.refused.length === 0)) {
       await this.#flush();
       return;
     }
@@ -212,6 +212,10 @@ export class ShardRunner {
     const fates: RecordFate[] = [...step.fates];
     const dead: DeadLetter[] = step.expired.map((p) => this.#letter(p, p.attempts, { code: 'SLUICE_NOT_FOUND', message: `record ${p.seq} expired from source '${this.#d.source.name}' before it could be retried` }));
     for (const p of step.expired) fates.push({ seq: p.seq, key: p.key, outcome: 'dead_letter' });
+    for (const p of step.refused) {
+      dead.push(this.#letter(p, p.attempts, p.error));
+      fates.push({ seq: p.seq, key: p.key, outcome: 'dead_letter' });
+    }
     // A step without effects (only filtered or superseded records) need not write the previous checkpoint:
     // the next one includes it.
     const counters = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : undefined;

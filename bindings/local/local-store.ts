@@ -21,6 +21,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statfsSync, stat
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { BindingError } from '../errors.ts';
+import type { Cause } from '../types.ts';
 
 /** Options of the embedded store. */
 export interface LocalStoreOptions {
@@ -117,6 +118,8 @@ export interface StoredRecord {
   h?: Record<string, string>;
   p?: string;
   t: number;
+  /** The record's cause (PutRecord.cause). */
+  c?: Cause;
 }
 
 /** A stored KV item. */

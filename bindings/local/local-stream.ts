@@ -133,6 +133,7 @@ export class LocalStream implements StreamBinding {
         const rec: StoredRecord = { d: r.data, t: now };
         if (Object.keys(r.headers).length > 0) rec.h = r.headers;
         if (r.partitionKey !== undefined) rec.p = r.partitionKey;
+        if (r.cause !== undefined) rec.c = r.cause;
         s.records.put([name, r.shard, seq], rec);
         s.noteAppend(name, r.shard);
         touched.add(r.shard);
@@ -176,6 +177,7 @@ export class LocalStream implements StreamBinding {
     for (const { key, value } of this.#store.records.getRange({ start: [stream, shard, cursor.seq], end: [stream, shard, MAX_SEQ], limit })) {
       const r: StreamRecord = { stream, shard, seq: key[2] as number, data: value.d, headers: value.h ?? {}, time: new Date(value.t) };
       if (value.p !== undefined) r.partitionKey = value.p;
+      if (value.c !== undefined) r.cause = value.c;
       out.push(r);
     }
     return out;

@@ -22,13 +22,14 @@ import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { BodyStore } from '../body-store.ts';
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition, type Expression } from '../expr/index.ts';
-import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
+import { bodyBytes, checkCause, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
 import { changeStreamName, sequencer, shardOf } from '../change-record.ts';
 import { codec } from '../codec.ts';
 import type {
   BucketInfo,
   AttrReadOptions,
   CallOptions,
+  Cause,
   ChangeRecord,
   ChangeType,
   DeleteObjectOptions,
@@ -98,6 +99,9 @@ interface ChangeSummary {
   /** time of the change (ms) */
   w: number;
   a: number;
+  /** The write's cause (function, hop), when it had one. */
+  f?: string;
+  h?: number;
 }
 
 /** An object's current state as read from KV. */
@@ -110,8 +114,10 @@ interface Current {
   live: boolean;
 }
 
-function summaryHeader(e: ObjectEntry, attrIndexes: readonly string[]): MsgHdrs {
+function summaryHeader(e: ObjectEntry, attrIndexes: readonly string[], cause: Cause | undefined): MsgHdrs {
   const s: ChangeSummary = { t: e.type, v: e.version, s: e.size, e: e.etag, c: e.contentType, m: e.mtime.getTime(), w: e.time.getTime(), a: e.attrsRevision };
+  // The cause belongs to this message only (not to the object's state), so it lives in the header.
+  if (cause) [s.f, s.h] = [cause.fn, cause.hop];
   const h = natsHeaders();
   h.set(CHANGE_HEADER, JSON.stringify(s));
   // The indexed attributes travel in the same message as the state: one append, nothing to drift apart.
@@ -139,10 +145,12 @@ export function changeOfMessage(bucket: string, kvBucket: string, subject: strin
   const k = objectKeyOfSubject(subject, kvBucket);
   if (!s || !k) return undefined;
   const del = s.t === 'delete';
+  // `cause` right after `type`: the runtime reads both from the encoded bytes without decoding (peekChange).
   return {
     bucket,
     key: k.key,
     type: s.t,
+    ...(typeof s.f === 'string' && typeof s.h === 'number' ? { cause: { fn: s.f, hop: s.h } } : {}),
     version: s.v || seq,
     size: del ? 0 : s.s,
     etag: del ? '' : s.e,
@@ -220,6 +228,7 @@ export class NatsObject implements ObjectBinding {
     const where = `put '${String(key)}' in bucket '${this.bucket}'`;
     checkSignal(options?.signal, where);
     const r = resolvePut(this.bucket, key, options);
+    const cause = checkCause(options?.cause, where);
     const bytes = bodyBytes(body, where);
     const etag = etagOf(bytes);
     const inline = bytes.byteLength <= this.#ctx.inlineBodyMaxBytes;
@@ -261,7 +270,7 @@ export class NatsObject implements ObjectBinding {
         // A commit that fails without an answer (timeout, lost connection) may still have been applied:
         // its body then stays (an orphan at worst, for the collector) rather than risk a dangling ref.
         committed = 'unknown';
-        const revision = await this.#commit(key, entry, cur);
+        const revision = await this.#commit(key, entry, cur, cause);
         committed = revision !== undefined;
         if (revision === undefined) continue; // another writer won the race: re-read and re-check
         await this.#deleteBody(cur.entry);
@@ -335,6 +344,7 @@ export class NatsObject implements ObjectBinding {
     checkKey(key, `bucket '${this.bucket}': key`);
     const ifMatch = options?.ifMatch;
     if (ifMatch !== undefined && typeof ifMatch !== 'string') throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: ifMatch must be an etag string`);
+    const cause = checkCause(options?.cause, where);
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         checkSignal(options?.signal, where);
@@ -355,7 +365,7 @@ export class NatsObject implements ObjectBinding {
           attrs: {},
           attrsRevision: e.attrsRevision,
         };
-        if ((await this.#commit(key, tomb, cur)) === undefined) continue;
+        if ((await this.#commit(key, tomb, cur, cause)) === undefined) continue;
         await this.#deleteBody(e);
         return true;
       }
@@ -413,6 +423,7 @@ export class NatsObject implements ObjectBinding {
     updates.forEach((u, i) => checkUpdate(u, `${where}: update${updates.length > 1 ? `[${i}]` : ''}`));
     const condition = options?.condition;
     if (condition !== undefined) checkCondition(condition, `${where}: condition`);
+    const cause = checkCause(options?.cause, where);
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         checkSignal(options?.signal, where);
@@ -426,7 +437,7 @@ export class NatsObject implements ObjectBinding {
         for (const u of updates) attrs = applyUpdate(u, attrs);
         checkAttrs(attrs, `${where}: attrs`);
         const next: ObjectEntry = { ...e, type: 'attrs', time: new Date(), attrs, attrsRevision: e.attrsRevision + 1 };
-        if ((await this.#commit(key, next, cur)) === undefined) continue;
+        if ((await this.#commit(key, next, cur, cause)) === undefined) continue;
         return { attrs: visibleAttrs(attrs, options?.internal), attrsRevision: next.attrsRevision };
       }
       throw new BindingError('SLUICE_CONFLICT', `${where}: concurrent writers won ${MAX_ATTEMPTS} attempts`);
@@ -530,9 +541,9 @@ export class NatsObject implements ObjectBinding {
   }
 
   /** Appends `entry` with a CAS on the current revision; undefined when another writer got there first. */
-  async #commit(key: string, entry: ObjectEntry, cur: Current): Promise<number | undefined> {
+  async #commit(key: string, entry: ObjectEntry, cur: Current, cause: Cause | undefined): Promise<number | undefined> {
     try {
-      return await this.#kv.put(this.#kvKey(key), codec.pack(entry), { expect: cur.revision, headers: summaryHeader(entry, this.#attrIndexes) });
+      return await this.#kv.put(this.#kvKey(key), codec.pack(entry), { expect: cur.revision, headers: summaryHeader(entry, this.#attrIndexes, cause) });
     } catch (err) {
       if (isWrongLastSequence(err)) return undefined;
       throw err;
