@@ -131,27 +131,27 @@ export class ChangeDecoder {
         if (v.action === 'drop') return { seq: r.seq, key: r.partitionKey ?? '', input: undefined, skip: 'filtered', bytes: 0 };
         if (v.action === 'dead_letter') return { seq: r.seq, key: r.partitionKey ?? '', input: undefined, dead: v.error, bytes: 0 };
         return {
-        seq: r.seq,
-        key: r.partitionKey ?? '',
-        bytes: r.data.byteLength + (r.partitionKey?.length ?? 0),
-        input: {
-          key: r.partitionKey ?? '',
-          type: 'record',
-          source: t.stream,
-          shard: r.shard,
           seq: r.seq,
-          version: 0,
-          size: r.data.byteLength,
-          etag: '',
-          mtimeMs: r.time.getTime(),
-          contentType: r.headers['content-type'] ?? 'application/octet-stream',
-          attrs: {},
-          headers: r.headers,
-          attempt: attempt(r.seq),
-          body: r.data,
-          ...(r.cause ? { cause: r.cause } : {}),
-        },
-      };
+          key: r.partitionKey ?? '',
+          bytes: r.data.byteLength + (r.partitionKey?.length ?? 0),
+          input: {
+            key: r.partitionKey ?? '',
+            type: 'record',
+            source: t.stream,
+            shard: r.shard,
+            seq: r.seq,
+            version: 0,
+            size: r.data.byteLength,
+            etag: '',
+            mtimeMs: r.time.getTime(),
+            contentType: r.headers['content-type'] ?? 'application/octet-stream',
+            attrs: {},
+            headers: r.headers,
+            attempt: attempt(r.seq),
+            body: r.data,
+            ...(r.cause ? { cause: r.cause } : {}),
+          },
+        };
       });
     }
     // HTTP triggers have no records: requests go to runtime/triggers/http.ts.

@@ -25,9 +25,9 @@
 import type { Logger } from 'pino';
 import { SluiceError } from '../bindings/errors.ts';
 import type { StreamBinding } from '../bindings/types.ts';
-import { batchFailure, type BatchEffects } from '../functions/effects.ts';
 import type { BatchInput } from './batch-types.ts';
 import { Batcher, sleep, type Step } from './batcher.ts';
+import { runBatch } from './bisect.ts';
 import { nextCheckpoint, type RecordFate } from './checkpoint.ts';
 import { Committer, writeDeadLetters, type DeadLetter } from './committer.ts';
 import type { WorkerMetrics } from './metrics.ts';
@@ -251,15 +251,11 @@ export class ShardRunner {
     };
     metrics.batchSize.observe(batch.records.length);
     const endHandler = metrics.handlerSeconds.startTimer();
-    let effects: BatchEffects;
-    try {
-      effects = await this.#d.runner.run(batch);
-    } catch (e) {
-      const failure = batchFailure(e);
-      if (e instanceof SluiceError) failure.error.code = e.code;
-      effects = { records: batch.records.map(() => ({ set: {}, remove: [], updates: [] })), counters: {}, error: failure };
-    }
+    // A batch that throws is halved until its failing records are isolated (runtime/bisect.ts).
+    const ran = await runBatch((b) => this.#d.runner.run(b), batch, { bisect: o.bisectOnError, timeoutMs: o.timeoutMs });
+    const effects = ran.effects;
     endHandler();
+    if (ran.invocations > 1) this.#d.log.warn({ shard: this.shard, batchId: batch.batchId, invocations: ran.invocations, failed: effects.records.filter((r) => r.failure).length }, 'bisected a failed batch');
     if (effects.error) this.#d.log.warn({ shard: this.shard, batchId: batch.batchId, error: effects.error.error.message }, 'handler failed the batch');
     const endCommit = metrics.commitSeconds.startTimer();
     // The effects and the previous step's checkpoint are issued in the same turn (one store transaction
