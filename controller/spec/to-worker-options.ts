@@ -60,9 +60,10 @@ function trigger(t: TriggerSpec, fn: string): Trigger {
     if (o.prefix !== undefined) out.prefix = o.prefix;
     if (o.suffix !== undefined) out.suffix = o.suffix;
     if (o.inlineBodyMaxBytes !== undefined) out.inlineBodyMaxBytes = o.inlineBodyMaxBytes;
+    if (o.selfTrigger !== undefined) out.selfTrigger = o.selfTrigger;
     return out;
   }
-  if (t.stream !== undefined) return { type: 'stream', stream: t.stream.stream };
+  if (t.stream !== undefined) return { type: 'stream', stream: t.stream.stream, ...(t.stream.selfTrigger !== undefined ? { selfTrigger: t.stream.selfTrigger } : {}) };
   if (t.cron !== undefined) {
     const c = t.cron;
     const stream = tickStreamName(fn);
@@ -159,6 +160,8 @@ export function toWorkerOptions(spec: FunctionSpec, options: ToWorkerOptionsOpti
   if (s.concurrency?.threads !== undefined) o.threads = s.concurrency.threads;
   if (s.concurrency?.batchesInFlight !== undefined) o.batchesInFlight = s.concurrency.batchesInFlight;
   if (s.timeout !== undefined) o.timeout = s.timeout;
+  if (s.maxHops !== undefined) o.maxHops = s.maxHops;
+  if (s.bisectOnError !== undefined) o.bisectOnError = s.bisectOnError;
 
   try {
     resolveWorkerOptions(o);
