@@ -337,7 +337,15 @@ describe('spec - chaining and bisect', () => {
     expect(st.trigger.type === 'stream' && st.trigger.selfTrigger).toBe(true);
   });
 
-  it('spec - the platform default of maxHops is $SLUICE_MAX_HOPS; a bad one names the variable', () => {
+  it('spec - the platform default of maxHops is the controller\'s $SLUICE_MAX_HOPS, carried in the worker options', () => {
+    const env = { SLUICE_MAX_HOPS: '12' };
+    expect(toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}')), { ...opts, env }).maxHops).toBe(12);
+    expect(toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}', '  maxHops: 2\n')), { ...opts, env }).maxHops).toBe(2);
+    expect(toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}')), { ...opts, env: {} }).maxHops).toBeUndefined();
+    expect(() => toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}')), { ...opts, env: { SLUICE_MAX_HOPS: '0' } })).toThrow(/SLUICE_MAX_HOPS .* must be an integer from 1 to 1000, got "0"/);
+  });
+
+  it('spec - a worker without maxHops in its options falls back to its own $SLUICE_MAX_HOPS; a bad one names the variable', () => {
     const prev = process.env.SLUICE_MAX_HOPS;
     try {
       process.env.SLUICE_MAX_HOPS = '20';
