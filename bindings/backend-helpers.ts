@@ -7,6 +7,7 @@ import { shardOf } from './change-record.ts';
 import { BindingError, ConditionFailedError } from './errors.ts';
 import { checkCondition, checkUpdate, evaluateCondition, type Expression } from './expr/index.ts';
 import type {
+  Cause,
   ConditionalOptions,
   GetItemsOptions,
   GetRecordsOptions,
@@ -220,7 +221,7 @@ export function resolveRecord(
   i: number,
   r: PutRecord,
   shards: number,
-): { ok: true; data: Uint8Array; shard: number; headers: Record<string, string>; partitionKey: string | undefined } | { ok: false; error: { code: string; message: string } } {
+): { ok: true; data: Uint8Array; shard: number; headers: Record<string, string>; partitionKey: string | undefined; cause: Cause | undefined } | { ok: false; error: { code: string; message: string } } {
   const where = `putRecords '${name}' record ${i}`;
   const fail = (code: string, message: string) => ({ ok: false as const, error: { code, message: `${where}: ${message}` } });
   if (r === null || typeof r !== 'object') return fail('SLUICE_INVALID_ARGUMENT', 'must be an object');
@@ -242,7 +243,13 @@ export function resolveRecord(
     if (utf8Length(r.partitionKey) > Limits.maxKeyBytes) return fail('SLUICE_KEY_INVALID', `partitionKey is longer than ${Limits.maxKeyBytes} bytes`);
     shard = shardOf(r.partitionKey, shards);
   } else return fail('SLUICE_INVALID_ARGUMENT', 'give a partitionKey or a shard');
-  return { ok: true, data, shard, headers, partitionKey: r.partitionKey };
+  let cause: Cause | undefined;
+  try {
+    cause = checkCause(r.cause, where);
+  } catch (e) {
+    return fail('SLUICE_INVALID_ARGUMENT', (e as Error).message.slice(where.length + 2));
+  }
+  return { ok: true, data, shard, headers, partitionKey: r.partitionKey, cause };
 }
 
 /** Validates a shard number against a stream. */
@@ -287,6 +294,15 @@ export function project<T extends Record<string, unknown>>(item: T, attrs: strin
   const out: Record<string, unknown> = {};
   for (const a of attrs) if (Object.hasOwn(item, a)) out[a] = item[a];
   return out as T;
+}
+
+/** Validates a write's cause (bindings/types.ts `Cause`): the one rule for every backend. */
+export function checkCause(cause: unknown, where: string): Cause | undefined {
+  if (cause === undefined) return undefined;
+  const c = cause as Partial<Cause> | null;
+  if (typeof c !== 'object' || c === null || typeof c.fn !== 'string' || !/^[a-z0-9][a-z0-9-]{0,62}$/.test(c.fn) || !Number.isSafeInteger(c.hop) || (c.hop as number) < 0)
+    throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: cause must be { fn: a function name, hop: a non-negative integer }, got ${JSON.stringify(cause)}`);
+  return { fn: c.fn, hop: c.hop as number };
 }
 
 /** Rejects at once when the signal is already aborted. */

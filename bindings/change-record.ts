@@ -3,7 +3,7 @@
  * to, how sequencers order them, the change stream's name, and the record's encoding.
  */
 import { codec } from './codec.ts';
-import type { ChangeRecord } from './types.ts';
+import type { Cause, ChangeRecord } from './types.ts';
 
 /** Default number of shards of a bucket's change stream. */
 export const DEFAULT_BUCKET_SHARDS = 8;
@@ -62,4 +62,18 @@ export function decodeChange(data: Uint8Array): ChangeRecord {
   const c = codec.unpack(data) as ChangeRecord;
   if (!(c.mtime instanceof Date)) c.mtime = new Date(c.mtime as unknown as number);
   return c;
+}
+
+/**
+ * A cause as one header value, `<hop> <fn>` (NATS: the `Sluice-Cause` header of a stream message, and
+ * the `f`/`h` fields of an object message's change summary carry the same two values).
+ */
+export function formatCause(c: Cause): string {
+  return `${c.hop} ${c.fn}`;
+}
+
+/** The cause of a {@link formatCause} value; undefined when malformed (a message sluice did not write). */
+export function parseCause(s: string | undefined): Cause | undefined {
+  const m = s === undefined ? null : /^(\d{1,15}) ([a-z0-9][a-z0-9-]{0,62})$/.exec(s);
+  return m ? { fn: m[2]!, hop: Number(m[1]) } : undefined;
 }

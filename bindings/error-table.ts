@@ -111,6 +111,8 @@ export const ErrorTable: { readonly [K in ErrorCode]: ErrorMapping } = Object.fr
   SLUICE_BINDING_MISSING: row(404, 'NoSuchBucket', 'FAILED_PRECONDITION', 'notFound', false),
   // A log code (the watchdog reports it; no call returns it): exit 1 like the other unlisted codes.
   SLUICE_WRITE_LOCK_STALLED: row(503, 'ServiceUnavailable', 'UNAVAILABLE', 'failed', true),
+  // 508 Loop Detected: what the record ran into. Not retryable: the same record hits the same limit.
+  SLUICE_HOP_LIMIT: row(508, 'InvalidRequest', 'FAILED_PRECONDITION', 'failed', false),
 });
 
 /** The table's row for `code`, or SLUICE_INTERNAL's when `code` is not a sluice code. */

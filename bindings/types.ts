@@ -24,6 +24,25 @@ export interface CallOptions {
 
 // ───────────────────────────────────────── Object ─────────────────────────────────────────
 
+/**
+ * What caused a write: the function whose commit made it and the chain depth (`hop`: 1 for a commit
+ * triggered by a write without a cause, one more per function along a chain). The runtime stamps it on
+ * its commits; the change record (or stream record) carries it, so a function can skip the changes of
+ * its own commits and a chain across functions stops at its hop limit (docs/RUNTIME.md "Chaining").
+ */
+export interface Cause {
+  /** Function name (1-63 lowercase letters, digits, '-'). */
+  fn: string;
+  /** Chain depth, a non-negative integer. */
+  hop: number;
+}
+
+/** Options of writes that record a change: who caused it. */
+export interface CauseOptions {
+  /** Stamped into the change record; set by the runtime's committer, not by handlers. @default undefined (no cause: a user's write) */
+  cause?: Cause;
+}
+
 /** What a bucket is created with. */
 export interface BucketOptions {
   /**
@@ -65,7 +84,7 @@ export interface BucketInfo {
 }
 
 /** Options of {@link ObjectBinding.put}. */
-export interface PutObjectOptions extends CallOptions {
+export interface PutObjectOptions extends CallOptions, CauseOptions {
   /** MIME type stored with the object. @default 'application/octet-stream' */
   contentType?: string;
   /** Attributes stored atomically with the body (they replace any earlier attributes). @default {} */
@@ -133,7 +152,7 @@ export interface GetObjectResult extends ObjectHead {
 }
 
 /** Options of {@link ObjectBinding.delete}. */
-export interface DeleteObjectOptions extends CallOptions {
+export interface DeleteObjectOptions extends CallOptions, CauseOptions {
   /** Delete only if the object's etag equals this. @default undefined */
   ifMatch?: string;
 }
@@ -162,7 +181,7 @@ export interface ListResult {
 }
 
 /** Options of {@link ObjectBinding.updateAttrs}. */
-export interface UpdateAttrsOptions extends AttrReadOptions {
+export interface UpdateAttrsOptions extends AttrReadOptions, CauseOptions {
   /** Apply only when this condition holds on the current attributes. @default undefined (always) */
   condition?: Expression;
 }
@@ -302,6 +321,8 @@ export interface ChangeRecord {
   attrsRevision: number;
   /** Content type after the change ('' for delete). */
   contentType: string;
+  /** The write's cause ({@link CauseOptions}); absent for a write without one. */
+  cause?: Cause;
 }
 
 // ─────────────────────────────────────────── KV ───────────────────────────────────────────
@@ -432,6 +453,8 @@ export interface PutRecord {
    * At most 256 bytes. @default no de-duplication
    */
   dedupeId?: string;
+  /** Who caused the record (see {@link Cause}); read back as {@link StreamRecord.cause}, never as a header. @default undefined */
+  cause?: Cause;
 }
 
 /** Per-record result of {@link StreamBinding.putRecords}: where it landed, or why it did not. */
@@ -459,6 +482,8 @@ export interface StreamRecord {
   headers: Record<string, string>;
   /** Time the record was appended. */
   time: Date;
+  /** The cause it was put with ({@link PutRecord.cause}); absent when none. */
+  cause?: Cause;
 }
 
 /** Options of {@link StreamBinding.getRecords}. */

@@ -153,7 +153,7 @@ export function commitOneByOne(backend: Pick<Backend, 'objects' | 'kv'>, ops: re
   return runChained(ops, async (op) => {
     if (op.type === 'attrs') {
       const { updates, condition } = attrsOpExpressions(op);
-      return (await (await backend.objects(op.bucket)).updateAttrs(op.key, updates, { ...(condition ? { condition } : {}), ...signal })).attrsRevision;
+      return (await (await backend.objects(op.bucket)).updateAttrs(op.key, updates, { ...(condition ? { condition } : {}), ...(op.cause ? { cause: op.cause } : {}), ...signal })).attrsRevision;
     }
     const o: ItemWriteOp = op;
     return (await (await backend.kv(o.table)).putItem(o.key, o.item, { ...(o.ifRevision !== undefined ? { ifRevision: o.ifRevision } : {}), ...signal })).revision;

@@ -28,6 +28,8 @@ export interface AttrsWriteOp {
    * parsing an expression per record. @default undefined
    */
   marker?: { attr: string; seq: number };
+  /** Who caused the change (the `Cause` of types.ts, spelled out here because types.ts re-exports this file; stamped into its change record as `UpdateAttrsOptions.cause`). @default undefined */
+  cause?: { fn: string; hop: number };
 }
 
 /** A KV item write (e.g. a checkpoint), as `KvBinding.putItem`. */

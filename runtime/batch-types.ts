@@ -1,5 +1,5 @@
 /** The batch as the worker's main thread builds it, before it is written to a shared-memory slot. */
-import type { Attrs } from '../bindings/types.ts';
+import type { Attrs, Cause } from '../bindings/types.ts';
 import type { EventType } from '../functions/types.ts';
 
 /** One record of a batch, with everything prefetched ("data push"). */
@@ -19,6 +19,11 @@ export interface BatchRecordInput {
   attempt: number;
   /** Inline body (prefetched small object body, or a stream record's payload). */
   body?: Uint8Array;
+  /**
+   * The cause of the record (the function commit that wrote it and its hop, runtime/chain.ts); the
+   * committer stamps `hop + 1` on this record's writes. Main thread only: not sent to handler threads.
+   */
+  cause?: Cause;
 }
 
 /** A micro-batch for one handler invocation. */

@@ -47,6 +47,8 @@ export interface Step {
   fates: RecordFate[];
   /** Pending records the source no longer has (they are dead-lettered). */
   expired: PendingRecord[];
+  /** Records the source refused to run (past the hop limit, runtime/chain.ts): dead-lettered with `error`. */
+  refused: (PendingRecord & { error: { code: string; message: string } })[];
   /** Records behind the head of the shard after this pull (new-record steps only). */
   lag?: number;
 }
@@ -105,10 +107,11 @@ export class Batcher {
       due.map((p) => p.seq),
       (seq) => (bySeq.get(seq)?.attempts ?? 0) + 1,
     );
-    const step: Step = { counting, advanceTo: c.seq, run: [], fates: [], expired: [] };
+    const step: Step = { counting, advanceTo: c.seq, run: [], fates: [], expired: [], refused: [] };
     got.forEach((f, i) => {
       const p = due[i]!;
       if (!f) step.expired.push(p);
+      else if (f.dead) step.refused.push({ ...p, error: f.dead });
       else if (!f.input) step.fates.push({ seq: f.seq, key: f.key, outcome: f.skip ?? 'superseded' });
       else step.run.push({ input: f.input, retry: p });
     });
@@ -120,7 +123,7 @@ export class Batcher {
     const nextDue = c.pending.reduce((m, p) => Math.min(m, p.nextAt), Infinity);
     const waitMs = noWait ? 0 : Math.max(0, Math.min(IDLE_WAIT_MS, nextDue - now));
     const { records, lag } = await this.#source.pull(this.#shard, c.seq, { limit: maxRecords, waitMs, fillMs: maxWaitMs, signal });
-    if (records.length === 0) return { counting: true, advanceTo: c.seq, run: [], fates: [], expired: [], lag };
+    if (records.length === 0) return { counting: true, advanceTo: c.seq, run: [], fates: [], expired: [], refused: [], lag };
     // Keep the batch within maxBytes: records past the cut are pulled again next time.
     let bytes = 0;
     let cut = records.length;
@@ -132,13 +135,15 @@ export class Batcher {
       }
     }
     const kept = records.slice(0, cut);
-    const step: Step = { counting: true, advanceTo: kept[kept.length - 1]!.seq + 1, run: [], fates: [], expired: [], lag: lag + (records.length - cut) };
+    const step: Step = { counting: true, advanceTo: kept[kept.length - 1]!.seq + 1, run: [], fates: [], expired: [], refused: [], lag: lag + (records.length - cut) };
     // New records whose key waits behind a pending record join the pending list instead of running.
     const waitingKeys = new Set(c.pending.map((p) => p.key));
     for (const f of kept) {
-      if (!f.input) step.fates.push({ seq: f.seq, key: f.key, outcome: f.skip ?? 'filtered' });
+      // A refused record (hop limit) behind a pending one of its key waits like any other (per-key order).
+      if (!f.input && !f.dead) step.fates.push({ seq: f.seq, key: f.key, outcome: f.skip ?? 'filtered' });
       else if (waitingKeys.has(f.key)) step.fates.push({ seq: f.seq, key: f.key, outcome: 'waiting', attempts: 0, firstAt: now, nextAt: 0, counted: false });
-      else step.run.push({ input: f.input });
+      else if (f.dead) step.refused.push({ seq: f.seq, key: f.key, attempts: 1, firstAt: now, nextAt: 0, error: f.dead });
+      else if (f.input) step.run.push({ input: f.input });
     }
     return step;
   }

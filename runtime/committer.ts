@@ -23,6 +23,7 @@ import type { AttrsWriteOp, Backend, ObjectBinding, StreamBinding, WriteOp, Writ
 import { isEmptyEffect, type BatchEffects, type RecordEffects } from '../functions/effects.ts';
 import type { BatchRecordInput } from './batch-types.ts';
 import type { EffectWriter } from './effect-writes.ts';
+import { commitCause } from './chain.ts';
 import type { WorkerMetrics } from './metrics.ts';
 
 /** Attribute holding a function's processed-marker on an object. */
@@ -45,7 +46,8 @@ export type CommitResult =
 /** The attribute op of one record's effects with its processed-marker (undefined: nothing to write). */
 export function attrsOp(bucket: string, fn: string, rec: BatchRecordInput, fx: RecordEffects): AttrsWriteOp | undefined {
   if (isEmptyEffect(fx)) return undefined;
-  return { type: 'attrs', bucket, key: rec.key, set: fx.set, remove: fx.remove, updates: fx.updates, marker: { attr: markerAttr(fn), seq: rec.seq } };
+  // Its change record names this function and the chain depth (runtime/chain.ts).
+  return { type: 'attrs', bucket, key: rec.key, set: fx.set, remove: fx.remove, updates: fx.updates, marker: { attr: markerAttr(fn), seq: rec.seq }, cause: commitCause(fn, rec.cause) };
 }
 
 /** The outcome of a record from the results of its ops (the first op is the one conditioned on the marker). */

@@ -31,9 +31,10 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { SluiceError } from '../bindings/errors.ts';
-import type { Backend, Expression, KvBinding, ObjectBinding, PutRecord, StreamBinding } from '../bindings/types.ts';
+import type { Backend, Cause, Expression, KvBinding, ObjectBinding, PutRecord, StreamBinding } from '../bindings/types.ts';
 import { MAX_EFFECTS_PER_RECORD, type ExtraEffect } from '../functions/declared-effects.ts';
 import type { BatchRecordInput, BindingSpec } from './batch-types.ts';
+import { commitCause } from './chain.ts';
 
 /** Result of committing a record's effects: all applied (now or by an earlier delivery), or why not. */
 export type EffectOutcome = 'ok' | { error: { code: string; message: string } };
@@ -118,6 +119,8 @@ export class EffectWriter {
   async commit(rec: BatchRecordInput, extra: readonly ExtraEffect[]): Promise<EffectOutcome> {
     if (extra.length > MAX_EFFECTS_PER_RECORD) return fail('SLUICE_VALUE_TOO_LARGE', `record '${rec.key}' declares ${extra.length} effects; at most ${MAX_EFFECTS_PER_RECORD}`);
     const marker = effectMarkerAttr(this.#fn, rec.source, rec.shard, rec.key);
+    // Emitted records and other objects' change records name this function and the chain depth (runtime/chain.ts).
+    const cause = commitCause(this.#fn, rec.cause);
     // Consecutive appends to one stream go as one putRecords call (one round trip, one transaction).
     let pending: { stream: string; records: PutRecord[] } | undefined;
     const flush = async (): Promise<EffectOutcome> => {
@@ -137,7 +140,7 @@ export class EffectWriter {
         }
         // Without a partition key, the triggering record's key: emitted records of one key stay in order.
         const pk = e.partitionKey ?? rec.key;
-        const p: PutRecord = { data: e.data, dedupeId: effectDedupeId(this.#fn, rec, i), ...(pk !== '' ? { partitionKey: pk } : { shard: 0 }) };
+        const p: PutRecord = { data: e.data, dedupeId: effectDedupeId(this.#fn, rec, i), cause, ...(pk !== '' ? { partitionKey: pk } : { shard: 0 }) };
         if (e.headers !== undefined) p.headers = e.headers;
         (pending ??= { stream: resource, records: [] }).records.push(p);
         if (pending.records.length >= APPEND_CHUNK) {
@@ -148,19 +151,19 @@ export class EffectWriter {
       }
       const f = await flush();
       if (f !== 'ok') return f;
-      const r = await this.#update(e.kind, resource, e.key, e.update, marker, effectMarkerValue(rec.seq, i));
+      const r = await this.#update(e.kind, resource, e.key, e.update, marker, effectMarkerValue(rec.seq, i), cause);
       if (r !== 'ok') return r;
     }
     return flush();
   }
 
   /** One conditional write of an item's / object's update plus its marker. */
-  async #update(kind: 'kv' | 'object', resource: string, key: string, update: Expression, marker: string, value: number): Promise<EffectOutcome> {
+  async #update(kind: 'kv' | 'object', resource: string, key: string, update: Expression, marker: string, value: number, cause: Cause): Promise<EffectOutcome> {
     const updates: Expression[] = [update, { expr: 'SET #sluiceM = :sluiceM', names: { '#sluiceM': marker }, values: { ':sluiceM': value } }];
     const condition: Expression = { expr: 'not_exists(#sluiceM) OR #sluiceM < :sluiceM', names: { '#sluiceM': marker }, values: { ':sluiceM': value } };
     try {
       if (kind === 'kv') await (await this.#table(resource)).updateItem(key, updates, { condition });
-      else await (await this.#bucket(resource)).updateAttrs(key, updates, { condition });
+      else await (await this.#bucket(resource)).updateAttrs(key, updates, { condition, cause });
       return 'ok';
     } catch (err) {
       if (err instanceof SluiceError) {

@@ -15,6 +15,7 @@ import { SluiceError } from '../bindings/errors.ts';
 import { decodeChange } from '../bindings/shared.ts';
 import type { ObjectBinding, StreamBinding, StreamRecord } from '../bindings/types.ts';
 import type { BatchRecordInput } from './batch-types.ts';
+import { chainVerdict } from './chain.ts';
 import { markerAttr } from './committer.ts';
 import type { ResolvedWorkerOptions } from './worker-options.ts';
 
@@ -29,6 +30,8 @@ export interface Fetched {
   input: BatchRecordInput | undefined;
   /** Why `input` is undefined. */
   skip?: SkipReason;
+  /** Set (with `input` undefined) when the record is dead-lettered instead of run (runtime/chain.ts: hop limit). */
+  dead?: { code: string; message: string };
   /** Bytes it adds to a batch (key + inline body). */
   bytes: number;
 }
@@ -120,28 +123,36 @@ export class ChangeDecoder {
   /** Builds the batch records of `recs` (stream order kept); attempt is the delivery attempt. */
   async prepare(recs: StreamRecord[], attempt: (seq: number) => number): Promise<Fetched[]> {
     const t = this.#o.trigger;
+    const fn = this.#o.function;
+    const chain = { selfTrigger: t.type !== 'http' && t.selfTrigger === true, maxHops: this.#o.maxHops };
     if (t.type === 'stream') {
-      return recs.map((r) => ({
-        seq: r.seq,
-        key: r.partitionKey ?? '',
-        bytes: r.data.byteLength + (r.partitionKey?.length ?? 0),
-        input: {
-          key: r.partitionKey ?? '',
-          type: 'record',
-          source: t.stream,
-          shard: r.shard,
+      return recs.map((r): Fetched => {
+        const v = chainVerdict(r.cause, fn, chain);
+        if (v.action === 'drop') return { seq: r.seq, key: r.partitionKey ?? '', input: undefined, skip: 'filtered', bytes: 0 };
+        if (v.action === 'dead_letter') return { seq: r.seq, key: r.partitionKey ?? '', input: undefined, dead: v.error, bytes: 0 };
+        return {
           seq: r.seq,
-          version: 0,
-          size: r.data.byteLength,
-          etag: '',
-          mtimeMs: r.time.getTime(),
-          contentType: r.headers['content-type'] ?? 'application/octet-stream',
-          attrs: {},
-          headers: r.headers,
-          attempt: attempt(r.seq),
-          body: r.data,
-        },
-      }));
+          key: r.partitionKey ?? '',
+          bytes: r.data.byteLength + (r.partitionKey?.length ?? 0),
+          input: {
+            key: r.partitionKey ?? '',
+            type: 'record',
+            source: t.stream,
+            shard: r.shard,
+            seq: r.seq,
+            version: 0,
+            size: r.data.byteLength,
+            etag: '',
+            mtimeMs: r.time.getTime(),
+            contentType: r.headers['content-type'] ?? 'application/octet-stream',
+            attrs: {},
+            headers: r.headers,
+            attempt: attempt(r.seq),
+            body: r.data,
+            ...(r.cause ? { cause: r.cause } : {}),
+          },
+        };
+      });
     }
     // HTTP triggers have no records: requests go to runtime/triggers/http.ts.
     if (t.type !== 'object') return [];
@@ -150,15 +161,18 @@ export class ChangeDecoder {
     const skipAttrs = !(t.events as string[]).includes('attrs');
     await Promise.all(
       recs.map(async (r, i) => {
-        // Most change records a put-only trigger sees are the `attrs` records of its own commits: drop
-        // them by their type alone, without decoding the record.
-        if (skipAttrs && peekChangeType(r.data) === 'attrs') {
+        // Most change records a put-only trigger sees are the `attrs` records of its own commits, and most
+        // an attrs trigger would see are its own commits too: drop them by their type or cause alone,
+        // without decoding the record.
+        const peek = peekChange(r.data);
+        if ((skipAttrs && peek?.type === 'attrs') || (peek?.causeFn === fn && !chain.selfTrigger)) {
           out[i] = { seq: r.seq, key: r.partitionKey ?? '', input: undefined, skip: 'filtered', bytes: 0 };
           return;
         }
         const c = decodeChange(r.data);
         const keep = (t.events as string[]).includes(c.type) && c.key.startsWith(t.prefix) && c.key.endsWith(t.suffix);
-        if (!keep) {
+        const verdict = chainVerdict(c.cause, fn, chain);
+        if (!keep || verdict.action === 'drop') {
           out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'filtered', bytes: 0 };
           return;
         }
@@ -176,6 +190,7 @@ export class ChangeDecoder {
           attrs: {},
           headers: {},
           attempt: attempt(r.seq),
+          ...(c.cause ? { cause: c.cause } : {}),
         };
         if (c.type !== 'delete' && this.#objects) {
           const cur = await this.#read(c.key, c.size <= t.inlineBodyMaxBytes);
@@ -201,6 +216,12 @@ export class ChangeDecoder {
             return;
           }
         }
+        // Past the hop limit: dead-lettered instead of run (after the filters, so a record this function
+        // would not have run anyway never dead-letters).
+        if (verdict.action === 'dead_letter') {
+          out[i] = { seq: r.seq, key: c.key, input: undefined, dead: verdict.error, bytes: 0 };
+          return;
+        }
         out[i] = { seq: r.seq, key: c.key, input, bytes: c.key.length + (input.body?.byteLength ?? 0) + 64 };
       }),
     );
@@ -224,14 +245,22 @@ export class ChangeDecoder {
 }
 
 const TYPE_KEY = [0x74, 0x79, 0x70, 0x65]; // "type"
+const CAUSE_KEY = [0x63, 0x61, 0x75, 0x73, 0x65]; // "cause"
+const FN_KEY = [0x66, 0x6e]; // "fn"
+
+/** The `type` of an encoded change record without decoding it ({@link peekChange}). */
+export function peekChangeType(d: Uint8Array): string | undefined {
+  return peekChange(d)?.type;
+}
 
 /**
- * The `type` of an encoded change record, read from its msgpack bytes without decoding it: walks the
- * top-level map while keys and values are strings (`bucket`, `key` come first) until the key `type`.
+ * The `type` and the cause's function of an encoded change record, read from its msgpack bytes without
+ * decoding it: walks the top-level map while keys and values are strings (`bucket`, `key`, `type` come
+ * first), and the `cause` map (`{fn, hop}`, written right after `type`) when it comes next. A field is
  * undefined whenever the bytes are not shaped as expected — the caller then decodes in full, so this can
  * only ever save work, never misfilter (test/unit/records-peek.test.ts pins it against encodeChange).
  */
-export function peekChangeType(d: Uint8Array): string | undefined {
+export function peekChange(d: Uint8Array): { type?: string; causeFn?: string } | undefined {
   let i = 0;
   const h = d[i++];
   let n: number;
@@ -255,13 +284,26 @@ export function peekChangeType(d: Uint8Array): string | undefined {
     i = at + len;
     return [at, at + len];
   };
+  const is = (k: [number, number], name: number[]) => k[1] - k[0] === name.length && name.every((c, j) => d[k[0] + j] === c);
+  const text = (v: [number, number]) => Buffer.from(d.buffer, d.byteOffset + v[0], v[1] - v[0]).toString('latin1');
+  const out: { type?: string; causeFn?: string } = {};
   for (let e = 0; e < n && e < 8; e++) {
     const k = str();
-    if (!k) return undefined;
-    const isType = k[1] - k[0] === 4 && TYPE_KEY.every((c, j) => d[k[0] + j] === c);
+    if (!k) break;
+    if (is(k, CAUSE_KEY)) {
+      // A fixmap whose first entry is `fn: <string>` (function names are ASCII, so latin1 is exact).
+      const m = d[i];
+      if (m === undefined || m < 0x81 || m > 0x8f) break;
+      i++;
+      const fk = str();
+      if (!fk || !is(fk, FN_KEY)) break;
+      const fv = str();
+      if (fv) out.causeFn = text(fv);
+      break;
+    }
     const v = str();
-    if (!v) return undefined;
-    if (isType) return Buffer.from(d.buffer, d.byteOffset + v[0], v[1] - v[0]).toString('latin1');
+    if (!v) break;
+    if (is(k, TYPE_KEY)) out.type = text(v);
   }
-  return undefined;
+  return out.type === undefined && out.causeFn === undefined ? undefined : out;
 }

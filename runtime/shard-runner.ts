@@ -25,9 +25,9 @@
 import type { Logger } from 'pino';
 import { SluiceError } from '../bindings/errors.ts';
 import type { StreamBinding } from '../bindings/types.ts';
-import { batchFailure, type BatchEffects } from '../functions/effects.ts';
 import type { BatchInput } from './batch-types.ts';
 import { Batcher, sleep, type Step } from './batcher.ts';
+import { runBatch } from './bisect.ts';
 import { nextCheckpoint, type RecordFate } from './checkpoint.ts';
 import { Committer, writeDeadLetters, type CommitResult, type DeadLetter } from './committer.ts';
 import type { WorkerMetrics } from './metrics.ts';
@@ -203,7 +203,7 @@ export class ShardRunner {
     // With a checkpoint to write, do not wait for records: write it first when there are none.
     const step = await this.#batcher.next(c, Date.now(), this.#ac.signal, this.#unsaved);
     if (step?.lag !== undefined) metrics.lag.set({ shard: String(this.shard) }, step.lag + c.pending.length);
-    if (!step || (step.run.length === 0 && step.fates.length === 0 && step.expired.length === 0)) {
+    if (!step || (step.run.length === 0 && step.fates.length === 0 && step.expired.length === 0 && step.refused.length === 0)) {
       await this.#flush();
       return;
     }
@@ -212,6 +212,10 @@ export class ShardRunner {
     const fates: RecordFate[] = [...step.fates];
     const dead: DeadLetter[] = step.expired.map((p) => this.#letter(p, p.attempts, { code: 'SLUICE_NOT_FOUND', message: `record ${p.seq} expired from source '${this.#d.source.name}' before it could be retried` }));
     for (const p of step.expired) fates.push({ seq: p.seq, key: p.key, outcome: 'dead_letter' });
+    for (const p of step.refused) {
+      dead.push(this.#letter(p, p.attempts, p.error));
+      fates.push({ seq: p.seq, key: p.key, outcome: 'dead_letter' });
+    }
     // A step without effects (only filtered or superseded records) need not write the previous checkpoint:
     // the next one includes it.
     const counters = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : undefined;
@@ -247,15 +251,11 @@ export class ShardRunner {
     };
     metrics.batchSize.observe(batch.records.length);
     const endHandler = metrics.handlerSeconds.startTimer();
-    let effects: BatchEffects;
-    try {
-      effects = await this.#d.runner.run(batch);
-    } catch (e) {
-      const failure = batchFailure(e);
-      if (e instanceof SluiceError) failure.error.code = e.code;
-      effects = { records: batch.records.map(() => ({ set: {}, remove: [], updates: [] })), counters: {}, error: failure };
-    }
+    // A batch that throws is halved until its failing records are isolated (runtime/bisect.ts).
+    const ran = await runBatch((b) => this.#d.runner.run(b), batch, { bisect: o.bisectOnError, timeoutMs: o.timeoutMs });
+    const effects = ran.effects;
     endHandler();
+    if (ran.invocations > 1) this.#d.log.warn({ shard: this.shard, batchId: batch.batchId, invocations: ran.invocations, failed: effects.records.filter((r) => r.failure).length }, 'bisected a failed batch');
     if (effects.error) this.#d.log.warn({ shard: this.shard, batchId: batch.batchId, error: effects.error.error.message }, 'handler failed the batch');
     const endCommit = metrics.commitSeconds.startTimer();
     // The effects and the previous step's checkpoint go to the store as ONE batch of writes (one LMDB

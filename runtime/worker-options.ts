@@ -10,6 +10,7 @@ import { BindingError } from '../bindings/errors.ts';
 import { parseDurationMs } from '../functions/types.ts';
 import type { BackendSpec } from './backend-spec.ts';
 import type { BindingSpec } from './batch-types.ts';
+import { DEFAULT_MAX_HOPS } from './chain.ts';
 
 /** An object trigger: change records of one bucket. */
 export interface ObjectTrigger {
@@ -36,6 +37,12 @@ export interface ObjectTrigger {
   feed?: string;
   /** Set for a scheduled query trigger: every worker runs the scheduler that fills `feed`. @default no runs */
   query?: QuerySchedule;
+  /**
+   * Deliver the change records of this function's own commits too (runtime/chain.ts). Off, a function
+   * triggered by attribute changes that sets attributes does not re-trigger itself; on, only `maxHops`
+   * stops such a loop. @default false
+   */
+  selfTrigger?: boolean;
 }
 
 /** A stream trigger: records of one user stream. */
@@ -47,6 +54,12 @@ export interface StreamTrigger {
    * appends one tick per schedule instant (runtime/triggers/cron.ts). @default no ticker
    */
   cron?: CronSchedule;
+  /**
+   * Deliver the stream records this function's own commits emitted too (runtime/chain.ts). Off, a function
+   * triggered by attribute changes that sets attributes does not re-trigger itself; on, only `maxHops`
+   * stops such a loop. @default false
+   */
+  selfTrigger?: boolean;
 }
 
 /** An HTTP trigger as the worker receives it. */
@@ -115,6 +128,19 @@ export interface WorkerOptions {
   timeout?: number | string;
   /** Bindings the handler may reach (ctx.data). @default [] */
   bindings?: BindingSpec[];
+  /**
+   * Chain depth at which a record is dead-lettered (SLUICE_HOP_LIMIT) instead of running: the number of
+   * function commits that led to it (runtime/chain.ts). 1..1000.
+   * @default $SLUICE_MAX_HOPS when set (the platform's default), else 8
+   */
+  maxHops?: number;
+  /**
+   * When the handler throws for a whole batch, run its halves again (recursively) until the failing
+   * record is isolated; the halving runs are not counted as attempts, the neighbours commit, and only the
+   * failing record is retried / dead-lettered (runtime/bisect.ts). Lambda's BisectBatchOnFunctionError,
+   * but on by default. @default true
+   */
+  bisectOnError?: boolean;
   /** Secrets the handler reads as `ctx.secrets` (resolved values by name; never logged). @default {} */
   secrets?: Record<string, string>;
   /** Lease time-to-live; renewed at a third of it. @default '10s' */
@@ -161,6 +187,8 @@ export interface ResolvedWorkerOptions {
   readonly batchesInFlight: number;
   readonly timeoutMs: number;
   readonly bindings: readonly BindingSpec[];
+  readonly maxHops: number;
+  readonly bisectOnError: boolean;
   readonly secrets: Readonly<Record<string, string>>;
   readonly leaseTtlMs: number;
   readonly shutdownGraceMs: number;
@@ -179,6 +207,19 @@ function int(v: unknown, path: string, min: number, max: number, dflt: number): 
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(path, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
   return v;
+}
+
+function bool(v: unknown, path: string, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'boolean') throw bad(path, `must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** The platform's default of `maxHops`: $SLUICE_MAX_HOPS (an integer 1..1000), else {@link DEFAULT_MAX_HOPS}. */
+function platformMaxHops(): number {
+  const env = process.env.SLUICE_MAX_HOPS;
+  if (env === undefined || env === '') return DEFAULT_MAX_HOPS;
+  return int(Number(env), 'maxHops (from $SLUICE_MAX_HOPS)', 1, 1000, DEFAULT_MAX_HOPS);
 }
 
 function dur(v: number | string | undefined, path: string, dflt: number): number {
@@ -225,13 +266,15 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
       prefix: t.prefix ?? '',
       suffix: t.suffix ?? '',
       inlineBodyMaxBytes: int(t.inlineBodyMaxBytes, 'trigger.inlineBodyMaxBytes', 0, 4 * 1024 * 1024, 65536),
+      selfTrigger: bool(t.selfTrigger, 'trigger.selfTrigger', false),
       ...(t.where !== undefined ? { where: checkedWhere(t.where, 'trigger.where') } : {}),
       ...(t.feed !== undefined ? { feed: t.feed } : {}),
       ...(t.query !== undefined ? { query: Object.freeze({ ...t.query, where: checkedWhere(t.query.where, 'trigger.query.where') }) } : {}),
     });
     if (trigger.query !== undefined && trigger.feed === undefined) throw bad('trigger.feed', 'must name the run stream of a scheduled query');
   } else if (t?.type === 'stream') {
-    if (t.cron === undefined) trigger = Object.freeze({ type: 'stream' as const, stream: t.stream });
+    const selfTrigger = bool(t.selfTrigger, 'trigger.selfTrigger', false);
+    if (t.cron === undefined) trigger = Object.freeze({ type: 'stream' as const, stream: t.stream, selfTrigger });
     else {
       const c = t.cron;
       try {
@@ -241,7 +284,7 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
       }
       if (c.catchUp !== undefined && !['none', 'one', 'all'].includes(c.catchUp)) throw bad('trigger.cron.catchUp', `must be 'none', 'one' or 'all'`);
       if (c.overlap !== undefined && !['skip', 'queue'].includes(c.overlap)) throw bad('trigger.cron.overlap', `must be 'skip' or 'queue'`);
-      trigger = Object.freeze({ type: 'stream' as const, stream: t.stream, cron: Object.freeze({ ...c }) });
+      trigger = Object.freeze({ type: 'stream' as const, stream: t.stream, cron: Object.freeze({ ...c }), selfTrigger });
     }
   } else if (t?.type === 'http') {
     if (typeof t.path !== 'string' || !/^\/\S*$/.test(t.path)) throw bad('trigger.path', "must be a URL path starting with '/'");
@@ -284,6 +327,8 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
     batchesInFlight: int(o.batchesInFlight, 'batchesInFlight', 1, 1024, Math.max(1, threads * 2)),
     timeoutMs: dur(o.timeout, 'timeout', 30_000),
     bindings: Object.freeze([...(o.bindings ?? [])]),
+    maxHops: int(o.maxHops, 'maxHops', 1, 1000, platformMaxHops()),
+    bisectOnError: bool(o.bisectOnError, 'bisectOnError', true),
     secrets: checkedSecrets(o.secrets),
     leaseTtlMs,
     shutdownGraceMs: dur(o.shutdownGrace, 'shutdownGrace', 25_000),

@@ -10,12 +10,13 @@
 import type { BodyStore } from '../body-store.ts';
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition } from '../expr/index.ts';
-import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
+import { bodyBytes, checkCause, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
 import { changeStreamName, encodeChange, sequencer, shardOf } from '../change-record.ts';
 import type {
   AttrReadOptions,
   AttrsWriteOp,
   BucketInfo,
+  Cause,
   CallOptions,
   ChangeRecord,
   ChangeType,
@@ -70,15 +71,17 @@ export class LocalObject implements ObjectBinding {
   }
 
   /** Appends the change record of `key`; only inside a store write. */
-  #recordChange(key: string, type: ChangeType, meta: StoredMeta, mtime: number): number {
+  #recordChange(key: string, type: ChangeType, meta: StoredMeta, mtime: number, cause: Cause | undefined): number {
     const s = this.#store;
     const seqNo = s.next(['v', this.bucket]);
     const shard = shardOf(key, this.#shards);
     const seq = s.next(['s', this.#stream, shard]);
+    // `cause` right after `type`: the runtime reads both from the bytes without decoding (peekChange).
     const rec: ChangeRecord = {
       bucket: this.bucket,
       key,
       type,
+      ...(cause ? { cause } : {}),
       version: type === 'put' ? seqNo : meta.version,
       size: type === 'delete' ? 0 : meta.size,
       etag: type === 'delete' ? '' : meta.etag,
@@ -94,6 +97,7 @@ export class LocalObject implements ObjectBinding {
 
   async put(key: string, body: Uint8Array | string, options?: PutObjectOptions): Promise<PutObjectResult> {
     const r = resolvePut(this.bucket, key, options);
+    const cause = checkCause(options?.cause, `put '${key}'`);
     const bytes = bodyBytes(body, `put '${key}'`);
     checkSignal(options?.signal, `put '${key}'`);
     const etag = etagOf(bytes);
@@ -115,7 +119,7 @@ export class LocalObject implements ObjectBinding {
           throw new BindingError('SLUICE_TIMEOUT', `put '${key}': the commit came ${now - started} ms after the body upload started, past the body store's grace period of ${ext.graceMs} ms`);
         const meta: StoredMeta = { size: bytes.byteLength, etag, version: 0, contentType: r.contentType, mtime: now, attrsRevision: (cur?.attrsRevision ?? 0) + 1 };
         // The change record's sequencer doubles as the object version: one counter orders every change.
-        meta.version = this.#recordChange(key, 'put', { ...meta, version: -1 }, now);
+        meta.version = this.#recordChange(key, 'put', { ...meta, version: -1 }, now, cause);
         if (ref !== undefined) meta.bodyRef = ref;
         if (this.#indexes.length > 0)
           reindex(s, this.bucket, this.#indexes, key, cur && stateOf(key, cur, s.attrs.get(k) as Attrs | undefined), stateOf(key, meta, r.attrs));
@@ -210,6 +214,7 @@ export class LocalObject implements ObjectBinding {
     checkKey(key, `bucket '${this.bucket}': key`);
     if (options?.ifMatch !== undefined && typeof options.ifMatch !== 'string') throw new BindingError('SLUICE_INVALID_ARGUMENT', `delete '${key}': ifMatch must be an etag string`);
     checkSignal(options?.signal, `delete '${key}'`);
+    const cause = checkCause(options?.cause, `delete '${key}'`);
     const s = this.#store;
     const k = [this.bucket, key];
     let dropped: string | undefined;
@@ -218,7 +223,7 @@ export class LocalObject implements ObjectBinding {
       if (options?.ifMatch !== undefined) checkPreconditions(key, cur, options.ifMatch, false, (m) => new ConditionFailedError(m, cur ? toMeta(key, cur) : undefined, cur?.version));
       if (!cur) return false;
       if (this.#indexes.length > 0) reindex(s, this.bucket, this.#indexes, key, stateOf(key, cur, s.attrs.get(k) as Attrs | undefined), undefined);
-      this.#recordChange(key, 'delete', cur, Date.now());
+      this.#recordChange(key, 'delete', cur, Date.now(), cause);
       s.meta.remove(k);
       if (cur.bodyRef === undefined) s.bodies.remove(k);
       s.attrs.remove(k);
@@ -258,6 +263,7 @@ export class LocalObject implements ObjectBinding {
     updates.forEach((u, i) => checkUpdate(u, `updateAttrs '${key}': update${updates.length > 1 ? `[${i}]` : ''}`));
     if (options?.condition !== undefined) checkCondition(options.condition, `updateAttrs '${key}': condition`);
     checkSignal(options?.signal, `updateAttrs '${key}'`);
+    const cause = checkCause(options?.cause, `updateAttrs '${key}'`);
     const s = this.#store;
     const k = [this.bucket, key];
     return s.write(() => {
@@ -269,7 +275,7 @@ export class LocalObject implements ObjectBinding {
       let next = attrs;
       for (const u of updates) next = applyUpdate(u, next);
       checkAttrs(next, `updateAttrs '${key}': resulting attrs`);
-      const attrsRevision = this.#writeAttrs(key, cur, attrs, next);
+      const attrsRevision = this.#writeAttrs(key, cur, attrs, next, cause);
       return { attrs: visibleAttrs(next, options?.internal), attrsRevision };
     });
   }
@@ -285,15 +291,15 @@ export class LocalObject implements ObjectBinding {
     const cur = s.meta.get(k);
     if (!cur) throw notFound(this.bucket, op.key);
     const attrs = (s.attrs.get(k) as Attrs | undefined) ?? {};
-    return this.#writeAttrs(op.key, cur, attrs, applyAttrsOp(attrs, op, cur.attrsRevision, where));
+    return this.#writeAttrs(op.key, cur, attrs, applyAttrsOp(attrs, op, cur.attrsRevision, where), op.cause);
   }
 
   /** Writes `next` over `attrs` with its change record and index entries; only inside a store write. */
-  #writeAttrs(key: string, cur: StoredMeta, attrs: Attrs, next: Attrs): number {
+  #writeAttrs(key: string, cur: StoredMeta, attrs: Attrs, next: Attrs, cause: Cause | undefined): number {
     const s = this.#store;
     const k = [this.bucket, key];
     const meta: StoredMeta = { ...cur, attrsRevision: cur.attrsRevision + 1 };
-    this.#recordChange(key, 'attrs', meta, Date.now());
+    this.#recordChange(key, 'attrs', meta, Date.now(), cause);
     if (this.#indexes.length > 0) reindex(s, this.bucket, this.#indexes, key, stateOf(key, cur, attrs), stateOf(key, meta, next));
     s.meta.put(k, meta);
     if (Object.keys(next).length > 0) s.attrs.put(k, next);

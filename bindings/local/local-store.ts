@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { BindingError } from '../errors.ts';
 import { WriteLockRecord } from './write-lock.ts';
+import type { Cause } from '../types.ts';
 
 /** Options of the embedded store. */
 export interface LocalStoreOptions {
@@ -118,6 +119,8 @@ export interface StoredRecord {
   h?: Record<string, string>;
   p?: string;
   t: number;
+  /** The record's cause (PutRecord.cause). */
+  c?: Cause;
 }
 
 /** A stored KV item. */

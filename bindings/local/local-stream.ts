@@ -146,6 +146,7 @@ export class LocalStream implements StreamBinding {
         const rec: StoredRecord = { d: r.data, t: now };
         if (Object.keys(r.headers).length > 0) rec.h = r.headers;
         if (r.partitionKey !== undefined) rec.p = r.partitionKey;
+        if (r.cause !== undefined) rec.c = r.cause;
         s.records.put([name, r.shard, seq], rec);
         if (r.dedupeId !== undefined) s.dedupe.put([name, Math.floor(now / window), r.dedupeId], { s: r.shard, q: seq, t: now });
         s.noteAppend(name, r.shard);
@@ -204,6 +205,7 @@ export class LocalStream implements StreamBinding {
     for (const { key, value } of this.#store.records.getRange({ start: [stream, shard, cursor.seq], end: [stream, shard, MAX_SEQ], limit })) {
       const r: StreamRecord = { stream, shard, seq: key[2] as number, data: value.d, headers: value.h ?? {}, time: new Date(value.t) };
       if (value.p !== undefined) r.partitionKey = value.p;
+      if (value.c !== undefined) r.cause = value.c;
       out.push(r);
     }
     return out;

@@ -8,7 +8,7 @@
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
 import { sequencer } from '../change-record.ts';
 import { codec } from '../codec.ts';
-import type { ChangeRecord, ChangeType, ObjectHead, ObjectMeta } from '../types.ts';
+import type { Cause, ChangeRecord, ChangeType, ObjectHead, ObjectMeta } from '../types.ts';
 import type { ObjectState } from '../query/index.ts';
 import { setIndexHeader } from './nats-query.ts';
 import { type Attrs, visibleAttrs } from '../values.ts';
@@ -53,6 +53,9 @@ export interface ChangeSummary {
   /** time of the change (ms) */
   w: number;
   a: number;
+  /** The write's cause (function, hop), when it had one. */
+  f?: string;
+  h?: number;
 }
 
 /** An object's current state as read from KV. */
@@ -65,8 +68,10 @@ export interface Current {
   live: boolean;
 }
 
-export function summaryHeader(e: ObjectEntry, attrIndexes: readonly string[]): MsgHdrs {
+export function summaryHeader(e: ObjectEntry, attrIndexes: readonly string[], cause: Cause | undefined): MsgHdrs {
   const s: ChangeSummary = { t: e.type, v: e.version, s: e.size, e: e.etag, c: e.contentType, m: e.mtime.getTime(), w: e.time.getTime(), a: e.attrsRevision };
+  // The cause belongs to this message only (not to the object's state), so it lives in the header.
+  if (cause) [s.f, s.h] = [cause.fn, cause.hop];
   const h = natsHeaders();
   h.set(CHANGE_HEADER, JSON.stringify(s));
   // The indexed attributes travel in the same message as the state: one append, nothing to drift apart.
@@ -98,6 +103,8 @@ export function changeOfMessage(bucket: string, kvBucket: string, subject: strin
     bucket,
     key: k.key,
     type: s.t,
+    // `cause` right after `type`: the runtime reads both from the encoded bytes without decoding (peekChange).
+    ...(typeof s.f === 'string' && typeof s.h === 'number' ? { cause: { fn: s.f, hop: s.h } } : {}),
     version: s.v || seq,
     size: del ? 0 : s.s,
     etag: del ? '' : s.e,

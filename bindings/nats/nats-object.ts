@@ -20,13 +20,14 @@
 import type { BodyStore } from '../body-store.ts';
 import { BindingError, ConditionFailedError } from '../errors.ts';
 import { applyUpdate, checkCondition, checkUpdate, evaluateCondition, type Expression } from '../expr/index.ts';
-import { bodyBytes, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
+import { bodyBytes, checkCause, checkPreconditions, checkSignal, etagOf, listPage, resolveList, resolvePut, resolveRange } from '../backend-helpers.ts';
 import { changeStreamName, shardOf } from '../change-record.ts';
 import { codec } from '../codec.ts';
 import type {
   AttrsWriteOp,
   BucketInfo,
   AttrReadOptions,
+  Cause,
   DeleteObjectOptions,
   GetObjectOptions,
   GetObjectResult,
@@ -101,6 +102,7 @@ export class NatsObject implements ObjectBinding {
     const where = `put '${String(key)}' in bucket '${this.bucket}'`;
     checkSignal(options?.signal, where);
     const r = resolvePut(this.bucket, key, options);
+    const cause = checkCause(options?.cause, where);
     const bytes = bodyBytes(body, where);
     const etag = etagOf(bytes);
     const inline = bytes.byteLength <= this.#ctx.inlineBodyMaxBytes;
@@ -153,7 +155,7 @@ export class NatsObject implements ObjectBinding {
         // A commit that fails without an answer (timeout, lost connection) may still have been applied:
         // its body then stays (an orphan at worst, for the collector) rather than risk a dangling ref.
         committed = 'unknown';
-        const revision = await this.#commit(key, entry, cur);
+        const revision = await this.#commit(key, entry, cur, cause);
         committed = revision !== undefined;
         if (revision === undefined) continue; // another writer won the race: re-read and re-check
         await this.#b.delete(cur.entry);
@@ -227,6 +229,7 @@ export class NatsObject implements ObjectBinding {
     checkKey(key, `bucket '${this.bucket}': key`);
     const ifMatch = options?.ifMatch;
     if (ifMatch !== undefined && typeof ifMatch !== 'string') throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: ifMatch must be an etag string`);
+    const cause = checkCause(options?.cause, where);
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         checkSignal(options?.signal, where);
@@ -247,7 +250,7 @@ export class NatsObject implements ObjectBinding {
           attrs: {},
           attrsRevision: e.attrsRevision,
         };
-        if ((await this.#commit(key, tomb, cur)) === undefined) continue;
+        if ((await this.#commit(key, tomb, cur, cause)) === undefined) continue;
         await this.#b.delete(e);
         return true;
       }
@@ -294,6 +297,7 @@ export class NatsObject implements ObjectBinding {
     updates.forEach((u, i) => checkUpdate(u, `${where}: update${updates.length > 1 ? `[${i}]` : ''}`));
     const condition = options?.condition;
     if (condition !== undefined) checkCondition(condition, `${where}: condition`);
+    const cause = checkCause(options?.cause, where);
     try {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         checkSignal(options?.signal, where);
@@ -307,7 +311,7 @@ export class NatsObject implements ObjectBinding {
         for (const u of updates) attrs = applyUpdate(u, attrs);
         checkAttrs(attrs, `${where}: attrs`);
         const next: ObjectEntry = { ...e, type: 'attrs', time: new Date(), attrs, attrsRevision: e.attrsRevision + 1 };
-        if ((await this.#commit(key, next, cur)) === undefined) continue;
+        if ((await this.#commit(key, next, cur, cause)) === undefined) continue;
         return { attrs: visibleAttrs(attrs, options?.internal), attrsRevision: next.attrsRevision };
       }
       throw new BindingError('SLUICE_CONFLICT', `${where}: concurrent writers won ${MAX_ATTEMPTS} attempts`);
@@ -409,7 +413,7 @@ export class NatsObject implements ObjectBinding {
           continue;
         }
         remembered = undefined;
-        if ((await this.#commit(op.key, next, cur)) === undefined) continue;
+        if ((await this.#commit(op.key, next, cur, op.cause)) === undefined) continue;
         return next.attrsRevision;
       }
       throw new BindingError('SLUICE_CONFLICT', `${where}: concurrent writers won ${MAX_ATTEMPTS} attempts`);
@@ -448,9 +452,9 @@ export class NatsObject implements ObjectBinding {
   }
 
   /** Appends `entry` with a CAS on the current revision; undefined when another writer got there first. */
-  async #commit(key: string, entry: ObjectEntry, cur: Current): Promise<number | undefined> {
+  async #commit(key: string, entry: ObjectEntry, cur: Current, cause: Cause | undefined): Promise<number | undefined> {
     try {
-      const revision = await this.#kv.put(this.#kvKey(key), codec.pack(entry), { expect: cur.revision, headers: summaryHeader(entry, this.#attrIndexes) });
+      const revision = await this.#kv.put(this.#kvKey(key), codec.pack(entry), { expect: cur.revision, headers: summaryHeader(entry, this.#attrIndexes, cause) });
       // A put's message carries version 0 (its version is its revision), as decodeEntry reads it back.
       this.#recent.set(key, { revision, entry: entry.version ? entry : { ...entry, version: revision }, live: entry.type !== 'delete' });
       return revision;

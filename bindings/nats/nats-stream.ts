@@ -17,8 +17,9 @@ import { headers as natsHeaders, nanos, type MsgHdrs } from '@nats-io/nats-core'
 import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type StreamConfig, type StreamInfo as JsStreamInfo } from '@nats-io/jetstream';
 import { BindingError } from '../errors.ts';
 import { checkSeekPosition, checkShard, checkSignal, resolveGetRecords, resolveRecord, resolveStreamOptions } from '../backend-helpers.ts';
-import { bucketOfChangeStream, encodeChange } from '../change-record.ts';
+import { bucketOfChangeStream, encodeChange, formatCause, parseCause } from '../change-record.ts';
 import type {
+  Cause,
   CallOptions,
   ConsumerGroup,
   Cursor,
@@ -51,17 +52,20 @@ const ESCAPED_HEADER = 'Sluice-H-';
 /** Prefix of user headers whose value is stored URI-encoded (NATS trims leading and trailing blanks). */
 const ENCODED_HEADER = 'Sluice-E-';
 const RESERVED_HEADER = /^(nats|sluice)-/i;
+/** Header carrying the record's cause (`<hop> <fn>`, change-record.ts formatCause); never a user header. */
+const CAUSE_HEADER = 'Sluice-Cause';
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /**
  * The NATS headers of a record: its partition key and user headers, escaped so that each comes back
  * exactly as given. Returns which part cannot be encoded (a lone surrogate has no UTF-8 form).
  */
-function recordHeaders(partitionKey: string | undefined, user: Record<string, string>): MsgHdrs | undefined | 'key' | 'header' {
+function recordHeaders(partitionKey: string | undefined, user: Record<string, string>, cause?: Cause): MsgHdrs | undefined | 'key' | 'header' {
   const entries = Object.entries(user);
   const hasKey = typeof partitionKey === 'string' && partitionKey.length > 0;
-  if (!hasKey && entries.length === 0) return undefined;
+  if (!hasKey && entries.length === 0 && cause === undefined) return undefined;
   const h = natsHeaders();
+  if (cause !== undefined) h.set(CAUSE_HEADER, formatCause(cause));
   if (hasKey) {
     if (LONE_SURROGATE.test(partitionKey)) return 'key';
     h.set(KEY_HEADER, encodeURIComponent(partitionKey));
@@ -196,7 +200,7 @@ export class NatsStream implements StreamBinding {
         }
         const ifLastSeq = cond.ok ? cond.ifLastSeq : undefined;
         const msgID = dd.ok ? dd.dedupeId : undefined;
-        const h = recordHeaders(r.partitionKey, r.headers);
+        const h = recordHeaders(r.partitionKey, r.headers, r.cause);
         if (typeof h === 'string') {
           // This record cannot travel as NATS headers; it fails alone.
           results[i] = { ok: false, error: { code: h === 'key' ? 'SLUICE_KEY_INVALID' : 'SLUICE_INVALID_ARGUMENT', message: `${where} record ${i}: ${h === 'key' ? 'partitionKey' : 'a header value'} holds a lone surrogate (not valid UTF-8)` } };
@@ -404,15 +408,18 @@ export class NatsStream implements StreamBinding {
     }
     const headers: Record<string, string> = {};
     let partitionKey: string | undefined;
+    let cause: Cause | undefined;
     for (const k of m.headers?.keys() ?? []) {
       const v = m.headers?.get(k) ?? '';
       if (k === KEY_HEADER) partitionKey = decodeURIComponent(v);
+      else if (k === CAUSE_HEADER) cause = parseCause(v);
       else if (k.startsWith(ENCODED_HEADER)) headers[k.slice(ENCODED_HEADER.length)] = decodeURIComponent(v);
       else if (k.startsWith(ESCAPED_HEADER)) headers[k.slice(ESCAPED_HEADER.length)] = v;
       else if (!RESERVED_HEADER.test(k)) headers[k] = v;
     }
     const r: StreamRecord = { stream: cursor.stream, shard: cursor.shard, seq: m.seq, data: m.data, headers, time: m.time };
     if (partitionKey !== undefined) r.partitionKey = partitionKey;
+    if (cause !== undefined) r.cause = cause;
     return r;
   }
 }

@@ -10,6 +10,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCodeMeanings, ExitCodes, exitCodeOf, type GlobalOptions } from './context.ts';
 import { register as dev } from './commands/dev.ts';
+import { register as dlq } from './commands/dlq.ts';
 import { register as functions } from './commands/functions.ts';
 import { register as init } from './commands/init.ts';
 import { register as kv } from './commands/kv.ts';
@@ -55,7 +56,7 @@ const g = (): GlobalOptions => {
   }
   return merged as GlobalOptions;
 };
-for (const r of [dev, functions, objects, kv, stream, render, query, init]) r(program, g);
+for (const r of [dev, functions, objects, kv, stream, render, query, init, dlq]) r(program, g);
 
 /** Lets every command take the global options after its name, unless it has an option of that name. */
 function addGlobals(cmd: Command): void {

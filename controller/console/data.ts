@@ -5,10 +5,9 @@
  * timestamps `{$time: iso}`.
  */
 import { selectRows } from '../../bindings/query/sql.ts';
-import { BindingError, ConditionFailedError, SluiceError } from '../../bindings/errors.ts';
+import { BindingError } from '../../bindings/errors.ts';
 import type { Backend, KvBinding, Value } from '../../bindings/types.ts';
 import { FUNCTIONS_TABLE } from '../controller.ts';
-import { parseDeadLetter, redriveDeadLetter, type RedriveOutcome } from '../redrive.ts';
 import { loadFunctionSpec } from '../spec/index.ts';
 
 /** JSON form of a stored value for the page. */
@@ -81,76 +80,8 @@ export async function listBuckets(backend: Backend, extra: readonly string[]): P
   return out;
 }
 
-/** One dead letter as the page shows it. */
-export interface DeadLetterView {
-  shard: number;
-  seq: number;
-  time: string;
-  letter: Record<string, unknown>;
-  redriven?: { at: string; outcome: RedriveOutcome };
-}
-
-const redrivenKey = (fn: string) => `console/redriven/${fn}`;
-
-/** The newest `limit` dead letters of a function (newest first), with what the console redrove of them. */
-export async function readDeadLetters(backend: Backend, state: KvBinding, fn: string, limit: number): Promise<{ stream: string; total: number; letters: DeadLetterView[] }> {
-  const stream = `dlq-${fn}`;
-  const streams = backend.streams();
-  let info;
-  try {
-    info = await streams.info(stream);
-  } catch (e) {
-    if (e instanceof SluiceError && e.code === 'SLUICE_STREAM_NOT_FOUND') return { stream, total: 0, letters: [] };
-    throw e;
-  }
-  const redriven = ((await state.getItem(redrivenKey(fn)))?.item ?? {}) as unknown as Record<string, { at: string; outcome: RedriveOutcome }>;
-  const letters: DeadLetterView[] = [];
-  let total = 0;
-  for (let s = 0; s < info.shards; s++) {
-    const { first, last } = info.bounds[s]!;
-    total += Math.max(0, last - first + 1);
-    if (last < first) continue;
-    const page = await streams.getRecords({ stream, shard: s, seq: Math.max(first, last - limit + 1) }, { limit });
-    for (const r of page.records) {
-      let letter: Record<string, unknown>;
-      try {
-        letter = parseDeadLetter(r.data);
-      } catch (e) {
-        letter = { error: { code: 'SLUICE_VALUE_INVALID', message: (e as Error).message } };
-      }
-      const mark = redriven[`${s}/${r.seq}`];
-      letters.push({ shard: s, seq: r.seq, time: r.time.toISOString(), letter, ...(mark ? { redriven: mark } : {}) });
-    }
-  }
-  letters.sort((a, b) => b.time.localeCompare(a.time) || b.seq - a.seq);
-  return { stream, total, letters: letters.slice(0, limit) };
-}
-
-/** Redrives dead letter `shard/seq` of `fn` and records it (bounded to the newest 1000 per function). */
-export async function redrive(backend: Backend, state: KvBinding, fn: string, shard: number, seq: number): Promise<RedriveOutcome> {
-  const stream = `dlq-${fn}`;
-  const page = await backend.streams().getRecords({ stream, shard, seq }, { limit: 1 });
-  const rec = page.records[0];
-  if (!rec || rec.seq !== seq) throw new BindingError('SLUICE_NOT_FOUND', `dead letter ${shard}/${seq} of '${fn}' is not in stream '${stream}'`);
-  const letter = parseDeadLetter(rec.data);
-  if (letter.function !== fn) throw new BindingError('SLUICE_INVALID_ARGUMENT', `dead letter ${shard}/${seq} belongs to '${letter.function}', not '${fn}'`);
-  const outcome = await redriveDeadLetter(backend, letter);
-  // Record it with a revision condition; another console redriving at the same time just retries.
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const cur = await state.getItem(redrivenKey(fn));
-    const marks = { ...((cur?.item ?? {}) as unknown as Record<string, unknown>) };
-    marks[`${shard}/${seq}`] = { at: new Date().toISOString(), outcome };
-    const keys = Object.keys(marks);
-    for (const k of keys.slice(0, Math.max(0, keys.length - 1000))) delete marks[k];
-    try {
-      await state.putItem(redrivenKey(fn), marks as Record<string, never>, { ifRevision: cur?.revision ?? 0 });
-      break;
-    } catch (e) {
-      if (!(e instanceof ConditionFailedError)) throw e;
-    }
-  }
-  return outcome;
-}
+// Dead letters and their redrive live with the CLI's `sluice dlq` in controller/redrive.ts (one copy).
+export { readDeadLetters, redrive, type DeadLetterView } from '../redrive.ts';
 
 /**
  * Runs the query box's `SELECT … FROM <bucket> …` (the one SQL path, `selectRows`, as `sluice query`),

@@ -140,12 +140,16 @@ const objectTriggerSchema = z.strictObject({
   suffix: z.string({ error: 'must be a string' }).optional(),
   /** Bodies up to this size come inline with the batch. @default 65536 */
   inlineBodyMaxBytes: int(0, 4 * 1024 * 1024).optional(),
+  /** Deliver the change records of this function's own commits too (only `maxHops` then stops a loop). @default false */
+  selfTrigger: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
 const streamTriggerSchema = z.strictObject({
   stream: resourceName(),
   /** Replicas of the stream when `sluice dev` creates it (an existing stream keeps its own). @default backend.replicas */
   replicas: resourceReplicas(),
+  /** Deliver the records this function's own commits emitted to the stream too. @default false */
+  selfTrigger: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
 const httpTriggerSchema = z.strictObject({
@@ -376,6 +380,10 @@ const specBody = z.strictObject({
   retries: retriesSchema.optional(),
   /** A handler running longer is stopped and its batch retried. @default '30s' */
   timeout: durationSchema.optional(),
+  /** Chain depth (function commits that led to a record) at which it is dead-lettered with SLUICE_HOP_LIMIT instead of run. @default $SLUICE_MAX_HOPS, else 8 */
+  maxHops: int(1, 1000).optional(),
+  /** Halve a batch whose handler throws until the failing record is isolated; only it is retried. @default true */
+  bisectOnError: z.boolean({ error: 'must be true or false' }).optional(),
   scaling: scalingSchema.prefault({}),
   /** Bindings the handler may reach as `ctx.data.<name>`, with the declared access. @default [] */
   bindings: z.array(bindingSchema, { error: 'must be a list of bindings' }).check(unique((b) => b.name, 'name')).default([]),

@@ -60,9 +60,10 @@ function trigger(t: TriggerSpec, fn: string): Trigger {
     if (o.prefix !== undefined) out.prefix = o.prefix;
     if (o.suffix !== undefined) out.suffix = o.suffix;
     if (o.inlineBodyMaxBytes !== undefined) out.inlineBodyMaxBytes = o.inlineBodyMaxBytes;
+    if (o.selfTrigger !== undefined) out.selfTrigger = o.selfTrigger;
     return out;
   }
-  if (t.stream !== undefined) return { type: 'stream', stream: t.stream.stream };
+  if (t.stream !== undefined) return { type: 'stream', stream: t.stream.stream, ...(t.stream.selfTrigger !== undefined ? { selfTrigger: t.stream.selfTrigger } : {}) };
   if (t.cron !== undefined) {
     const c = t.cron;
     const stream = tickStreamName(fn);
@@ -160,6 +161,15 @@ export function toWorkerOptions(spec: FunctionSpec, options: ToWorkerOptionsOpti
   if (s.concurrency?.threads !== undefined) o.threads = s.concurrency.threads;
   if (s.concurrency?.batchesInFlight !== undefined) o.batchesInFlight = s.concurrency.batchesInFlight;
   if (s.timeout !== undefined) o.timeout = s.timeout;
+  // The platform's default travels in the worker options, so it reaches workers whatever their environment.
+  const platformHops = env.SLUICE_MAX_HOPS;
+  if (s.maxHops !== undefined) o.maxHops = s.maxHops;
+  else if (platformHops !== undefined && platformHops !== '') {
+    const n = Number(platformHops);
+    if (!Number.isInteger(n) || n < 1 || n > 1000) throw new SluiceError('SLUICE_INVALID_ARGUMENT', `SLUICE_MAX_HOPS (the platform's default of spec.maxHops) must be an integer from 1 to 1000, got ${JSON.stringify(platformHops)}`);
+    o.maxHops = n;
+  }
+  if (s.bisectOnError !== undefined) o.bisectOnError = s.bisectOnError;
 
   try {
     resolveWorkerOptions(o);

@@ -293,6 +293,27 @@ forEachBackend('object', (ctx) => {
       expect(ch[0]!.sequencer < ch[1]!.sequencer && ch[1]!.sequencer < ch[2]!.sequencer).toBe(true);
     });
 
+    it(t('a write\'s cause is stamped into its change record; a bad cause is refused and writes nothing'), async () => {
+      const o = await bucket(2);
+      await o.put('c.txt', 'abc', { cause: { fn: 'image-meta', hop: 1 } });
+      await o.updateAttrs('c.txt', 'SET seen = true', { cause: { fn: 'geo-index', hop: 2 } });
+      await o.updateAttrs('c.txt', { expr: 'SET by = :u', values: { ':u': 'user' } });
+      await o.delete('c.txt', { cause: { fn: 'cleanup', hop: 3 } });
+      const ch = (await readChanges(ctx, o)).filter((c) => c.key === 'c.txt');
+      expect(ch.map((c) => [c.type, c.cause])).toEqual([
+        ['put', { fn: 'image-meta', hop: 1 }],
+        ['attrs', { fn: 'geo-index', hop: 2 }],
+        ['attrs', undefined],
+        ['delete', { fn: 'cleanup', hop: 3 }],
+      ]);
+      await o.put('d.txt', 'x');
+      for (const cause of [{ fn: 'Bad Name', hop: 1 }, { fn: 'ok', hop: -1 }, { fn: 'ok', hop: 1.5 }, 'fn'])
+        await rejectsWith(o.updateAttrs('d.txt', 'SET a = 1', { cause: cause as never }), 'SLUICE_INVALID_ARGUMENT');
+      await rejectsWith(o.put('e.txt', 'x', { cause: { fn: '', hop: 0 } }), 'SLUICE_INVALID_ARGUMENT');
+      await rejectsWith(o.delete('d.txt', { cause: { hop: 0 } as never }), 'SLUICE_INVALID_ARGUMENT');
+      expect((await readChanges(ctx, o)).filter((c) => c.key !== 'c.txt').map((c) => [c.key, c.type])).toEqual([['d.txt', 'put']]);
+    });
+
     it(t('failed conditional writes append no change record'), async () => {
       const o = await bucket(2);
       await o.put('only', 'x', { ifNoneMatch: '*' });

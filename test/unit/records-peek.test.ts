@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { codec, encodeChange } from '../../bindings/shared.ts';
 import type { ChangeRecord } from '../../bindings/types.ts';
-import { peekChangeType } from '../../runtime/records.ts';
+import { peekChange, peekChangeType } from '../../runtime/records.ts';
 
 const rec = (type: ChangeRecord['type'], key: string): ChangeRecord => ({
   bucket: 'uploads',
@@ -30,5 +30,15 @@ describe('records', () => {
     expect(peekChangeType(codec.pack({ bucket: 1, type: 'attrs' }))).toBeUndefined();
     expect(peekChangeType(codec.pack({ other: 'x' }))).toBeUndefined();
     expect(peekChangeType(encodeChange(rec('attrs', 'k')).subarray(0, 12))).toBeUndefined();
+  });
+
+  it('records - peekChange reads the cause\'s function written right after the type, and never invents one', () => {
+    const { bucket, key, type, ...rest } = rec('attrs', 'k');
+    const withCause = { bucket, key, type, cause: { fn: 'image-meta', hop: 3 }, ...rest };
+    expect(peekChange(encodeChange(withCause))).toEqual({ type: 'attrs', causeFn: 'image-meta' });
+    expect(peekChange(encodeChange(rec('put', 'k')))).toEqual({ type: 'put' });
+    // A cause elsewhere in the map is not seen by the peek (the caller decodes in full and finds it).
+    expect(peekChange(encodeChange({ ...rec('attrs', 'k'), cause: { fn: 'x', hop: 1 } }))?.causeFn).toBeUndefined();
+    expect(peekChange(codec.pack({ bucket: 'b', key: 'k', type: 'put', cause: 'nope' }))).toEqual({ type: 'put' });
   });
 });

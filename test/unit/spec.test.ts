@@ -325,3 +325,46 @@ describe('spec - query triggers', () => {
     for (const [q, re] of cases) expect(() => loadFunctionSpec(base(q), 'backup.yaml'), q).toThrow(re);
   });
 });
+
+describe('spec - chaining and bisect', () => {
+  const base = (trigger: string, extra = '') => `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: chain}\nspec:\n  handler: ./h.ts\n  triggers: [${trigger}]\n${extra}`;
+  const opts = { specDir: '/fn', ordinal: 0, replicas: 1 };
+
+  it('spec - selfTrigger, maxHops and bisectOnError reach the worker options; their defaults are false, 8 and true', () => {
+    const o = resolveWorkerOptions(toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b, events: [put, attrs], selfTrigger: true}}', '  maxHops: 3\n  bisectOnError: false\n')), opts));
+    expect([o.trigger.type === 'object' && o.trigger.selfTrigger, o.maxHops, o.bisectOnError]).toEqual([true, 3, false]);
+    const d = resolveWorkerOptions(toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}')), opts));
+    expect([d.trigger.type === 'object' && d.trigger.selfTrigger, d.maxHops, d.bisectOnError]).toEqual([false, 8, true]);
+    const st = resolveWorkerOptions(toWorkerOptions(loadFunctionSpec(base('{stream: {stream: s, selfTrigger: true}}')), opts));
+    expect(st.trigger.type === 'stream' && st.trigger.selfTrigger).toBe(true);
+  });
+
+  it('spec - the platform default of maxHops is the controller\'s $SLUICE_MAX_HOPS, carried in the worker options', () => {
+    const env = { SLUICE_MAX_HOPS: '12' };
+    expect(toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}')), { ...opts, env }).maxHops).toBe(12);
+    expect(toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}', '  maxHops: 2\n')), { ...opts, env }).maxHops).toBe(2);
+    expect(toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}')), { ...opts, env: {} }).maxHops).toBeUndefined();
+    expect(() => toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}')), { ...opts, env: { SLUICE_MAX_HOPS: '0' } })).toThrow(/SLUICE_MAX_HOPS .* must be an integer from 1 to 1000, got "0"/);
+  });
+
+  it('spec - a worker without maxHops in its options falls back to its own $SLUICE_MAX_HOPS; a bad one names the variable', () => {
+    const prev = process.env.SLUICE_MAX_HOPS;
+    try {
+      process.env.SLUICE_MAX_HOPS = '20';
+      expect(resolveWorkerOptions(toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}')), opts)).maxHops).toBe(20);
+      expect(resolveWorkerOptions(toWorkerOptions(loadFunctionSpec(base('{object: {bucket: b}}', '  maxHops: 2\n')), opts)).maxHops).toBe(2);
+      process.env.SLUICE_MAX_HOPS = 'lots';
+      expect(() => resolveWorkerOptions({ function: 'f', module: '/m.ts', trigger: { type: 'object', bucket: 'b' }, backend: { kind: 'local', dir: '/d' } })).toThrow(/SLUICE_MAX_HOPS/);
+    } finally {
+      if (prev === undefined) delete process.env.SLUICE_MAX_HOPS;
+      else process.env.SLUICE_MAX_HOPS = prev;
+    }
+  });
+
+  it('spec - a bad maxHops, bisectOnError or selfTrigger is SLUICE_SPEC_INVALID naming the path', () => {
+    expect(() => loadFunctionSpec(base('{object: {bucket: b}}', '  maxHops: 0\n'))).toThrow(/spec\.maxHops: must be a positive integer/);
+    expect(() => loadFunctionSpec(base('{object: {bucket: b}}', '  maxHops: 5000\n'))).toThrow(/spec\.maxHops: must be at most 1000/);
+    expect(() => loadFunctionSpec(base('{object: {bucket: b}}', '  bisectOnError: yes please\n'))).toThrow(/spec\.bisectOnError: must be true or false/);
+    expect(() => loadFunctionSpec(base('{object: {bucket: b, selfTrigger: 1}}'))).toThrow(/spec\.triggers\[0\]\.object\.selfTrigger: must be true or false/);
+  });
+});
