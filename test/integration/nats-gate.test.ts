@@ -95,3 +95,32 @@ it('nats/cas - a CAS write repeated with its message id after it landed is answe
     await server.stop();
   }
 }, 60_000);
+
+it('nats/errors - nobody answering (no stream leader: an election) is SLUICE_BACKEND_UNAVAILABLE and retryable, never "bucket not found"; a write to a deleted stream keeps its not-found code', async () => {
+  // The stuck-shard defect of issue 10: on a cluster, writes during a leader election get "no
+  // responders"; mapped to SLUICE_BUCKET_NOT_FOUND (non-retryable) they dead-lettered a whole batch.
+  const { NoRespondersError } = await import('@nats-io/nats-core');
+  const { toBindingError } = await import('../../bindings/nats/nats-errors.ts');
+  const { isRetryableCommitError } = await import('../../runtime/retry-policy.ts');
+  const mapped = toBindingError(new NoRespondersError('$KV.sluice_obj_b.x'), "updateAttrs 'x' in bucket 'b'", { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
+  expect(mapped.code).toBe('SLUICE_BACKEND_UNAVAILABLE');
+  expect(isRetryableCommitError(mapped.code)).toBe(true);
+  const server = await startNatsServer();
+  const backend = await NatsBackend.open({ servers: server.url });
+  try {
+    await backend.createTable('gone');
+    const kv = await backend.kv('gone');
+    await kv.putItem('a', { a: 1 });
+    const { connect } = await import('@nats-io/transport-node');
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const nc = await connect({ servers: server.url });
+    await (await jetstreamManager(nc)).streams.delete('KV_sluice_kv_gone');
+    await nc.close();
+    const err = await kv.putItem('b', { b: 1 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BindingError);
+    expect((err as BindingError).code).toBe('SLUICE_TABLE_NOT_FOUND');
+  } finally {
+    await backend.close();
+    await server.stop();
+  }
+}, 60_000);
