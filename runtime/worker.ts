@@ -12,7 +12,8 @@ import type { Server } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { BindingError } from '../bindings/errors.ts';
+import { BindingError, SluiceError } from '../bindings/errors.ts';
+import { mappingOf } from '../bindings/error-table.ts';
 import type { Backend, KvBinding, ObjectBinding, StreamBinding } from '../bindings/types.ts';
 import { assign } from './assign.ts';
 import { openBackend } from './backend-spec.ts';
@@ -339,11 +340,28 @@ export class Worker {
   }
 }
 
-/** Creates a stream the worker needs; one that exists already is fine. */
+/** How long a worker keeps trying to create a stream it needs while the backend is unavailable. */
+const CREATE_STREAM_MS = 60_000;
+
+/**
+ * Creates a stream the worker needs; one that exists already is fine. On a cluster, creating an R3
+ * stream can outlast the request timeout (several workers creating the same dead-letter stream at once,
+ * a leader election): the stream then often exists after all. Retryable failures are retried — checking
+ * whether the stream exists first — for up to {@link CREATE_STREAM_MS}, instead of failing the worker's start.
+ */
 async function createIfMissing(streams: StreamBinding, name: string, shards: number): Promise<void> {
-  await streams.create(name, { shards }).catch((e: unknown) => {
-    if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
-  });
+  const end = Date.now() + CREATE_STREAM_MS;
+  for (;;) {
+    try {
+      await streams.create(name, { shards });
+      return;
+    } catch (e) {
+      if (e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS') return;
+      if (!(e instanceof SluiceError && mappingOf(e.code).retryable) || Date.now() > end) throw e;
+      if (await streams.info(name).then(() => true, () => false)) return;
+      await sleep(500);
+    }
+  }
 }
 
 async function defaultRunner(o: ResolvedWorkerOptions, backend: Backend, log: Logger): Promise<HandlerRunner> {
