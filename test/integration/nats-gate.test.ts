@@ -124,3 +124,39 @@ it('nats/errors - nobody answering (no stream leader: an election) is SLUICE_BAC
     await server.stop();
   }
 }, 60_000);
+
+it('nats/reader - a consumer that keeps answering "no messages" while the stream has records past it is replaced (a replica that is behind)', async () => {
+  // On a cluster an R1 consumer may sit on a replica that is behind and answer 404 "no messages" with
+  // no error. Simulated here on one server: a consumer positioned past the reader's `next`.
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
+  const { createEphemeral, PullStatusError } = await import('../../bindings/nats/nats-context.ts');
+  const { ShardReader, STALE_CHECK_MS } = await import('../../bindings/nats/nats-reader.ts');
+  const server = await startNatsServer();
+  const nc = await connect({ servers: server.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: 'ST', subjects: ['st.>'], allow_direct: true });
+    const js = jetstream(nc);
+    for (let i = 0; i < 5; i++) await js.publish('st.0', `r${i}`);
+    const ctx = { nc, js, jsm, apiPrefix: '$JS.API', directReads: true } as unknown as Parameters<typeof createEphemeral>[0];
+    const consumer = await createEphemeral(ctx, 'ST', { kind: 'read', filter: 'st.0', start: { seq: 100 } });
+    const reader = new ShardReader('ST', 'st.0', consumer, 1);
+    const started = Date.now();
+    let err: unknown;
+    while (Date.now() - started < STALE_CHECK_MS + 5000) {
+      try {
+        expect(await reader.read(ctx, 10, 200, undefined)).toEqual([]);
+      } catch (e) {
+        err = e;
+        break;
+      }
+    }
+    expect(err).toBeInstanceOf(PullStatusError);
+    expect(String((err as Error).message)).toMatch(/replica that is behind/);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(STALE_CHECK_MS);
+  } finally {
+    await nc.close();
+    await server.stop();
+  }
+}, 60_000);
