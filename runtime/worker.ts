@@ -201,14 +201,21 @@ export class Worker {
   }
 
   /** A status document: state, shards with their checkpoint position and pending records. */
-  status(): { state: WorkerState; ordinal: number; replicas: number; shards: { shard: number; state: string; seq?: number; pending?: number; epoch: number }[] } {
+  status(): {
+    state: WorkerState;
+    ordinal: number;
+    replicas: number;
+    /** Per shard: position, pending records, what the runner does now, and when it last finished a step / moved (epoch ms). */
+    shards: { shard: number; state: string; seq?: number; pending?: number; epoch: number; phase: string; lastStepAt: number; lastAdvanceAt: number }[];
+  } {
     return {
       state: this.#state,
       ordinal: this.#ordinal,
       replicas: this.#replicas,
       shards: [...this.#runners.values()].map((r) => {
         const c = r.checkpoint;
-        return { shard: r.shard, state: r.state, epoch: r.lease.epoch, ...(c ? { seq: c.seq, pending: c.pending.length } : {}) };
+        const b = r.busy();
+        return { shard: r.shard, state: r.state, epoch: r.lease.epoch, phase: b.phase, lastStepAt: b.lastStepAt, lastAdvanceAt: b.lastAdvanceAt, ...(c ? { seq: c.seq, pending: c.pending.length } : {}) };
       }),
     };
   }
@@ -269,6 +276,18 @@ export class Worker {
     // An ordinal past the count is on its way out: it owns nothing (its shards drain below).
     const desired = new Set(this.#ordinal < this.#replicas ? assign(this.#shards, this.#replicas, this.#ordinal) : []);
     const leases = this.#leases!;
+    // The stall watchdog: a runner whose step outlasts the bound is given up and replaced below (the new
+    // lease epoch fences anything the stuck one might still write).
+    const stallMs = this.options.timeoutMs + STALL_MARGIN_MS;
+    for (const [s, r] of this.#runners) {
+      const b = r.busy();
+      if ((r.state === 'running' || r.state === 'starting') && b.ms > stallMs) {
+        this.log.error({ shard: s, phase: b.phase, stalledMs: b.ms, boundMs: stallMs, lastStepAt: new Date(b.lastStepAt).toISOString() }, 'shard stalled; replacing its runner');
+        this.metrics.shardStalls.inc();
+        r.abandon();
+        this.#runners.delete(s);
+      }
+    }
     // Drop runners that ended (lease lost, failure); they are retried below if still desired.
     for (const [s, r] of this.#runners) {
       if (r.state === 'lost' || r.state === 'failed' || r.state === 'stopped') {
@@ -280,7 +299,7 @@ export class Worker {
     const leaving = [...this.#runners.values()].filter((r) => !desired.has(r.shard));
     await Promise.all(
       leaving.map(async (r) => {
-        await r.stop();
+        await this.#stopRunner(r);
         this.#runners.delete(r.shard);
         if (r.state !== 'lost') await leases.release(r.lease);
         this.log.info({ shard: r.shard }, 'shard handed off');
@@ -289,7 +308,7 @@ export class Worker {
     for (const r of this.#runners.values()) {
       if (!(await leases.renew(r.lease))) {
         this.log.warn({ shard: r.shard }, 'lease renewal failed; stopping shard');
-        await r.stop();
+        await this.#stopRunner(r);
         this.#runners.delete(r.shard);
       }
     }
@@ -301,6 +320,18 @@ export class Worker {
       this.#runners.set(s, r);
       r.start();
       this.log.info({ shard: s, epoch: lease.epoch }, 'shard acquired');
+    }
+  }
+
+  /** Stops a runner, giving it up when its drain outlasts the stall bound (the ownership loop must go on). */
+  async #stopRunner(r: ShardRunner): Promise<void> {
+    const bound = this.options.timeoutMs + STALL_MARGIN_MS;
+    const ac = new AbortController();
+    const drained = await Promise.race([r.stop().then(() => true), sleep(bound, ac.signal).then(() => false)]);
+    ac.abort();
+    if (!drained) {
+      this.log.error({ shard: r.shard, phase: r.busy().phase, boundMs: bound }, 'shard did not drain within the stall bound; giving it up');
+      r.abandon();
     }
   }
 
@@ -339,6 +370,13 @@ export class Worker {
     await this.#backend?.close().catch(() => undefined);
   }
 }
+
+/**
+ * The stall bound past the handler timeout: a step that runs longer than `timeout + this` is a defect
+ * (every backend call has its own timeout: a pull ≤ its wait + 3 s + a 5 s probe, a KV write ≤ 3 × 5 s
+ * plus backoff), and its shard gets a new runner.
+ */
+export const STALL_MARGIN_MS = 60_000;
 
 /** How long a worker keeps trying to create a stream it needs while the backend is unavailable. */
 const CREATE_STREAM_MS = 60_000;
