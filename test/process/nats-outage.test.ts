@@ -7,7 +7,7 @@
  * (no restart needed); every acknowledged upload is handled exactly once and none was dead-lettered (a
  * restarted server answers "no responders" while it recovers its streams: once mapped to
  * SLUICE_BUCKET_NOT_FOUND, non-retryable, it dead-lettered batches); the counters are exact; no shard
- * has records waiting without moving for longer than {@link SHARD_STALL_BOUND_MS}.
+ * has records waiting without moving for longer than the outage + {@link SLUICE_ADDS_MS}.
  * 1,000 uploads per test to keep CI time bounded (the issue's runs used 5,000).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -34,8 +34,12 @@ async function until(what: string, pred: () => Promise<boolean> | boolean, ms: n
   }
 }
 
-/** No shard waits longer than the outage itself (7 s frozen, or ≈ 2 s down + restart) + 20 s (see nats-cluster.test.ts). */
-const SHARD_STALL_BOUND_MS = 30_000;
+/**
+ * The stated bound: no shard with records waiting pauses longer than the outage + 20 s (what sluice adds:
+ * see docs/OPERATIONS.md "the stall bound"). Faults fired a few hundred uploads apart run almost back to
+ * back (uploads stall while the server is away), so the outage is the sum of the faults' durations.
+ */
+const SLUICE_ADDS_MS = 20_000;
 
 /** Runs N uploads against one worker while `faults` fire at the given fractions of the uploads. */
 async function run(label: string, faults: { at: number; run: (s: NatsServerHandle) => Promise<void> }[]): Promise<void> {
@@ -70,24 +74,32 @@ spec:
     const acked: string[] = [];
     const running: Promise<void>[] = [];
     const pending = [...faults].sort((a, b) => a.at - b.at);
+    const faultMs: number[] = [];
+    const timed = async (f: (s: NatsServerHandle) => Promise<void>) => {
+      const t0 = Date.now();
+      await f(server);
+      faultMs.push(Date.now() - t0);
+    };
     const deadline = Date.now() + 200_000;
     for (let i = 0; i < N; i += 10) {
-      while (pending.length > 0 && i >= pending[0]!.at * N) running.push(pending.shift()!.run(server));
+      while (pending.length > 0 && i >= pending[0]!.at * N) running.push(timed(pending.shift()!.run));
       const keys = Array.from({ length: Math.min(10, N - i) }, (_, j) => `o-${i + j}`);
       await Promise.all(keys.map((k) => putUntilAcked(o, k, codes, deadline)));
       acked.push(...keys);
     }
     await Promise.all(running);
+    const outageMs = faultMs.reduce((a, b) => a + b, 0);
     process.stdout.write(`${label}: ${acked.length} acknowledged; codes seen by the uploader: ${JSON.stringify(Object.fromEntries(codes))}\n`);
     let bad: string[] = [];
     await until('every acknowledged upload handled', async () => (bad = await notExactlyOnce(o, acked)).length === 0, 120_000).catch(() => undefined);
     const stall = await probe.stop();
     const dead = await deadLetters(backend, fn);
-    process.stdout.write(`${label}: longest shard pause with records waiting ${stall.longestMs} ms (shard ${stall.shard}; bound ${SHARD_STALL_BOUND_MS} ms); dead letters ${dead}\n`);
-    if (bad.length > 0 || dead > 0 || stall.longestMs >= SHARD_STALL_BOUND_MS) await printDiagnostics(label, driver, fn);
+    const bound = outageMs + SLUICE_ADDS_MS;
+    process.stdout.write(`${label}: longest shard pause with records waiting ${stall.longestMs} ms (shard ${stall.shard}; bound: outage ${outageMs} ms + ${SLUICE_ADDS_MS} ms); dead letters ${dead}\n`);
+    if (bad.length > 0 || dead > 0 || stall.longestMs >= bound) await printDiagnostics(label, driver, fn);
     expect(bad).toEqual([]);
     expect(dead).toBe(0);
-    expect(stall.longestMs).toBeLessThan(SHARD_STALL_BOUND_MS);
+    expect(stall.longestMs).toBeLessThan(bound);
     const st = await driver.status(fn);
     process.stdout.write(`${label}: worker restarts ${st?.replicas[0]?.restarts}\n`);
     expect(st?.ready).toBe(1);
