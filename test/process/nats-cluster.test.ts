@@ -54,11 +54,12 @@ async function openWhenReady(urls: string): Promise<NatsBackend> {
 }
 
 /**
- * The stated bound: no shard pauses longer than a leader election (≤ 10 s measured on the loaded CI
- * machine) + 20 s — the KV write retries (≈ 3.75 s while nobody answers, up to 3 × 5 s timeouts), one
- * runner back-off (≤ 5 s) and the stale-consumer check (5 s) — while it has records waiting.
+ * The stated bound: no shard with records waiting pauses longer than the outage + 30 s — here the outage
+ * is the leader election (≤ 10 s measured on the loaded CI machine). The 30 s are what sluice adds in the
+ * worst case (docs/OPERATIONS.md "the stall bound"): a write that times out 3 × 5 s (+ ≈ 1 s of retry
+ * back-off), one runner back-off (≤ 5 s), a pull's 3 s of silence and its 5 s probe.
  */
-const SHARD_STALL_BOUND_MS = 30_000;
+const SHARD_STALL_BOUND_MS = 40_000;
 
 it(`nats cluster - 3 nodes, R3 by default, a node SIGKILLed mid-run and restarted: ${N} uploads handled exactly once, counters exact`, async () => {
   const cluster = await startNatsCluster(3);

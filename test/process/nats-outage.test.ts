@@ -35,11 +35,11 @@ async function until(what: string, pred: () => Promise<boolean> | boolean, ms: n
 }
 
 /**
- * The stated bound: no shard with records waiting pauses longer than the outage + 20 s (what sluice adds:
+ * The stated bound: no shard with records waiting pauses longer than the outage + 30 s (what sluice adds:
  * see docs/OPERATIONS.md "the stall bound"). Faults fired a few hundred uploads apart run almost back to
  * back (uploads stall while the server is away), so the outage is the sum of the faults' durations.
  */
-const SLUICE_ADDS_MS = 20_000;
+const SLUICE_ADDS_MS = 30_000;
 
 /** Runs N uploads against one worker while `faults` fire at the given fractions of the uploads. */
 async function run(label: string, faults: { at: number; run: (s: NatsServerHandle) => Promise<void> }[]): Promise<void> {
