@@ -21,6 +21,12 @@ export class WorkerMetrics {
   /** The handler's own counters (`ctx.count`), as committed with each batch's checkpoint. */
   readonly userCounters: Counter<'function' | 'name'>;
   readonly commitFailures: Counter<'function' | 'code'>;
+  /** Unix seconds when each owned shard last finished a step (a batch, or a poll that found nothing new). */
+  readonly shardLastStep: Gauge<'function' | 'shard'>;
+  /** Unix seconds when each owned shard's position last moved forward. */
+  readonly shardLastAdvance: Gauge<'function' | 'shard'>;
+  /** Shard runners replaced by the stall watchdog (a step that did not finish within the bound). */
+  readonly shardStalls: Counter<'function'>;
 
   constructor(fn: string) {
     const r = [this.registry];
@@ -36,6 +42,9 @@ export class WorkerMetrics {
     this.ownedShards = new Gauge({ name: 'sluice_owned_shards', help: 'Shards this worker holds the lease of', labelNames: ['function'], registers: r });
     this.userCounters = new Counter({ name: 'sluice_function_counter_total', help: "The function's own counters (ctx.count), counted when their batch commits", labelNames: ['function', 'name'], registers: r });
     this.commitFailures = new Counter({ name: 'sluice_commit_failures_total', help: 'Record commits that failed, by error code (each is retried or dead-lettered)', labelNames: ['function', 'code'], registers: r });
+    this.shardLastStep = new Gauge({ name: 'sluice_shard_last_step_seconds', help: 'When each owned shard last finished a step (unix seconds): a batch, or a poll that found nothing new', labelNames: ['function', 'shard'], registers: r });
+    this.shardLastAdvance = new Gauge({ name: 'sluice_shard_last_advance_seconds', help: "When each owned shard's position last moved forward (unix seconds)", labelNames: ['function', 'shard'], registers: r });
+    this.shardStalls = new Counter({ name: 'sluice_shard_stalls_total', help: 'Shard runners replaced because a step did not finish within the stall bound', labelNames: ['function'], registers: r });
     for (const o of Outcomes) this.events.inc({ outcome: o }, 0);
     // Process metrics (CPU, memory, event-loop lag, GC) of this worker.
     collectDefaultMetrics({ register: this.registry });

@@ -82,6 +82,14 @@ export class ShardRunner {
   #batchNo = 0;
   #positionAt = 0;
   #positionBusy = false;
+  /** When the step (or start, or error backoff) in progress began; undefined while waiting for a credit or idle. */
+  #busySince: number | undefined = Date.now();
+  /** What the runner is doing now, for the stall watchdog's log line. */
+  #phase = 'start';
+  /** When the last step finished, and when the position last moved (epoch ms). */
+  #lastStepAt = 0;
+  #lastAdvanceAt = 0;
+  #seenSeq = 0;
 
   constructor(deps: ShardDeps, shard: number, lease: Lease) {
     this.#d = deps;
@@ -111,6 +119,22 @@ export class ShardRunner {
     await this.#done;
   }
 
+  /**
+   * How long the current step has been running (0 while waiting for a credit, which is other shards'
+   * work, not a stall of this one), and what it is doing. The worker's watchdog replaces a runner whose
+   * step outlasts its bound: every backend call has its own timeout, so a step that does not end is a
+   * defect somewhere, and a shard must not stay silent because of it.
+   */
+  busy(now = Date.now()): { ms: number; phase: string; lastStepAt: number; lastAdvanceAt: number } {
+    return { ms: this.#busySince === undefined ? 0 : now - this.#busySince, phase: this.#phase, lastStepAt: this.#lastStepAt, lastAdvanceAt: this.#lastAdvanceAt };
+  }
+
+  /** Gives the runner up without waiting for it (it is stuck): aborts its waits; its lease's next epoch fences any late write. */
+  abandon(): void {
+    if (this.#state === 'running' || this.#state === 'starting') this.#transition('failed');
+    this.#ac.abort();
+  }
+
   /** Resolves when the loop has ended (stopped, lost or failed). */
   get finished(): Promise<void> {
     return this.#done;
@@ -123,24 +147,35 @@ export class ShardRunner {
 
   async #loop(): Promise<void> {
     try {
+      this.#phase = 'start';
       const start = await this.#d.source.start(this.shard);
       // Claim the checkpoint under this epoch at once: an older owner's next write now fails.
+      this.#phase = 'claim';
       this.#c = this.#durable = await this.#ckpt.claim(start, this.lease.epoch);
+      this.#seenSeq = this.#c.seq;
+      this.#lastStepAt = this.#lastAdvanceAt = Date.now();
       if (this.#state === 'starting') this.#transition('running');
       let errors = 0;
       while (this.#state === 'running') {
+        this.#busySince = undefined;
+        this.#phase = 'credit';
         try {
           await this.#d.credits.acquire(this.#ac.signal);
         } catch {
           break;
         }
+        this.#busySince = Date.now();
         try {
           // Keep the credit while a checkpoint is unwritten: the next step writes it with its effects
           // (or at once when there is nothing to do), so it never waits for a credit of its own. At most
           // MAX_CHAIN steps, so a busy shard does not starve the others when credits are fewer than shards.
           let n = 0;
-          do await this.#step();
-          while (this.#unsaved && ++n < MAX_CHAIN && this.#state === 'running');
+          do {
+            this.#busySince = Date.now();
+            await this.#step();
+            this.#stepped();
+          } while (this.#unsaved && ++n < MAX_CHAIN && this.#state === 'running');
+          this.#phase = 'checkpoint';
           await this.#flush();
           errors = 0;
         } catch (e) {
@@ -148,7 +183,9 @@ export class ShardRunner {
           if (this.#ac.signal.aborted) break;
           // A backend hiccup: log, back off (up to 5 s) and try again; nothing was checkpointed.
           errors++;
-          this.#d.log.warn({ shard: this.shard, err: e }, 'shard step failed; retrying');
+          this.#d.log.warn({ shard: this.shard, phase: this.#phase, err: e }, 'shard step failed; retrying');
+          this.#phase = 'backoff';
+          this.#busySince = Date.now();
           await sleep(Math.min(5000, 100 * 2 ** Math.min(errors, 6)), this.#ac.signal);
         } finally {
           this.#d.credits.release();
@@ -171,6 +208,20 @@ export class ShardRunner {
         this.#d.log.error({ shard: this.shard, err: e }, 'shard failed');
         this.#transition('failed');
       }
+    }
+  }
+
+  /** Records a finished step (and whether the position moved) for the watchdog, status and metrics. */
+  #stepped(): void {
+    const now = Date.now();
+    const label = { shard: String(this.shard) };
+    this.#lastStepAt = now;
+    this.#d.metrics.shardLastStep.set(label, now / 1000);
+    const seq = this.#c?.seq ?? 0;
+    if (seq > this.#seenSeq) {
+      this.#seenSeq = seq;
+      this.#lastAdvanceAt = now;
+      this.#d.metrics.shardLastAdvance.set(label, now / 1000);
     }
   }
 
@@ -201,6 +252,7 @@ export class ShardRunner {
     const { o, metrics } = this.#d;
     const c = this.#c!;
     // With a checkpoint to write, do not wait for records: write it first when there are none.
+    this.#phase = 'pull';
     const step = await this.#batcher.next(c, Date.now(), this.#ac.signal, this.#unsaved);
     if (step?.lag !== undefined) metrics.lag.set({ shard: String(this.shard) }, step.lag + c.pending.length);
     if (!step || (step.run.length === 0 && step.fates.length === 0 && step.expired.length === 0 && step.refused.length === 0)) {
@@ -221,6 +273,7 @@ export class ShardRunner {
     const counters = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : undefined;
 
     if (dead.length > 0) {
+      this.#phase = 'dead-letter';
       await writeDeadLetters(this.#d.streams, o.retries.deadLetterStream, dead);
       metrics.deadLetters.inc(dead.length);
       this.#d.log.warn({ shard: this.shard, records: dead.map((d) => ({ seq: d.seq, key: d.key, attempts: d.attempts, error: d.error.code })) }, 'records dead-lettered');
@@ -249,6 +302,7 @@ export class ShardRunner {
       deadlineMs: Date.now() + o.timeoutMs,
       records: step.run.map((x) => x.input),
     };
+    this.#phase = 'handler';
     metrics.batchSize.observe(batch.records.length);
     const endHandler = metrics.handlerSeconds.startTimer();
     // A batch that throws is halved until its failing records are isolated (runtime/bisect.ts).
@@ -257,6 +311,7 @@ export class ShardRunner {
     endHandler();
     if (ran.invocations > 1) this.#d.log.warn({ shard: this.shard, batchId: batch.batchId, invocations: ran.invocations, failed: effects.records.filter((r) => r.failure).length }, 'bisected a failed batch');
     if (effects.error) this.#d.log.warn({ shard: this.shard, batchId: batch.batchId, error: effects.error.error.message }, 'handler failed the batch');
+    this.#phase = 'commit';
     const endCommit = metrics.commitSeconds.startTimer();
     // The effects and the previous step's checkpoint go to the store as ONE batch of writes (one LMDB
     // transaction on local, pipelined appends on NATS); the checkpoint's own result decides as #flush would.
@@ -265,7 +320,7 @@ export class ShardRunner {
     let results: CommitResult[];
     try {
       const committed = await this.#d.committer.commitBatch(batch.records, effects, this.shard, ckpt ? [this.#ckpt.saveOp(ckpt)] : []);
-      if (ckpt) this.#ckpt.settle(ckpt, committed.extra[0]!);
+      if (ckpt) await this.#ckpt.settle(ckpt, committed.extra[0]!);
       results = committed.results;
     } catch (e) {
       // Not written (or unknown): continue from the last durable checkpoint (see #flush).

@@ -301,15 +301,23 @@ export class Leases {
 
   /** Extends a held lease; false when it was lost (taken over or expired and taken). */
   async renew(lease: Lease): Promise<boolean> {
-    const expiresAt = Date.now() + this.#ttlMs;
-    try {
-      const w = await this.#kv.putItem(StateKeys.lease(this.#fn, lease.shard), encodeLease({ owner: this.#owner, epoch: lease.epoch, expiresAt, gen: this.#generation }), { ifRevision: lease.revision });
-      lease.revision = w.revision;
-      lease.expiresAt = expiresAt;
-      return true;
-    } catch (e) {
-      if (e instanceof ConditionFailedError) return false;
-      throw e;
+    const key = StateKeys.lease(this.#fn, lease.shard);
+    for (let attempt = 0; ; attempt++) {
+      const expiresAt = Date.now() + this.#ttlMs;
+      try {
+        const w = await this.#kv.putItem(key, encodeLease({ owner: this.#owner, epoch: lease.epoch, expiresAt, gen: this.#generation }), { ifRevision: lease.revision });
+        lease.revision = w.revision;
+        lease.expiresAt = expiresAt;
+        return true;
+      } catch (e) {
+        if (!(e instanceof ConditionFailedError)) throw e;
+        // An earlier renewal whose answer was lost (a timeout during a leader change) may have landed:
+        // the record is then still ours, same epoch, at a newer revision. Not a lost lease.
+        const cur = attempt === 0 ? await this.#kv.getItem(key) : undefined;
+        const held = cur && decodeLease(cur.item);
+        if (!cur || !held || held.owner !== this.#owner || held.epoch !== lease.epoch) return false;
+        lease.revision = cur.revision;
+      }
     }
   }
 
@@ -375,29 +383,40 @@ export class CheckpointStore {
   }
 
   /** Takes the result of a {@link saveOp}: as {@link save} would have ended (throws SLUICE_LEASE_LOST or the write's error). */
-  settle(c: Checkpoint, r: WriteOpResult): void {
+  async settle(c: Checkpoint, r: WriteOpResult): Promise<void> {
     if (r.status === 'ok') {
       this.#revision = r.revision;
       return;
     }
     if (r.status === 'skipped') throw new BindingError('SLUICE_INTERNAL', `checkpoint ${this.#key} was not written (its op was skipped)`);
-    if (r.error instanceof ConditionFailedError) throw this.#lost(c, r.error);
+    if (r.error instanceof ConditionFailedError) return this.#conflict(c, r.error, false);
     throw r.error;
   }
 
-  #lost(c: Checkpoint, e: ConditionFailedError): BindingError {
+  /** A conditional write of `c` found another checkpoint: adopt our own landed write once, else SLUICE_LEASE_LOST. */
+  async #conflict(c: Checkpoint, e: ConditionFailedError, adopted: boolean): Promise<void> {
     const cur = e.current;
     const other = cur !== null && typeof cur === 'object' && !Array.isArray(cur) ? decodeCheckpoint(cur as Item).epoch : undefined;
-    return new BindingError('SLUICE_LEASE_LOST', `checkpoint ${this.#key} was written by another worker (epoch ${other}); this worker (epoch ${c.epoch}) stops the shard`, { cause: e });
+    if (other === c.epoch && !adopted) {
+      // Only this owner writes its epoch: an earlier write whose answer was lost (a timeout during
+      // a leader change) landed after all. Write over it — the caller's checkpoint follows from the
+      // last one it knows landed, as after a crash — instead of stopping the shard as "lost".
+      const now = await this.#kv.getItem(this.#key);
+      if (now && decodeCheckpoint(now.item).epoch === c.epoch) {
+        this.#revision = now.revision;
+        return this.save(c, true);
+      }
+    }
+    throw new BindingError('SLUICE_LEASE_LOST', `checkpoint ${this.#key} was written by another worker (epoch ${other}); this worker (epoch ${c.epoch}) stops the shard`, { cause: e });
   }
 
-  /** Writes the checkpoint if nobody else wrote it since; SLUICE_LEASE_LOST otherwise. */
-  async save(c: Checkpoint): Promise<void> {
+  /** Writes the checkpoint if nobody else wrote it since (`adopted`: internal, one retry over our own landed write); SLUICE_LEASE_LOST otherwise. */
+  async save(c: Checkpoint, adopted = false): Promise<void> {
     try {
       const w = await this.#kv.putItem(this.#key, encodeCheckpoint(c), { ifRevision: this.#revision });
       this.#revision = w.revision;
     } catch (e) {
-      if (e instanceof ConditionFailedError) throw this.#lost(c, e);
+      if (e instanceof ConditionFailedError) return this.#conflict(c, e, adopted);
       throw e;
     }
   }

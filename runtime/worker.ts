@@ -12,7 +12,8 @@ import type { Server } from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { BindingError } from '../bindings/errors.ts';
+import { BindingError, SluiceError } from '../bindings/errors.ts';
+import { mappingOf } from '../bindings/error-table.ts';
 import type { Backend, KvBinding, ObjectBinding, StreamBinding } from '../bindings/types.ts';
 import { assign } from './assign.ts';
 import { openBackend } from './backend-spec.ts';
@@ -211,14 +212,21 @@ export class Worker {
   }
 
   /** A status document: state, shards with their checkpoint position and pending records. */
-  status(): { state: WorkerState; ordinal: number; replicas: number; shards: { shard: number; state: string; seq?: number; pending?: number; epoch: number }[] } {
+  status(): {
+    state: WorkerState;
+    ordinal: number;
+    replicas: number;
+    /** Per shard: position, pending records, what the runner does now, and when it last finished a step / moved (epoch ms). */
+    shards: { shard: number; state: string; seq?: number; pending?: number; epoch: number; phase: string; lastStepAt: number; lastAdvanceAt: number }[];
+  } {
     return {
       state: this.#state,
       ordinal: this.#ordinal,
       replicas: this.#replicas,
       shards: [...this.#runners.values()].map((r) => {
         const c = r.checkpoint;
-        return { shard: r.shard, state: r.state, epoch: r.lease.epoch, ...(c ? { seq: c.seq, pending: c.pending.length } : {}) };
+        const b = r.busy();
+        return { shard: r.shard, state: r.state, epoch: r.lease.epoch, phase: b.phase, lastStepAt: b.lastStepAt, lastAdvanceAt: b.lastAdvanceAt, ...(c ? { seq: c.seq, pending: c.pending.length } : {}) };
       }),
     };
   }
@@ -293,6 +301,18 @@ export class Worker {
     // An ordinal past the count is on its way out: it owns nothing (its shards drain below).
     const desired = new Set(this.#ordinal < this.#replicas ? assign(this.#shards, this.#replicas, this.#ordinal) : []);
     const leases = this.#leases!;
+    // The stall watchdog: a runner whose step outlasts the bound is given up and replaced below (the new
+    // lease epoch fences anything the stuck one might still write).
+    const stallMs = this.options.timeoutMs + STALL_MARGIN_MS;
+    for (const [s, r] of this.#runners) {
+      const b = r.busy();
+      if ((r.state === 'running' || r.state === 'starting') && b.ms > stallMs) {
+        this.log.error({ shard: s, phase: b.phase, stalledMs: b.ms, boundMs: stallMs, lastStepAt: new Date(b.lastStepAt).toISOString() }, 'shard stalled; replacing its runner');
+        this.metrics.shardStalls.inc();
+        r.abandon();
+        this.#runners.delete(s);
+      }
+    }
     // Drop runners that ended (lease lost, failure); they are retried below if still desired.
     for (const [s, r] of this.#runners) {
       if (r.state === 'lost' || r.state === 'failed' || r.state === 'stopped') {
@@ -304,7 +324,7 @@ export class Worker {
     const leaving = [...this.#runners.values()].filter((r) => !desired.has(r.shard));
     await Promise.all(
       leaving.map(async (r) => {
-        await r.stop();
+        await this.#stopRunner(r);
         this.#runners.delete(r.shard);
         if (r.state !== 'lost') await leases.release(r.lease);
         this.log.info({ shard: r.shard }, 'shard handed off');
@@ -313,7 +333,7 @@ export class Worker {
     for (const r of this.#runners.values()) {
       if (!(await leases.renew(r.lease))) {
         this.log.warn({ shard: r.shard }, 'lease renewal failed; stopping shard');
-        await r.stop();
+        await this.#stopRunner(r);
         this.#runners.delete(r.shard);
       }
     }
@@ -325,6 +345,18 @@ export class Worker {
       this.#runners.set(s, r);
       r.start();
       this.log.info({ shard: s, epoch: lease.epoch }, 'shard acquired');
+    }
+  }
+
+  /** Stops a runner, giving it up when its drain outlasts the stall bound (the ownership loop must go on). */
+  async #stopRunner(r: ShardRunner): Promise<void> {
+    const bound = this.options.timeoutMs + STALL_MARGIN_MS;
+    const ac = new AbortController();
+    const drained = await Promise.race([r.stop().then(() => true), sleep(bound, ac.signal).then(() => false)]);
+    ac.abort();
+    if (!drained) {
+      this.log.error({ shard: r.shard, phase: r.busy().phase, boundMs: bound }, 'shard did not drain within the stall bound; giving it up');
+      r.abandon();
     }
   }
 
@@ -365,11 +397,35 @@ export class Worker {
   }
 }
 
-/** Creates a stream the worker needs; one that exists already is fine. */
+/**
+ * The stall bound past the handler timeout: a step that runs longer than `timeout + this` is a defect
+ * (every backend call has its own timeout: a pull ≤ its wait + 3 s + a 5 s probe, a KV write ≤ 3 × 5 s
+ * plus backoff), and its shard gets a new runner.
+ */
+export const STALL_MARGIN_MS = 60_000;
+
+/** How long a worker keeps trying to create a stream it needs while the backend is unavailable. */
+const CREATE_STREAM_MS = 60_000;
+
+/**
+ * Creates a stream the worker needs; one that exists already is fine. On a cluster, creating an R3
+ * stream can outlast the request timeout (several workers creating the same dead-letter stream at once,
+ * a leader election): the stream then often exists after all. Retryable failures are retried — checking
+ * whether the stream exists first — for up to {@link CREATE_STREAM_MS}, instead of failing the worker's start.
+ */
 async function createIfMissing(streams: StreamBinding, name: string, shards: number): Promise<void> {
-  await streams.create(name, { shards }).catch((e: unknown) => {
-    if (!(e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
-  });
+  const end = Date.now() + CREATE_STREAM_MS;
+  for (;;) {
+    try {
+      await streams.create(name, { shards });
+      return;
+    } catch (e) {
+      if (e instanceof BindingError && e.code === 'SLUICE_ALREADY_EXISTS') return;
+      if (!(e instanceof SluiceError && mappingOf(e.code).retryable) || Date.now() > end) throw e;
+      if (await streams.info(name).then(() => true, () => false)) return;
+      await sleep(500);
+    }
+  }
 }
 
 async function defaultRunner(o: ResolvedWorkerOptions, backend: Backend, log: Logger): Promise<HandlerRunner> {

@@ -182,6 +182,20 @@ async function consumerGone(ctx: NatsContext, stream: string, consumer: string):
   }
 }
 
+/**
+ * Sequence of the last message on a subject filter, or of the first at or after `seq`; undefined when
+ * there is none. Read from the stream leader when R > 1 (see {@link NatsContext.directReads}).
+ */
+export async function seqOf(ctx: NatsContext, jsStream: string, q: { last_by_subj: string } | { next_by_subj: string; seq: number }): Promise<number | undefined> {
+  if (ctx.directReads) return (await ctx.jsm.direct.getMessage(jsStream, q))?.seq;
+  try {
+    return (await ctx.jsm.streams.getMessage(jsStream, q))?.seq;
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JsCodes.NoMessageFound) return undefined;
+    throw err;
+  }
+}
+
 /** Where an ephemeral consumer starts. */
 export type ConsumerStart = { seq: number } | { time: Date } | 'last_per_subject';
 

@@ -34,8 +34,9 @@ export const JsCodes = {
 /** What a native error means in the context of one call. */
 export interface ErrorContext {
   /**
-   * The code for "the stream behind this call is gone" (stream not found, nobody answers on its
-   * subjects): SLUICE_BUCKET_NOT_FOUND for an object call, SLUICE_TABLE_NOT_FOUND for a KV call.
+   * The code for "the stream behind this call is gone" (JetStream answered "stream not found"):
+   * SLUICE_BUCKET_NOT_FOUND for an object call, SLUICE_TABLE_NOT_FOUND for a KV call. Not used for
+   * "nobody answered" (see {@link toBindingError}).
    * @default 'SLUICE_STREAM_NOT_FOUND'
    */
   notFound?: ErrorCode;
@@ -58,7 +59,7 @@ export function isConsumerNotFound(err: unknown): boolean {
 }
 
 /** True when nobody answered: no stream captures the subject, or JetStream is not there. */
-function isNoResponders(err: unknown): boolean {
+export function isNoResponders(err: unknown): boolean {
   if (err instanceof NoRespondersError) return true;
   if (err instanceof RequestError && err.isNoResponders()) return true;
   // js.publish reports "no responders" as JetStreamNotEnabled with the RequestError as cause.
@@ -102,7 +103,12 @@ export function toBindingError(err: unknown, where: string, ctx: ErrorContext = 
         return make('SLUICE_INTERNAL', `JetStream API error ${err.code}`);
     }
   }
-  if (isNoResponders(err)) return make(ctx.notFound ?? 'SLUICE_BACKEND_UNAVAILABLE', 'no JetStream stream answered');
+  // Nobody answered: on a cluster this is what a write (or a read) sees while a stream has no leader —
+  // just after it was created, during a leader election, or while a restarted server recovers its
+  // streams. It is NOT "the bucket is gone": that reading made the committer dead-letter whole batches
+  // as SLUICE_BUCKET_NOT_FOUND (non-retryable) during an election (the stuck-shard defect of issue 10).
+  // A caller that can tell a missing stream apart asks JetStream (KvStore.put does) before mapping.
+  if (isNoResponders(err)) return make('SLUICE_BACKEND_UNAVAILABLE', 'no JetStream stream answered (no stream leader reachable: election in progress, or the stream is gone)');
   if (err instanceof TimeoutError) return make('SLUICE_TIMEOUT', 'NATS did not answer in time');
   if (err instanceof ClosedConnectionError || err instanceof DrainingConnectionError)
     return make('SLUICE_BACKEND_UNAVAILABLE', 'the NATS connection is closed');

@@ -20,11 +20,17 @@ import {
   type StreamInfo,
 } from '@nats-io/jetstream';
 import { drain, type NatsContext, PullStatusError, type PulledMsg } from './nats-context.ts';
-import { isUnknownOutcome, JsCodes } from './nats-errors.ts';
+import { isNoResponders, isUnknownOutcome, JsCodes } from './nats-errors.ts';
 import { kvStream, kvSubject } from './nats-names.ts';
 
-/** Attempts after the first of a write whose outcome is unknown (timeout, no responders during a leader change). */
+/** Attempts after the first of a write that timed out (each attempt may wait the full request timeout). */
 const PUT_RETRIES = 2;
+/**
+ * Attempts after the first of a write nobody answered (no stream leader: a leader election, a stream
+ * just created, a restarted server recovering its streams). Nothing was written, so retrying is cheap;
+ * with the backoff below the attempts span ≈ 3.75 s, about one leader election on a loaded cluster.
+ */
+const NO_LEADER_RETRIES = 4;
 
 /** The latest message of one key. */
 export interface KvRecord {
@@ -144,14 +150,35 @@ export class KvStore {
     const opts: Partial<JetStreamPublishOptions> = { expect: { streamName: this.stream }, msgID: o.msgId ?? nuid.next() };
     if (h) opts.headers = h;
     const subject = this.subject(key);
+    let timeouts = 0;
+    let unanswered = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         const ack = await this.#ctx.gate.write(value.byteLength, `write ${subject}`, () => this.#ctx.js.publish(subject, value, opts));
         return ack.seq;
       } catch (err) {
-        if (attempt >= PUT_RETRIES || !isUnknownOutcome(err)) throw err;
-        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+        if (!isUnknownOutcome(err)) throw err;
+        const noLeader = isNoResponders(err);
+        if (noLeader) unanswered++;
+        else timeouts++;
+        if (timeouts > PUT_RETRIES || unanswered > NO_LEADER_RETRIES) {
+          // Nobody answered even after the retries: a stream that is gone, or one still without a
+          // leader. Only JetStream can tell; a missing stream surfaces as its own error (→ the
+          // caller's not-found code), anything else stays "unavailable, retry later".
+          if (noLeader) await this.#throwIfStreamMissing();
+          throw err;
+        }
+        await new Promise((r) => setTimeout(r, 250 * 2 ** Math.min(attempt, 3)));
       }
+    }
+  }
+
+  /** Rethrows JetStream's "stream not found" when this bucket's stream does not exist; else returns. */
+  async #throwIfStreamMissing(): Promise<void> {
+    try {
+      await this.#ctx.jsm.streams.info(this.stream);
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === JsCodes.StreamNotFound) throw err;
     }
   }
 

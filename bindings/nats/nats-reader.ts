@@ -10,7 +10,7 @@
  * {@link MAX_READERS}, the least recently used reader is closed.
  */
 import { BindingError } from '../errors.ts';
-import { createEphemeral, deleteConsumer, type NatsContext, pull, PullStatusError, type PulledMsg } from './nats-context.ts';
+import { createEphemeral, deleteConsumer, type NatsContext, pull, PullStatusError, type PulledMsg, seqOf } from './nats-context.ts';
 
 /** A cached reader is closed after this long without use. */
 export const READER_IDLE_MS = 30_000;
@@ -18,6 +18,15 @@ export const READER_IDLE_MS = 30_000;
 export const MAX_READERS = 256;
 /** Server-side reaping of a reader's consumer: a margin past the client-side idle close. */
 const CONSUMER_INACTIVE_MS = 2 * READER_IDLE_MS;
+/**
+ * A reader that has answered "nothing new" for this long asks the stream leader whether that is true.
+ * Why: an R1 consumer of an R3 stream is placed on ANY replica and reads that replica's copy; on a
+ * replica that is behind (a restarted server catching up) it answers 404 "no messages" — a healthy-looking
+ * empty answer, no error, no timeout — while the leader has the records (measured on nats-server 2.9.10:
+ * 1.1–1.6 s of empty answers after a restart with 20k records to catch up; a stalled catch-up never ends).
+ * Nothing else would ever replace such a consumer.
+ */
+export const STALE_CHECK_MS = 5_000;
 
 /** One ephemeral consumer positioned at `next` in one shard. */
 export class ShardReader {
@@ -28,6 +37,8 @@ export class ShardReader {
   next: number;
   /** Last delivery sequence seen; deliveries are consecutive unless some were lost. */
   #delivered = 0;
+  /** Since when every read came back empty (undefined: the last one delivered). */
+  #emptySince: number | undefined;
   lastUsed = Date.now();
 
   constructor(jsStream: string, filter: string, consumer: string, next: number) {
@@ -50,6 +61,8 @@ export class ShardReader {
       msgs = await pull(ctx, this.jsStream, this.consumer, { batch: 1, expiresMs: maxWaitMs, signal });
       if (msgs.length === 1 && limit > 1) msgs = msgs.concat(await pull(ctx, this.jsStream, this.consumer, { batch: limit - 1, signal }));
     }
+    if (msgs.length === 0) await this.#checkStale(ctx);
+    else this.#emptySince = undefined;
     for (const m of msgs) {
       if (m.deliverySeq !== this.#delivered + 1)
         throw new PullStatusError(0, `consumer ${this.consumer} delivered ${m.deliverySeq} after ${this.#delivered}: deliveries were lost`);
@@ -58,6 +71,17 @@ export class ShardReader {
     }
     this.lastUsed = Date.now();
     return msgs;
+  }
+
+  /** After {@link STALE_CHECK_MS} of empty reads: throws when the stream leader has a record at or past `next`. */
+  async #checkStale(ctx: NatsContext): Promise<void> {
+    const now = Date.now();
+    this.#emptySince ??= now;
+    if (now - this.#emptySince < STALE_CHECK_MS) return;
+    this.#emptySince = now;
+    const seq = await seqOf(ctx, this.jsStream, { next_by_subj: this.filter, seq: this.next });
+    if (seq !== undefined)
+      throw new PullStatusError(0, `consumer ${this.consumer} answered "no messages" for ${STALE_CHECK_MS} ms while the stream has ${seq} (>= ${this.next}): it sits on a replica that is behind`);
   }
 }
 

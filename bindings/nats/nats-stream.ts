@@ -34,7 +34,7 @@ import type {
   StreamRecord,
 } from '../types.ts';
 import { checkName, Limits } from '../values.ts';
-import { drain, type NatsContext, PullStatusError, type PulledMsg, type StreamTarget } from './nats-context.ts';
+import { drain, type NatsContext, PullStatusError, type PulledMsg, seqOf, type StreamTarget } from './nats-context.ts';
 import { isStreamNotFound, isWrongLastSequence, JsCodes, toBindingError } from './nats-errors.ts';
 import { dedupeWindowMs, lastSeqMismatch, resolveDedupeId, resolveIfLastSeq } from '../stream-conditions.ts';
 import { checkGroupName, NatsGroup } from './nats-group.ts';
@@ -389,14 +389,8 @@ export class NatsStream implements StreamBinding {
     return { first: first ?? last, last };
   }
 
-  async #seqOf(jsStream: string, q: { last_by_subj: string } | { next_by_subj: string; seq: number }): Promise<number | undefined> {
-    if (this.#ctx.directReads) return (await this.#ctx.jsm.direct.getMessage(jsStream, q))?.seq;
-    try {
-      return (await this.#ctx.jsm.streams.getMessage(jsStream, q))?.seq;
-    } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === JsCodes.NoMessageFound) return undefined;
-      throw err;
-    }
+  #seqOf(jsStream: string, q: { last_by_subj: string } | { next_by_subj: string; seq: number }): Promise<number | undefined> {
+    return seqOf(this.#ctx, jsStream, q);
   }
 
   #record(cursor: Cursor, bucket: string | undefined, m: PulledMsg): StreamRecord | undefined {

@@ -95,3 +95,68 @@ it('nats/cas - a CAS write repeated with its message id after it landed is answe
     await server.stop();
   }
 }, 60_000);
+
+it('nats/errors - nobody answering (no stream leader: an election) is SLUICE_BACKEND_UNAVAILABLE and retryable, never "bucket not found"; a write to a deleted stream keeps its not-found code', async () => {
+  // The stuck-shard defect of issue 10: on a cluster, writes during a leader election get "no
+  // responders"; mapped to SLUICE_BUCKET_NOT_FOUND (non-retryable) they dead-lettered a whole batch.
+  const { NoRespondersError } = await import('@nats-io/nats-core');
+  const { toBindingError } = await import('../../bindings/nats/nats-errors.ts');
+  const { isRetryableCommitError } = await import('../../runtime/retry-policy.ts');
+  const mapped = toBindingError(new NoRespondersError('$KV.sluice_obj_b.x'), "updateAttrs 'x' in bucket 'b'", { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
+  expect(mapped.code).toBe('SLUICE_BACKEND_UNAVAILABLE');
+  expect(isRetryableCommitError(mapped.code)).toBe(true);
+  const server = await startNatsServer();
+  const backend = await NatsBackend.open({ servers: server.url });
+  try {
+    await backend.createTable('gone');
+    const kv = await backend.kv('gone');
+    await kv.putItem('a', { a: 1 });
+    const { connect } = await import('@nats-io/transport-node');
+    const { jetstreamManager } = await import('@nats-io/jetstream');
+    const nc = await connect({ servers: server.url });
+    await (await jetstreamManager(nc)).streams.delete('KV_sluice_kv_gone');
+    await nc.close();
+    const err = await kv.putItem('b', { b: 1 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BindingError);
+    expect((err as BindingError).code).toBe('SLUICE_TABLE_NOT_FOUND');
+  } finally {
+    await backend.close();
+    await server.stop();
+  }
+}, 60_000);
+
+it('nats/reader - a consumer that keeps answering "no messages" while the stream has records past it is replaced (a replica that is behind)', async () => {
+  // On a cluster an R1 consumer may sit on a replica that is behind and answer 404 "no messages" with
+  // no error. Simulated here on one server: a consumer positioned past the reader's `next`.
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
+  const { createEphemeral, PullStatusError } = await import('../../bindings/nats/nats-context.ts');
+  const { ShardReader, STALE_CHECK_MS } = await import('../../bindings/nats/nats-reader.ts');
+  const server = await startNatsServer();
+  const nc = await connect({ servers: server.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: 'ST', subjects: ['st.>'], allow_direct: true });
+    const js = jetstream(nc);
+    for (let i = 0; i < 5; i++) await js.publish('st.0', `r${i}`);
+    const ctx = { nc, js, jsm, apiPrefix: '$JS.API', directReads: true } as unknown as Parameters<typeof createEphemeral>[0];
+    const consumer = await createEphemeral(ctx, 'ST', { kind: 'read', filter: 'st.0', start: { seq: 100 } });
+    const reader = new ShardReader('ST', 'st.0', consumer, 1);
+    const started = Date.now();
+    let err: unknown;
+    while (Date.now() - started < STALE_CHECK_MS + 5000) {
+      try {
+        expect(await reader.read(ctx, 10, 200, undefined)).toEqual([]);
+      } catch (e) {
+        err = e;
+        break;
+      }
+    }
+    expect(err).toBeInstanceOf(PullStatusError);
+    expect(String((err as Error).message)).toMatch(/replica that is behind/);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(STALE_CHECK_MS);
+  } finally {
+    await nc.close();
+    await server.stop();
+  }
+}, 60_000);

@@ -45,3 +45,69 @@ describe('state', () => {
     expect(decodeReplicas({ replicas: 1.5 })).toBeUndefined();
   });
 });
+
+describe('state - writes whose answer was lost', () => {
+  // On NATS a write can land while its answer is lost (a timeout during a leader change); the next
+  // CAS then meets this owner's own write. That is not a lost lease (issue 10: it stopped the shard).
+  async function store() {
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { LocalBackend } = await import('../../bindings/local/index.ts');
+    const { openStateTable } = await import('../../runtime/state.ts');
+    const backend = await LocalBackend.open({ dir: mkdtempSync(join(tmpdir(), 'sluice-state-')) });
+    const kv = await openStateTable(backend);
+    let loseNext = false;
+    // The write happens, its answer does not arrive.
+    const lossy = new Proxy(kv, {
+      get(t, p, r) {
+        if (p === 'putItem')
+          return async (...a: Parameters<typeof kv.putItem>) => {
+            const w = await t.putItem(...a);
+            if (loseNext) {
+              loseNext = false;
+              throw new (await import('../../bindings/errors.ts')).BindingError('SLUICE_TIMEOUT', 'answer lost');
+            }
+            return w;
+          };
+        const v = Reflect.get(t, p, r) as unknown;
+        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    return { backend, kv: lossy, lose: () => (loseNext = true) };
+  }
+
+  it('state - a checkpoint write that landed unanswered does not read as SLUICE_LEASE_LOST; another epoch still does', async () => {
+    const { CheckpointStore } = await import('../../runtime/state.ts');
+    const { backend, kv, lose } = await store();
+    try {
+      const ck = new CheckpointStore(kv, 'fn', 0);
+      const c0 = await ck.claim(1, 3);
+      lose();
+      await expect(ck.save({ ...c0, seq: 10 })).rejects.toMatchObject({ code: 'SLUICE_TIMEOUT' });
+      await ck.save({ ...c0, seq: 5 }); // from the last checkpoint known to have landed, as after a crash
+      expect((await kv.getItem('ckpt/fn/0'))?.item.seq).toBe(5);
+      const other = new CheckpointStore(kv, 'fn', 0);
+      await other.claim(1, 4);
+      await expect(ck.save({ ...c0, seq: 6 })).rejects.toMatchObject({ code: 'SLUICE_LEASE_LOST' });
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('state - a lease renewal that landed unanswered is still our lease; a taken-over one is lost', async () => {
+    const { Leases } = await import('../../runtime/state.ts');
+    const { backend, kv, lose } = await store();
+    try {
+      const a = new Leases(kv, 'fn', 'a', 10_000);
+      const lease = (await a.acquire(0))!;
+      lose();
+      await expect(a.renew(lease)).rejects.toMatchObject({ code: 'SLUICE_TIMEOUT' });
+      expect(await a.renew(lease)).toBe(true);
+      await kv.putItem('lease/fn/0', encodeLease({ owner: 'b', epoch: lease.epoch + 1, expiresAt: Date.now() + 10_000, gen: 0 }));
+      expect(await a.renew(lease)).toBe(false);
+    } finally {
+      await backend.close();
+    }
+  });
+});
