@@ -109,6 +109,8 @@ export const ErrorTable: { readonly [K in ErrorCode]: ErrorMapping } = Object.fr
   SLUICE_STORAGE_FULL: row(503, 'ServiceUnavailable', 'RESOURCE_EXHAUSTED', 'unavailable', true),
   SLUICE_HANDLER_LOAD: row(400, 'InvalidArgument', 'INVALID_ARGUMENT', 'invalid', false),
   SLUICE_BINDING_MISSING: row(404, 'NoSuchBucket', 'FAILED_PRECONDITION', 'notFound', false),
+  SLUICE_BUCKET_NOT_EMPTY: row(409, 'BucketNotEmpty', 'FAILED_PRECONDITION', 'conflict', false),
+  SLUICE_BUCKET_IN_USE: row(409, 'OperationAborted', 'FAILED_PRECONDITION', 'conflict', false),
 });
 
 /** The table's row for `code`, or SLUICE_INTERNAL's when `code` is not a sluice code. */

@@ -46,6 +46,8 @@ export const ErrorCodes = {
   SLUICE_STORAGE_FULL: "the backend's storage is full (disk, volume or quota); nothing was written; retry once space is freed",
   SLUICE_HANDLER_LOAD: 'a handler module does not load (syntax error, missing import, throw at import) or has no default-exported function; details give file, line, column and stack; nothing was deployed',
   SLUICE_BINDING_MISSING: "a function's binding (or trigger) names a bucket, table or stream that does not exist; nothing was deployed",
+  SLUICE_BUCKET_NOT_EMPTY: 'a bucket to delete still holds objects; nothing was deleted',
+  SLUICE_BUCKET_IN_USE: 'a bucket to delete is bound or triggered on by a deployed function; nothing was deleted',
 } as const;
 
 /** A stable sluice error code. */

@@ -134,6 +134,13 @@ forEachBackend('s3/sdk', (ctx) => {
     expect((await status(s3.send(new HeadBucketCommand({ Bucket: b })))).status).toBe(404);
     expect(await status(s3.send(new ListObjectsV2Command({ Bucket: b })))).toMatchObject({ status: 404, name: 'NoSuchBucket' });
     expect((await s3.send(new ListBucketsCommand({}))).Buckets?.map((x) => x.Name)).not.toContain(b);
+    // Deleted in the backend too, not only hidden from S3 clients.
+    expect((await ctx.backend.listBuckets()).map((x) => x.name)).not.toContain(b);
+    await expect(ctx.backend.objects(b)).rejects.toMatchObject({ code: 'SLUICE_BUCKET_NOT_FOUND' });
+    // A bucket made outside the gateway is listed at once.
+    const outside = ctx.uid('outside');
+    await ctx.backend.createBucket(outside, { shards: 1 });
+    expect((await s3.send(new ListBucketsCommand({}))).Buckets?.map((x) => x.Name)).toContain(outside);
     await s3.send(new CreateBucketCommand({ Bucket: b }));
     expect((await s3.send(new ListObjectsV2Command({ Bucket: b }))).KeyCount).toBe(0);
     expect(await status(s3.send(new CreateBucketCommand({ Bucket: 'Bad_Name' })))).toMatchObject({ status: 400, name: 'InvalidBucketName' });
