@@ -186,6 +186,9 @@ export class HttpTriggerServer {
       maxThreads: threads,
       concurrentTasksPerWorker: o.trigger.concurrency,
       idleTimeout: Number.POSITIVE_INFINITY,
+      // Not 'sync': an idle thread blocked in Atomics.wait would stop sending the streamed responses
+      // that outlive their task (http-stream.ts); 'async' waits without blocking the thread's event loop.
+      atomics: 'async',
       workerData: data,
     });
     const seconds = new Histogram({
@@ -250,7 +253,7 @@ export class HttpTriggerServer {
 
   async #run(req: IncomingMessage, res: ServerResponse, requestId: string, method: string, url: URL, headers: Record<string, string>): Promise<void> {
     const t = this.#o.trigger;
-    const tooLarge = () => send(res, 413, { error: { code: 'SLUICE_VALUE_TOO_LARGE', message: `request body exceeds ${t.maxBodyBytes} bytes` }, requestId }, { connection: 'close' });
+    const tooLarge = () => send(res, 413, { error: { code: 'SLUICE_VALUE_TOO_LARGE', message: `request body exceeds ${t.maxBodyBytes} bytes` }, requestId });
     const read = await readBody(req, t.maxBodyBytes, t.streamBodyBytes);
     if ('over' in read) return tooLarge();
     const body = 'body' in read ? read.body : new Uint8Array(0);
@@ -298,7 +301,9 @@ export class HttpTriggerServer {
       return send(res, 500, { error: { code: 'SLUICE_HANDLER_FAILED', message: `the handler failed (request ${requestId})` }, requestId });
     }
     const out = Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength);
-    res.writeHead(r.status, { ...r.headers, 'content-length': String(out.byteLength) });
+    // A HEAD answer keeps the length the handler gives (that of the body a GET would get).
+    const keepLength = method === 'HEAD' && out.byteLength === 0 && Object.keys(r.headers).some((h) => h.toLowerCase() === 'content-length');
+    res.writeHead(r.status, keepLength ? r.headers : { ...r.headers, 'content-length': String(out.byteLength) });
     res.end(out);
   }
 
