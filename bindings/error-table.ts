@@ -113,6 +113,8 @@ export const ErrorTable: { readonly [K in ErrorCode]: ErrorMapping } = Object.fr
   SLUICE_WRITE_LOCK_STALLED: row(503, 'ServiceUnavailable', 'UNAVAILABLE', 'failed', true),
   // 508 Loop Detected: what the record ran into. Not retryable: the same record hits the same limit.
   SLUICE_HOP_LIMIT: row(508, 'InvalidRequest', 'FAILED_PRECONDITION', 'failed', false),
+  SLUICE_BUCKET_NOT_EMPTY: row(409, 'BucketNotEmpty', 'FAILED_PRECONDITION', 'conflict', false),
+  SLUICE_BUCKET_IN_USE: row(409, 'OperationAborted', 'FAILED_PRECONDITION', 'conflict', false),
 });
 
 /** The table's row for `code`, or SLUICE_INTERNAL's when `code` is not a sluice code. */

@@ -48,6 +48,8 @@ export const ErrorCodes = {
   SLUICE_BINDING_MISSING: "a function's binding (or trigger) names a bucket, table or stream that does not exist; nothing was deployed",
   SLUICE_WRITE_LOCK_STALLED: "a process has held the local store's write lock past the bound while stopped or stuck; every writer waits for it (logged by the platform's lock watchdog with the pid; under `sluice dev` a stopped worker holding it is killed and restarted)",
   SLUICE_HOP_LIMIT: "a record reached its function's chain depth limit (spec maxHops: function commits that led to it) and was dead-lettered instead of run, to stop a trigger loop",
+  SLUICE_BUCKET_NOT_EMPTY: 'a bucket to delete still holds objects; nothing was deleted',
+  SLUICE_BUCKET_IN_USE: 'a bucket to delete is bound or triggered on by a deployed function; nothing was deleted',
 } as const;
 
 /** A stable sluice error code. */

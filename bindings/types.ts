@@ -83,6 +83,11 @@ export interface BucketInfo {
   indexes: string[];
 }
 
+/** A bucket as {@link Backend.listBuckets} lists it: its configuration and when it was created. */
+export interface ListedBucket extends BucketInfo {
+  created: Date;
+}
+
 /** Options of {@link ObjectBinding.put}. */
 export interface PutObjectOptions extends CallOptions, CauseOptions {
   /** MIME type stored with the object. @default 'application/octet-stream' */
@@ -610,6 +615,17 @@ export interface Backend {
   /** 'local' or 'nats'. */
   readonly kind: string;
   createBucket(name: string, options?: BucketOptions): Promise<BucketInfo>;
+  /**
+   * Removes an empty bucket with its change stream; SLUICE_BUCKET_NOT_EMPTY while it holds an object,
+   * SLUICE_BUCKET_NOT_FOUND when absent. A bucket created again under the same name starts empty; its
+   * change stream's sequence numbers continue where the old one's ended on local (consumer positions
+   * stay meaningful) and restart in a new stream incarnation on nats (positions are kept per
+   * incarnation). What the contract leaves out: functions that bind or trigger on the bucket are not
+   * the backend's business — the platform (controller/bucket-users.ts) refuses those deletes.
+   */
+  deleteBucket(name: string): Promise<void>;
+  /** Every bucket of this backend (internal ones too, e.g. `sluice-s3-parts`), in name order. */
+  listBuckets(): Promise<ListedBucket[]>;
   /** An existing bucket; SLUICE_BUCKET_NOT_FOUND when absent. */
   objects(bucket: string): Promise<ObjectBinding>;
   createTable(name: string, options?: TableOptions): Promise<void>;

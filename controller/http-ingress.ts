@@ -8,7 +8,8 @@
  * worker (none registered within the last 3 heartbeats), 502 when the chosen worker cannot be reached
  * (the next request tries the next worker). Bodies stream through in both directions.
  */
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Histogram, type Registry } from 'prom-client';
 import type { KvBinding } from '../bindings/types.ts';
 import { StateKeys } from '../runtime/state.ts';
 import { HTTP_HEARTBEAT_MS, type HttpRegistration } from '../runtime/triggers/http.ts';
@@ -27,6 +28,14 @@ export interface HttpIngressOptions {
   host?: string;
   /** 0 picks a free port. @default 8080 */
   port?: number;
+  /**
+   * Where the ingress's per-route series go (`sluice_ingress_request_seconds{function,route,status}`:
+   * every answer, its own 404/502/503 included; route and function `""` when no route matched).
+   * `sluice dev` passes the platform's registry, so they are on its /metrics. @default none (no metrics)
+   */
+  registry?: Registry;
+  /** Idle keep-alive connections kept per worker. @default 64 */
+  maxIdleSocketsPerWorker?: number;
 }
 
 export interface HttpIngress {
@@ -48,6 +57,17 @@ function under(path: string, route: string): boolean {
 }
 
 export async function startHttpIngress(o: HttpIngressOptions): Promise<HttpIngress> {
+  // Keep-alive to the workers: a new TCP connection per proxied request would cost more than the hop.
+  const agent = new Agent({ keepAlive: true, maxFreeSockets: o.maxIdleSocketsPerWorker ?? 64 });
+  const seconds = o.registry
+    ? new Histogram({
+        name: 'sluice_ingress_request_seconds',
+        help: 'Requests through the HTTP ingress by function, route and status (route "" when none matched)',
+        labelNames: ['function', 'route', 'status'],
+        buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+        registers: [o.registry],
+      })
+    : undefined;
   // Workers per function, refreshed at most every heartbeat: the state table is not read per request.
   const cache = new Map<string, { at: number; urls: string[] }>();
   const rr = new Map<string, number>();
@@ -70,6 +90,11 @@ export async function startHttpIngress(o: HttpIngressOptions): Promise<HttpIngre
       .httpRoutes()
       .filter((r) => under(path, r.path))
       .sort((a, b) => b.path.length - a.path.length)[0];
+    if (seconds) {
+      const started = process.hrtime.bigint();
+      const labels = { function: route?.function ?? '', route: route?.path ?? '' };
+      res.once('finish', () => seconds.observe({ ...labels, status: String(res.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9));
+    }
     if (route === undefined) return send(res, 404, 'SLUICE_NOT_FOUND', `no function serves ${path}`);
     const urls = await workers(route.function, route.replicas);
     if (urls.length === 0) return send(res, 503, 'SLUICE_BACKEND_UNAVAILABLE', `function ${route.function} has no running worker`, { 'retry-after': '1' });
@@ -77,7 +102,7 @@ export async function startHttpIngress(o: HttpIngressOptions): Promise<HttpIngre
     rr.set(route.function, n + 1);
     const target = new URL(req.url ?? '/', urls[n]);
     await new Promise<void>((resolve) => {
-      const up = request(target, { method: req.method ?? 'GET', headers: { ...req.headers, host: target.host } }, (w) => {
+      const up = request(target, { agent, method: req.method ?? 'GET', headers: { ...req.headers, host: target.host } }, (w) => {
         res.writeHead(w.statusCode ?? 502, w.headers);
         w.pipe(res);
         w.on('end', resolve);
@@ -113,6 +138,7 @@ export async function startHttpIngress(o: HttpIngressOptions): Promise<HttpIngre
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections?.();
+        agent.destroy();
       }),
   };
 }

@@ -199,8 +199,20 @@ export interface HttpRequest {
   readonly query: Readonly<Record<string, string>>;
   /** Request headers, names lower-case. */
   readonly headers: Readonly<Record<string, string>>;
-  /** The request body (empty when there is none), at most the trigger's `maxBodyBytes`. */
+  /**
+   * The whole request body when it is at most the trigger's `streamBodyBytes` (1 MiB by default); empty
+   * when there is none, and empty when the body is streamed (`streamed` true).
+   */
   readonly body: Uint8Array;
+  /** True when the body is larger than `streamBodyBytes` and arrives only through {@link bodyStream}. */
+  readonly streamed: boolean;
+  /**
+   * The body as chunks, whatever its size (a small body is one chunk): a handler that reads bodies this
+   * way works for both. Chunks arrive as the handler pulls them (backpressure back to the client);
+   * `break` stops the upload. Read it once. At most `maxBodyBytes` in all (past it the iteration throws
+   * SLUICE_VALUE_TOO_LARGE and the caller gets 413).
+   */
+  readonly bodyStream: AsyncIterable<Uint8Array>;
   /** The request id, also sent back in `x-request-id` and named in error responses and logs. */
   readonly requestId: string;
 }
@@ -211,9 +223,17 @@ export interface HttpResponse {
   status?: number;
   /** Response headers. @default none (content-type: text/plain for a string body, application/octet-stream for bytes) */
   headers?: Record<string, string>;
-  /** @default empty */
-  body?: string | Uint8Array;
+  /**
+   * A string or bytes are sent whole (with content-length). An async iterable of chunks — a generator,
+   * a web `ReadableStream`, or an Object binding's `getStream(key).body` — is streamed to the caller with
+   * backpressure (chunked, or with the `content-length` header the handler sets), so a large object never
+   * sits whole in the worker. The spec's `timeout` covers the stream too. @default empty
+   */
+  body?: HttpResponseBody;
 }
+
+/** What an HTTP handler may answer with: whole (string, bytes) or streamed (chunks). */
+export type HttpResponseBody = string | Uint8Array | AsyncIterable<Uint8Array>;
 
 /** What an HTTP handler receives besides the request: the declared bindings, a logger, a deadline. */
 export interface HttpContext {

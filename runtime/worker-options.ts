@@ -71,6 +71,12 @@ export interface HttpTrigger {
   methods?: string[];
   /** Largest request body; a larger one is answered 413 without calling the handler. @default 8388608 (8 MiB) */
   maxBodyBytes?: number;
+  /**
+   * Request bodies up to this size reach the handler whole (`req.body`); larger ones (or ones of unknown
+   * length that grow past it) are streamed to it (`req.bodyStream`) in chunks with backpressure, so a
+   * worker's memory does not grow with the body. @default 1048576 (1 MiB)
+   */
+  streamBodyBytes?: number;
   /** Requests one handler thread works on at once (handlers are mostly I/O). @default 16 */
   concurrency?: number;
   /** Requests waiting for a thread; past it, 429 with Retry-After. @default 64 */
@@ -294,6 +300,7 @@ export function resolveWorkerOptions(o: WorkerOptions, hostname = 'localhost'): 
       path: t.path,
       methods: Object.freeze(methods),
       maxBodyBytes: int(t.maxBodyBytes, 'trigger.maxBodyBytes', 0, 1024 * 1024 * 1024, 8 * 1024 * 1024),
+      streamBodyBytes: int(t.streamBodyBytes, 'trigger.streamBodyBytes', 0, 1024 * 1024 * 1024, 1024 * 1024),
       concurrency: int(t.concurrency, 'trigger.concurrency', 1, 10_000, 16),
       maxQueue: int(t.maxQueue, 'trigger.maxQueue', 0, 100_000, 64),
       host: t.host ?? '127.0.0.1',

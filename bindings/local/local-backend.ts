@@ -9,7 +9,7 @@ import { S3BodyStore } from '../s3/index.ts';
 import { FsFile } from '../file/index.ts';
 import { checkSignal, resolveReplicas, resolveShards, resolveTableOptions } from '../backend-helpers.ts';
 import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
-import type { Backend, BucketInfo, BucketOptions, CallOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
+import type { Backend, BucketInfo, BucketOptions, CallOptions, FileBinding, KvBinding, ListedBucket, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
 import { checkWriteOp, failedOp, mayFollow, opWhere } from '../write-batch.ts';
 import { resolveIndexes } from '../query/index.ts';
 import { checkName } from '../values.ts';
@@ -100,6 +100,37 @@ export class LocalBackend implements Backend {
       s.registry.put(['bucket', name], { kind: 'bucket', shards, created: Date.now(), indexes });
     });
     return { name, shards, changeStream: changeStreamName(name), historyPerKey: 0, indexes };
+  }
+
+  /**
+   * Removes an empty bucket in one transaction: the emptiness check and the removal cannot be split by
+   * a put of another process (LMDB's write lock), so no object is ever lost. The change stream's records
+   * go; its sequence counters stay, so a bucket made again under the name continues the numbering and
+   * a consumer's old position never skips the new bucket's first records.
+   */
+  async deleteBucket(name: string): Promise<void> {
+    checkName(name, 'bucket');
+    const s = this.store;
+    await s.write(() => {
+      const cur = s.registry.get(['bucket', name]);
+      if (!cur || cur.kind !== 'bucket') throw new BindingError('SLUICE_BUCKET_NOT_FOUND', `deleteBucket '${name}': bucket '${name}' does not exist`);
+      for (const k of s.meta.getKeys({ start: [name], limit: 1 }))
+        if (k[0] === name) throw new BindingError('SLUICE_BUCKET_NOT_EMPTY', `deleteBucket '${name}': the bucket still holds objects (e.g. '${String(k[1])}'); delete them first`);
+      const stream = changeStreamName(name);
+      for (const k of s.records.getKeys({ start: [stream, 0, 0], end: [stream, cur.shards, 0] })) s.records.remove(k);
+      s.registry.remove(['bucket', name]);
+    });
+  }
+
+  async listBuckets(): Promise<ListedBucket[]> {
+    this.store.fresh();
+    const out: ListedBucket[] = [];
+    for (const { key, value } of this.store.registry.getRange({ start: ['bucket'], end: ['bucket', '\uffff'] })) {
+      if (key[0] !== 'bucket' || value.kind !== 'bucket') continue;
+      const name = String(key[1]);
+      out.push({ name, shards: value.shards, changeStream: changeStreamName(name), historyPerKey: 0, indexes: [...(value.indexes ?? [])], created: new Date(value.created) });
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   async objects(bucket: string): Promise<ObjectBinding> {

@@ -113,6 +113,8 @@ export class LocalObject implements ObjectBinding {
       result = await s.write(() => {
         const cur = s.meta.get(k);
         checkPreconditions(key, cur, r.ifMatch, r.ifNoneMatch, (m) => new ConditionFailedError(m, cur ? toMeta(key, cur) : undefined, cur?.version));
+        // A binding held across a deleteBucket must not write into the deleted bucket.
+        if (cur === undefined && s.registry.get(['bucket', this.bucket])?.kind !== 'bucket') throw new BindingError('SLUICE_BUCKET_NOT_FOUND', `put '${key}': bucket '${this.bucket}' does not exist`);
         const now = Date.now();
         // Checked inside the commit: past the grace period the collector may already have taken the body.
         if (ext && now - started >= ext.graceMs)

@@ -14,7 +14,7 @@ import { S3BodyStore } from '../s3/index.ts';
 import { FsFile } from '../file/index.ts';
 import { checkSignal, MAX_REPLICAS, resolveReplicas, resolveShards, resolveTableOptions } from '../backend-helpers.ts';
 import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
-import type { Backend, BucketInfo, BucketOptions, CallOptions, FileBinding, KvBinding, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
+import type { Backend, BucketInfo, BucketOptions, CallOptions, FileBinding, KvBinding, ListedBucket, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
 import { runChained } from '../write-batch.ts';
 import { resolveIndexes } from '../query/index.ts';
 import { checkName, Limits } from '../values.ts';
@@ -26,6 +26,7 @@ import { KvStore } from './nats-kvstore.ts';
 import { describe, kvStream, NatsNames, parseDescription } from './nats-names.ts';
 import { NatsObject, OBJECT_HISTORY } from './nats-object.ts';
 import { ShardReaders } from './nats-reader.ts';
+import { deleteNatsBucket, listNatsBuckets } from './nats-buckets.ts';
 import { NatsStream } from './nats-stream.ts';
 
 /** Options of {@link NatsBackend.open}. */
@@ -269,13 +270,26 @@ export class NatsBackend implements Backend {
     try {
       const d = await this.#describe(this.#ctx.names.objectKv(bucket), 'bucket');
       if (!d) throw new BindingError('SLUICE_BUCKET_NOT_FOUND', `${where}: bucket '${bucket}' does not exist`);
-      // A bucket's shard count is fixed and buckets are never deleted: safe to keep.
+      // A bucket's shard count is fixed; deleteBucket drops it from this cache (other processes keep theirs: see nats-buckets.ts).
       const b = new NatsObject(this.#ctx, bucket, d.shards, d.history ?? this.#changeHistory, d.indexes ?? [], this.#bodies);
       this.#buckets.set(bucket, b);
       return b;
     } catch (err) {
       throw toBindingError(err, where, { notFound: 'SLUICE_BUCKET_NOT_FOUND' });
     }
+  }
+
+  /** See nats-buckets.ts (check empty, then delete the bucket's streams). */
+  async deleteBucket(name: string): Promise<void> {
+    this.#checkOpen(`deleteBucket '${String(name)}'`);
+    const objects = await this.objects(name);
+    this.#buckets.delete(name);
+    await deleteNatsBucket(this.#ctx, name, objects, !this.#bodies);
+  }
+
+  async listBuckets(): Promise<ListedBucket[]> {
+    this.#checkOpen('listBuckets');
+    return listNatsBuckets(this.#ctx, this.#changeHistory);
   }
 
   async createTable(name: string, options?: TableOptions): Promise<void> {

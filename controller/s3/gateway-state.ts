@@ -2,18 +2,19 @@
  * What the gateway keeps beside the objects, all in the backend so several gateway replicas share it
  * and it survives restarts:
  *
- * - `sluice-s3-buckets` (KV): one item per bucket S3 clients can see, `{created, deleted}`. The Backend
- *   contract has no bucket listing or deletion, so ListBuckets reads this table, and DeleteBucket marks
- *   the (empty) bucket deleted here; the backend's bucket stays, empty, and CreateBucket revives it.
- *   A bucket made outside the gateway (CLI, `sluice dev`) is registered the first time a client uses it.
+ * - buckets are the backend's own (Backend.listBuckets / deleteBucket): ListBuckets lists every bucket
+ *   but the gateway's, DeleteBucket deletes an empty one for real. `sluice-s3-buckets` (KV) is what
+ *   older gateways kept instead (a `deleted` mark per hidden bucket); {@link GatewayState.migrateDeleteMarks}
+ *   turns those marks into deletes once.
  * - `sluice-s3-uploads` (KV): one item per multipart upload in progress.
  * - `sluice-s3-parts` (bucket): the uploaded parts, key `<uploadId>/<part number, 5 digits>`; durable,
  *   and in the backend's own store, so a part survives a gateway restart and is visible to every replica.
  *
  * The `sluice-s3-` prefix is reserved: S3 clients cannot name a bucket with it.
  */
-import { ConditionFailedError, SluiceError } from '../../bindings/errors.ts';
+import { SluiceError } from '../../bindings/errors.ts';
 import type { Backend, KvBinding, ObjectBinding } from '../../bindings/types.ts';
+import { deleteBucketChecked } from '../bucket-users.ts';
 import { S3Error } from './s3-errors.ts';
 
 export const RESERVED_PREFIX = 'sluice-s3-';
@@ -26,7 +27,6 @@ const BUCKET_TTL_MS = 2000;
 
 interface CachedBucket {
   binding: ObjectBinding;
-  visible: boolean;
   at: number;
 }
 
@@ -46,27 +46,27 @@ export interface UploadRecord {
 export class GatewayState {
   readonly backend: Backend;
   readonly shards: number;
-  readonly #buckets: KvBinding;
   readonly uploads: KvBinding;
   readonly parts: ObjectBinding;
   readonly #cache = new Map<string, CachedBucket>();
 
-  private constructor(backend: Backend, shards: number, buckets: KvBinding, uploads: KvBinding, parts: ObjectBinding) {
+  private constructor(backend: Backend, shards: number, uploads: KvBinding, parts: ObjectBinding) {
     this.backend = backend;
     this.shards = shards;
-    this.#buckets = buckets;
     this.uploads = uploads;
     this.parts = parts;
   }
 
   static async open(backend: Backend, shards: number): Promise<GatewayState> {
-    await backend.createTable(BUCKETS_TABLE);
     await backend.createTable(UPLOADS_TABLE);
+    // Only a gateway that ran before bucket deletion existed left this table.
+    const marks = await backend.kv(BUCKETS_TABLE).catch(() => undefined);
+    if (marks) await GatewayState.migrateDeleteMarks(backend, marks);
     // One shard: nothing consumes the staging bucket's change stream.
     await backend.createBucket(PARTS_BUCKET, { shards: 1 }).catch((e: unknown) => {
       if (!(e instanceof SluiceError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
     });
-    return new GatewayState(backend, shards, await backend.kv(BUCKETS_TABLE), await backend.kv(UPLOADS_TABLE), await backend.objects(PARTS_BUCKET));
+    return new GatewayState(backend, shards, await backend.kv(UPLOADS_TABLE), await backend.objects(PARTS_BUCKET));
   }
 
   /** Refuses names the gateway keeps for itself. */
@@ -74,78 +74,85 @@ export class GatewayState {
     if (bucket.startsWith(RESERVED_PREFIX)) throw new S3Error('InvalidBucketName', `bucket names starting with '${RESERVED_PREFIX}' are reserved by the gateway`);
   }
 
-  /** The binding of a bucket S3 clients can see; NoSuchBucket otherwise. */
+  /** The binding of a bucket; NoSuchBucket when the backend has none by that name. */
   async bucket(name: string): Promise<ObjectBinding> {
     GatewayState.checkClientName(name);
     const now = Date.now();
     const c = this.#cache.get(name);
-    if (c && now - c.at < BUCKET_TTL_MS) {
-      if (!c.visible) throw new S3Error('NoSuchBucket', `the bucket '${name}' does not exist`);
-      return c.binding;
-    }
+    if (c && now - c.at < BUCKET_TTL_MS) return c.binding;
     let binding: ObjectBinding;
     try {
-      binding = c?.binding ?? (await this.backend.objects(name));
+      binding = await this.backend.objects(name);
     } catch (e) {
+      this.#cache.delete(name);
       if (e instanceof SluiceError && (e.code === 'SLUICE_BUCKET_NOT_FOUND' || e.code === 'SLUICE_NAME_INVALID'))
         throw new S3Error('NoSuchBucket', `the bucket '${name}' does not exist`);
       throw e;
     }
-    const entry = await this.#buckets.getItem(name);
-    if (entry === undefined) await this.#register(name, false);
-    const visible = entry === undefined || entry.item.deleted !== true;
-    this.#cache.set(name, { binding, visible, at: now });
-    if (!visible) throw new S3Error('NoSuchBucket', `the bucket '${name}' does not exist`);
+    this.#cache.set(name, { binding, at: now });
     return binding;
   }
 
-  async #register(name: string, revive: boolean): Promise<boolean> {
-    const cur = await this.#buckets.getItem(name);
-    if (cur && cur.item.deleted !== true) return false;
-    try {
-      await this.#buckets.putItem(name, { created: new Date(), deleted: false }, { ifRevision: cur?.revision ?? 0 });
-    } catch (e) {
-      // Another replica registered it at the same moment: it exists, which is all that was wanted.
-      if (e instanceof ConditionFailedError) return false;
-      throw e;
-    }
-    return cur === undefined || revive;
-  }
-
-  /** Creates (or revives) a bucket; false when it was already visible. */
+  /** Creates a bucket; false when it already existed. */
   async createBucket(name: string): Promise<boolean> {
     GatewayState.checkClientName(name);
+    const existed = await this.backend.objects(name).then(
+      () => true,
+      (e: unknown) => {
+        if (e instanceof SluiceError && e.code === 'SLUICE_BUCKET_NOT_FOUND') return false;
+        throw e;
+      },
+    );
+    if (existed) return false;
     await this.backend.createBucket(name, { shards: this.shards }).catch((e: unknown) => {
-      // A bucket made elsewhere with other shards is still the same bucket to S3 clients.
+      // Made at the same moment elsewhere (another replica, the CLI), maybe with other shards: still the same bucket to S3 clients.
       if (!(e instanceof SluiceError && e.code === 'SLUICE_ALREADY_EXISTS')) throw e;
     });
-    const created = await this.#register(name, true);
     this.#cache.delete(name);
-    return created;
+    return true;
   }
 
-  /** Hides an empty bucket from S3 clients; BucketNotEmpty when it holds objects. */
+  /**
+   * Deletes an empty bucket through the backend (controller/bucket-users.ts): BucketNotEmpty while it
+   * holds objects, OperationAborted (SLUICE_BUCKET_IN_USE) while a deployed function uses it.
+   */
   async deleteBucket(name: string): Promise<void> {
-    const b = await this.bucket(name);
-    const page = await b.list({ limit: 1 });
-    if (page.objects.length > 0) throw new S3Error('BucketNotEmpty', `the bucket '${name}' you tried to delete is not empty`);
-    const cur = await this.#buckets.getItem(name);
-    await this.#buckets.putItem(name, { created: cur?.item.created ?? new Date(), deleted: true });
+    GatewayState.checkClientName(name);
+    await this.bucket(name);
     this.#cache.delete(name);
+    try {
+      await deleteBucketChecked(this.backend, name);
+    } catch (e) {
+      if (e instanceof SluiceError && e.code === 'SLUICE_BUCKET_NOT_FOUND') throw new S3Error('NoSuchBucket', `the bucket '${name}' does not exist`);
+      throw e;
+    }
     // Uploads in progress into the bucket go with it.
     for (const u of await this.listUploads(name)) await this.abortUpload(u.id);
   }
 
-  /** Visible buckets with their creation time, in name order. */
+  /** Buckets S3 clients can see (not the gateway's own) with their creation time, in name order. */
   async listBuckets(): Promise<{ name: string; created: Date }[]> {
-    const out: { name: string; created: Date }[] = [];
+    return (await this.backend.listBuckets()).filter((b) => !b.name.startsWith(RESERVED_PREFIX)).map((b) => ({ name: b.name, created: b.created }));
+  }
+
+  /**
+   * Gateways before Backend.deleteBucket only marked deleted buckets in `sluice-s3-buckets`; those marks
+   * become real deletes (of buckets still empty) once, and the table is emptied. Runs at open.
+   */
+  static async migrateDeleteMarks(backend: Backend, table: KvBinding): Promise<void> {
     let marker: string | undefined;
     do {
-      const page = await this.#buckets.getItems({ limit: 1000, ...(marker !== undefined ? { marker } : {}) });
-      for (const e of page.items) if (e.item.deleted !== true) out.push({ name: e.key, created: e.item.created instanceof Date ? e.item.created : new Date(0) });
+      const page = await table.getItems({ limit: 1000, ...(marker !== undefined ? { marker } : {}) });
+      for (const e of page.items) {
+        if (e.item.deleted === true)
+          await backend.deleteBucket(e.key).catch((err: unknown) => {
+            // Refilled since (then it is visible again) or already gone: either way the mark is done with.
+            if (!(err instanceof SluiceError && (err.code === 'SLUICE_BUCKET_NOT_EMPTY' || err.code === 'SLUICE_BUCKET_NOT_FOUND' || err.code === 'SLUICE_NAME_INVALID'))) throw err;
+          });
+        await table.deleteItem(e.key);
+      }
       marker = page.nextMarker;
     } while (marker !== undefined);
-    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   // ───────────────────────────── multipart ─────────────────────────────

@@ -159,6 +159,8 @@ const httpTriggerSchema = z.strictObject({
   methods: z.array(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], { error: 'must be one of GET, HEAD, POST, PUT, PATCH, DELETE' })).min(1, { error: 'must name at least one method' }).optional(),
   /** Largest request body (413 past it). @default 8388608 */
   maxBodyBytes: int(0, 1024 * 1024 * 1024).optional(),
+  /** Request bodies up to this size reach the handler whole (`req.body`); larger ones stream (`req.bodyStream`). @default 1048576 */
+  streamBodyBytes: int(0, 1024 * 1024 * 1024).optional(),
   /** Requests one handler thread works on at once. @default 16 */
   concurrency: int(1, 10_000).optional(),
   /** Requests waiting for a thread per worker; past it, 429 with Retry-After. @default 64 */

@@ -89,6 +89,7 @@ function trigger(t: TriggerSpec, fn: string): Trigger {
     path: h.path,
     ...(h.methods !== undefined ? { methods: [...h.methods] } : {}),
     ...(h.maxBodyBytes !== undefined ? { maxBodyBytes: h.maxBodyBytes } : {}),
+    ...(h.streamBodyBytes !== undefined ? { streamBodyBytes: h.streamBodyBytes } : {}),
     ...(h.concurrency !== undefined ? { concurrency: h.concurrency } : {}),
     ...(h.maxQueue !== undefined ? { maxQueue: h.maxQueue } : {}),
   };

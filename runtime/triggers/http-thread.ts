@@ -6,14 +6,16 @@
  * blocks the worker.
  */
 import { pathToFileURL } from 'node:url';
-import { workerData } from 'node:worker_threads';
+import { MessageChannel, workerData, type MessagePort } from 'node:worker_threads';
 import pino from 'pino';
+import { Piscina } from 'piscina';
 import { BindingError, serializeError, type SerializedError } from '../../bindings/errors.ts';
 import type { Backend } from '../../bindings/types.ts';
-import type { BoundBinding, HttpFunctionDefinition, HttpRequest, HttpResponse } from '../../functions/types.ts';
+import type { BoundBinding, HttpFunctionDefinition, HttpRequest, HttpResponseBody } from '../../functions/types.ts';
 import { openBackend, type BackendSpec } from '../backend-spec.ts';
 import type { BindingSpec } from '../batch-types.ts';
 import { bindAll } from '../threads/bound-bindings.ts';
+import { sendStream, StreamReceiver } from './http-stream.ts';
 
 /** What every HTTP thread is started with. */
 export interface HttpThreadData {
@@ -26,16 +28,27 @@ export interface HttpThreadData {
   secrets: Record<string, string>;
 }
 
-/** One request as a task (bodies travel as transferred ArrayBuffers). */
+/** A request as it crosses to the thread: {@link HttpRequest} but the body stream, which the thread builds. */
+export type HttpWireRequest = Omit<HttpRequest, 'bodyStream'>;
+
+/**
+ * One request as a task (small bodies travel as transferred ArrayBuffers; a streamed body through
+ * `port`, see http-stream.ts).
+ */
 export interface HttpTask {
-  req: HttpRequest;
+  req: HttpWireRequest;
+  /** The request body's stream when `req.streamed`. */
+  port?: MessagePort;
   deadlineMs: number;
   /** A warm-up task: load the module and bindings, answer 204, call no handler. */
   warm?: boolean;
 }
 
-/** The task's answer: a response, or the handler's error. */
-export type HttpTaskResult = { ok: true; status: number; headers: Record<string, string>; body: Uint8Array } | { ok: false; error: SerializedError };
+/**
+ * The task's answer: a whole response, the handler's error, or — for a streamed response body — the
+ * port its head and chunks arrive on (http-stream.ts), sent on after the task has returned.
+ */
+export type HttpTaskResult = { ok: true; status: number; headers: Record<string, string>; body: Uint8Array } | { ok: false; error: SerializedError } | MessagePort;
 
 interface Loaded {
   def: HttpFunctionDefinition;
@@ -60,11 +73,18 @@ async function load(): Promise<Loaded> {
   return { def, data, backend };
 }
 
-function bytesOf(body: HttpResponse['body']): Uint8Array {
+function bytesOf(body: string | Uint8Array | undefined): Uint8Array {
   if (body === undefined) return new Uint8Array(0);
   if (typeof body === 'string') return Buffer.from(body, 'utf8');
-  if (body instanceof Uint8Array) return body;
-  throw new BindingError('SLUICE_INVALID_ARGUMENT', 'http handler: body must be a string or a Uint8Array');
+  return body;
+}
+
+function isStream(body: HttpResponseBody | undefined): body is AsyncIterable<Uint8Array> {
+  return typeof body === 'object' && body !== null && !(body instanceof Uint8Array) && typeof (body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] === 'function';
+}
+
+async function* oneChunk(b: Uint8Array): AsyncIterable<Uint8Array> {
+  if (b.byteLength > 0) yield b;
 }
 
 /** piscina's task function. */
@@ -75,16 +95,31 @@ export default async function handle(task: HttpTask): Promise<HttpTaskResult> {
     if (task.warm) return { ok: true, status: 204, headers: {}, body: new Uint8Array(0) };
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), Math.max(0, task.deadlineMs - Date.now()));
+    // The request port stays open while a streamed response may still read the request (an echo).
+    let keepPort = false;
     try {
-      const res = await def.http(task.req, { function: d.function, log: log.child({ requestId: task.req.requestId }), data, secrets, signal: ac.signal, deadline: task.deadlineMs });
+      const req: HttpRequest = { ...task.req, bodyStream: task.port ? new StreamReceiver(task.port) : oneChunk(task.req.body) };
+      const res = await def.http(req, { function: d.function, log: log.child({ requestId: task.req.requestId }), data, secrets, signal: ac.signal, deadline: task.deadlineMs });
       const status = res?.status ?? 200;
       if (!Number.isInteger(status) || status < 100 || status > 599) throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: status must be an integer 100-599, got ${JSON.stringify(status)}`);
-      const body = bytesOf(res?.body);
       const headers = { ...(res?.headers ?? {}) };
-      if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type') && body.byteLength > 0) headers['content-type'] = typeof res?.body === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream';
+      const typed = Object.keys(headers).some((h) => h.toLowerCase() === 'content-type');
+      if (isStream(res?.body)) {
+        if (!typed) headers['content-type'] = 'application/octet-stream';
+        const { port1, port2 } = new MessageChannel();
+        keepPort = true;
+        // Sent on after this task returns, within the same deadline (http-stream.ts cuts it past it).
+        void sendStream(port1, res.body, { head: { status, headers }, deadlineMs: task.deadlineMs }).finally(() => task.port?.close());
+        return Piscina.move(port2) as MessagePort;
+      }
+      if (res?.body !== undefined && typeof res.body !== 'string' && !(res.body instanceof Uint8Array))
+        throw new BindingError('SLUICE_INVALID_ARGUMENT', 'http handler: body must be a string, a Uint8Array or an async iterable of Uint8Array chunks');
+      const body = bytesOf(res?.body);
+      if (!typed && body.byteLength > 0) headers['content-type'] = typeof res?.body === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream';
       return { ok: true, status, headers, body };
     } finally {
       clearTimeout(timer);
+      if (!keepPort) task.port?.close();
     }
   } catch (e) {
     // A load failure is retried by the next request (a module fixed under live reload loads then).

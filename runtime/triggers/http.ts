@@ -9,8 +9,10 @@
  * waiting — and a request past both is answered 429 with Retry-After, never queued without bound.
  */
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
+import { MessageChannel, MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { Piscina } from 'piscina';
 import { Histogram, type Registry } from 'prom-client';
@@ -20,6 +22,7 @@ import { StateKeys } from '../state.ts';
 import type { HttpTrigger, ResolvedWorkerOptions } from '../worker-options.ts';
 
 export type { HttpTrigger };
+import { sendStream, StreamReceiver } from './http-stream.ts';
 import type { HttpTask, HttpTaskResult, HttpThreadData } from './http-thread.ts';
 
 const BOOTSTRAP = fileURLToPath(new URL('./http-bootstrap.mjs', import.meta.url));
@@ -41,24 +44,105 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 /** Most bytes of an oversized body read and discarded before answering 413 (then the connection closes). */
 const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
 
+/** A request body as read so far: whole (`body`), too large (`over`), or to be streamed (`stream`). */
+type ReadBody = { body: Uint8Array } | { over: true } | { stream: RequestBodyStream };
+
 /**
- * Reads a request body up to `max` bytes; undefined when it is larger. The rest of an oversized body is
- * read and dropped (up to 64 MiB) so that the client, still sending, gets the 413 instead of a reset.
+ * Reads a request body whole when it is at most `streamAt` bytes, else hands it on as a stream (see
+ * {@link RequestBodyStream}). A body declared (content-length) past `max` is read and dropped (up to
+ * 64 MiB) so that the client, still sending, gets the 413 instead of a reset.
  */
-async function readBody(req: IncomingMessage, max: number): Promise<Uint8Array | undefined> {
+async function readBody(req: IncomingMessage, max: number, streamAt: number): Promise<ReadBody> {
+  const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+  // Not destroyed on an early return: the response still goes out on this socket.
+  const it = req.iterator({ destroyOnReturn: false });
+  if (declared !== undefined && declared > max) {
+    let n = 0;
+    for await (const c of it as AsyncIterable<Buffer>) if ((n += c.byteLength) > DISCARD_MAX_BYTES) break;
+    return { over: true };
+  }
   const chunks: Buffer[] = [];
   let n = 0;
-  let over = Number(req.headers['content-length'] ?? 0) > max;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    n += c.byteLength;
-    if (n > max) over = true;
-    if (over) {
-      if (n > DISCARD_MAX_BYTES) break;
-      continue;
+  // A body of unknown length is read whole while it stays small: small bodies keep arriving as bytes.
+  if (declared === undefined || declared <= streamAt) {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return n > max ? { over: true } : { body: new Uint8Array(Buffer.concat(chunks)) };
+      chunks.push(r.value as Buffer);
+      n += (r.value as Buffer).byteLength;
+      if (n > streamAt) break;
     }
-    chunks.push(c);
   }
-  return over ? undefined : new Uint8Array(Buffer.concat(chunks));
+  return { stream: new RequestBodyStream(req, it as AsyncIterator<Buffer>, chunks, max) };
+}
+
+/**
+ * A request body streamed to the handler: the chunks read before deciding, then the rest of the socket's.
+ * Past `max` bytes it fails with SLUICE_VALUE_TOO_LARGE and marks itself `over` (the answer is then
+ * 413). Ended early (the handler stopped reading), the rest of the body is read and dropped.
+ */
+class RequestBodyStream implements AsyncIterable<Uint8Array> {
+  over = false;
+  readonly #req: IncomingMessage;
+  readonly #it: AsyncIterator<Buffer>;
+  readonly #pre: Buffer[];
+  readonly #max: number;
+
+  constructor(req: IncomingMessage, it: AsyncIterator<Buffer>, pre: Buffer[], max: number) {
+    this.#req = req;
+    this.#it = it;
+    this.#pre = pre;
+    this.#max = max;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    let n = 0;
+    let done = false;
+    try {
+      for (const c of this.#pre) {
+        n += c.byteLength;
+        yield c;
+      }
+      for (;;) {
+        const r = await this.#it.next();
+        if (r.done) break;
+        n += r.value.byteLength;
+        if (n > this.#max) {
+          this.over = true;
+          throw new BindingError('SLUICE_VALUE_TOO_LARGE', `request body exceeds ${this.#max} bytes`);
+        }
+        yield r.value;
+      }
+      done = true;
+    } finally {
+      if (!done) {
+        await this.#it.return?.();
+        this.#req.resume();
+      }
+    }
+  }
+}
+
+/** Writes a streamed response: its head, then its chunks as the client takes them. */
+async function writeStream(res: ServerResponse, recv: StreamReceiver): Promise<void> {
+  const head = await recv.head();
+  res.writeHead(head.status, head.headers);
+  let gone = false;
+  const onClose = () => (gone = true);
+  res.once('close', onClose);
+  try {
+    for await (const c of recv) {
+      // Backpressure: wait for the socket before taking (and acking) the next chunk.
+      if (!res.write(c)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      if (gone) return;
+    }
+    res.end();
+  } catch (e) {
+    // Headers are out: all that is left to say is that the body is incomplete.
+    res.destroy(e as Error);
+  } finally {
+    res.off('close', onClose);
+  }
 }
 
 /** Options of {@link HttpTriggerServer.start}. */
@@ -102,6 +186,9 @@ export class HttpTriggerServer {
       maxThreads: threads,
       concurrentTasksPerWorker: o.trigger.concurrency,
       idleTimeout: Number.POSITIVE_INFINITY,
+      // Not 'sync': an idle thread blocked in Atomics.wait would stop sending the streamed responses
+      // that outlive their task (http-stream.ts); 'async' waits without blocking the thread's event loop.
+      atomics: 'async',
       workerData: data,
     });
     const seconds = new Histogram({
@@ -130,10 +217,11 @@ export class HttpTriggerServer {
     const host = o.trigger.host.includes(':') ? `[${o.trigger.host}]` : o.trigger.host;
     self = new HttpTriggerServer(o, server, pool, `http://${host}:${port}`);
     // Register only once the handler module loads (a broken module fails the worker's start, visibly).
-    const warm = await pool.run({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
-    if (!warm.ok) {
+    const warm = await pool.run({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
+    if (warm instanceof MessagePort || !warm.ok) {
+      if (warm instanceof MessagePort) warm.close();
       await self.close();
-      throw new BindingError('SLUICE_HANDLER_FAILED', `function ${w.function} (${w.module}) failed to load: ${warm.error.message}`);
+      throw new BindingError('SLUICE_HANDLER_FAILED', `function ${w.function} (${w.module}) failed to load: ${warm instanceof MessagePort ? 'the warm-up streamed' : warm.error.message}`);
     }
     await self.#register();
     return self;
@@ -150,18 +238,38 @@ export class HttpTriggerServer {
     res.setHeader('x-request-id', requestId);
     const method = (req.method ?? 'GET').toUpperCase();
     if (t.methods.length > 0 && !t.methods.includes(method)) return send(res, 405, { error: { code: 'SLUICE_INVALID_ARGUMENT', message: `${method} is not allowed on ${t.path}` }, requestId }, { allow: t.methods.join(', ') });
-    const body = await readBody(req, t.maxBodyBytes);
-    if (body === undefined) return send(res, 413, { error: { code: 'SLUICE_VALUE_TOO_LARGE', message: `request body exceeds ${t.maxBodyBytes} bytes` }, requestId });
     const url = new URL(req.url ?? '/', 'http://x');
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
-    const task: HttpTask = { req: { method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers, body, requestId }, deadlineMs: Date.now() + this.#o.o.timeoutMs };
-    // Admission: every thread place plus maxQueue waiting; the rest is told to come back (never queued unbounded).
+    // Admission before reading the body: an overloaded worker does not take in 50 MiB to answer 429.
     if (this.#inFlight >= this.#capacity) return send(res, 429, { error: { code: 'SLUICE_BACKEND_UNAVAILABLE', message: 'over capacity: every handler place and queue slot is taken' }, requestId }, { 'retry-after': '1' });
     this.#inFlight++;
+    try {
+      await this.#run(req, res, requestId, method, url, headers);
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  async #run(req: IncomingMessage, res: ServerResponse, requestId: string, method: string, url: URL, headers: Record<string, string>): Promise<void> {
+    const t = this.#o.trigger;
+    const tooLarge = () => send(res, 413, { error: { code: 'SLUICE_VALUE_TOO_LARGE', message: `request body exceeds ${t.maxBodyBytes} bytes` }, requestId });
+    const read = await readBody(req, t.maxBodyBytes, t.streamBodyBytes);
+    if ('over' in read) return tooLarge();
+    const body = 'body' in read ? read.body : new Uint8Array(0);
+    const stream = 'stream' in read ? read.stream : undefined;
+    const task: HttpTask = { req: { method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers, body, streamed: stream !== undefined, requestId }, deadlineMs: Date.now() + this.#o.o.timeoutMs };
+    const transferList: (ArrayBuffer | MessagePort)[] = body.byteLength > 0 ? [body.buffer as ArrayBuffer] : [];
+    let sending: Promise<void> | undefined;
+    if (stream) {
+      const { port1, port2 } = new MessageChannel();
+      task.port = port2;
+      transferList.push(port2);
+      sending = sendStream(port1, stream);
+    }
     let r: HttpTaskResult;
     try {
-      r = await this.#pool.run(task, { signal: AbortSignal.timeout(this.#o.o.timeoutMs), transferList: body.byteLength > 0 ? [body.buffer as ArrayBuffer] : [] });
+      r = await this.#pool.run(task, { signal: AbortSignal.timeout(this.#o.o.timeoutMs), transferList });
     } catch (e) {
       const name = (e as Error).name;
       if (name === 'AbortError' || name === 'TimeoutError') {
@@ -169,16 +277,33 @@ export class HttpTriggerServer {
         return send(res, 504, { error: { code: 'SLUICE_HANDLER_TIMEOUT', message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId });
       }
       throw e;
-    } finally {
-      this.#inFlight--;
     }
+    if (r instanceof MessagePort) {
+      // A streamed response; it counts against capacity until its last chunk.
+      const recv = new StreamReceiver(r);
+      try {
+        await writeStream(res, recv);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code === 'SLUICE_HANDLER_TIMEOUT') return send(res, 504, { error: { code, message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId });
+        this.#o.log.warn({ requestId, error: { code, message: (e as Error).message } }, 'http handler failed before its response stream started');
+        return send(res, 500, { error: { code: 'SLUICE_HANDLER_FAILED', message: `the handler failed (request ${requestId})` }, requestId });
+      }
+      return;
+    }
+    // Set as the stream failed, before the handler saw the failure; the sender itself may still be
+    // draining the rest of a body the handler did not read (it never rejects).
+    void sending;
+    if (stream?.over) return tooLarge();
     if (!r.ok) {
       this.#o.log.warn({ requestId, error: { code: r.error.code, message: r.error.message } }, 'http handler failed');
       // The handler's own error: 500 with the request id; its message stays in the logs, not the response.
       return send(res, 500, { error: { code: 'SLUICE_HANDLER_FAILED', message: `the handler failed (request ${requestId})` }, requestId });
     }
     const out = Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength);
-    res.writeHead(r.status, { ...r.headers, 'content-length': String(out.byteLength) });
+    // A HEAD answer keeps the length the handler gives (that of the body a GET would get).
+    const keepLength = method === 'HEAD' && out.byteLength === 0 && Object.keys(r.headers).some((h) => h.toLowerCase() === 'content-length');
+    res.writeHead(r.status, keepLength ? r.headers : { ...r.headers, 'content-length': String(out.byteLength) });
     res.end(out);
   }
 

@@ -103,7 +103,7 @@ const factories: Factory[] = [
   },
   {
     name: 'local+s3',
-    kinds: ['object', 'bodies'],
+    kinds: ['object', 'bodies', 'buckets'],
     async setup() {
       const dir = await mkdtemp(join(tmpdir(), 'sluice-local-s3-'));
       const { server, bodies } = await startBodyStore();
@@ -119,7 +119,7 @@ const factories: Factory[] = [
   },
   {
     name: 'nats+s3',
-    kinds: ['object', 'bodies'],
+    kinds: ['object', 'bodies', 'buckets'],
     async setup() {
       let nats: NatsServerHandle;
       try {

@@ -41,7 +41,10 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
 import { LocalBackend } from '../../bindings/local/index.ts';
+import { Controller } from '../../controller/controller.ts';
+import type { Driver } from '../../controller/driver.ts';
 import { startS3Gateway } from '../../controller/s3/index.ts';
 import type { S3Gateway } from '../../controller/s3/index.ts';
 import { forEachBackend, tn } from '../conformance/backends.ts';
@@ -134,11 +137,39 @@ forEachBackend('s3/sdk', (ctx) => {
     expect((await status(s3.send(new HeadBucketCommand({ Bucket: b })))).status).toBe(404);
     expect(await status(s3.send(new ListObjectsV2Command({ Bucket: b })))).toMatchObject({ status: 404, name: 'NoSuchBucket' });
     expect((await s3.send(new ListBucketsCommand({}))).Buckets?.map((x) => x.Name)).not.toContain(b);
+    // Deleted in the backend too, not only hidden from S3 clients.
+    expect((await ctx.backend.listBuckets()).map((x) => x.name)).not.toContain(b);
+    await expect(ctx.backend.objects(b)).rejects.toMatchObject({ code: 'SLUICE_BUCKET_NOT_FOUND' });
+    // A bucket made outside the gateway is listed at once.
+    const outside = ctx.uid('outside');
+    await ctx.backend.createBucket(outside, { shards: 1 });
+    expect((await s3.send(new ListBucketsCommand({}))).Buckets?.map((x) => x.Name)).toContain(outside);
     await s3.send(new CreateBucketCommand({ Bucket: b }));
     expect((await s3.send(new ListObjectsV2Command({ Bucket: b }))).KeyCount).toBe(0);
     expect(await status(s3.send(new CreateBucketCommand({ Bucket: 'Bad_Name' })))).toMatchObject({ status: 400, name: 'InvalidBucketName' });
     expect(await status(s3.send(new CreateBucketCommand({ Bucket: 'sluice-s3-parts' })))).toMatchObject({ status: 400, name: 'InvalidBucketName' });
   });
+
+  it(tn('s3/sdk', ctx, 'DeleteBucket of a bucket a deployed function triggers on is 409 OperationAborted (SLUICE_BUCKET_IN_USE); after the function is removed it deletes'), async () => {
+    const b = ctx.uid('used');
+    await s3.send(new CreateBucketCommand({ Bucket: b }));
+    // Only the functions table matters here: a driver that runs nothing.
+    const idle: Driver = { kind: 'local', apply: async () => undefined, scale: async () => undefined, remove: async () => true, status: async () => undefined, close: async () => undefined };
+    const controller = await Controller.open({ backend: ctx.backend, driver: idle, intervalMs: 60_000 });
+    const handler = fileURLToPath(new URL('../fixtures/functions/chatty.ts', import.meta.url));
+    const name = ctx.uid('fn');
+    try {
+      await controller.deploy(`apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: ${name}}\nspec:\n  handler: ${JSON.stringify(handler)}\n  triggers: [{object: {bucket: ${b}}}]\n`, tmpdir());
+      const refused = await status(s3.send(new DeleteBucketCommand({ Bucket: b })));
+      expect(refused).toMatchObject({ status: 409, name: 'OperationAborted' });
+      expect((await s3.send(new ListBucketsCommand({}))).Buckets?.map((x) => x.Name)).toContain(b);
+      await controller.remove(name);
+      await s3.send(new DeleteBucketCommand({ Bucket: b }));
+      expect((await ctx.backend.listBuckets()).map((x) => x.name)).not.toContain(b);
+    } finally {
+      await controller.close();
+    }
+  }, 60_000);
 
   it(tn('s3/sdk', ctx, 'put and get: metadata, content type, ranges, conditionals, response overrides, Content-MD5'), async () => {
     const body = 'hello, sluice gateway';

@@ -1,7 +1,7 @@
 /**
  * The CLI's rough edges, as real processes: bad JSON in `kv put` is SLUICE_VALUE_INVALID (exit 4);
  * `objects mb --shards abc` is bad usage (exit 2); `objects ls --json` keeps the next-page token and
- * `--token` continues from it; `objects rm`; a folder upload with one oversized file reports every
+ * `--token` continues from it; `objects rm`; `objects rb` (empty only, never a bucket in use); a folder upload with one oversized file reports every
  * file's outcome (text and --json) and exits 4; `sluice logs … | head` ends quietly (EPIPE).
  */
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, ftruncateSync } from 'node:fs';
@@ -79,6 +79,28 @@ describe('cli edges', () => {
     expect(again.code).toBe(ExitCodes.notFound);
     const left = JSON.parse((await sluice(['objects', 'ls', 'paged', '--json'])).stdout) as { objects: { key: string }[] };
     expect(left.objects.map((x) => x.key)).toEqual(['c']);
+  }, 240_000);
+
+  it.concurrent('cli edges - objects rb removes an empty bucket; refuses a full one (exit 7) and one a deployed function triggers on (exit 7)', async ({ expect }) => {
+    const mb = await sluice(['objects', 'mb', 'to-remove', '--shards', '2']);
+    expect(mb.code, mb.stderr).toBe(ExitCodes.ok);
+    const put = await sluice(['objects', 'put', 'to-remove', fileURLToPath(import.meta.url)]);
+    expect(put.code, put.stderr).toBe(ExitCodes.ok);
+    const full = await sluice(['objects', 'rb', 'to-remove']);
+    expect(full.code, full.stderr).toBe(ExitCodes.conflict);
+    expect(full.stderr).toMatch(/still holds objects.*\(SLUICE_BUCKET_NOT_EMPTY\)/);
+    const key = JSON.parse((await sluice(['objects', 'ls', 'to-remove', '--json'])).stdout) as { objects: { key: string }[] };
+    expect((await sluice(['objects', 'rm', 'to-remove', key.objects[0]!.key])).code).toBe(ExitCodes.ok);
+    const rb = await sluice(['objects', 'rb', 'to-remove']);
+    expect(rb.code, rb.stderr).toBe(ExitCodes.ok);
+    expect(rb.stdout).toBe('removed bucket to-remove\n');
+    expect((await sluice(['objects', 'ls', 'to-remove'])).code).toBe(ExitCodes.notFound);
+    expect((await sluice(['objects', 'rb', 'to-remove'])).code).toBe(ExitCodes.notFound);
+    // `uploads` is chatty's trigger bucket (empty or not, it stays).
+    const used = await sluice(['objects', 'rb', 'uploads']);
+    expect(used.code, used.stderr).toBe(ExitCodes.conflict);
+    expect(used.stderr).toMatch(/used by deployed function 'chatty' \(trigger\).*\(SLUICE_BUCKET_IN_USE\)/);
+    expect((await sluice(['objects', 'ls', 'uploads'])).code).toBe(ExitCodes.ok);
   }, 240_000);
 
   it.concurrent('cli edges - a folder upload with one oversized file reports every file, exit 4 (text and --json)', async ({ expect }) => {

@@ -233,10 +233,10 @@ async function startDevIngress(p: Platform, address: string, isDefault: boolean)
   if (!m) throw new BindingError('SLUICE_INVALID_ARGUMENT', `--http must be host:port, got ${JSON.stringify(address)}`);
   const host = m[1]!.replace(/^\[|\]$/g, '');
   try {
-    return await startHttpIngress({ routes: p.controller, state, host, port: Number(m[2]) });
+    return await startHttpIngress({ routes: p.controller, state, host, port: Number(m[2]), registry: p.controller.metrics.registry });
   } catch (e) {
     if (!isDefault || !String((e as Error).message).includes('EADDRINUSE')) throw e;
-    return startHttpIngress({ routes: p.controller, state, host, port: 0 });
+    return startHttpIngress({ routes: p.controller, state, host, port: 0, registry: p.controller.metrics.registry });
   }
 }
 

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { collectsBodies } from '../../../bindings/body-store.ts';
 import { isErrorCode, serializeError, SluiceError } from '../../../bindings/errors.ts';
 import type { ObjectBinding } from '../../../bindings/types.ts';
+import { deleteBucketChecked } from '../../bucket-users.ts';
 import { durationMs, durationSchema } from '../../spec/schema.ts';
 import { collect, intArg, out, parseValue, withBackend, type GlobalOptions } from '../context.ts';
 
@@ -159,6 +160,14 @@ export function register(program: Command, g: () => GlobalOptions): void {
         b.createBucket(bucket, { shards, ...(opts.index.length > 0 ? { indexes: opts.index } : {}), ...(opts.replicas !== undefined ? { replicas: opts.replicas } : {}) }),
       );
       out(g(), info, () => `bucket ${info.name}: ${info.shards} shards, change stream ${info.changeStream}${info.indexes.length > 0 ? `, indexes ${info.indexes.join(', ')}` : ''}`);
+    });
+  objects
+    .command('rb')
+    .description('remove an empty bucket and its change stream (refused while it holds objects or a deployed function uses it)')
+    .argument('<bucket>')
+    .action(async (bucket: string) => {
+      await withBackend(g(), (b) => deleteBucketChecked(b, bucket));
+      out(g(), { bucket, deleted: true }, () => `removed bucket ${bucket}`);
     });
   objects
     .command('gc')
