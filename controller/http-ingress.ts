@@ -59,14 +59,15 @@ function under(path: string, route: string): boolean {
 export async function startHttpIngress(o: HttpIngressOptions): Promise<HttpIngress> {
   // Keep-alive to the workers: a new TCP connection per proxied request would cost more than the hop.
   const agent = new Agent({ keepAlive: true, maxFreeSockets: o.maxIdleSocketsPerWorker ?? 64 });
+  // An earlier attempt on the same registry (a taken port retried on a free one) registered it already.
   const seconds = o.registry
-    ? new Histogram({
+    ? ((o.registry.getSingleMetric('sluice_ingress_request_seconds') as Histogram<'function' | 'route' | 'status'> | undefined) ?? new Histogram({
         name: 'sluice_ingress_request_seconds',
         help: 'Requests through the HTTP ingress by function, route and status (route "" when none matched)',
         labelNames: ['function', 'route', 'status'],
         buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
         registers: [o.registry],
-      })
+      }))
     : undefined;
   // Workers per function, refreshed at most every heartbeat: the state table is not read per request.
   const cache = new Map<string, { at: number; urls: string[] }>();

@@ -49,7 +49,8 @@ spec:
         const s = await until('run handled', async () => {
           const st = await controller.status(fn);
           const r = st.queryRuns?.[0];
-          return r && r.finishedAt !== undefined && r.processed === 10 ? st : undefined;
+          // status reads the counters and the run history in two reads: wait until both show the run.
+          return r && r.finishedAt !== undefined && r.processed === 10 && (st.counters.seen ?? 0) >= 10 ? st : undefined;
         });
         const run = s.queryRuns![0]!;
         expect(run).toMatchObject({ matched: 10, processed: 10, failed: 0 });
