@@ -15,6 +15,7 @@ import type { BoundBinding, HttpFunctionDefinition, HttpRequest, HttpResponseBod
 import { openBackend, type BackendSpec } from '../backend-spec.ts';
 import type { BindingSpec } from '../batch-types.ts';
 import { bindAll } from '../threads/bound-bindings.ts';
+import { DeadlineWheel } from './deadline-wheel.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
 
 /** What every HTTP thread is started with. */
@@ -58,6 +59,7 @@ interface Loaded {
 
 const d = workerData as HttpThreadData;
 const secrets: Readonly<Record<string, string>> = Object.freeze({ ...d.secrets });
+const wheel = new DeadlineWheel();
 const log = pino({ level: d.logLevel, base: { function: d.function, thread: 'http' } }, pino.destination(2));
 // Loading starts with the thread, so the first request does not pay for it within its timeout.
 let loaded: Promise<Loaded> | undefined = load();
@@ -94,12 +96,25 @@ export default async function handle(task: HttpTask): Promise<HttpTaskResult> {
     const { def, data } = await loaded;
     if (task.warm) return { ok: true, status: 204, headers: {}, body: new Uint8Array(0) };
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), Math.max(0, task.deadlineMs - Date.now()));
+    const timer = wheel.at(task.deadlineMs, () => ac.abort());
     // The request port stays open while a streamed response may still read the request (an echo).
     let keepPort = false;
     try {
       const req: HttpRequest = { ...task.req, bodyStream: task.port ? new StreamReceiver(task.port) : oneChunk(task.req.body) };
-      const res = await def.http(req, { function: d.function, log: log.child({ requestId: task.req.requestId }), data, secrets, signal: ac.signal, deadline: task.deadlineMs });
+      let child: typeof log | undefined;
+      const requestId = task.req.requestId;
+      const ctx = {
+        function: d.function,
+        // Made on first use: a child logger per request showed in the profile, and most handlers never log.
+        get log() {
+          return (child ??= log.child({ requestId }));
+        },
+        data,
+        secrets,
+        signal: ac.signal,
+        deadline: task.deadlineMs,
+      };
+      const res = await def.http(req, ctx);
       const status = res?.status ?? 200;
       if (!Number.isInteger(status) || status < 100 || status > 599) throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: status must be an integer 100-599, got ${JSON.stringify(status)}`);
       const headers = { ...(res?.headers ?? {}) };
@@ -118,7 +133,7 @@ export default async function handle(task: HttpTask): Promise<HttpTaskResult> {
       if (!typed && body.byteLength > 0) headers['content-type'] = typeof res?.body === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream';
       return { ok: true, status, headers, body };
     } finally {
-      clearTimeout(timer);
+      timer.cancel();
       if (!keepPort) task.port?.close();
     }
   } catch (e) {

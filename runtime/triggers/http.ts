@@ -22,6 +22,7 @@ import { StateKeys } from '../state.ts';
 import type { HttpTrigger, ResolvedWorkerOptions } from '../worker-options.ts';
 
 export type { HttpTrigger };
+import { DeadlineWheel } from './deadline-wheel.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
 import type { HttpTask, HttpTaskResult, HttpThreadData } from './http-thread.ts';
 
@@ -41,6 +42,20 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
+const EMPTY = new Uint8Array(0);
+
+/** A path that `new URL()` would leave as it is (no dot segments, nothing to percent-encode). */
+const PLAIN_PATH = /^\/[\w\-.~/!$&'()*+,;=:@%]*$/;
+
+/** The path and query of a request target; `new URL()` only when the path needs normalising. */
+export function splitTarget(target: string): { path: string; query: string } {
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  if (PLAIN_PATH.test(path) && !path.includes('/.') && !path.includes('%')) return { path, query: q < 0 ? '' : target.slice(q + 1) };
+  const url = new URL(target, 'http://x');
+  return { path: url.pathname, query: url.search.slice(1) };
+}
+
 /** Most bytes of an oversized body read and discarded before answering 413 (then the connection closes). */
 const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -54,6 +69,9 @@ type ReadBody = { body: Uint8Array } | { over: true } | { stream: RequestBodyStr
  */
 async function readBody(req: IncomingMessage, max: number, streamAt: number): Promise<ReadBody> {
   const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+  // No body (most GETs): nothing to read, and no async iterator to build and drain per request.
+  // (HTTP/1.1: without content-length or transfer-encoding a request has no body; node dumps the rest.)
+  if (declared === 0 || (declared === undefined && req.headers['transfer-encoding'] === undefined)) return { body: EMPTY };
   // Not destroyed on an early return: the response still goes out on this socket.
   const it = req.iterator({ destroyOnReturn: false });
   if (declared !== undefined && declared > max) {
@@ -161,6 +179,7 @@ export class HttpTriggerServer {
   readonly #pool: Piscina<HttpTask, HttpTaskResult>;
   readonly #heartbeat: NodeJS.Timeout;
   readonly #key: string;
+  readonly #wheel = new DeadlineWheel();
   /** Requests admitted (running or waiting for a thread); bounded by {@link #capacity}. */
   #inFlight = 0;
   readonly #capacity: number;
@@ -198,10 +217,17 @@ export class HttpTriggerServer {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
       registers: [o.registry],
     });
+    // One labelled child per status: observe() with a labels object hashes the labels on every call.
+    const byStatus = new Map<number, { observe(v: number): void }>();
+    const observe = (status: number, s: number) => {
+      let h = byStatus.get(status);
+      if (h === undefined) byStatus.set(status, (h = seconds.labels({ route: o.trigger.path, status: String(status) })));
+      h.observe(s);
+    };
     let self: HttpTriggerServer | undefined;
     const server = createServer((req, res) => {
       const started = process.hrtime.bigint();
-      res.on('finish', () => seconds.observe({ route: o.trigger.path, status: String(res.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9));
+      res.on('finish', () => observe(res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
       void self!.#handle(req, res).catch((e: unknown) => {
         o.log.error({ err: e }, 'http request failed');
         if (!res.headersSent) send(res, 500, { error: { code: 'SLUICE_INTERNAL', message: 'internal error' } });
@@ -238,9 +264,13 @@ export class HttpTriggerServer {
     res.setHeader('x-request-id', requestId);
     const method = (req.method ?? 'GET').toUpperCase();
     if (t.methods.length > 0 && !t.methods.includes(method)) return send(res, 405, { error: { code: 'SLUICE_INVALID_ARGUMENT', message: `${method} is not allowed on ${t.path}` }, requestId }, { allow: t.methods.join(', ') });
-    const url = new URL(req.url ?? '/', 'http://x');
+    const url = splitTarget(req.url ?? '/');
     const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    const raw = req.headers;
+    for (const k in raw) {
+      const v = raw[k];
+      if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    }
     // Admission before reading the body: an overloaded worker does not take in 50 MiB to answer 429.
     if (this.#inFlight >= this.#capacity) return send(res, 429, { error: { code: 'SLUICE_BACKEND_UNAVAILABLE', message: 'over capacity: every handler place and queue slot is taken' }, requestId }, { 'retry-after': '1' });
     this.#inFlight++;
@@ -251,14 +281,15 @@ export class HttpTriggerServer {
     }
   }
 
-  async #run(req: IncomingMessage, res: ServerResponse, requestId: string, method: string, url: URL, headers: Record<string, string>): Promise<void> {
+  async #run(req: IncomingMessage, res: ServerResponse, requestId: string, method: string, url: { path: string; query: string }, headers: Record<string, string>): Promise<void> {
     const t = this.#o.trigger;
     const tooLarge = () => send(res, 413, { error: { code: 'SLUICE_VALUE_TOO_LARGE', message: `request body exceeds ${t.maxBodyBytes} bytes` }, requestId });
     const read = await readBody(req, t.maxBodyBytes, t.streamBodyBytes);
     if ('over' in read) return tooLarge();
-    const body = 'body' in read ? read.body : new Uint8Array(0);
+    const body = 'body' in read ? read.body : EMPTY;
     const stream = 'stream' in read ? read.stream : undefined;
-    const task: HttpTask = { req: { method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers, body, streamed: stream !== undefined, requestId }, deadlineMs: Date.now() + this.#o.o.timeoutMs };
+    const query = url.query === '' ? {} : Object.fromEntries(new URLSearchParams(url.query));
+    const task: HttpTask = { req: { method, path: url.path, query, headers, body, streamed: stream !== undefined, requestId }, deadlineMs: Date.now() + this.#o.o.timeoutMs };
     const transferList: (ArrayBuffer | MessagePort)[] = body.byteLength > 0 ? [body.buffer as ArrayBuffer] : [];
     let sending: Promise<void> | undefined;
     if (stream) {
@@ -268,8 +299,10 @@ export class HttpTriggerServer {
       sending = sendStream(port1, stream);
     }
     let r: HttpTaskResult;
+    const ac = new AbortController();
+    const deadline = this.#wheel.at(task.deadlineMs, () => ac.abort());
     try {
-      r = await this.#pool.run(task, { signal: AbortSignal.timeout(this.#o.o.timeoutMs), transferList });
+      r = await this.#pool.run(task, { signal: ac.signal, transferList });
     } catch (e) {
       const name = (e as Error).name;
       if (name === 'AbortError' || name === 'TimeoutError') {
@@ -277,6 +310,8 @@ export class HttpTriggerServer {
         return send(res, 504, { error: { code: 'SLUICE_HANDLER_TIMEOUT', message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId });
       }
       throw e;
+    } finally {
+      deadline.cancel();
     }
     if (r instanceof MessagePort) {
       // A streamed response; it counts against capacity until its last chunk.
