@@ -24,7 +24,7 @@ import type { HttpTrigger, ResolvedWorkerOptions } from '../worker-options.ts';
 export type { HttpTrigger };
 import { DeadlineWheel } from './deadline-wheel.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
-import type { HttpTask, HttpTaskResult, HttpThreadData } from './http-thread.ts';
+import { httpHandler, type HttpTask, type HttpTaskResult, type HttpThreadData } from './http-thread.ts';
 
 const BOOTSTRAP = fileURLToPath(new URL('./http-bootstrap.mjs', import.meta.url));
 /** How often a worker refreshes its registration (the ingress ignores ones older than 3×). */
@@ -176,7 +176,9 @@ export class HttpTriggerServer {
   readonly url: string;
   readonly #o: HttpTriggerServerOptions;
   readonly #server: Server;
-  readonly #pool: Piscina<HttpTask, HttpTaskResult>;
+  /** The handler threads; undefined for an `isolation: inline` trigger, which runs {@link #inline}. */
+  readonly #pool: Piscina<HttpTask, HttpTaskResult> | undefined;
+  readonly #inline: ((task: HttpTask) => Promise<HttpTaskResult>) | undefined;
   readonly #heartbeat: NodeJS.Timeout;
   readonly #key: string;
   readonly #wheel = new DeadlineWheel();
@@ -184,10 +186,11 @@ export class HttpTriggerServer {
   #inFlight = 0;
   readonly #capacity: number;
 
-  private constructor(o: HttpTriggerServerOptions, server: Server, pool: Piscina<HttpTask, HttpTaskResult>, url: string) {
+  private constructor(o: HttpTriggerServerOptions, server: Server, run: Piscina<HttpTask, HttpTaskResult> | ((task: HttpTask) => Promise<HttpTaskResult>), url: string) {
     this.#o = o;
     this.#server = server;
-    this.#pool = pool;
+    this.#pool = typeof run === 'function' ? undefined : run;
+    this.#inline = typeof run === 'function' ? run : undefined;
     this.url = url;
     this.#key = StateKeys.httpWorker(o.o.function, o.o.ordinal);
     this.#capacity = Math.max(1, o.o.threads) * o.trigger.concurrency + o.trigger.maxQueue;
@@ -199,7 +202,8 @@ export class HttpTriggerServer {
     const w = o.o;
     const data: HttpThreadData = { module: w.module, function: w.function, backend: w.backend, bindings: [...w.bindings], logLevel: w.logLevel, secrets: { ...w.secrets } };
     const threads = Math.max(1, w.threads);
-    const pool = new Piscina<HttpTask, HttpTaskResult>({
+    const inline = o.trigger.isolation === 'inline';
+    const pool = inline ? httpHandler(data, 'http-inline') : new Piscina<HttpTask, HttpTaskResult>({
       filename: BOOTSTRAP,
       minThreads: threads,
       maxThreads: threads,
@@ -243,7 +247,7 @@ export class HttpTriggerServer {
     const host = o.trigger.host.includes(':') ? `[${o.trigger.host}]` : o.trigger.host;
     self = new HttpTriggerServer(o, server, pool, `http://${host}:${port}`);
     // Register only once the handler module loads (a broken module fails the worker's start, visibly).
-    const warm = await pool.run({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
+    const warm = await (typeof pool === 'function' ? pool : (t: HttpTask) => pool.run(t))({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
     if (warm instanceof MessagePort || !warm.ok) {
       if (warm instanceof MessagePort) warm.close();
       await self.close();
@@ -302,11 +306,11 @@ export class HttpTriggerServer {
     const ac = new AbortController();
     const deadline = this.#wheel.at(task.deadlineMs, () => ac.abort());
     try {
-      r = await this.#pool.run(task, { signal: ac.signal, transferList });
+      r = this.#pool ? await this.#pool.run(task, { signal: ac.signal, transferList }) : await this.#runInline(task, ac.signal);
     } catch (e) {
       const name = (e as Error).name;
       if (name === 'AbortError' || name === 'TimeoutError') {
-        this.#o.log.warn({ requestId, timeoutMs: this.#o.o.timeoutMs }, 'http handler timed out; its thread is replaced');
+        this.#o.log.warn({ requestId, timeoutMs: this.#o.o.timeoutMs }, this.#pool ? 'http handler timed out; its thread is replaced' : 'http handler (inline) timed out; its late answer is dropped');
         return send(res, 504, { error: { code: 'SLUICE_HANDLER_TIMEOUT', message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId });
       }
       throw e;
@@ -342,11 +346,33 @@ export class HttpTriggerServer {
     res.end(out);
   }
 
+  /**
+   * An inline request: the handler on this event loop, answered 504 at the deadline. Nothing can stop a
+   * handler here; it sees `ctx.signal` (its own deadline) and its late answer is dropped.
+   */
+  #runInline(task: HttpTask, signal: AbortSignal): Promise<HttpTaskResult> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(Object.assign(new Error('the handler ran past its deadline'), { name: 'TimeoutError' }));
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#inline!(task).then(
+        (r) => {
+          signal.removeEventListener('abort', onAbort);
+          if (signal.aborted && r instanceof MessagePort) r.close();
+          resolve(r);
+        },
+        (e: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
+  }
+
   async close(): Promise<void> {
     clearInterval(this.#heartbeat);
     await this.#o.state.deleteItem(this.#key).catch(() => undefined);
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections?.();
-    await this.#pool.destroy();
+    await this.#pool?.destroy();
   }
 }
