@@ -12,7 +12,7 @@ import { Agent, createServer, request, type IncomingMessage, type Server, type S
 import { Histogram, type Registry } from 'prom-client';
 import type { KvBinding } from '../bindings/types.ts';
 import { StateKeys } from '../runtime/state.ts';
-import { HTTP_HEARTBEAT_MS, type HttpRegistration } from '../runtime/triggers/http.ts';
+import { HTTP_HEARTBEAT_MS, splitTarget, type HttpRegistration } from '../runtime/triggers/http.ts';
 
 /** The routes the ingress serves: what {@link Controller.httpRoutes} returns. */
 export interface RouteSource {
@@ -69,41 +69,51 @@ export async function startHttpIngress(o: HttpIngressOptions): Promise<HttpIngre
         registers: [o.registry],
       }))
     : undefined;
+  // One labelled child per (function, route, status): observe() with a labels object hashes them per call.
+  const children = new Map<string, { observe(v: number): void }>();
+  const observe = (fn: string, route: string, status: number, s: number) => {
+    const k = `${fn}\0${route}\0${status}`;
+    let h = children.get(k);
+    if (h === undefined) children.set(k, (h = seconds!.labels({ function: fn, route, status: String(status) })));
+    h.observe(s);
+  };
   // Workers per function, refreshed at most every heartbeat: the state table is not read per request.
-  const cache = new Map<string, { at: number; urls: string[] }>();
+  const cache = new Map<string, { at: number; urls: { hostname: string; port: number; host: string }[] }>();
   const rr = new Map<string, number>();
-  async function workers(fn: string, replicas: number): Promise<string[]> {
+  async function workers(fn: string, replicas: number): Promise<{ hostname: string; port: number; host: string }[]> {
     const c = cache.get(fn);
     if (c && Date.now() - c.at < HTTP_HEARTBEAT_MS / 2) return c.urls;
     const regs = await Promise.all(Array.from({ length: replicas }, (_, i) => o.state.getItem(StateKeys.httpWorker(fn, i))));
     const now = Date.now();
     const urls = regs.flatMap((r) => {
       const reg = r?.item as unknown as HttpRegistration | undefined;
-      return reg && typeof reg.url === 'string' && now - reg.at < 3 * HTTP_HEARTBEAT_MS ? [reg.url] : [];
+      if (!reg || typeof reg.url !== 'string' || now - reg.at >= 3 * HTTP_HEARTBEAT_MS) return [];
+      // Parsed once per refresh, not per request.
+      const u = new URL(reg.url);
+      return [{ hostname: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), host: u.host }];
     });
     cache.set(fn, { at: now, urls });
     return urls;
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    const route = o.routes
-      .httpRoutes()
-      .filter((r) => under(path, r.path))
-      .sort((a, b) => b.path.length - a.path.length)[0];
+    const { path } = splitTarget(req.url ?? '/');
+    let route: ReturnType<RouteSource['httpRoutes']>[number] | undefined;
+    for (const r of o.routes.httpRoutes()) if (under(path, r.path) && (route === undefined || r.path.length > route.path.length)) route = r;
     if (seconds) {
       const started = process.hrtime.bigint();
-      const labels = { function: route?.function ?? '', route: route?.path ?? '' };
-      res.once('finish', () => seconds.observe({ ...labels, status: String(res.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9));
+      const fn = route?.function ?? '';
+      const rp = route?.path ?? '';
+      res.once('finish', () => observe(fn, rp, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
     }
     if (route === undefined) return send(res, 404, 'SLUICE_NOT_FOUND', `no function serves ${path}`);
     const urls = await workers(route.function, route.replicas);
     if (urls.length === 0) return send(res, 503, 'SLUICE_BACKEND_UNAVAILABLE', `function ${route.function} has no running worker`, { 'retry-after': '1' });
     const n = (rr.get(route.function) ?? 0) % urls.length;
     rr.set(route.function, n + 1);
-    const target = new URL(req.url ?? '/', urls[n]);
+    const target = urls[n]!;
     await new Promise<void>((resolve) => {
-      const up = request(target, { agent, method: req.method ?? 'GET', headers: { ...req.headers, host: target.host } }, (w) => {
+      const up = request({ agent, hostname: target.hostname, port: target.port, path: req.url ?? '/', method: req.method ?? 'GET', headers: { ...req.headers, host: target.host } }, (w) => {
         res.writeHead(w.statusCode ?? 502, w.headers);
         w.pipe(res);
         w.on('end', resolve);

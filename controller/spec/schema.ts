@@ -165,6 +165,8 @@ const httpTriggerSchema = z.strictObject({
   concurrency: int(1, 10_000).optional(),
   /** Requests waiting for a thread per worker; past it, 429 with Retry-After. @default 64 */
   maxQueue: int(0, 100_000).optional(),
+  /** Where handlers run: `thread` (handler threads; a runaway handler is killed) or `inline` (the worker's event loop; faster, no kill). @default 'thread' */
+  isolation: z.enum(['thread', 'inline'], { error: "must be 'thread' or 'inline'" }).optional(),
 });
 
 const cronTriggerSchema = z

@@ -92,6 +92,7 @@ function trigger(t: TriggerSpec, fn: string): Trigger {
     ...(h.streamBodyBytes !== undefined ? { streamBodyBytes: h.streamBodyBytes } : {}),
     ...(h.concurrency !== undefined ? { concurrency: h.concurrency } : {}),
     ...(h.maxQueue !== undefined ? { maxQueue: h.maxQueue } : {}),
+    ...(h.isolation !== undefined ? { isolation: h.isolation } : {}),
   };
 }
 

@@ -15,6 +15,7 @@ import type { BoundBinding, HttpFunctionDefinition, HttpRequest, HttpResponseBod
 import { openBackend, type BackendSpec } from '../backend-spec.ts';
 import type { BindingSpec } from '../batch-types.ts';
 import { bindAll } from '../threads/bound-bindings.ts';
+import { DeadlineWheel } from './deadline-wheel.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
 
 /** What every HTTP thread is started with. */
@@ -56,23 +57,6 @@ interface Loaded {
   backend: Backend;
 }
 
-const d = workerData as HttpThreadData;
-const secrets: Readonly<Record<string, string>> = Object.freeze({ ...d.secrets });
-const log = pino({ level: d.logLevel, base: { function: d.function, thread: 'http' } }, pino.destination(2));
-// Loading starts with the thread, so the first request does not pay for it within its timeout.
-let loaded: Promise<Loaded> | undefined = load();
-loaded.catch(() => undefined);
-
-async function load(): Promise<Loaded> {
-  const mod = (await import(pathToFileURL(d.module).href)) as { default?: HttpFunctionDefinition };
-  const def = mod.default;
-  if (!def || typeof def.http !== 'function') throw new BindingError('SLUICE_INVALID_ARGUMENT', `function module ${d.module} has no default export from defineHttpFunction (an http handler)`);
-  const backend = await openBackend(d.backend);
-  const data = await bindAll(backend, d.bindings);
-  await def.init?.({ function: d.function, log, data, secrets });
-  return { def, data, backend };
-}
-
 function bytesOf(body: string | Uint8Array | undefined): Uint8Array {
   if (body === undefined) return new Uint8Array(0);
   if (typeof body === 'string') return Buffer.from(body, 'utf8');
@@ -87,43 +71,81 @@ async function* oneChunk(b: Uint8Array): AsyncIterable<Uint8Array> {
   if (b.byteLength > 0) yield b;
 }
 
-/** piscina's task function. */
-export default async function handle(task: HttpTask): Promise<HttpTaskResult> {
-  try {
-    loaded ??= load();
-    const { def, data } = await loaded;
-    if (task.warm) return { ok: true, status: 204, headers: {}, body: new Uint8Array(0) };
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), Math.max(0, task.deadlineMs - Date.now()));
-    // The request port stays open while a streamed response may still read the request (an echo).
-    let keepPort = false;
-    try {
-      const req: HttpRequest = { ...task.req, bodyStream: task.port ? new StreamReceiver(task.port) : oneChunk(task.req.body) };
-      const res = await def.http(req, { function: d.function, log: log.child({ requestId: task.req.requestId }), data, secrets, signal: ac.signal, deadline: task.deadlineMs });
-      const status = res?.status ?? 200;
-      if (!Number.isInteger(status) || status < 100 || status > 599) throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: status must be an integer 100-599, got ${JSON.stringify(status)}`);
-      const headers = { ...(res?.headers ?? {}) };
-      const typed = Object.keys(headers).some((h) => h.toLowerCase() === 'content-type');
-      if (isStream(res?.body)) {
-        if (!typed) headers['content-type'] = 'application/octet-stream';
-        const { port1, port2 } = new MessageChannel();
-        keepPort = true;
-        // Sent on after this task returns, within the same deadline (http-stream.ts cuts it past it).
-        void sendStream(port1, res.body, { head: { status, headers }, deadlineMs: task.deadlineMs }).finally(() => task.port?.close());
-        return Piscina.move(port2) as MessagePort;
-      }
-      if (res?.body !== undefined && typeof res.body !== 'string' && !(res.body instanceof Uint8Array))
-        throw new BindingError('SLUICE_INVALID_ARGUMENT', 'http handler: body must be a string, a Uint8Array or an async iterable of Uint8Array chunks');
-      const body = bytesOf(res?.body);
-      if (!typed && body.byteLength > 0) headers['content-type'] = typeof res?.body === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream';
-      return { ok: true, status, headers, body };
-    } finally {
-      clearTimeout(timer);
-      if (!keepPort) task.port?.close();
-    }
-  } catch (e) {
-    // A load failure is retried by the next request (a module fixed under live reload loads then).
-    if (loaded !== undefined && (await loaded.then(() => false, () => true))) loaded = undefined;
-    return { ok: false, error: serializeError(e) };
+/**
+ * The request function of one handler thread — or of the worker's main thread for an `isolation: inline`
+ * trigger (runtime/triggers/http.ts): loads the module and bindings (starting now), then answers tasks.
+ */
+export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 'http'): (task: HttpTask) => Promise<HttpTaskResult> {
+  const secrets: Readonly<Record<string, string>> = Object.freeze({ ...d.secrets });
+  const wheel = new DeadlineWheel();
+  const log = pino({ level: d.logLevel, base: { function: d.function, thread } }, pino.destination(2));
+  // Loading starts with the thread, so the first request does not pay for it within its timeout.
+  let loaded: Promise<Loaded> | undefined = load();
+  loaded.catch(() => undefined);
+
+  async function load(): Promise<Loaded> {
+    const mod = (await import(pathToFileURL(d.module).href)) as { default?: HttpFunctionDefinition };
+    const def = mod.default;
+    if (!def || typeof def.http !== 'function') throw new BindingError('SLUICE_INVALID_ARGUMENT', `function module ${d.module} has no default export from defineHttpFunction (an http handler)`);
+    const backend = await openBackend(d.backend);
+    const data = await bindAll(backend, d.bindings);
+    await def.init?.({ function: d.function, log, data, secrets });
+    return { def, data, backend };
   }
+
+  return async function handle(task: HttpTask): Promise<HttpTaskResult> {
+    try {
+      loaded ??= load();
+      const { def, data } = await loaded;
+      if (task.warm) return { ok: true, status: 204, headers: {}, body: new Uint8Array(0) };
+      const ac = new AbortController();
+      const timer = wheel.at(task.deadlineMs, () => ac.abort());
+      // The request port stays open while a streamed response may still read the request (an echo).
+      let keepPort = false;
+      try {
+        const req: HttpRequest = { ...task.req, bodyStream: task.port ? new StreamReceiver(task.port) : oneChunk(task.req.body) };
+        let child: typeof log | undefined;
+        const requestId = task.req.requestId;
+        const ctx = {
+          function: d.function,
+          // Made on first use: a child logger per request showed in the profile, and most handlers never log.
+          get log() {
+            return (child ??= log.child({ requestId }));
+          },
+          data,
+          secrets,
+          signal: ac.signal,
+          deadline: task.deadlineMs,
+        };
+        const res = await def.http(req, ctx);
+        const status = res?.status ?? 200;
+        if (!Number.isInteger(status) || status < 100 || status > 599) throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: status must be an integer 100-599, got ${JSON.stringify(status)}`);
+        const headers = { ...(res?.headers ?? {}) };
+        const typed = Object.keys(headers).some((h) => h.toLowerCase() === 'content-type');
+        if (isStream(res?.body)) {
+          if (!typed) headers['content-type'] = 'application/octet-stream';
+          const { port1, port2 } = new MessageChannel();
+          keepPort = true;
+          // Sent on after this task returns, within the same deadline (http-stream.ts cuts it past it).
+          void sendStream(port1, res.body, { head: { status, headers }, deadlineMs: task.deadlineMs }).finally(() => task.port?.close());
+          return Piscina.move(port2) as MessagePort;
+        }
+        if (res?.body !== undefined && typeof res.body !== 'string' && !(res.body instanceof Uint8Array))
+          throw new BindingError('SLUICE_INVALID_ARGUMENT', 'http handler: body must be a string, a Uint8Array or an async iterable of Uint8Array chunks');
+        const body = bytesOf(res?.body);
+        if (!typed && body.byteLength > 0) headers['content-type'] = typeof res?.body === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream';
+        return { ok: true, status, headers, body };
+      } finally {
+        timer.cancel();
+        if (!keepPort) task.port?.close();
+      }
+    } catch (e) {
+      // A load failure is retried by the next request (a module fixed under live reload loads then).
+      if (loaded !== undefined && (await loaded.then(() => false, () => true))) loaded = undefined;
+      return { ok: false, error: serializeError(e) };
+    }
+  };
 }
+
+/** piscina's task function (the main thread imports this module too, for inline triggers: no workerData). */
+export default workerData ? httpHandler(workerData as HttpThreadData) : undefined;

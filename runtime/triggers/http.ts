@@ -22,8 +22,9 @@ import { StateKeys } from '../state.ts';
 import type { HttpTrigger, ResolvedWorkerOptions } from '../worker-options.ts';
 
 export type { HttpTrigger };
+import { DeadlineWheel } from './deadline-wheel.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
-import type { HttpTask, HttpTaskResult, HttpThreadData } from './http-thread.ts';
+import { httpHandler, type HttpTask, type HttpTaskResult, type HttpThreadData } from './http-thread.ts';
 
 const BOOTSTRAP = fileURLToPath(new URL('./http-bootstrap.mjs', import.meta.url));
 /** How often a worker refreshes its registration (the ingress ignores ones older than 3×). */
@@ -41,6 +42,20 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
+const EMPTY = new Uint8Array(0);
+
+/** A path that `new URL()` would leave as it is (no dot segments, nothing to percent-encode). */
+const PLAIN_PATH = /^\/[\w\-.~/!$&'()*+,;=:@%]*$/;
+
+/** The path and query of a request target; `new URL()` only when the path needs normalising. */
+export function splitTarget(target: string): { path: string; query: string } {
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  if (PLAIN_PATH.test(path) && !path.includes('/.') && !path.includes('%')) return { path, query: q < 0 ? '' : target.slice(q + 1) };
+  const url = new URL(target, 'http://x');
+  return { path: url.pathname, query: url.search.slice(1) };
+}
+
 /** Most bytes of an oversized body read and discarded before answering 413 (then the connection closes). */
 const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -54,6 +69,9 @@ type ReadBody = { body: Uint8Array } | { over: true } | { stream: RequestBodyStr
  */
 async function readBody(req: IncomingMessage, max: number, streamAt: number): Promise<ReadBody> {
   const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
+  // No body (most GETs): nothing to read, and no async iterator to build and drain per request.
+  // (HTTP/1.1: without content-length or transfer-encoding a request has no body; node dumps the rest.)
+  if (declared === 0 || (declared === undefined && req.headers['transfer-encoding'] === undefined)) return { body: EMPTY };
   // Not destroyed on an early return: the response still goes out on this socket.
   const it = req.iterator({ destroyOnReturn: false });
   if (declared !== undefined && declared > max) {
@@ -158,17 +176,21 @@ export class HttpTriggerServer {
   readonly url: string;
   readonly #o: HttpTriggerServerOptions;
   readonly #server: Server;
-  readonly #pool: Piscina<HttpTask, HttpTaskResult>;
+  /** The handler threads; undefined for an `isolation: inline` trigger, which runs {@link #inline}. */
+  readonly #pool: Piscina<HttpTask, HttpTaskResult> | undefined;
+  readonly #inline: ((task: HttpTask) => Promise<HttpTaskResult>) | undefined;
   readonly #heartbeat: NodeJS.Timeout;
   readonly #key: string;
+  readonly #wheel = new DeadlineWheel();
   /** Requests admitted (running or waiting for a thread); bounded by {@link #capacity}. */
   #inFlight = 0;
   readonly #capacity: number;
 
-  private constructor(o: HttpTriggerServerOptions, server: Server, pool: Piscina<HttpTask, HttpTaskResult>, url: string) {
+  private constructor(o: HttpTriggerServerOptions, server: Server, run: Piscina<HttpTask, HttpTaskResult> | ((task: HttpTask) => Promise<HttpTaskResult>), url: string) {
     this.#o = o;
     this.#server = server;
-    this.#pool = pool;
+    this.#pool = typeof run === 'function' ? undefined : run;
+    this.#inline = typeof run === 'function' ? run : undefined;
     this.url = url;
     this.#key = StateKeys.httpWorker(o.o.function, o.o.ordinal);
     this.#capacity = Math.max(1, o.o.threads) * o.trigger.concurrency + o.trigger.maxQueue;
@@ -180,7 +202,8 @@ export class HttpTriggerServer {
     const w = o.o;
     const data: HttpThreadData = { module: w.module, function: w.function, backend: w.backend, bindings: [...w.bindings], logLevel: w.logLevel, secrets: { ...w.secrets } };
     const threads = Math.max(1, w.threads);
-    const pool = new Piscina<HttpTask, HttpTaskResult>({
+    const inline = o.trigger.isolation === 'inline';
+    const pool = inline ? httpHandler(data, 'http-inline') : new Piscina<HttpTask, HttpTaskResult>({
       filename: BOOTSTRAP,
       minThreads: threads,
       maxThreads: threads,
@@ -198,10 +221,17 @@ export class HttpTriggerServer {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
       registers: [o.registry],
     });
+    // One labelled child per status: observe() with a labels object hashes the labels on every call.
+    const byStatus = new Map<number, { observe(v: number): void }>();
+    const observe = (status: number, s: number) => {
+      let h = byStatus.get(status);
+      if (h === undefined) byStatus.set(status, (h = seconds.labels({ route: o.trigger.path, status: String(status) })));
+      h.observe(s);
+    };
     let self: HttpTriggerServer | undefined;
     const server = createServer((req, res) => {
       const started = process.hrtime.bigint();
-      res.on('finish', () => seconds.observe({ route: o.trigger.path, status: String(res.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9));
+      res.on('finish', () => observe(res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
       void self!.#handle(req, res).catch((e: unknown) => {
         o.log.error({ err: e }, 'http request failed');
         if (!res.headersSent) send(res, 500, { error: { code: 'SLUICE_INTERNAL', message: 'internal error' } });
@@ -217,7 +247,7 @@ export class HttpTriggerServer {
     const host = o.trigger.host.includes(':') ? `[${o.trigger.host}]` : o.trigger.host;
     self = new HttpTriggerServer(o, server, pool, `http://${host}:${port}`);
     // Register only once the handler module loads (a broken module fails the worker's start, visibly).
-    const warm = await pool.run({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
+    const warm = await (typeof pool === 'function' ? pool : (t: HttpTask) => pool.run(t))({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
     if (warm instanceof MessagePort || !warm.ok) {
       if (warm instanceof MessagePort) warm.close();
       await self.close();
@@ -238,9 +268,13 @@ export class HttpTriggerServer {
     res.setHeader('x-request-id', requestId);
     const method = (req.method ?? 'GET').toUpperCase();
     if (t.methods.length > 0 && !t.methods.includes(method)) return send(res, 405, { error: { code: 'SLUICE_INVALID_ARGUMENT', message: `${method} is not allowed on ${t.path}` }, requestId }, { allow: t.methods.join(', ') });
-    const url = new URL(req.url ?? '/', 'http://x');
+    const url = splitTarget(req.url ?? '/');
     const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    const raw = req.headers;
+    for (const k in raw) {
+      const v = raw[k];
+      if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    }
     // Admission before reading the body: an overloaded worker does not take in 50 MiB to answer 429.
     if (this.#inFlight >= this.#capacity) return send(res, 429, { error: { code: 'SLUICE_BACKEND_UNAVAILABLE', message: 'over capacity: every handler place and queue slot is taken' }, requestId }, { 'retry-after': '1' });
     this.#inFlight++;
@@ -251,14 +285,15 @@ export class HttpTriggerServer {
     }
   }
 
-  async #run(req: IncomingMessage, res: ServerResponse, requestId: string, method: string, url: URL, headers: Record<string, string>): Promise<void> {
+  async #run(req: IncomingMessage, res: ServerResponse, requestId: string, method: string, url: { path: string; query: string }, headers: Record<string, string>): Promise<void> {
     const t = this.#o.trigger;
     const tooLarge = () => send(res, 413, { error: { code: 'SLUICE_VALUE_TOO_LARGE', message: `request body exceeds ${t.maxBodyBytes} bytes` }, requestId });
     const read = await readBody(req, t.maxBodyBytes, t.streamBodyBytes);
     if ('over' in read) return tooLarge();
-    const body = 'body' in read ? read.body : new Uint8Array(0);
+    const body = 'body' in read ? read.body : EMPTY;
     const stream = 'stream' in read ? read.stream : undefined;
-    const task: HttpTask = { req: { method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers, body, streamed: stream !== undefined, requestId }, deadlineMs: Date.now() + this.#o.o.timeoutMs };
+    const query = url.query === '' ? {} : Object.fromEntries(new URLSearchParams(url.query));
+    const task: HttpTask = { req: { method, path: url.path, query, headers, body, streamed: stream !== undefined, requestId }, deadlineMs: Date.now() + this.#o.o.timeoutMs };
     const transferList: (ArrayBuffer | MessagePort)[] = body.byteLength > 0 ? [body.buffer as ArrayBuffer] : [];
     let sending: Promise<void> | undefined;
     if (stream) {
@@ -268,15 +303,19 @@ export class HttpTriggerServer {
       sending = sendStream(port1, stream);
     }
     let r: HttpTaskResult;
+    const ac = new AbortController();
+    const deadline = this.#wheel.at(task.deadlineMs, () => ac.abort());
     try {
-      r = await this.#pool.run(task, { signal: AbortSignal.timeout(this.#o.o.timeoutMs), transferList });
+      r = this.#pool ? await this.#pool.run(task, { signal: ac.signal, transferList }) : await this.#runInline(task, ac.signal);
     } catch (e) {
       const name = (e as Error).name;
       if (name === 'AbortError' || name === 'TimeoutError') {
-        this.#o.log.warn({ requestId, timeoutMs: this.#o.o.timeoutMs }, 'http handler timed out; its thread is replaced');
+        this.#o.log.warn({ requestId, timeoutMs: this.#o.o.timeoutMs }, this.#pool ? 'http handler timed out; its thread is replaced' : 'http handler (inline) timed out; its late answer is dropped');
         return send(res, 504, { error: { code: 'SLUICE_HANDLER_TIMEOUT', message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId });
       }
       throw e;
+    } finally {
+      deadline.cancel();
     }
     if (r instanceof MessagePort) {
       // A streamed response; it counts against capacity until its last chunk.
@@ -307,11 +346,33 @@ export class HttpTriggerServer {
     res.end(out);
   }
 
+  /**
+   * An inline request: the handler on this event loop, answered 504 at the deadline. Nothing can stop a
+   * handler here; it sees `ctx.signal` (its own deadline) and its late answer is dropped.
+   */
+  #runInline(task: HttpTask, signal: AbortSignal): Promise<HttpTaskResult> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(Object.assign(new Error('the handler ran past its deadline'), { name: 'TimeoutError' }));
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#inline!(task).then(
+        (r) => {
+          signal.removeEventListener('abort', onAbort);
+          if (signal.aborted && r instanceof MessagePort) r.close();
+          resolve(r);
+        },
+        (e: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      );
+    });
+  }
+
   async close(): Promise<void> {
     clearInterval(this.#heartbeat);
     await this.#o.state.deleteItem(this.#key).catch(() => undefined);
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections?.();
-    await this.#pool.destroy();
+    await this.#pool?.destroy();
   }
 }

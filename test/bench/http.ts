@@ -10,7 +10,7 @@
  * process (one process, like the worker's HTTP server). Target (issue 11): sluice ≥ 0.5× raw req/s;
  * p99 latency reported for both.
  *
- * Run: `npx tsx test/bench/http.ts [--seconds 5] [--rounds 2] [--connections 32]` (not in CI; ≈30 s).
+ * Run: `npx tsx test/bench/http.ts [--seconds 5] [--rounds 2] [--connections 32] [--isolation thread|inline]` (not in CI; ≈30 s).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -26,7 +26,7 @@ import { startHttpIngress } from '../../controller/http-ingress.ts';
 import { LocalDriver } from '../../controller/local-driver.ts';
 import { openStateTable, StateKeys } from '../../runtime/state.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '2' }, connections: { type: 'string', default: '32' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '2' }, connections: { type: 'string', default: '32' }, isolation: { type: 'string', default: 'thread' } } });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
 const connections = Number(values.connections);
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const backend = await LocalBackend.open({ dir: join(dir, 'data') });
   const controller = await Controller.open({ backend, driver: new LocalDriver({ runDir: join(dir, 'run') }), intervalMs: 60_000 });
   await controller.deploy(
-    `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: hello}\nspec:\n  handler: ${JSON.stringify(echo)}\n  backend: {kind: local, dir: ${JSON.stringify(join(dir, 'data'))}}\n  triggers: [{http: {path: /hello, concurrency: 64, maxQueue: 1024}}]\n  concurrency: {threads: 1}\n  timeout: 10s\n`,
+    `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: hello}\nspec:\n  handler: ${JSON.stringify(echo)}\n  backend: {kind: local, dir: ${JSON.stringify(join(dir, 'data'))}}\n  triggers: [{http: {path: /hello, concurrency: 64, maxQueue: 1024, isolation: ${values.isolation}}}]\n  concurrency: {threads: 1}\n  timeout: 10s\n`,
     dir,
   );
   const ingress = await startHttpIngress({ routes: controller, state: await openStateTable(backend), port: 0 });

@@ -60,8 +60,21 @@ spec:
 `,
       runDir,
     );
+    await controller.deploy(
+      `apiVersion: sluice.dev/v1
+kind: Function
+metadata: {name: inline-${process.pid}}
+spec:
+  handler: ${JSON.stringify(echo)}
+  backend: ${backend}
+  triggers: [{http: {path: /inline, isolation: inline}}]
+  timeout: 1s
+`,
+      runDir,
+    );
     ingress = await startHttpIngress({ routes: controller, state: await openStateTable(ctx.backend), port: 0 });
     await until('hello served', async () => (await fetch(url('/hello'))).status === 200);
+    await until('inline served', async () => (await fetch(url('/inline'))).status === 200);
     await until('files served', async () => (await fetch(url('/files/none'))).status === 404);
   }, 120_000);
 
@@ -98,6 +111,23 @@ spec:
     expect(r.status).toBe(504);
     expect(Date.now() - t0).toBeLessThan(10_000);
     await until('served again', async () => (await fetch(url('/hello'))).status === 200, 30_000);
+  });
+
+  it(tn('http', ctx, 'isolation inline: the handler runs on the worker loop (request, body, 500 with request id); past its timeout 504, then served again'), async () => {
+    const r = await fetch(url('/inline?name=loop'));
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe('hello loop');
+    const e = await fetch(url('/inline/echo'), { method: 'POST', headers: { 'content-type': 'application/x-test' }, body: 'abc' });
+    expect(e.status).toBe(201);
+    expect(await e.text()).toBe('abc');
+    const t = await fetch(url('/inline/throw'));
+    expect(t.status).toBe(500);
+    expect(JSON.stringify(await t.json())).toContain(t.headers.get('x-request-id')!);
+    const t0 = Date.now();
+    const s = await fetch(url('/inline/slow?ms=3000'));
+    expect(s.status).toBe(504);
+    expect(Date.now() - t0).toBeLessThan(2_900);
+    expect((await fetch(url('/inline'))).status).toBe(200);
   });
 
   it(tn('http', ctx, 'over capacity answers 429 with Retry-After; an oversized body 413; unknown route 404; wrong method 405'), async () => {
