@@ -6,6 +6,7 @@
  * new ordinals (which wait for the leases of the shards they receive).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -199,6 +200,31 @@ export class LocalDriver implements Driver {
   }
 
   /**
+   * Sends `socket` (with `message`) to the running worker process `pid` over its IPC channel: the HTTP
+   * ingress's connection hand-off (runtime/triggers/http-handoff.ts). False when `pid` is not one of this
+   * driver's live workers (the caller then serves the connection itself); the socket is then untouched.
+   */
+  sendHandle(pid: number, message: object, socket: Socket): boolean {
+    for (const w of this.#workloads.values())
+      for (const r of w.replicas.values()) {
+        const p = r.proc;
+        if (p?.pid !== pid || !r.ready || r.stopping || !p.connected) continue;
+        try {
+          // send() answers false when its backlog is long, but the message (and the socket) is queued
+          // all the same: the socket is no longer ours either way.
+          p.send(message, socket, { keepOpen: false }, (e) => {
+            // Queued but not delivered (the worker exited meanwhile): the client sees the connection close.
+            if (e) socket.destroy();
+          });
+          return true;
+        } catch {
+          return false;
+        }
+      }
+    return false;
+  }
+
+  /**
    * Stops workers that a previous platform process started and that still run (pid files in the run
    * directory whose process is alive, is a sluice worker, and is not ours): SIGTERM to its process
    * group, SIGKILL after `orphanGraceMs`. Only `fn`'s workers when given. Returns how many it stopped.
@@ -317,7 +343,8 @@ export class LocalDriver implements Driver {
     // tsx from sluice's own install (not the cwd's): a project depending on sluice need not depend on tsx.
     const proc = spawn(process.execPath, nodeArgs(workerMain, files.config), {
       // stdin stays an open pipe: it closes when this process dies, however it dies (parent-death detection).
-      stdio: ['pipe', 'pipe', 'pipe'],
+      // fd 3: an IPC channel, over which the HTTP ingress hands connections to the worker (sendHandle).
+      stdio: ['pipe', 'pipe', 'pipe', 'ipc'],
       // Own process group: stopping a worker (or an orphan) reaches whatever its handlers spawned.
       detached: true,
       env: { ...this.#o.env, SLUICE_ORDINAL: String(r.ordinal), SLUICE_REPLICAS: String(Math.max(1, w.desired)), SLUICE_RESCALE_FILE: files.rescale, SLUICE_PARENT_PID: String(this.#parentPid), ...secretEnv },

@@ -64,6 +64,7 @@ process.on('SIGTERM', () => requestStop('SIGTERM'));
 process.on('SIGINT', () => requestStop('SIGINT'));
 
 const { readFileSync } = await import('node:fs');
+const { Socket } = await import('node:net');
 
 /** Documented exit codes of the worker process. */
 export const ExitCodes = { ok: 0, crashed: 1, badConfig: 2, forced: 3 } as const;
@@ -124,6 +125,18 @@ try {
   const err = serializeError(e);
   process.stderr.write(`${JSON.stringify({ level: 60, time: Date.now(), msg: `worker failed to start: ${err.message}`, err })}\n`);
   process.exit((e as { code?: string }).code === 'SLUICE_INVALID_ARGUMENT' || e instanceof SyntaxError ? ExitCodes.badConfig : ExitCodes.crashed);
+}
+// Connections the platform's ingress hands over on the IPC channel (the local driver opens one, and
+// sends only once it has read our 'ready' line below): runtime/triggers/http-handoff.ts. The channel
+// must not keep this process alive on its own.
+if (process.channel) {
+  const { isHandOff } = await import('./triggers/http-handoff.ts');
+  const w = worker;
+  process.on('message', (m: unknown, handle: unknown) => {
+    if (isHandOff(m) && handle instanceof Socket) w.adoptHttpConnection(handle, m);
+    else if (handle && typeof (handle as { destroy?: () => void }).destroy === 'function') (handle as { destroy(): void }).destroy();
+  });
+  process.channel.unref();
 }
 process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, ordinal: worker.options.ordinal, httpPort: worker.httpPort ?? null })}\n`);
 // A rescale written while we were starting (signalled or not) applies now; so does a stop asked then.

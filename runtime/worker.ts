@@ -9,6 +9,7 @@
  * lease released before the new owner (which waits for the lease) starts pulling.
  */
 import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
 import { Counter, Gauge } from 'prom-client';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -30,6 +31,7 @@ import { Leases, openStateTable, readGeneration, StateReader } from './state.ts'
 import { CronTicker } from './triggers/cron.ts';
 import { QueryScheduler } from './triggers/query.ts';
 import { HttpTriggerServer } from './triggers/http.ts';
+import type { HttpHandOff } from './triggers/http-handoff.ts';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.ts';
 
 /** Worker lifecycle states. */
@@ -358,6 +360,15 @@ export class Worker {
       this.log.error({ shard: r.shard, phase: r.busy().phase, boundMs: bound }, 'shard did not drain within the stall bound; giving it up');
       r.abandon();
     }
+  }
+
+  /**
+   * A connection the platform's ingress handed to this process (runtime/triggers/http-handoff.ts): served
+   * by this worker's HTTP trigger; closed when it has none (the ingress then sees the connection reset).
+   */
+  adoptHttpConnection(socket: Socket, m: HttpHandOff): void {
+    if (this.#http2) this.#http2.adopt(socket, m);
+    else socket.destroy();
   }
 
   /**

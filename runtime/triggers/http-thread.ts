@@ -98,8 +98,14 @@ export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 
       loaded ??= load();
       const { def, data } = await loaded;
       if (task.warm) return { ok: true, status: 204, headers: {}, body: new Uint8Array(0) };
-      const ac = new AbortController();
-      const timer = wheel.at(task.deadlineMs, () => ac.abort());
+      // ctx.signal's controller is made on first use (most handlers never look): one per request showed
+      // in the profile. Asked for after the deadline, it is already aborted.
+      let ac: AbortController | undefined;
+      let expired = false;
+      const timer = wheel.at(task.deadlineMs, () => {
+        expired = true;
+        ac?.abort();
+      });
       // The request port stays open while a streamed response may still read the request (an echo).
       let keepPort = false;
       try {
@@ -114,7 +120,13 @@ export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 
           },
           data,
           secrets,
-          signal: ac.signal,
+          get signal() {
+            if (ac === undefined) {
+              ac = new AbortController();
+              if (expired) ac.abort();
+            }
+            return ac.signal;
+          },
           deadline: task.deadlineMs,
         };
         const res = await def.http(req, ctx);

@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
@@ -23,6 +24,7 @@ import type { HttpTrigger, ResolvedWorkerOptions } from '../worker-options.ts';
 
 export type { HttpTrigger };
 import { DeadlineWheel } from './deadline-wheel.ts';
+import { longestRoute, pipeRequest, type HttpHandOff } from './http-handoff.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
 import { httpHandler, type HttpTask, type HttpTaskResult, type HttpThreadData } from './http-thread.ts';
 
@@ -34,6 +36,8 @@ export const HTTP_HEARTBEAT_MS = 2_000;
 export interface HttpRegistration {
   url: string;
   at: number;
+  /** The worker's process id: the ingress hands connections to it when it is its child (http-handoff.ts). */
+  pid?: number;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -43,6 +47,8 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 }
 
 const EMPTY = new Uint8Array(0);
+/** Response bodies up to this size are written together with the head (see #run). */
+const ONE_WRITE_MAX_BYTES = 64 * 1024;
 
 /** A path that `new URL()` would leave as it is (no dot segments, nothing to percent-encode). */
 const PLAIN_PATH = /^\/[\w\-.~/!$&'()*+,;=:@%]*$/;
@@ -182,6 +188,9 @@ export class HttpTriggerServer {
   readonly #heartbeat: NodeJS.Timeout;
   readonly #key: string;
   readonly #wheel = new DeadlineWheel();
+  /** Connections handed over by the ingress: the routes it served then, and where it listens. */
+  readonly #handedOff = new WeakMap<Socket, { routes: { path: string }[]; ingress: URL }>();
+  #closing = false;
   /** Requests admitted (running or waiting for a thread); bounded by {@link #capacity}. */
   #inFlight = 0;
   readonly #capacity: number;
@@ -258,12 +267,37 @@ export class HttpTriggerServer {
   }
 
   async #register(): Promise<void> {
-    const reg: HttpRegistration = { url: this.url, at: Date.now() };
+    const reg: HttpRegistration = { url: this.url, at: Date.now(), pid: process.pid };
     await this.#o.state.putItem(this.#key, { ...reg });
+  }
+
+  /**
+   * Takes a connection the platform's ingress handed to this process (http-handoff.ts): its first bytes
+   * are put back in front of the socket and this server answers every request on it. Closed when the
+   * connection is for another function or this server is closing.
+   */
+  adopt(socket: Socket, m: HttpHandOff): void {
+    if (this.#closing || m.function !== this.#o.o.function) {
+      socket.destroy();
+      return;
+    }
+    this.#handedOff.set(socket, { routes: m.routes.map((path) => ({ path })), ingress: new URL(m.ingress) });
+    this.#server.emit('connection', socket);
+    socket.unshift(Buffer.from(m.head, 'base64'));
+    socket.resume();
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const t = this.#o.trigger;
+    const handed = this.#handedOff.get(req.socket);
+    if (handed !== undefined && longestRoute(splitTarget(req.url ?? '/').path, handed.routes)?.path !== t.path) {
+      // A request for another route on a connection handed to us for ours: the ingress answers it, on a
+      // fresh connection (whose first request it routes), so the answer is the one it would have given.
+      const ingress = handed.ingress;
+      return pipeRequest(req, res, { hostname: ingress.hostname.replace(/^\[|\]$/g, ''), port: Number(ingress.port), host: ingress.host }, false, (e) =>
+        send(res, 502, { error: { code: 'SLUICE_BACKEND_UNAVAILABLE', message: `the ingress did not answer: ${e.message}` } }),
+      );
+    }
     const requestId = (typeof req.headers['x-request-id'] === 'string' && /^[\w.-]{1,128}$/.test(req.headers['x-request-id']) ? req.headers['x-request-id'] : randomUUID());
     res.setHeader('x-request-id', requestId);
     const method = (req.method ?? 'GET').toUpperCase();
@@ -303,10 +337,13 @@ export class HttpTriggerServer {
       sending = sendStream(port1, stream);
     }
     let r: HttpTaskResult;
-    const ac = new AbortController();
-    const deadline = this.#wheel.at(task.deadlineMs, () => ac.abort());
+    let deadline: { cancel(): void } | undefined;
     try {
-      r = this.#pool ? await this.#pool.run(task, { signal: ac.signal, transferList }) : await this.#runInline(task, ac.signal);
+      if (this.#pool) {
+        const ac = new AbortController();
+        deadline = this.#wheel.at(task.deadlineMs, () => ac.abort());
+        r = await this.#pool.run(task, { signal: ac.signal, transferList });
+      } else r = await this.#runInline(task);
     } catch (e) {
       const name = (e as Error).name;
       if (name === 'AbortError' || name === 'TimeoutError') {
@@ -315,7 +352,7 @@ export class HttpTriggerServer {
       }
       throw e;
     } finally {
-      deadline.cancel();
+      deadline?.cancel();
     }
     if (r instanceof MessagePort) {
       // A streamed response; it counts against capacity until its last chunk.
@@ -343,25 +380,32 @@ export class HttpTriggerServer {
     // A HEAD answer keeps the length the handler gives (that of the body a GET would get).
     const keepLength = method === 'HEAD' && out.byteLength === 0 && Object.keys(r.headers).some((h) => h.toLowerCase() === 'content-length');
     res.writeHead(r.status, keepLength ? r.headers : { ...r.headers, 'content-length': String(out.byteLength) });
-    res.end(out);
+    // A small body goes out as a latin1 string (the same bytes): node:http then sends head and body in
+    // one write, where a Buffer costs a writev of two chunks — the largest self time per request.
+    if (out.byteLength <= ONE_WRITE_MAX_BYTES) res.end(out.toString('latin1'), 'latin1');
+    else res.end(out);
   }
 
   /**
    * An inline request: the handler on this event loop, answered 504 at the deadline. Nothing can stop a
    * handler here; it sees `ctx.signal` (its own deadline) and its late answer is dropped.
    */
-  #runInline(task: HttpTask, signal: AbortSignal): Promise<HttpTaskResult> {
+  #runInline(task: HttpTask): Promise<HttpTaskResult> {
     return new Promise((resolve, reject) => {
-      const onAbort = () => reject(Object.assign(new Error('the handler ran past its deadline'), { name: 'TimeoutError' }));
-      signal.addEventListener('abort', onAbort, { once: true });
+      let late = false;
+      // One wheel slot, no AbortController: the handler's own ctx.signal is made only when it asks.
+      const deadline = this.#wheel.at(task.deadlineMs, () => {
+        late = true;
+        reject(Object.assign(new Error('the handler ran past its deadline'), { name: 'TimeoutError' }));
+      });
       this.#inline!(task).then(
         (r) => {
-          signal.removeEventListener('abort', onAbort);
-          if (signal.aborted && r instanceof MessagePort) r.close();
+          deadline.cancel();
+          if (late && r instanceof MessagePort) r.close();
           resolve(r);
         },
         (e: unknown) => {
-          signal.removeEventListener('abort', onAbort);
+          deadline.cancel();
           reject(e);
         },
       );
@@ -369,6 +413,7 @@ export class HttpTriggerServer {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     clearInterval(this.#heartbeat);
     await this.#o.state.deleteItem(this.#key).catch(() => undefined);
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));

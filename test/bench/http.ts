@@ -24,9 +24,10 @@ import { LocalBackend } from '../../bindings/local/index.ts';
 import { Controller } from '../../controller/controller.ts';
 import { startHttpIngress } from '../../controller/http-ingress.ts';
 import { LocalDriver } from '../../controller/local-driver.ts';
+import { Registry } from 'prom-client';
 import { openStateTable, StateKeys } from '../../runtime/state.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '2' }, connections: { type: 'string', default: '32' }, isolation: { type: 'string', default: 'thread' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '2' }, connections: { type: 'string', default: '32' }, isolation: { type: 'string', default: 'thread' }, proxy: { type: 'boolean', default: false } } });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
 const connections = Number(values.connections);
@@ -67,12 +68,15 @@ async function startRaw(): Promise<{ url: string; proc: ChildProcess }> {
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-http-'));
   const backend = await LocalBackend.open({ dir: join(dir, 'data') });
-  const controller = await Controller.open({ backend, driver: new LocalDriver({ runDir: join(dir, 'run') }), intervalMs: 60_000 });
+  const driver = new LocalDriver({ runDir: join(dir, 'run') });
+  const controller = await Controller.open({ backend, driver, intervalMs: 60_000 });
   await controller.deploy(
     `apiVersion: sluice.dev/v1\nkind: Function\nmetadata: {name: hello}\nspec:\n  handler: ${JSON.stringify(echo)}\n  backend: {kind: local, dir: ${JSON.stringify(join(dir, 'data'))}}\n  triggers: [{http: {path: /hello, concurrency: 64, maxQueue: 1024, isolation: ${values.isolation}}}]\n  concurrency: {threads: 1}\n  timeout: 10s\n`,
     dir,
   );
-  const ingress = await startHttpIngress({ routes: controller, state: await openStateTable(backend), port: 0 });
+  // As under `sluice dev`: connections handed to the worker process (--proxy: every request proxied).
+  const registry = new Registry();
+  const ingress = await startHttpIngress({ routes: controller, state: await openStateTable(backend), port: 0, registry, ...(values.proxy ? {} : { handOff: driver.sendHandle.bind(driver) }) });
   const raw = await startRaw();
   const sluiceUrl = `${ingress.url}/hello`;
   try {
@@ -98,6 +102,10 @@ async function main(): Promise<void> {
       sluiceRounds.push(await load(sluiceUrl, seconds));
       console.log(`round ${i + 1}: raw ${rawRounds[i]!.rps.toFixed(0)} req/s p99 ${rawRounds[i]!.p99} ms | sluice ${sluiceRounds[i]!.rps.toFixed(0)} req/s p99 ${sluiceRounds[i]!.p99} ms (errors ${sluiceRounds[i]!.errors}, non-2xx ${sluiceRounds[i]!.non2xx})`);
     }
+    // How the ingress carried the load: connections handed to the worker vs requests it proxied itself.
+    const series = await registry.getMetricsAsJSON();
+    const total = (name: string) => (series.find((m) => m.name === name)?.values ?? []).filter((v) => !('metricName' in v) || String(v.metricName).endsWith('_count') || !String(v.metricName).includes('_')).reduce((a, v) => a + v.value, 0);
+    console.log(`ingress: ${total('sluice_ingress_handoffs_total')} connections handed off, ${total('sluice_ingress_request_seconds')} requests proxied`);
     const mean = (rs: Round[], f: (r: Round) => number) => rs.reduce((a, r) => a + f(r), 0) / rs.length;
     const ratio = mean(sluiceRounds, (r) => r.rps) / mean(rawRounds, (r) => r.rps);
     console.log(

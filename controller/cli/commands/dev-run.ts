@@ -11,6 +11,7 @@ import type { Backend, ObjectBinding } from '../../../bindings/types.ts';
 import { handlerGraph, openStateTable, readCounters } from '../../../runtime/index.ts';
 import { specDirOf } from '../../controller.ts';
 import { startHttpIngress, type HttpIngress } from '../../http-ingress.ts';
+import { LocalDriver } from '../../local-driver.ts';
 import { startPlatform, type Platform } from '../../platform.ts';
 import { loadFunctionSpec } from '../../spec/index.ts';
 import type { RunningConsole } from '../../console/index.ts';
@@ -232,11 +233,15 @@ async function startDevIngress(p: Platform, address: string, isDefault: boolean)
   const m = /^(.*):(\d+)$/.exec(/^\d+$/.test(address) ? `127.0.0.1:${address}` : address);
   if (!m) throw new BindingError('SLUICE_INVALID_ARGUMENT', `--http must be host:port, got ${JSON.stringify(address)}`);
   const host = m[1]!.replace(/^\[|\]$/g, '');
+  // Local workers are this process's children: connections are handed to them, not proxied.
+  const driver = p.driver;
+  const handOff = driver instanceof LocalDriver ? driver.sendHandle.bind(driver) : undefined;
+  const base = { routes: p.controller, state, host, registry: p.controller.metrics.registry, ...(handOff ? { handOff } : {}) };
   try {
-    return await startHttpIngress({ routes: p.controller, state, host, port: Number(m[2]), registry: p.controller.metrics.registry });
+    return await startHttpIngress({ ...base, port: Number(m[2]) });
   } catch (e) {
     if (!isDefault || !String((e as Error).message).includes('EADDRINUSE')) throw e;
-    return startHttpIngress({ routes: p.controller, state, host, port: 0, registry: p.controller.metrics.registry });
+    return startHttpIngress({ ...base, port: 0 });
   }
 }
 
