@@ -33,6 +33,8 @@ export function parseRange(h: string | undefined): RangeSpec | undefined {
 
 /** Evaluates If-Match / If-None-Match / If-(Un)Modified-Since in RFC 7232 order: 412, 304 or undefined. */
 export function conditionalStatus(h: Headers, etag: string, mtime: Date, prefix = 'if-'): 304 | 412 | undefined {
+  // Most reads carry no condition: skip building the header names and the matcher.
+  if (prefix === 'if-' && h['if-match'] === undefined && h['if-none-match'] === undefined && h['if-modified-since'] === undefined && h['if-unmodified-since'] === undefined) return undefined;
   const t = Math.floor(mtime.getTime() / 1000) * 1000;
   const matches = (v: string): boolean => v.split(',').some((e) => e.trim() === '*' || unquote(e) === etag);
   const im = h[`${prefix}match`];
