@@ -7,6 +7,7 @@
  * Signing keys are derived once per (secret, day, region) and cached: the chain of four HMACs costs more
  * than the signature check itself.
  */
+import * as crypto from 'node:crypto';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { AccessKey } from './credentials.ts';
@@ -58,6 +59,9 @@ export interface SigV4Options {
 
 const keyCache = new Map<string, Buffer>();
 
+/** `crypto.hash` where the runtime has it (added in Node 20.12; package.json allows older 20.x). */
+const oneShot = (crypto as { hash?: (alg: string, data: string | Uint8Array, enc: 'hex') => string }).hash;
+
 /** The SigV4 signing key of `secret` for one day, region and service. */
 export function signingKey(secret: string, day: string, region: string, service = 's3'): Buffer {
   const id = `${secret}\0${day}\0${region}\0${service}`;
@@ -79,7 +83,8 @@ export function hmacHex(key: Buffer, s: string): string {
 }
 
 export function sha256Hex(s: string | Uint8Array): string {
-  return createHash('sha256').update(s).digest('hex');
+  // The one-shot `hash` (Node ≥ 20.12) is half the cost of a Hash object for a short input.
+  return oneShot !== undefined ? oneShot('sha256', s, 'hex') : createHash('sha256').update(s).digest('hex');
 }
 
 /** RFC 3986 encoding as SigV4 wants it (unreserved kept, everything else %XX upper-case). */
