@@ -136,7 +136,8 @@ function canonicalHeaders(req: IncomingMessage, signed: readonly string[]): stri
   }
   let out = '';
   for (let i = 0; i < signed.length; i++) {
-    const v = values[i];
+    // A name listed twice in SignedHeaders holds its value at its first place (indexOf above).
+    const v = values[i] ?? values[signed.indexOf(signed[i]!)];
     if (v === undefined) throw new S3Error('AccessDenied', `header '${signed[i]}' is signed but absent from the request`);
     out += `${signed[i]}:${v}\n`;
   }
