@@ -43,6 +43,15 @@ import { applyAttrsOp } from '../write-batch.ts';
 import { reindex, runLocalQuery, stateOf } from './local-query.ts';
 
 const STREAM_CHUNK = 1024 * 1024;
+
+/**
+ * An in-memory body as a stream of STREAM_CHUNK pieces. At module scope, not a generator expression per
+ * read: under tsx every function expression is wrapped by a naming helper on creation (≈2.7 % of a 1 KiB
+ * GET through the S3 gateway).
+ */
+async function* chunksOf(body: Uint8Array): AsyncGenerator<Uint8Array> {
+  for (let i = 0; i < body.byteLength; i += STREAM_CHUNK) yield body.subarray(i, Math.min(i + STREAM_CHUNK, body.byteLength));
+}
 /** Reads that start over because a concurrent write replaced the body before SLUICE_CONFLICT. */
 const MAX_READ_ATTEMPTS = 100;
 
@@ -200,9 +209,7 @@ export class LocalObject implements ObjectBinding {
         const body = (s.bodies.getBinary(k) ?? Buffer.alloc(0)).subarray(range.start, range.end);
         return {
           head,
-          body: (async function* chunks() {
-            for (let i = 0; i < body.byteLength; i += STREAM_CHUNK) yield body.subarray(i, Math.min(i + STREAM_CHUNK, body.byteLength));
-          })(),
+          body: chunksOf(body),
         };
       }
       const body = await this.#external(where).getStream(m.bodyRef, range, options?.signal ? { signal: options.signal } : {});

@@ -28,21 +28,21 @@ export class BodyBudget {
     return this.#used;
   }
 
+  /** Takes `n` bytes for a reservation; SlowDown past the bound. */
+  take(n: number): void {
+    if (this.#used + n > this.maxBytes) throw new S3Error('SlowDown', `the gateway is holding ${this.#used} bytes of upload bodies (bound ${this.maxBytes}); retry later`);
+    this.#used += n;
+  }
+
+  /** Returns `n` bytes a reservation held. */
+  give(n: number): void {
+    this.#used -= n;
+  }
+
   /** A holder for one request: takes bytes as the body grows; `release()` returns them all. */
   open(): BodyReservation {
-    let held = 0;
-    return {
-      take: (n: number) => {
-        if (this.#used + n > this.maxBytes)
-          throw new S3Error('SlowDown', `the gateway is holding ${this.#used} bytes of upload bodies (bound ${this.maxBytes}); retry later`);
-        this.#used += n;
-        held += n;
-      },
-      release: () => {
-        this.#used -= held;
-        held = 0;
-      },
-    };
+    // A small object, not two closures: one is opened per request, bodies or not.
+    return new Reservation(this);
   }
 }
 
@@ -50,6 +50,25 @@ export class BodyBudget {
 export interface BodyReservation {
   take(n: number): void;
   release(): void;
+}
+
+class Reservation implements BodyReservation {
+  readonly #budget: BodyBudget;
+  #held = 0;
+
+  constructor(budget: BodyBudget) {
+    this.#budget = budget;
+  }
+
+  take(n: number): void {
+    this.#budget.take(n);
+    this.#held += n;
+  }
+
+  release(): void {
+    this.#budget.give(this.#held);
+    this.#held = 0;
+  }
 }
 
 function tooLarge(n: number, max: number): S3Error {

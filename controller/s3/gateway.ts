@@ -13,16 +13,16 @@ import type { AddressInfo } from 'node:net';
 import { SluiceError } from '../../bindings/errors.ts';
 import { BodyBudget } from './body.ts';
 import * as buckets from './bucket-handlers.ts';
-import type { Handler, S3Context } from './context.ts';
+import { baseHeaders, type Handler, type S3Context } from './context.ts';
 import { allows } from './credentials.ts';
 import { GatewayState } from './gateway-state.ts';
 import * as lists from './list-handlers.ts';
 import * as multipart from './multipart.ts';
 import * as objects from './object-handlers.ts';
 import { resolveS3GatewayOptions, type ResolvedS3GatewayOptions, type S3GatewayOptions } from './options.ts';
-import { isWrite, operationOf, resolveAddress, type Operation } from './router.ts';
+import { isWrite, operationOf, resolveAddress, type Address, type Operation } from './router.ts';
 import { S3Error, toS3Answer } from './s3-errors.ts';
-import { verifyRequest } from './sigv4.ts';
+import { verifyRequest, type SigV4Options } from './sigv4.ts';
 import { el } from './xml.ts';
 
 const HANDLERS: { readonly [K in Operation]: Handler } = {
@@ -76,39 +76,41 @@ function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, requ
     res.destroy();
     return;
   }
-  const headers: Record<string, string | number> = { ...a.headers, 'x-amz-request-id': requestId };
+  const headers = baseHeaders(requestId);
+  Object.assign(headers, a.headers);
   // A refused upload is not read: close the connection instead of draining an unbounded body.
   if (!req.complete && req.method !== 'GET' && req.method !== 'HEAD') headers.connection = 'close';
   if (req.method === 'HEAD') {
-    res.writeHead(a.status, { ...headers, 'content-length': 0 });
+    headers['content-length'] = 0;
+    res.writeHead(a.status, headers);
     res.end();
     return;
   }
   const body = Buffer.from(
     `<?xml version="1.0" encoding="UTF-8"?>\n<Error>${el('Code', a.code)}${el('Message', a.message)}${el('Resource', resource)}${el('RequestId', requestId)}</Error>`,
   );
-  res.writeHead(a.status, { ...headers, 'content-type': 'application/xml', 'content-length': body.length });
+  headers['content-type'] = 'application/xml';
+  headers['content-length'] = body.length;
+  res.writeHead(a.status, headers);
   res.end(body);
 }
 
-async function handle(o: ResolvedS3GatewayOptions, state: GatewayState, budget: BodyBudget, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** The SigV4 verifier's view of the gateway's options (built once, not per request). */
+function sigv4Options(o: ResolvedS3GatewayOptions): SigV4Options {
+  return { lookup: (id) => o.keys.get(id), maxSkewMs: o.maxSkewMs, maxPresignExpiresS: o.maxPresignExpiresS, now: o.now };
+}
+
+async function handle(o: ResolvedS3GatewayOptions, sig: SigV4Options, state: GatewayState, budget: BodyBudget, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const requestId = `${ID_PREFIX}${(++seq).toString(16).toUpperCase().padStart(8, '0')}`;
-  res.setHeader('x-amz-request-id', requestId);
-  res.setHeader('server', 'sluice');
+  // x-amz-request-id and server go into each writeHead (context.ts baseHeaders), not setHeader here.
   const url = req.url ?? '/';
   let op: Operation | 'unknown' = 'unknown';
-  let resource = url.split('?')[0]!;
+  let addr: Address | undefined;
   const reservation = budget.open();
   try {
-    const a = resolveAddress(url, req.headers.host, o.virtualHostDomains);
-    resource = `/${a.bucket ?? ''}${a.key !== undefined ? `/${a.key}` : ''}`;
+    const a = (addr = resolveAddress(url, req.headers.host, o.virtualHostDomains));
     // Authenticate before anything else is said about the request (even NotImplemented).
-    const auth = verifyRequest(req, a.rawPath, a.rawQuery, a.query, {
-      lookup: (id) => o.keys.get(id),
-      maxSkewMs: o.maxSkewMs,
-      maxPresignExpiresS: o.maxPresignExpiresS,
-      now: o.now,
-    });
+    const auth = verifyRequest(req, a.rawPath, a.rawQuery, a.query, sig);
     op = operationOf(req.method ?? 'GET', a, req.headers);
     if (!allows(auth.key, a.bucket, isWrite(op)))
       throw new S3Error('AccessDenied', `access key '${auth.key.accessKeyId}' may not ${isWrite(op) ? 'write' : 'read'}${a.bucket ? ` bucket '${a.bucket}'` : ''}`);
@@ -117,6 +119,8 @@ async function handle(o: ResolvedS3GatewayOptions, state: GatewayState, budget: 
   } catch (err) {
     const a = toS3Answer(err);
     if (a.status >= 500 && a.status !== 501) o.onError({ requestId, op, message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    // The resource is only named in errors: built here, not on every request.
+    const resource = addr ? `/${addr.bucket ?? ''}${addr.key !== undefined ? `/${addr.key}` : ''}` : url.split('?')[0]!;
     sendError(req, res, err, requestId, resource);
   } finally {
     // The body buffer is garbage once the handler is done with it (its put has committed or failed).
@@ -137,7 +141,8 @@ export async function startS3Gateway(options: S3GatewayOptions): Promise<S3Gatew
   const o = resolveS3GatewayOptions(options);
   const state = await GatewayState.open(o.backend, o.bucketShards);
   const budget = new BodyBudget(o.maxInflightBodyBytes);
-  const server: Server = createServer({ keepAlive: true, noDelay: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => void handle(o, state, budget, req, res));
+  const sig = sigv4Options(o);
+  const server: Server = createServer({ keepAlive: true, noDelay: true, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => void handle(o, sig, state, budget, req, res));
   // Clients keep connections in pools for up to a minute; keep ours open longer so they never race a close.
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {

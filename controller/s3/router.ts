@@ -30,8 +30,8 @@ export function resolveAddress(url: string, host: string | undefined, domains: r
   const rawPath = q < 0 ? url : url.slice(0, q);
   const rawQuery = q < 0 ? '' : url.slice(q + 1);
   if (!rawPath.startsWith('/')) throw new S3Error('InvalidRequest', 'the request target must be an absolute path');
-  const query = new URLSearchParams(rawQuery.replace(/\+/g, '%2B'));
-  const hostname = (host ?? '').replace(/:\d+$/, '').toLowerCase();
+  const query = new URLSearchParams(rawQuery === '' ? '' : rawQuery.replace(/\+/g, '%2B'));
+  const hostname = domains.length === 0 ? '' : (host ?? '').replace(/:\d+$/, '').toLowerCase();
   for (const d of domains) {
     if (hostname.length > d.length + 1 && hostname.endsWith(`.${d}`)) {
       const bucket = hostname.slice(0, -d.length - 1);
@@ -105,7 +105,7 @@ const UNSUPPORTED = ['policy', 'cors', 'lifecycle', 'website', 'replication', 'n
 /** Picks the operation of a request. */
 export function operationOf(method: string, a: Address, headers: Record<string, string | string[] | undefined>): Operation {
   const q = a.query;
-  for (const u of UNSUPPORTED) if (q.has(u)) throw new S3Error('NotImplemented', `the '${u}' sub-resource is not implemented by the sluice gateway`);
+  if (q.size > 0) for (const u of UNSUPPORTED) if (q.has(u)) throw new S3Error('NotImplemented', `the '${u}' sub-resource is not implemented by the sluice gateway`);
   if (a.bucket === undefined) {
     if (method === 'GET' || method === 'HEAD') return 'ListBuckets';
     throw new S3Error('MethodNotAllowed', `${method} is not allowed on the service`);

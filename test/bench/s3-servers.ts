@@ -27,6 +27,8 @@ if (mode === 'gateway') {
   const all = keys(Number(arg2));
   for (let i = 0; i < all.length; i += 64) await Promise.all(all.slice(i, i + 64).map((k) => b.put(k, 'x')));
   const gw = await startS3Gateway({ backend, address: '127.0.0.1:0', credentials: [BENCH_KEY] });
+  // Exit normally on SIGTERM so that `--cpu-prof` writes its profile.
+  process.once('SIGTERM', () => process.exit(0));
   process.stdout.write(`${JSON.stringify({ url: gw.url })}\n`);
 } else if (mode === 's3rver') {
   // s3rver ships no types; load it untyped and describe the two members used.

@@ -1,6 +1,8 @@
 /**
  * S3 gateway benchmark (outside CI; bounded in count and time). Run: `npx tsx test/bench/s3.ts`
  * (env BENCH_S3_OBJECTS, default 9000; BENCH_S3_AWS_RUNS, default 3; BENCH_S3_SDK_RUNS, default 7).
+ * `npx tsx test/bench/s3.ts --only io` runs part 2 alone (no LIST seeding, no stub). With
+ * BENCH_S3_CPU_PROF=<dir> the gateway process writes a CPU profile there when the bench ends.
  *
  * What it measures, each server in its own child process (test/bench/s3-servers.ts), the client here:
  * 1. LIST of 9,000 objects under `prefix/`: `/usr/bin/aws s3 ls s3://bench/prefix/ | wc -l` and an SDK v3
@@ -32,6 +34,9 @@ const AWS_RUNS = Number(process.env.BENCH_S3_AWS_RUNS ?? 3);
 const SDK_RUNS = Number(process.env.BENCH_S3_SDK_RUNS ?? 7);
 const IO_OPS = Number(process.env.BENCH_S3_IO_OPS ?? 3000);
 const IO_MAX_MS = 20_000;
+/** `--only io`: the PUT/GET part alone (for iterating on it). */
+const ONLY_IO = process.argv.includes('--only') && process.argv[process.argv.indexOf('--only') + 1] === 'io';
+const CPU_PROF = process.env.BENCH_S3_CPU_PROF;
 const S3RVER_KEY = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 const GATEWAY_KEY = { accessKeyId: 'BENCHKEY', secretAccessKey: 'bench-secret-key' };
 /** Credentials by server URL (the stub accepts anything). */
@@ -169,28 +174,30 @@ async function bindingIo(): Promise<{ put: number; get: number }> {
 }
 
 try {
+  const objects = ONLY_IO ? 0 : N;
   const [gateway, s3rver, stub] = await Promise.all([
-    start(['gateway', join(work, 'gw'), String(N)]),
+    start(['gateway', join(work, 'gw'), String(objects)], CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []),
     start(['s3rver', join(work, 's3rver')], ['--openssl-legacy-provider']),
-    start(['stub', String(N)]),
+    ONLY_IO ? undefined : start(['stub', String(N)]),
   ]);
   keyOf.set(s3rver, S3RVER_KEY);
   // Seed s3rver through its own API (it has no other way in).
   const seed = client(s3rver);
-  const keys = Array.from({ length: N }, (_, i) => `prefix/${String(i).padStart(6, '0')}`);
+  const keys = Array.from({ length: objects }, (_, i) => `prefix/${String(i).padStart(6, '0')}`);
   for (let i = 0; i < keys.length; i += 32) await Promise.all(keys.slice(i, i + 32).map((k) => seed.send(new PutObjectCommand({ Bucket: 'bench', Key: k, Body: 'x' }))));
   seed.destroy();
 
-  const out: Record<string, unknown> = { objects: N, awsRuns: AWS_RUNS, sdkRuns: SDK_RUNS, ioOps: IO_OPS };
-  for (const [name, url] of [
-    ['stub', stub],
-    ['gateway', gateway],
-    ['s3rver', s3rver],
-  ] as const) {
-    out[`sdk_list_${name}`] = await sdkList(url);
-    out[`aws_ls_${name}`] = await awsList(url);
-    process.stderr.write(`${name} list done\n`);
-  }
+  const out: Record<string, unknown> = { objects, awsRuns: AWS_RUNS, sdkRuns: SDK_RUNS, ioOps: IO_OPS };
+  if (stub !== undefined)
+    for (const [name, url] of [
+      ['stub', stub],
+      ['gateway', gateway],
+      ['s3rver', s3rver],
+    ] as const) {
+      out[`sdk_list_${name}`] = await sdkList(url);
+      out[`aws_ls_${name}`] = await awsList(url);
+      process.stderr.write(`${name} list done\n`);
+    }
   out.io_gateway = await s3io(gateway);
   out.io_s3rver = await s3io(s3rver);
   out.io_binding = await bindingIo();
@@ -202,7 +209,16 @@ try {
     out[`cannon_get_${name}`] = await cannon(url, 'GET', key);
   }
   const r = (a: string, b: string, f: 'ms') => ((out[a] as Record<string, number>)[f]! / (out[b] as Record<string, number>)[f]!).toFixed(2);
-  out.ratios = {
+  const rate = (k: string, f: 'rps' | 'put' | 'get') => (out[k] as Record<string, number>)[f]!;
+  out.io_ratios = {
+    cannon_put_gateway_over_s3rver: (rate('cannon_put_gateway', 'rps') / rate('cannon_put_s3rver', 'rps')).toFixed(2),
+    cannon_get_gateway_over_s3rver: (rate('cannon_get_gateway', 'rps') / rate('cannon_get_s3rver', 'rps')).toFixed(2),
+    sdk_put_gateway_over_s3rver: (rate('io_gateway', 'put') / rate('io_s3rver', 'put')).toFixed(2),
+    sdk_get_gateway_over_s3rver: (rate('io_gateway', 'get') / rate('io_s3rver', 'get')).toFixed(2),
+    cannon_put_gateway_over_binding: (rate('cannon_put_gateway', 'rps') / rate('io_binding', 'put')).toFixed(2),
+    cannon_get_gateway_over_binding: (rate('cannon_get_gateway', 'rps') / rate('io_binding', 'get')).toFixed(2),
+  };
+  if (stub !== undefined) out.ratios = {
     sdk_gateway_over_floor: r('sdk_list_gateway', 'sdk_list_stub', 'ms'),
     sdk_s3rver_over_gateway: r('sdk_list_s3rver', 'sdk_list_gateway', 'ms'),
     aws_gateway_over_floor: r('aws_ls_gateway', 'aws_ls_stub', 'ms'),
@@ -211,5 +227,7 @@ try {
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
 } finally {
   for (const c of children) c.kill('SIGTERM');
+  // A profiling gateway writes its profile on exit: wait for it.
+  if (CPU_PROF) await new Promise((r) => (children[0]!.exitCode !== null ? r(undefined) : children[0]!.once('exit', r)));
   rmSync(work, { recursive: true, force: true });
 }
