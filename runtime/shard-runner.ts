@@ -12,10 +12,12 @@
  * the checkpoint that moves past them; a crash in between re-delivers, and the marker makes the
  * re-delivery a no-op (`duplicate`).
  *
- * When more records are already waiting (the source's lag after the pull), the checkpoint of step N is
- * written together with the effects of step N+1 — issued in the same event-loop turn, so on the local
- * backend they commit in ONE LMDB transaction (its group commit) and on NATS the two round trips overlap.
- * Otherwise (a trickle, the tail of a burst) it is written at once, right after the effects. This is
+ * Normally the checkpoint of step N is computed before N's commit, as if every record lands, and goes
+ * into N's own store write as its last op (`afterAll`: written only when every effect landed) — ONE LMDB
+ * transaction per step on local, so a record is committed and checkpointed in one store turn. When that
+ * cannot be (a handler failure, dead letters to write first, a record failing in the write), the real
+ * checkpoint is computed after the commit and, when more records are already waiting (the source's lag
+ * after the pull), written together with the effects of step N+1, otherwise at once. This is
  * safe: checkpoint N is issued only after N's effects committed (at-least-once), checkpoints are written
  * in order (each awaits the one before, and the revision CAS chains them), and effects of N+1 committed
  * before checkpoint N are re-delivered after a crash and meet their marker (`duplicate`, counted once by
@@ -62,6 +64,11 @@ export interface ShardDeps {
 
 /** Lifecycle of a shard runner. */
 export type ShardState = 'starting' | 'running' | 'stopping' | 'stopped' | 'lost' | 'failed';
+
+/** Same position, pending list, holds and counts (what a checkpoint written ahead must match). */
+function sameCheckpoint(a: Checkpoint, b: Checkpoint): boolean {
+  return a.seq === b.seq && a.handled === b.handled && a.epoch === b.epoch && JSON.stringify([a.pending, a.holds, a.counts]) === JSON.stringify([b.pending, b.holds, b.counts]);
+}
 
 /** Runs one shard until stopped or until its lease is lost. */
 export class ShardRunner {
@@ -270,7 +277,8 @@ export class ShardRunner {
     }
     // A step without effects (only filtered or superseded records) need not write the previous checkpoint:
     // the next one includes it.
-    const counters = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : undefined;
+    const ran = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : undefined;
+    const counters = ran?.counters;
 
     if (dead.length > 0) {
       this.#phase = 'dead-letter';
@@ -278,10 +286,21 @@ export class ShardRunner {
       metrics.deadLetters.inc(dead.length);
       this.#d.log.warn({ shard: this.shard, records: dead.map((d) => ({ seq: d.seq, key: d.key, attempts: d.attempts, error: d.error.code })) }, 'records dead-lettered');
     }
-    this.#c = nextCheckpoint(c, { advanceTo: step.advanceTo, records: fates, ...(counters ? { counters } : {}) });
-    this.#unsaved = true;
+    const next = nextCheckpoint(c, { advanceTo: step.advanceTo, records: fates, ...(counters ? { counters } : {}) });
     if (counters) metrics.countUser(counters);
     for (const f of fates) if (f.outcome !== 'waiting') metrics.count(f.outcome);
+    if (ran?.landed) {
+      // This step's checkpoint committed with its effects (the common case): nothing left to write.
+      if (sameCheckpoint(next, ran.landed)) {
+        this.#c = this.#durable = ran.landed;
+        this.#publishPosition(false);
+        return;
+      }
+      // Cannot happen (the write lands only when every record did); write the real one rather than trust it.
+      this.#d.log.error({ shard: this.shard, seq: next.seq }, 'checkpoint written with the effects differs from the outcome; writing the outcome');
+    }
+    this.#c = next;
+    this.#unsaved = true;
     // Defer the write to the next step's effects only when records are known to be waiting; otherwise
     // (a trickle, the tail of a burst, a retry step) write it now, so counters follow effects at once.
     if (!(step.lag !== undefined && step.lag > 0)) await this.#flush();
@@ -292,7 +311,7 @@ export class ShardRunner {
    * dead letter) and returns the counters that count (undefined: the batch failed, or it re-ran records
    * whose counts are held).
    */
-  async #runAndCommit(step: Step, now: number, fates: RecordFate[], dead: DeadLetter[]): Promise<Record<string, number> | undefined> {
+  async #runAndCommit(step: Step, now: number, fates: RecordFate[], dead: DeadLetter[]): Promise<{ counters: Record<string, number> | undefined; landed?: Checkpoint }> {
     const { o, metrics } = this.#d;
     const batch: BatchInput = {
       function: o.function,
@@ -317,10 +336,26 @@ export class ShardRunner {
     // transaction on local, pipelined appends on NATS); the checkpoint's own result decides as #flush would.
     const ckpt = this.#unsaved ? this.#c! : undefined;
     this.#unsaved = false;
+    const counting = step.counting && !effects.error ? effects.counters : undefined;
+    // This step's own checkpoint, computed as if every record lands (ok, duplicate and gone are the same
+    // to it), goes into the same write as the effects, after all of them (`afterAll`): one store turn per
+    // step, and a trickle's record is checkpointed in the transaction that commits it. Only when nothing
+    // is decided against it already (no handler failure, no dead letter to write first, no earlier
+    // checkpoint waiting); when a record fails in the write, the op is skipped and the real checkpoint is
+    // written as before.
+    const spec =
+      !ckpt && dead.length === 0 && !effects.error && !effects.records.some((r) => r?.failure)
+        ? nextCheckpoint(this.#c!, { advanceTo: step.advanceTo, records: [...fates, ...step.run.map((x): RecordFate => ({ seq: x.input.seq, key: x.input.key, outcome: 'ok' }))], ...(counting ? { counters: counting } : {}) })
+        : undefined;
     let results: CommitResult[];
+    let landed: Checkpoint | undefined;
     try {
-      const committed = await this.#d.committer.commitBatch(batch.records, effects, this.shard, ckpt ? [this.#ckpt.saveOp(ckpt)] : []);
+      const committed = await this.#d.committer.commitBatch(batch.records, effects, this.shard, ckpt ? [this.#ckpt.saveOp(ckpt)] : [], spec ? this.#ckpt.saveOp(spec) : undefined);
       if (ckpt) await this.#ckpt.settle(ckpt, committed.extra[0]!);
+      if (spec && committed.tail && committed.tail.status !== 'skipped') {
+        await this.#ckpt.settle(spec, committed.tail);
+        landed = spec;
+      }
       results = committed.results;
     } catch (e) {
       // Not written (or unknown): continue from the last durable checkpoint (see #flush).
@@ -358,7 +393,7 @@ export class ShardRunner {
       metrics.retries.inc();
       fates.push({ ...base, outcome: 'retry', attempts, firstAt, nextAt: d.nextAt, error: { code: r.error.code, message: r.error.message }, counted: ranOk && r.stage === 'commit' });
     });
-    return step.counting && !effects.error ? effects.counters : undefined;
+    return { counters: counting, ...(landed ? { landed } : {}) };
   }
 
   /**
