@@ -86,6 +86,13 @@ export class ShardRunner {
   #durable: Checkpoint | undefined;
   /** #c has not been written yet. */
   #unsaved = false;
+  /**
+   * #c is unwritten but moved only past records that need nothing (filtered, superseded — e.g. the
+   * `attrs` change records of this function's own commits): it rides with the next step's write, or is
+   * written when the shard idles (at most the batcher's idle wait later), not in a store turn of its own.
+   * Safe: an unwritten position only means those records are read (and skipped) again after a crash.
+   */
+  #lazy = false;
   #batchNo = 0;
   #positionAt = 0;
   #positionBusy = false;
@@ -181,9 +188,9 @@ export class ShardRunner {
             this.#busySince = Date.now();
             await this.#step();
             this.#stepped();
-          } while (this.#unsaved && ++n < MAX_CHAIN && this.#state === 'running');
+          } while (this.#unsaved && !this.#lazy && ++n < MAX_CHAIN && this.#state === 'running');
           this.#phase = 'checkpoint';
-          await this.#flush();
+          if (!this.#lazy) await this.#flush();
           errors = 0;
         } catch (e) {
           if (e instanceof SluiceError && e.code === 'SLUICE_LEASE_LOST') throw e;
@@ -243,6 +250,7 @@ export class ShardRunner {
     if (!this.#unsaved) return;
     const c = this.#c!;
     this.#unsaved = false;
+    this.#lazy = false;
     try {
       await this.#ckpt.save(c);
     } catch (e) {
@@ -260,7 +268,7 @@ export class ShardRunner {
     const c = this.#c!;
     // With a checkpoint to write, do not wait for records: write it first when there are none.
     this.#phase = 'pull';
-    const step = await this.#batcher.next(c, Date.now(), this.#ac.signal, this.#unsaved);
+    const step = await this.#batcher.next(c, Date.now(), this.#ac.signal, this.#unsaved && !this.#lazy);
     if (step?.lag !== undefined) metrics.lag.set({ shard: String(this.shard) }, step.lag + c.pending.length);
     if (!step || (step.run.length === 0 && step.fates.length === 0 && step.expired.length === 0 && step.refused.length === 0)) {
       await this.#flush();
@@ -301,6 +309,12 @@ export class ShardRunner {
     }
     this.#c = next;
     this.#unsaved = true;
+    // Only skipped records: no store turn of its own (see #lazy).
+    if (!ran && dead.length === 0 && fates.every((f) => f.outcome === 'filtered' || f.outcome === 'superseded')) {
+      this.#lazy = true;
+      return;
+    }
+    this.#lazy = false;
     // Defer the write to the next step's effects only when records are known to be waiting; otherwise
     // (a trickle, the tail of a burst, a retry step) write it now, so counters follow effects at once.
     if (!(step.lag !== undefined && step.lag > 0)) await this.#flush();
@@ -332,21 +346,23 @@ export class ShardRunner {
     if (effects.error) this.#d.log.warn({ shard: this.shard, batchId: batch.batchId, error: effects.error.error.message }, 'handler failed the batch');
     this.#phase = 'commit';
     const endCommit = metrics.commitSeconds.startTimer();
-    // The effects and the previous step's checkpoint go to the store as ONE batch of writes (one LMDB
-    // transaction on local, pipelined appends on NATS); the checkpoint's own result decides as #flush would.
-    const ckpt = this.#unsaved ? this.#c! : undefined;
-    this.#unsaved = false;
+    // The effects and a checkpoint go to the store as ONE batch of writes (one LMDB transaction on local,
+    // pipelined appends on NATS); the checkpoint's own result decides as #flush would.
     const counting = step.counting && !effects.error ? effects.counters : undefined;
+    const clean = dead.length === 0 && !effects.error && !effects.records.some((r) => r?.failure);
+    // An unwritten checkpoint needs no write of its own when this step's checkpoint (which includes it)
+    // is written ahead: it CASes on the same last written revision.
+    const ckpt = this.#unsaved && !clean ? this.#c! : undefined;
+    this.#unsaved = false;
+    this.#lazy = false;
     // This step's own checkpoint, computed as if every record lands (ok, duplicate and gone are the same
     // to it), goes into the same write as the effects, after all of them (`afterAll`): one store turn per
     // step, and a trickle's record is checkpointed in the transaction that commits it. Only when nothing
-    // is decided against it already (no handler failure, no dead letter to write first, no earlier
-    // checkpoint waiting); when a record fails in the write, the op is skipped and the real checkpoint is
-    // written as before.
-    const spec =
-      !ckpt && dead.length === 0 && !effects.error && !effects.records.some((r) => r?.failure)
-        ? nextCheckpoint(this.#c!, { advanceTo: step.advanceTo, records: [...fates, ...step.run.map((x): RecordFate => ({ seq: x.input.seq, key: x.input.key, outcome: 'ok' }))], ...(counting ? { counters: counting } : {}) })
-        : undefined;
+    // is decided against it already (no handler failure, no dead letter to write first); when a record
+    // fails in the write, the op is skipped and the real checkpoint is written as before.
+    const spec = clean
+      ? nextCheckpoint(this.#c!, { advanceTo: step.advanceTo, records: [...fates, ...step.run.map((x): RecordFate => ({ seq: x.input.seq, key: x.input.key, outcome: 'ok' }))], ...(counting ? { counters: counting } : {}) })
+      : undefined;
     let results: CommitResult[];
     let landed: Checkpoint | undefined;
     try {
@@ -359,7 +375,7 @@ export class ShardRunner {
       results = committed.results;
     } catch (e) {
       // Not written (or unknown): continue from the last durable checkpoint (see #flush).
-      if (ckpt) this.#c = this.#durable;
+      if (ckpt || spec) this.#c = this.#durable;
       throw e;
     } finally {
       endCommit();
