@@ -14,7 +14,8 @@
  *
  * Normally the checkpoint of step N is computed before N's commit, as if every record lands, and goes
  * into N's own store write as its last op (`afterAll`: written only when every effect landed) — ONE LMDB
- * transaction per step on local, so a record is committed and checkpointed in one store turn. When that
+ * transaction per step on local, so a record is committed and checkpointed in one store turn (on NATS
+ * only for a trickle, see #runAndCommit). When that
  * cannot be (a handler failure, dead letters to write first, a record failing in the write), the real
  * checkpoint is computed after the commit and, when more records are already waiting (the source's lag
  * after the pull), written together with the effects of step N+1, otherwise at once. This is
@@ -349,7 +350,11 @@ export class ShardRunner {
     // The effects and a checkpoint go to the store as ONE batch of writes (one LMDB transaction on local,
     // pipelined appends on NATS); the checkpoint's own result decides as #flush would.
     const counting = step.counting && !effects.error ? effects.counters : undefined;
-    const clean = dead.length === 0 && !effects.error && !effects.records.some((r) => r?.failure);
+    // Ahead only when nothing is decided against it already (no handler failure, no dead letter to write
+    // first) — and on NATS only for a trickle: there the checkpoint op waits for the effects' CAS round
+    // trip, so with records waiting it rides with the next step's effects instead (overlapping round
+    // trips), while on local it costs nothing (the same transaction).
+    const clean = dead.length === 0 && !effects.error && !effects.records.some((r) => r?.failure) && (this.#d.o.backend.kind === 'local' || !(step.lag !== undefined && step.lag > 0));
     // An unwritten checkpoint needs no write of its own when this step's checkpoint (which includes it)
     // is written ahead: it CASes on the same last written revision.
     const ckpt = this.#unsaved && !clean ? this.#c! : undefined;
@@ -357,8 +362,7 @@ export class ShardRunner {
     this.#lazy = false;
     // This step's own checkpoint, computed as if every record lands (ok, duplicate and gone are the same
     // to it), goes into the same write as the effects, after all of them (`afterAll`): one store turn per
-    // step, and a trickle's record is checkpointed in the transaction that commits it. Only when nothing
-    // is decided against it already (no handler failure, no dead letter to write first); when a record
+    // step, and a trickle's record is checkpointed in the transaction that commits it. When a record
     // fails in the write, the op is skipped and the real checkpoint is written as before.
     const spec = clean
       ? nextCheckpoint(this.#c!, { advanceTo: step.advanceTo, records: [...fates, ...step.run.map((x): RecordFate => ({ seq: x.input.seq, key: x.input.key, outcome: 'ok' }))], ...(counting ? { counters: counting } : {}) })
