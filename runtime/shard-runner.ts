@@ -267,6 +267,9 @@ export class ShardRunner {
   async #step(): Promise<void> {
     const { o, metrics } = this.#d;
     const c = this.#c!;
+    // Nothing but skipped records is unwritten in `c` (a lazy checkpoint may only ever hold those: one
+    // with counts or pending records is written promptly, so counters follow effects at once).
+    const onlySkippedUnsaved = !this.#unsaved || this.#lazy;
     // With a checkpoint to write, do not wait for records: write it first when there are none.
     this.#phase = 'pull';
     const step = await this.#batcher.next(c, Date.now(), this.#ac.signal, this.#unsaved && !this.#lazy);
@@ -311,7 +314,7 @@ export class ShardRunner {
     this.#c = next;
     this.#unsaved = true;
     // Only skipped records: no store turn of its own (see #lazy).
-    if (!ran && dead.length === 0 && fates.every((f) => f.outcome === 'filtered' || f.outcome === 'superseded')) {
+    if (onlySkippedUnsaved && !ran && dead.length === 0 && fates.every((f) => f.outcome === 'filtered' || f.outcome === 'superseded')) {
       this.#lazy = true;
       return;
     }
