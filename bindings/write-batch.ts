@@ -24,6 +24,7 @@ export function checkWriteOp(op: WriteOp, i: number): void {
   const where = opWhere(op, i);
   if (op.after !== undefined && !(Number.isSafeInteger(op.after) && op.after >= 0 && op.after < i))
     throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: after must be the index of an earlier op, got ${JSON.stringify(op.after)}`);
+  if (op.afterAll !== undefined && typeof op.afterAll !== 'boolean') throw new BindingError('SLUICE_INVALID_ARGUMENT', `${where}: afterAll must be a boolean, got ${JSON.stringify(op.afterAll)}`);
   if (op.type === 'attrs') {
     checkName(op.bucket, 'bucket');
     checkKey(op.key, `${where}: key`);
@@ -75,11 +76,16 @@ export function failedOp(e: unknown): WriteOpResult {
   return { status: 'failed', error };
 }
 
-/** True when op `after` of `results` lets its successor run. */
-export function mayFollow(results: readonly (WriteOpResult | undefined)[], after: number | undefined): boolean {
-  if (after === undefined) return true;
-  const r = results[after];
+/** True when `r` lets an op chained to it run. */
+function letsFollow(r: WriteOpResult | undefined): boolean {
   return r !== undefined && r.status !== 'failed' && r.status !== 'skipped';
+}
+
+/** True when op `i` may run given the results of the ops before it (its `after` and `afterAll`). */
+export function mayFollow(results: readonly (WriteOpResult | undefined)[], op: Pick<WriteOp, 'after' | 'afterAll'>, i: number): boolean {
+  if (op.after !== undefined && !letsFollow(results[op.after])) return false;
+  if (op.afterAll === true) for (let j = 0; j < i; j++) if (!letsFollow(results[j])) return false;
+  return true;
 }
 
 /**
@@ -117,19 +123,19 @@ export function attrsOpExpressions(op: AttrsWriteOp): { updates: Expression[]; c
 
 /**
  * Runs `ops` through `exec` (which returns the op's new revision or throws): an op with `after` waits for
- * that op and is skipped when it was `failed` or `skipped`; the rest run concurrently (so their round
+ * that op (with `afterAll`: for every earlier op) and is skipped when it was `failed` or `skipped`; the rest run concurrently (so their round
  * trips overlap). Each op is validated first and fails alone when invalid.
  */
 export async function runChained(ops: readonly WriteOp[], exec: (op: WriteOp, where: string) => Promise<number>): Promise<WriteOpResult[]> {
   const results: (WriteOpResult | undefined)[] = new Array(ops.length);
   const done: Promise<void>[] = [];
   ops.forEach((op, i) => {
-    const prev = op.after !== undefined && op.after >= 0 && op.after < i ? done[op.after] : undefined;
+    const prev = op.afterAll === true ? Promise.all(done.slice(0, i)) : op.after !== undefined && op.after >= 0 && op.after < i ? done[op.after] : undefined;
     done[i] = (async () => {
       if (prev) await prev;
       try {
         checkWriteOp(op, i);
-        if (!mayFollow(results, op.after)) {
+        if (!mayFollow(results, op, i)) {
           results[i] = { status: 'skipped' };
           return;
         }

@@ -49,6 +49,13 @@ export type WriteOp = (AttrsWriteOp | ItemWriteOp) & {
    * `skipped`, this one is `skipped` and writes nothing. @default undefined (independent)
    */
   after?: number;
+  /**
+   * Runs after EVERY earlier op of this batch, and only when none of them was `failed` or `skipped`
+   * (otherwise `skipped`, writing nothing): what the runtime uses to commit a shard's checkpoint in the
+   * same batch as the effects it moves past (one LMDB transaction locally), computed as if they all land.
+   * `condition` and `missing` answers of earlier ops do not stop it. @default false
+   */
+  afterAll?: boolean;
 };
 
 /**

@@ -83,6 +83,11 @@ export interface CommitterDeps {
 export interface BatchCommit {
   results: CommitResult[];
   extra: WriteOpResult[];
+  /**
+   * The result of the `tail` op: `ok` only when every record's writes landed (ok, duplicate or gone);
+   * `skipped` when a record failed before or in the write (the tail was then not written).
+   */
+  tail?: WriteOpResult;
 }
 
 /** Turns a batch's declared effects into store writes. */
@@ -99,8 +104,12 @@ export class Committer {
    * key chained in order (`after`: a failed write skips the later records of its key, `blocked`), keys
    * independent. Handler failures (the batch's or the record's) are failures without a write, and block
    * the later records of their key.
+   *
+   * `tail` (the checkpoint of THIS step, computed as if every record lands) goes last, marked `afterAll`:
+   * it is written in the same store write only when every record's writes land, and is not sent at all
+   * when a record already failed before the write (its effects, a handler failure).
    */
-  async commitBatch(records: readonly BatchRecordInput[], effects: BatchEffects, shard: number, extra: readonly WriteOp[] = []): Promise<BatchCommit> {
+  async commitBatch(records: readonly BatchRecordInput[], effects: BatchEffects, shard: number, extra: readonly WriteOp[] = [], tail?: WriteOp): Promise<BatchCommit> {
     const out: CommitResult[] = new Array(records.length);
     const early = await this.#commitExtra(records, effects);
     const ops: WriteOp[] = [];
@@ -144,6 +153,9 @@ export class Committer {
     });
     const first = ops.length;
     ops.push(...extra);
+    // A record decided before the write (handler failure, failed effect, blocked): the tail's premise is off.
+    const sendTail = tail !== undefined && !out.some((r) => r !== 'ok' && r !== 'duplicate' && r !== 'gone');
+    if (sendTail) ops.push({ ...tail, afterAll: true });
     const results = ops.length > 0 ? await this.#d.backend.commitBatch(ops) : [];
     records.forEach((rec, i) => {
       const span = spans[i];
@@ -161,7 +173,9 @@ export class Committer {
         this.#failed(shard, rec, r.error);
       } else out[i] = r;
     });
-    return { results: out, extra: results.slice(first) };
+    const commit: BatchCommit = { results: out, extra: results.slice(first, first + extra.length) };
+    if (tail !== undefined) commit.tail = sendTail ? results[results.length - 1]! : { status: 'skipped' };
+    return commit;
   }
 
   #failed(shard: number, rec: BatchRecordInput, error: { code: string; message: string }): void {

@@ -159,72 +159,73 @@ export class ChangeDecoder {
     const out: Fetched[] = new Array(recs.length);
     // Prefetch reads run concurrently (bounded by the batch size); results keep stream order.
     const skipAttrs = !(t.events as string[]).includes('attrs');
-    await Promise.all(
-      recs.map(async (r, i) => {
-        // Most change records a put-only trigger sees are the `attrs` records of its own commits, and most
-        // an attrs trigger would see are its own commits too: drop them by their type or cause alone,
-        // without decoding the record.
-        const peek = peekChange(r.data);
-        if ((skipAttrs && peek?.type === 'attrs') || (peek?.causeFn === fn && !chain.selfTrigger)) {
-          out[i] = { seq: r.seq, key: r.partitionKey ?? '', input: undefined, skip: 'filtered', bytes: 0 };
+    const one = async (r: StreamRecord, i: number): Promise<void> => {
+      const c = decodeChange(r.data);
+      const keep = (t.events as string[]).includes(c.type) && c.key.startsWith(t.prefix) && c.key.endsWith(t.suffix);
+      const verdict = chainVerdict(c.cause, fn, chain);
+      if (!keep || verdict.action === 'drop') {
+        out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'filtered', bytes: 0 };
+        return;
+      }
+      const input: BatchRecordInput = {
+        key: c.key,
+        type: c.type,
+        source: c.bucket,
+        shard: r.shard,
+        seq: r.seq,
+        version: c.version,
+        size: c.size,
+        etag: c.etag,
+        mtimeMs: c.mtime.getTime(),
+        contentType: c.contentType,
+        attrs: {},
+        headers: {},
+        attempt: attempt(r.seq),
+        ...(c.cause ? { cause: c.cause } : {}),
+      };
+      if (c.type !== 'delete' && this.#objects) {
+        const cur = await this.#read(c.key, c.size <= t.inlineBodyMaxBytes);
+        // The object changed since this record (deleted or put again): a newer record describes the
+        // current state, so this one is done without running the handler.
+        if (!cur || cur.version !== c.version) {
+          out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'superseded', bytes: 0 };
           return;
         }
-        const c = decodeChange(r.data);
-        const keep = (t.events as string[]).includes(c.type) && c.key.startsWith(t.prefix) && c.key.endsWith(t.suffix);
-        const verdict = chainVerdict(c.cause, fn, chain);
-        if (!keep || verdict.action === 'drop') {
+        // Read with the internal attributes (the marker below); the handler sees only the visible ones.
+        input.attrs = visibleAttrs(cur.attrs, false);
+        if (cur.body) input.body = cur.body;
+        // A continuous (or scheduled) query trigger: the object's state now must match `where`. Not
+        // for a redelivery of a record this function already committed (its marker is at or past the
+        // record): that state holds the record's own effects, which usually make `where` false (the
+        // backup's backed_up_etag), and filtering it would drop the batch's counters if the crash came
+        // between the attribute commit and the counter commit. Delivered again, its attribute effects
+        // are skipped by the marker and its counters land once (the batch's sequence range).
+        const marker = cur.attrs[markerAttr(this.#o.function)];
+        const redelivered = typeof marker === 'number' && marker >= r.seq;
+        if (t.where !== undefined && !redelivered && !matchesWhere({ key: c.key, size: c.size, etag: c.etag, version: c.version, contentType: c.contentType, mtimeMs: c.mtime.getTime(), attrs: cur.attrs }, t.where)) {
           out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'filtered', bytes: 0 };
           return;
         }
-        const input: BatchRecordInput = {
-          key: c.key,
-          type: c.type,
-          source: c.bucket,
-          shard: r.shard,
-          seq: r.seq,
-          version: c.version,
-          size: c.size,
-          etag: c.etag,
-          mtimeMs: c.mtime.getTime(),
-          contentType: c.contentType,
-          attrs: {},
-          headers: {},
-          attempt: attempt(r.seq),
-          ...(c.cause ? { cause: c.cause } : {}),
-        };
-        if (c.type !== 'delete' && this.#objects) {
-          const cur = await this.#read(c.key, c.size <= t.inlineBodyMaxBytes);
-          // The object changed since this record (deleted or put again): a newer record describes the
-          // current state, so this one is done without running the handler.
-          if (!cur || cur.version !== c.version) {
-            out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'superseded', bytes: 0 };
-            return;
-          }
-          // Read with the internal attributes (the marker below); the handler sees only the visible ones.
-          input.attrs = visibleAttrs(cur.attrs, false);
-          if (cur.body) input.body = cur.body;
-          // A continuous (or scheduled) query trigger: the object's state now must match `where`. Not
-          // for a redelivery of a record this function already committed (its marker is at or past the
-          // record): that state holds the record's own effects, which usually make `where` false (the
-          // backup's backed_up_etag), and filtering it would drop the batch's counters if the crash came
-          // between the attribute commit and the counter commit. Delivered again, its attribute effects
-          // are skipped by the marker and its counters land once (the batch's sequence range).
-          const marker = cur.attrs[markerAttr(this.#o.function)];
-          const redelivered = typeof marker === 'number' && marker >= r.seq;
-          if (t.where !== undefined && !redelivered && !matchesWhere({ key: c.key, size: c.size, etag: c.etag, version: c.version, contentType: c.contentType, mtimeMs: c.mtime.getTime(), attrs: cur.attrs }, t.where)) {
-            out[i] = { seq: r.seq, key: c.key, input: undefined, skip: 'filtered', bytes: 0 };
-            return;
-          }
-        }
-        // Past the hop limit: dead-lettered instead of run (after the filters, so a record this function
-        // would not have run anyway never dead-letters).
-        if (verdict.action === 'dead_letter') {
-          out[i] = { seq: r.seq, key: c.key, input: undefined, dead: verdict.error, bytes: 0 };
-          return;
-        }
-        out[i] = { seq: r.seq, key: c.key, input, bytes: c.key.length + (input.body?.byteLength ?? 0) + 64 };
-      }),
-    );
+      }
+      // Past the hop limit: dead-lettered instead of run (after the filters, so a record this function
+      // would not have run anyway never dead-letters).
+      if (verdict.action === 'dead_letter') {
+        out[i] = { seq: r.seq, key: c.key, input: undefined, dead: verdict.error, bytes: 0 };
+        return;
+      }
+      out[i] = { seq: r.seq, key: c.key, input, bytes: c.key.length + (input.body?.byteLength ?? 0) + 64 };
+    };
+    const work: Promise<void>[] = [];
+    for (let i = 0; i < recs.length; i++) {
+      const r = recs[i]!;
+      // Most change records a put-only trigger sees are the `attrs` records of its own commits, and most
+      // an attrs trigger would see are its own commits too: drop them by their type or cause alone,
+      // without decoding the record — and without an async call per record.
+      const peek = peekChange(r.data);
+      if ((skipAttrs && peek?.type === 'attrs') || (peek?.causeFn === fn && !chain.selfTrigger)) out[i] = { seq: r.seq, key: r.partitionKey ?? '', input: undefined, skip: 'filtered', bytes: 0 };
+      else work.push(one(r, i));
+    }
+    await Promise.all(work);
     return out;
   }
 
@@ -261,6 +262,8 @@ export function peekChangeType(d: Uint8Array): string | undefined {
  * only ever save work, never misfilter (test/unit/records-peek.test.ts pins it against encodeChange).
  */
 export function peekChange(d: Uint8Array): { type?: string; causeFn?: string } | undefined {
+  // No closures here: this runs for every change record a worker reads (half of them its own commits),
+  // and a closure per call was measurable in the worker's profile.
   let i = 0;
   const h = d[i++];
   let n: number;
@@ -270,40 +273,65 @@ export function peekChange(d: Uint8Array): { type?: string; causeFn?: string } |
     n = (d[1]! << 8) | d[2]!;
     i = 3;
   } else return undefined;
-  // A string at i: [start, end) of its bytes, or undefined when it is not a string.
-  const str = (): [number, number] | undefined => {
-    const b = d[i];
-    let len: number;
-    let at: number;
-    if (b === undefined) return undefined;
-    if (b >= 0xa0 && b <= 0xbf) [len, at] = [b & 0x1f, i + 1];
-    else if (b === 0xd9 && i + 1 < d.length) [len, at] = [d[i + 1]!, i + 2];
-    else if (b === 0xda && i + 2 < d.length) [len, at] = [(d[i + 1]! << 8) | d[i + 2]!, i + 3];
-    else return undefined;
-    if (at + len > d.length) return undefined;
-    i = at + len;
-    return [at, at + len];
-  };
-  const is = (k: [number, number], name: number[]) => k[1] - k[0] === name.length && name.every((c, j) => d[k[0] + j] === c);
-  const text = (v: [number, number]) => Buffer.from(d.buffer, d.byteOffset + v[0], v[1] - v[0]).toString('latin1');
-  const out: { type?: string; causeFn?: string } = {};
+  let type: string | undefined;
+  let causeFn: string | undefined;
   for (let e = 0; e < n && e < 8; e++) {
-    const k = str();
-    if (!k) break;
-    if (is(k, CAUSE_KEY)) {
+    const k = strAt(d, i);
+    if (k < 0) break;
+    const kStart = strStart;
+    i = k;
+    if (isName(d, kStart, k, CAUSE_KEY)) {
       // A fixmap whose first entry is `fn: <string>` (function names are ASCII, so latin1 is exact).
       const m = d[i];
       if (m === undefined || m < 0x81 || m > 0x8f) break;
-      i++;
-      const fk = str();
-      if (!fk || !is(fk, FN_KEY)) break;
-      const fv = str();
-      if (fv) out.causeFn = text(fv);
+      const fk = strAt(d, i + 1);
+      if (fk < 0 || !isName(d, strStart, fk, FN_KEY)) break;
+      const fv = strAt(d, fk);
+      if (fv >= 0) causeFn = latin1(d, strStart, fv);
       break;
     }
-    const v = str();
-    if (!v) break;
-    if (is(k, TYPE_KEY)) out.type = text(v);
+    const v = strAt(d, i);
+    if (v < 0) break;
+    if (isName(d, kStart, k, TYPE_KEY)) type = latin1(d, strStart, v);
+    i = v;
   }
-  return out.type === undefined && out.causeFn === undefined ? undefined : out;
+  if (type === undefined && causeFn === undefined) return undefined;
+  const out: { type?: string; causeFn?: string } = {};
+  if (type !== undefined) out.type = type;
+  if (causeFn !== undefined) out.causeFn = causeFn;
+  return out;
+}
+
+/** Where the bytes of the last string read by {@link strAt} start. */
+let strStart = 0;
+
+/** Reads a msgpack string at `i`: the index after it (its bytes from {@link strStart}), or -1 when it is not a string. */
+function strAt(d: Uint8Array, i: number): number {
+  const b = d[i];
+  let len: number;
+  let at: number;
+  if (b === undefined) return -1;
+  if (b >= 0xa0 && b <= 0xbf) {
+    len = b & 0x1f;
+    at = i + 1;
+  } else if (b === 0xd9 && i + 1 < d.length) {
+    len = d[i + 1]!;
+    at = i + 2;
+  } else if (b === 0xda && i + 2 < d.length) {
+    len = (d[i + 1]! << 8) | d[i + 2]!;
+    at = i + 3;
+  } else return -1;
+  if (at + len > d.length) return -1;
+  strStart = at;
+  return at + len;
+}
+
+function isName(d: Uint8Array, from: number, to: number, name: number[]): boolean {
+  if (to - from !== name.length) return false;
+  for (let j = 0; j < name.length; j++) if (d[from + j] !== name[j]) return false;
+  return true;
+}
+
+function latin1(d: Uint8Array, from: number, to: number): string {
+  return Buffer.from(d.buffer, d.byteOffset + from, to - from).toString('latin1');
 }

@@ -12,10 +12,13 @@
  * the checkpoint that moves past them; a crash in between re-delivers, and the marker makes the
  * re-delivery a no-op (`duplicate`).
  *
- * When more records are already waiting (the source's lag after the pull), the checkpoint of step N is
- * written together with the effects of step N+1 — issued in the same event-loop turn, so on the local
- * backend they commit in ONE LMDB transaction (its group commit) and on NATS the two round trips overlap.
- * Otherwise (a trickle, the tail of a burst) it is written at once, right after the effects. This is
+ * Normally the checkpoint of step N is computed before N's commit, as if every record lands, and goes
+ * into N's own store write as its last op (`afterAll`: written only when every effect landed) — ONE LMDB
+ * transaction per step on local, so a record is committed and checkpointed in one store turn (on NATS
+ * only for a trickle, see #runAndCommit). When that
+ * cannot be (a handler failure, dead letters to write first, a record failing in the write), the real
+ * checkpoint is computed after the commit and, when more records are already waiting (the source's lag
+ * after the pull), written together with the effects of step N+1, otherwise at once. This is
  * safe: checkpoint N is issued only after N's effects committed (at-least-once), checkpoints are written
  * in order (each awaits the one before, and the revision CAS chains them), and effects of N+1 committed
  * before checkpoint N are re-delivered after a crash and meet their marker (`duplicate`, counted once by
@@ -63,6 +66,11 @@ export interface ShardDeps {
 /** Lifecycle of a shard runner. */
 export type ShardState = 'starting' | 'running' | 'stopping' | 'stopped' | 'lost' | 'failed';
 
+/** Same position, pending list, holds and counts (what a checkpoint written ahead must match). */
+function sameCheckpoint(a: Checkpoint, b: Checkpoint): boolean {
+  return a.seq === b.seq && a.handled === b.handled && a.epoch === b.epoch && JSON.stringify([a.pending, a.holds, a.counts]) === JSON.stringify([b.pending, b.holds, b.counts]);
+}
+
 /** Runs one shard until stopped or until its lease is lost. */
 export class ShardRunner {
   readonly shard: number;
@@ -79,6 +87,13 @@ export class ShardRunner {
   #durable: Checkpoint | undefined;
   /** #c has not been written yet. */
   #unsaved = false;
+  /**
+   * #c is unwritten but moved only past records that need nothing (filtered, superseded — e.g. the
+   * `attrs` change records of this function's own commits): it rides with the next step's write, or is
+   * written when the shard idles (at most the batcher's idle wait later), not in a store turn of its own.
+   * Safe: an unwritten position only means those records are read (and skipped) again after a crash.
+   */
+  #lazy = false;
   #batchNo = 0;
   #positionAt = 0;
   #positionBusy = false;
@@ -174,9 +189,9 @@ export class ShardRunner {
             this.#busySince = Date.now();
             await this.#step();
             this.#stepped();
-          } while (this.#unsaved && ++n < MAX_CHAIN && this.#state === 'running');
+          } while (this.#unsaved && !this.#lazy && ++n < MAX_CHAIN && this.#state === 'running');
           this.#phase = 'checkpoint';
-          await this.#flush();
+          if (!this.#lazy) await this.#flush();
           errors = 0;
         } catch (e) {
           if (e instanceof SluiceError && e.code === 'SLUICE_LEASE_LOST') throw e;
@@ -236,6 +251,7 @@ export class ShardRunner {
     if (!this.#unsaved) return;
     const c = this.#c!;
     this.#unsaved = false;
+    this.#lazy = false;
     try {
       await this.#ckpt.save(c);
     } catch (e) {
@@ -251,9 +267,12 @@ export class ShardRunner {
   async #step(): Promise<void> {
     const { o, metrics } = this.#d;
     const c = this.#c!;
+    // Nothing but skipped records is unwritten in `c` (a lazy checkpoint may only ever hold those: one
+    // with counts or pending records is written promptly, so counters follow effects at once).
+    const onlySkippedUnsaved = !this.#unsaved || this.#lazy;
     // With a checkpoint to write, do not wait for records: write it first when there are none.
     this.#phase = 'pull';
-    const step = await this.#batcher.next(c, Date.now(), this.#ac.signal, this.#unsaved);
+    const step = await this.#batcher.next(c, Date.now(), this.#ac.signal, this.#unsaved && !this.#lazy);
     if (step?.lag !== undefined) metrics.lag.set({ shard: String(this.shard) }, step.lag + c.pending.length);
     if (!step || (step.run.length === 0 && step.fates.length === 0 && step.expired.length === 0 && step.refused.length === 0)) {
       await this.#flush();
@@ -270,7 +289,8 @@ export class ShardRunner {
     }
     // A step without effects (only filtered or superseded records) need not write the previous checkpoint:
     // the next one includes it.
-    const counters = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : undefined;
+    const ran = step.run.length > 0 ? await this.#runAndCommit(step, now, fates, dead) : undefined;
+    const counters = ran?.counters;
 
     if (dead.length > 0) {
       this.#phase = 'dead-letter';
@@ -278,10 +298,27 @@ export class ShardRunner {
       metrics.deadLetters.inc(dead.length);
       this.#d.log.warn({ shard: this.shard, records: dead.map((d) => ({ seq: d.seq, key: d.key, attempts: d.attempts, error: d.error.code })) }, 'records dead-lettered');
     }
-    this.#c = nextCheckpoint(c, { advanceTo: step.advanceTo, records: fates, ...(counters ? { counters } : {}) });
-    this.#unsaved = true;
+    const next = nextCheckpoint(c, { advanceTo: step.advanceTo, records: fates, ...(counters ? { counters } : {}) });
     if (counters) metrics.countUser(counters);
     for (const f of fates) if (f.outcome !== 'waiting') metrics.count(f.outcome);
+    if (ran?.landed) {
+      // This step's checkpoint committed with its effects (the common case): nothing left to write.
+      if (sameCheckpoint(next, ran.landed)) {
+        this.#c = this.#durable = ran.landed;
+        this.#publishPosition(false);
+        return;
+      }
+      // Cannot happen (the write lands only when every record did); write the real one rather than trust it.
+      this.#d.log.error({ shard: this.shard, seq: next.seq }, 'checkpoint written with the effects differs from the outcome; writing the outcome');
+    }
+    this.#c = next;
+    this.#unsaved = true;
+    // Only skipped records: no store turn of its own (see #lazy).
+    if (onlySkippedUnsaved && !ran && dead.length === 0 && fates.every((f) => f.outcome === 'filtered' || f.outcome === 'superseded')) {
+      this.#lazy = true;
+      return;
+    }
+    this.#lazy = false;
     // Defer the write to the next step's effects only when records are known to be waiting; otherwise
     // (a trickle, the tail of a burst, a retry step) write it now, so counters follow effects at once.
     if (!(step.lag !== undefined && step.lag > 0)) await this.#flush();
@@ -292,7 +329,7 @@ export class ShardRunner {
    * dead letter) and returns the counters that count (undefined: the batch failed, or it re-ran records
    * whose counts are held).
    */
-  async #runAndCommit(step: Step, now: number, fates: RecordFate[], dead: DeadLetter[]): Promise<Record<string, number> | undefined> {
+  async #runAndCommit(step: Step, now: number, fates: RecordFate[], dead: DeadLetter[]): Promise<{ counters: Record<string, number> | undefined; landed?: Checkpoint }> {
     const { o, metrics } = this.#d;
     const batch: BatchInput = {
       function: o.function,
@@ -313,18 +350,39 @@ export class ShardRunner {
     if (effects.error) this.#d.log.warn({ shard: this.shard, batchId: batch.batchId, error: effects.error.error.message }, 'handler failed the batch');
     this.#phase = 'commit';
     const endCommit = metrics.commitSeconds.startTimer();
-    // The effects and the previous step's checkpoint go to the store as ONE batch of writes (one LMDB
-    // transaction on local, pipelined appends on NATS); the checkpoint's own result decides as #flush would.
-    const ckpt = this.#unsaved ? this.#c! : undefined;
+    // The effects and a checkpoint go to the store as ONE batch of writes (one LMDB transaction on local,
+    // pipelined appends on NATS); the checkpoint's own result decides as #flush would.
+    const counting = step.counting && !effects.error ? effects.counters : undefined;
+    // Ahead only when nothing is decided against it already (no handler failure, no dead letter to write
+    // first) — and on NATS only for a trickle: there the checkpoint op waits for the effects' CAS round
+    // trip, so with records waiting it rides with the next step's effects instead (overlapping round
+    // trips), while on local it costs nothing (the same transaction).
+    const clean = dead.length === 0 && !effects.error && !effects.records.some((r) => r?.failure) && (this.#d.o.backend.kind === 'local' || !(step.lag !== undefined && step.lag > 0));
+    // An unwritten checkpoint needs no write of its own when this step's checkpoint (which includes it)
+    // is written ahead: it CASes on the same last written revision.
+    const ckpt = this.#unsaved && !clean ? this.#c! : undefined;
     this.#unsaved = false;
+    this.#lazy = false;
+    // This step's own checkpoint, computed as if every record lands (ok, duplicate and gone are the same
+    // to it), goes into the same write as the effects, after all of them (`afterAll`): one store turn per
+    // step, and a trickle's record is checkpointed in the transaction that commits it. When a record
+    // fails in the write, the op is skipped and the real checkpoint is written as before.
+    const spec = clean
+      ? nextCheckpoint(this.#c!, { advanceTo: step.advanceTo, records: [...fates, ...step.run.map((x): RecordFate => ({ seq: x.input.seq, key: x.input.key, outcome: 'ok' }))], ...(counting ? { counters: counting } : {}) })
+      : undefined;
     let results: CommitResult[];
+    let landed: Checkpoint | undefined;
     try {
-      const committed = await this.#d.committer.commitBatch(batch.records, effects, this.shard, ckpt ? [this.#ckpt.saveOp(ckpt)] : []);
+      const committed = await this.#d.committer.commitBatch(batch.records, effects, this.shard, ckpt ? [this.#ckpt.saveOp(ckpt)] : [], spec ? this.#ckpt.saveOp(spec) : undefined);
       if (ckpt) await this.#ckpt.settle(ckpt, committed.extra[0]!);
+      if (spec && committed.tail && committed.tail.status !== 'skipped') {
+        await this.#ckpt.settle(spec, committed.tail);
+        landed = spec;
+      }
       results = committed.results;
     } catch (e) {
       // Not written (or unknown): continue from the last durable checkpoint (see #flush).
-      if (ckpt) this.#c = this.#durable;
+      if (ckpt || spec) this.#c = this.#durable;
       throw e;
     } finally {
       endCommit();
@@ -358,7 +416,7 @@ export class ShardRunner {
       metrics.retries.inc();
       fates.push({ ...base, outcome: 'retry', attempts, firstAt, nextAt: d.nextAt, error: { code: r.error.code, message: r.error.message }, counted: ranOk && r.stage === 'commit' });
     });
-    return step.counting && !effects.error ? effects.counters : undefined;
+    return { counters: counting, ...(landed ? { landed } : {}) };
   }
 
   /**

@@ -192,7 +192,7 @@ export class LocalBackend implements Backend {
             const op = ops[i]!;
             const bad = valid[i];
             if (bad) out[i] = bad;
-            else if (!mayFollow(out, op.after)) out[i] = { status: 'skipped' };
+            else if (!mayFollow(out, op, i)) out[i] = { status: 'skipped' };
             else {
               try {
                 const where = opWhere(op, i);

@@ -77,7 +77,7 @@
  * --latency-targets local,nats.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,7 +93,7 @@ import { LocalBackend } from '../../bindings/local/index.ts';
 import { LocalStream } from '../../bindings/local/local-stream.ts';
 import { NatsBackend } from '../../bindings/nats/index.ts';
 import { NatsStream } from '../../bindings/nats/nats-stream.ts';
-import { changeStreamName, codec, decodeChange } from '../../bindings/shared.ts';
+import { changeStreamName, codec, decodeChange, encodeChange, sequencer } from '../../bindings/shared.ts';
 import type { Backend, Cursor, ObjectBinding, StreamBinding } from '../../bindings/types.ts';
 import { detectBytes, Found } from '../../functions/scan-sensitive/detect.ts';
 import type { BackendSpec } from '../../runtime/backend-spec.ts';
@@ -199,6 +199,17 @@ function fmtInt(x: number): string {
 function describeError(err: unknown): string {
   if (err instanceof Error) return `${(err as { code?: unknown }).code ? `${String((err as { code?: unknown }).code)}: ` : ''}${err.message}`;
   return String(err);
+}
+
+/** CPU time (user + system, ms) a process has used, from /proc (Linux); NaN elsewhere. */
+function procCpuMs(pid: number | undefined): number {
+  try {
+    // Fields after the command name: state is field 3, utime 14, stime 15 (clock ticks, 100 per second).
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -443,6 +454,8 @@ async function runWorker(
   // For --cpu-prof: the run's window on the profiler's (monotonic) clock, to cut the profile to it.
   const mark = (what: string) => process.env.SLUICE_BENCH_MARKS && log(`  ${label}: mark ${what} ${process.hrtime.bigint() / 1000n} us`);
   mark('start');
+  const cpu0 = process.cpuUsage();
+  let cpuAtDone: NodeJS.CpuUsage | undefined;
   const t0 = performance.now();
   const w = await Worker.start(
     {
@@ -472,7 +485,10 @@ async function runWorker(
       await sleep(POLL_MS);
       c = await counters();
       scanned = c.objects_scanned ?? 0;
-      if (scanned >= exp.scanned) doneMs = performance.now() - t0;
+      if (scanned >= exp.scanned) {
+        doneMs = performance.now() - t0;
+        cpuAtDone = process.cpuUsage(cpu0);
+      }
       if (scanned > 0 && Number.isNaN(firstCommitMs)) firstCommitMs = performance.now() - t0;
       if (performance.now() - lastLog >= PROGRESS_EVERY_MS) {
         lastLog = performance.now();
@@ -499,7 +515,8 @@ async function runWorker(
       `handler ${per(h.sum * 1000)} (${pct(h.sum * 1000)}), commit ${per(cm.sum * 1000)} (${pct(cm.sum * 1000)}), ` +
       `checkpoint ${per(phases.checkpoint)} (${pct(phases.checkpoint)}), ` +
       `group-position publishes ${per(phases.group)} (off the batch path), ` +
-      `other/credit wait ${pct(Math.max(0, runnerMs - busy))}; worker started in ${fmtInt(started)} ms`;
+      `other/credit wait ${pct(Math.max(0, runnerMs - busy))}; worker started in ${fmtInt(started)} ms` +
+      (cpuAtDone ? `; process CPU ${fmtInt((cpuAtDone.user + cpuAtDone.system) / 1000)} ms = ${((cpuAtDone.user + cpuAtDone.system) / exp.scanned).toFixed(0)} µs per event, ${((100 * (cpuAtDone.user + cpuAtDone.system)) / 1000 / doneMs).toFixed(0)}% of one core` : '');
     log(`  ${label}: ${lastBreakdown}`);
   }
   const ms = doneMs;
@@ -528,7 +545,7 @@ async function handlerPoolLoads(): Promise<boolean> {
  * The raw loop on the same store layout (see the header): change records → meta + body → detector →
  * one transactionSync per chunk with conditional attrs puts and a checkpoint put.
  */
-async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: number }, chunk: number): Promise<{ ms: number; eps: number }> {
+async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: number }, chunk: number, contract = false): Promise<{ ms: number; eps: number }> {
   const backend = await LocalBackend.open({ dir });
   const s = backend.store;
   const stream = changeStreamName(BUCKET);
@@ -558,6 +575,7 @@ async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: 
         }
         if (read === 0) break;
         s.root.transactionSync(() => {
+          const ctr = contract ? { v: s.counters.get(['v', BUCKET]) ?? 0, q: s.counters.get(['s', stream, shard]) ?? 0 } : { v: 0, q: 0 };
           for (const x of work) {
             const a = s.attrs.get(x.k) ?? {};
             const marker = a[RAW_MARKER];
@@ -565,9 +583,26 @@ async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: 
             const ssn = (x.found & Found.ssn) !== 0;
             const card = (x.found & Found.card) !== 0;
             s.attrs.put(x.k, { ...a, has_ssn: ssn, has_ccard: card, [RAW_MARKER]: x.seq });
+            // `contract`: also what ObjectBinding's contract makes every attribute write do (bump
+            // attrsRevision in the metadata, append the object's `attrs` change record), written plainly.
+            if (contract) {
+              const m = s.meta.get(x.k)!;
+              const meta = { ...m, attrsRevision: m.attrsRevision + 1 };
+              s.meta.put(x.k, meta);
+              const now = Date.now();
+              // Counters handed out in memory and written once per chunk, as the binding's batch write does.
+              const v = ++ctr.v;
+              const q = ++ctr.q;
+              const rec = { bucket: BUCKET, key: x.k[1] as string, type: 'attrs' as const, version: m.version, size: m.size, etag: m.etag, mtime: new Date(now), sequencer: sequencer(v), attrsRevision: meta.attrsRevision, contentType: m.contentType };
+              s.records.put([stream, shard, q], { d: encodeChange(rec), p: x.k[1] as string, t: now });
+            }
             counts.objects_scanned++;
             if (ssn) counts.has_ssn++;
             if (card) counts.has_ccard++;
+          }
+          if (contract) {
+            s.counters.put(['v', BUCKET], ctr.v);
+            s.counters.put(['s', stream, shard], ctr.q);
           }
           s.items.put(['sluice-state', `ckpt/raw/${shard}`], { i: { seq: last + 1, counts: { ...counts } }, r: last });
         });
@@ -597,6 +632,8 @@ async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: 
 async function runProcesses(label: string, dir: string, counters: () => Promise<Record<string, number>>, exp: { scanned: number; ssn: number; card: number }, count: number): Promise<{ eps: number; readySpreadMs: number }> {
   const children: ChildProcess[] = [];
   const readyAt: number[] = [];
+  /** Each process's CPU time when it became ready (what it spent compiling and starting is not the run's). */
+  const cpuAtReady = new Map<number, number>();
   let stderr = '';
   try {
     for (let i = 0; i < count; i++) {
@@ -621,7 +658,10 @@ async function runProcesses(label: string, dir: string, counters: () => Promise<
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       child.stdout!.on('data', (d: Buffer) => {
-        if (d.toString().includes('"event":"ready"')) readyAt.push(performance.now());
+        if (d.toString().includes('"event":"ready"')) {
+          readyAt.push(performance.now());
+          cpuAtReady.set(i, procCpuMs(child.pid));
+        }
       });
       child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
       children.push(child);
@@ -648,10 +688,15 @@ async function runProcesses(label: string, dir: string, counters: () => Promise<
       }
     }
     const ms = performance.now() - t0;
+    const cpu = children.map((ch, i) => procCpuMs(ch.pid) - (cpuAtReady.get(i) ?? Number.NaN));
     if ((c.has_ssn ?? 0) !== exp.ssn || (c.has_ccard ?? 0) !== exp.card || scanned !== exp.scanned)
       throw new Error(`${label}: counters ${JSON.stringify(c)} but the detector finds scanned=${exp.scanned} has_ssn=${exp.ssn} has_ccard=${exp.card}`);
     const eps = exp.scanned / (ms / 1000);
     const readySpreadMs = Math.max(...readyAt) - t0;
+    const cpuTotal = cpu.reduce((a, b) => a + b, 0);
+    const cpuNote = `worker CPU since each one's ready line ${cpu.map((x) => `${fmtInt(x)} ms`).join(' + ')} = ${((1000 * cpuTotal) / exp.scanned).toFixed(0)} µs per event; ${cpu.map((x) => `${((100 * x) / ms).toFixed(0)}%`).join(' / ')} of one core each over the run`;
+    log(`  ${label}: ${cpuNote}`);
+    notes.push(`${label}: ${cpuNote}; processes ready within ${fmtInt(readySpreadMs)} ms of each other`);
     log(`  ${label}: ${exp.scanned} events in ${(ms / 1000).toFixed(2)} s = ${fmtInt(eps)} events/s (processes ready within ${fmtInt(readySpreadMs)} ms of each other)`);
     return { eps, readySpreadMs };
   } finally {
@@ -737,6 +782,18 @@ async function benchLocal(threads: number[]): Promise<void> {
       }
     }
     await runRaw('after');
+    // Not the baseline (the target is against the plain raw loop): the same loop plus the writes the
+    // attribute contract requires, to show how much of the gap is that required work.
+    try {
+      const dir = join(root, 'raw-contract');
+      cpSync(seed, dir, { recursive: true });
+      log('local raw loop + contract writes (meta attrsRevision, attrs change record)');
+      const rc = await rawLocal(dir, exp, LOCAL_MAX_RECORDS, true);
+      notes.push(`local raw loop + the attribute contract's writes (attrsRevision in meta, one attrs change record per write; not the baseline): ${fmtInt(rc.eps)} events/s`);
+      await rm(dir, { recursive: true, force: true });
+    } catch (err) {
+      fail('local raw loop + contract writes', err);
+    }
     const raw = raws.length > 0 ? raws.reduce((a, b) => a + b, 0) / raws.length : Number.NaN;
     notes.push(`local raw loop: ${raws.map(fmtInt).join(' (before) and ')} (after) events/s; baseline = mean`);
     for (const { t, r } of results) {

@@ -1,7 +1,7 @@
 /**
  * Conformance: `Backend.commitBatch` — per-op conditions and results (one op failing its condition does
  * not fail the others), the processed-marker, `after` chains (a failed op skips its successors, a
- * condition or missing object does not), and a write read back after a prefetch-style read (NATS CASes on
+ * condition or missing object does not), `afterAll` (the same over every earlier op), and a write read back after a prefetch-style read (NATS CASes on
  * the remembered revision; a stale one is re-done on a fresh read).
  */
 import { expect, it } from 'vitest';
@@ -63,6 +63,35 @@ forEachBackend('batch', (ctx) => {
     expect(r.map((x) => x.status)).toEqual(['failed', 'skipped', 'skipped', 'ok', 'failed', 'failed', 'failed']);
     expect((await o.getAttrs('k')).attrs).toEqual({});
     expect((await o.getAttrs('j')).attrs).toEqual({ ok: true });
+  });
+
+  it(t('an afterAll op runs after every earlier op: written when none failed (condition and missing do not stop it), skipped otherwise'), async () => {
+    const bucket = ctx.uid('cb');
+    const table = ctx.uid('ct');
+    await ctx.backend.createBucket(bucket, { shards: 2 });
+    await ctx.backend.createTable(table);
+    const o = await ctx.backend.objects(bucket);
+    const kv = await ctx.backend.kv(table);
+    await o.put('a', 'A');
+    await o.put('b', 'B', { attrs: { m: 9 } });
+    const landed = await ctx.backend.commitBatch([
+      { type: 'attrs', bucket, key: 'a', set: { x: 1 }, marker: { attr: 'm', seq: 3 } },
+      { type: 'attrs', bucket, key: 'b', set: { x: 1 }, marker: { attr: 'm', seq: 3 } },
+      { type: 'attrs', bucket, key: 'gone', set: { x: 1 } },
+      { type: 'putItem', table, key: 'ck', item: { n: 1 }, ifRevision: 0, afterAll: true },
+    ]);
+    expect(landed.map((x) => x.status)).toEqual(['ok', 'condition', 'missing', 'ok']);
+    expect((await kv.getItem('ck'))?.item).toEqual({ n: 1 });
+    const stopped = await ctx.backend.commitBatch([
+      { type: 'attrs', bucket, key: 'a', set: { y: 1 } },
+      { type: 'attrs', bucket, key: 'b', set: { big: 'x'.repeat(500_000) } },
+      { type: 'putItem', table, key: 'ck2', item: { n: 1 }, ifRevision: 0, afterAll: true },
+    ]);
+    expect(stopped.map((x) => x.status)).toEqual(['ok', 'failed', 'skipped']);
+    expect(await kv.getItem('ck2')).toBeUndefined();
+    expect((await o.getAttrs('a')).attrs).toEqual({ m: 3, x: 1, y: 1 });
+    const bad = await ctx.backend.commitBatch([{ type: 'putItem', table, key: 'ck3', item: { n: 1 }, afterAll: 'yes' as unknown as boolean }]);
+    expect(bad[0]!.status).toBe('failed');
   });
 
   it(t('a write after a read by another client sees the other client\'s write (no stale revision wins)'), async () => {
