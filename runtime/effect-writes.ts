@@ -37,7 +37,7 @@ import type { BatchRecordInput, BindingSpec } from './batch-types.ts';
 import { commitCause } from './chain.ts';
 
 /** Result of committing a record's effects: all applied (now or by an earlier delivery), or why not. */
-export type EffectOutcome = 'ok' | { error: { code: string; message: string } };
+export type ExtraOutcome = 'ok' | { error: { code: string; message: string } };
 
 /** Most emitted records per putRecords call (both backends take at least this many). */
 const APPEND_CHUNK = 500;
@@ -61,7 +61,7 @@ export function effectDedupeId(fn: string, rec: Pick<BatchRecordInput, 'source' 
   return `${fn}/${rec.source}/${rec.shard}/${rec.seq}/${i}`;
 }
 
-function fail(code: string, message: string): EffectOutcome {
+function fail(code: string, message: string): ExtraOutcome {
   return { error: { code, message } };
 }
 
@@ -83,7 +83,7 @@ export class EffectWriter {
   }
 
   /** The binding's resource, after checking it again here: declarations crossed a thread boundary. */
-  #resource(e: ExtraEffect): string | EffectOutcome {
+  #resource(e: ExtraEffect): string | ExtraOutcome {
     const b = this.#specs.get(e.binding);
     if (b === undefined) return fail('SLUICE_ACCESS_DENIED', `effect ${e.kind}('${e.binding}'): no binding '${e.binding}' is declared in the function's spec`);
     if (b.kind !== e.kind) return fail('SLUICE_INVALID_ARGUMENT', `effect ${e.kind}('${e.binding}'): binding '${e.binding}' is a ${b.kind} binding`);
@@ -116,14 +116,14 @@ export class EffectWriter {
    * and the effects already applied are skipped by their markers). `ok` when all are applied or were
    * applied by an earlier delivery.
    */
-  async commit(rec: BatchRecordInput, extra: readonly ExtraEffect[]): Promise<EffectOutcome> {
+  async commit(rec: BatchRecordInput, extra: readonly ExtraEffect[]): Promise<ExtraOutcome> {
     if (extra.length > MAX_EFFECTS_PER_RECORD) return fail('SLUICE_VALUE_TOO_LARGE', `record '${rec.key}' declares ${extra.length} effects; at most ${MAX_EFFECTS_PER_RECORD}`);
     const marker = effectMarkerAttr(this.#fn, rec.source, rec.shard, rec.key);
     // Emitted records and other objects' change records name this function and the chain depth (runtime/chain.ts).
     const cause = commitCause(this.#fn, rec.cause);
     // Consecutive appends to one stream go as one putRecords call (one round trip, one transaction).
     let pending: { stream: string; records: PutRecord[] } | undefined;
-    const flush = async (): Promise<EffectOutcome> => {
+    const flush = async (): Promise<ExtraOutcome> => {
       if (pending === undefined) return 'ok';
       const { stream, records } = pending;
       pending = undefined;
@@ -158,7 +158,7 @@ export class EffectWriter {
   }
 
   /** One conditional write of an item's / object's update plus its marker. */
-  async #update(kind: 'kv' | 'object', resource: string, key: string, update: Expression, marker: string, value: number, cause: Cause): Promise<EffectOutcome> {
+  async #update(kind: 'kv' | 'object', resource: string, key: string, update: Expression, marker: string, value: number, cause: Cause): Promise<ExtraOutcome> {
     const updates: Expression[] = [update, { expr: 'SET #sluiceM = :sluiceM', names: { '#sluiceM': marker }, values: { ':sluiceM': value } }];
     const condition: Expression = { expr: 'not_exists(#sluiceM) OR #sluiceM < :sluiceM', names: { '#sluiceM': marker }, values: { ':sluiceM': value } };
     try {
@@ -180,7 +180,7 @@ export class EffectWriter {
     }
   }
 
-  async #append(stream: string, records: PutRecord[]): Promise<EffectOutcome> {
+  async #append(stream: string, records: PutRecord[]): Promise<ExtraOutcome> {
     this.#streams ??= this.#targets.streams();
     try {
       const res = await this.#streams.putRecords(stream, records);

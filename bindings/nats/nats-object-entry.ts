@@ -18,20 +18,12 @@ import { objectKeyOfSubject } from './nats-names.ts';
 export const CHANGE_HEADER = 'Sluice-Change';
 
 /** The value of an object KV message (msgpack): the whole state of the object after the change. */
-export interface ObjectEntry {
+export interface ObjectEntry extends Omit<ObjectHead, 'version'> {
   type: ChangeType;
-  key: string;
-  size: number;
-  etag: string;
   /** Object version; 0 in a `put` message, whose version is its own revision. */
   version: number;
-  contentType: string;
-  /** Time of the last put. */
-  mtime: Date;
   /** Time of this change. */
   time: Date;
-  attrs: Attrs;
-  attrsRevision: number;
   /** The body, when it is at most `inlineBodyMaxBytes`. */
   body?: Uint8Array;
   /** Object Store name of the body otherwise, and the store's id of it (to purge its chunks). */
