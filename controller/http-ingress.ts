@@ -217,7 +217,8 @@ export async function startHttpIngress(o: HttpIngressOptions): Promise<HttpIngre
     socket.resume();
   }
 
-  const front = o.handOff ? createNetServer({ pauseOnConnect: true }, onConnection) : server;
+  // noDelay as node:http's own servers set it (TCP_NODELAY stays on the socket when it is handed on).
+  const front = o.handOff ? createNetServer({ pauseOnConnect: true, noDelay: true }, onConnection) : server;
   await new Promise<void>((resolve, reject) => {
     front.once('error', reject);
     front.listen(o.port ?? 8080, o.host ?? '127.0.0.1', () => resolve());
