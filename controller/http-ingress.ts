@@ -19,7 +19,7 @@ import { Agent, createServer, type IncomingMessage, type Server, type ServerResp
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { KvBinding } from '../bindings/types.ts';
 import { StateKeys } from '../runtime/state.ts';
-import { longestRoute, pipeRequest, requestTarget, type HttpHandOff } from '../runtime/triggers/http-handoff.ts';
+import { longestRoute, pipeRequest, pipeTargetOf, requestTarget, type HttpHandOff, type PipeTarget } from '../runtime/triggers/http-handoff.ts';
 import { HTTP_HEARTBEAT_MS, splitTarget, type HttpRegistration } from '../runtime/triggers/http.ts';
 
 /** The routes the ingress serves: what {@link Controller.httpRoutes} returns. */
@@ -65,7 +65,8 @@ function send(res: ServerResponse, status: number, code: string, message: string
   res.end(text);
 }
 
-type WorkerTarget = { hostname: string; port: number; host: string; pid: number | undefined };
+/** A live worker: where to proxy to, and its process (for a hand-off). */
+type WorkerTarget = PipeTarget & { pid: number | undefined };
 
 /** The internals of a TCP handle this file touches: stopping its reads before the socket is sent on. */
 interface ReadingHandle {
@@ -119,8 +120,7 @@ export async function startHttpIngress(o: HttpIngressOptions): Promise<HttpIngre
       const reg = r?.item as unknown as HttpRegistration | undefined;
       if (!reg || typeof reg.url !== 'string' || now - reg.at >= 3 * HTTP_HEARTBEAT_MS) return [];
       // Parsed once per refresh, not per request.
-      const u = new URL(reg.url);
-      return [{ hostname: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), host: u.host, pid: typeof reg.pid === 'number' ? reg.pid : undefined }];
+      return [{ ...pipeTargetOf(reg.url), pid: typeof reg.pid === 'number' ? reg.pid : undefined }];
     });
     cache.set(fn, { at: now, urls });
     return urls;

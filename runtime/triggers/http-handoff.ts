@@ -79,6 +79,12 @@ export interface PipeTarget {
   host: string;
 }
 
+/** The target of a URL such as a worker's registration or the ingress's own (IPv6 brackets dropped). */
+export function pipeTargetOf(url: string): PipeTarget {
+  const u = new URL(url);
+  return { hostname: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), host: u.host };
+}
+
 /**
  * Sends `req` to `target` and streams the answer back into `res`, bodies streaming both ways; resolves
  * when the answer has been written (or the exchange failed). `onError` answers a request whose target

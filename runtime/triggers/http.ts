@@ -24,7 +24,8 @@ import type { HttpTrigger, ResolvedWorkerOptions } from '../worker-options.ts';
 
 export type { HttpTrigger };
 import { DeadlineWheel } from './deadline-wheel.ts';
-import { longestRoute, pipeRequest, type HttpHandOff } from './http-handoff.ts';
+import { endWithBody } from './http-body.ts';
+import { longestRoute, pipeRequest, pipeTargetOf, type HttpHandOff, type PipeTarget } from './http-handoff.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
 import { httpHandler, type HttpTask, type HttpTaskResult, type HttpThreadData } from './http-thread.ts';
 
@@ -47,8 +48,6 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 }
 
 const EMPTY = new Uint8Array(0);
-/** Response bodies up to this size are written together with the head (see #run). */
-const ONE_WRITE_MAX_BYTES = 64 * 1024;
 
 /** A path that `new URL()` would leave as it is (no dot segments, nothing to percent-encode). */
 const PLAIN_PATH = /^\/[\w\-.~/!$&'()*+,;=:@%]*$/;
@@ -189,7 +188,7 @@ export class HttpTriggerServer {
   readonly #key: string;
   readonly #wheel = new DeadlineWheel();
   /** Connections handed over by the ingress: the routes it served then, and where it listens. */
-  readonly #handedOff = new WeakMap<Socket, { routes: { path: string }[]; ingress: URL }>();
+  readonly #handedOff = new WeakMap<Socket, { routes: { path: string }[]; ingress: PipeTarget }>();
   #closing = false;
   /** Requests admitted (running or waiting for a thread); bounded by {@link #capacity}. */
   #inFlight = 0;
@@ -281,7 +280,7 @@ export class HttpTriggerServer {
       socket.destroy();
       return;
     }
-    this.#handedOff.set(socket, { routes: m.routes.map((path) => ({ path })), ingress: new URL(m.ingress) });
+    this.#handedOff.set(socket, { routes: m.routes.map((path) => ({ path })), ingress: pipeTargetOf(m.ingress) });
     this.#server.emit('connection', socket);
     socket.unshift(Buffer.from(m.head, 'base64'));
     socket.resume();
@@ -289,20 +288,17 @@ export class HttpTriggerServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const t = this.#o.trigger;
+    const url = splitTarget(req.url ?? '/');
     const handed = this.#handedOff.get(req.socket);
-    if (handed !== undefined && longestRoute(splitTarget(req.url ?? '/').path, handed.routes)?.path !== t.path) {
+    if (handed !== undefined && longestRoute(url.path, handed.routes)?.path !== t.path) {
       // A request for another route on a connection handed to us for ours: the ingress answers it, on a
       // fresh connection (whose first request it routes), so the answer is the one it would have given.
-      const ingress = handed.ingress;
-      return pipeRequest(req, res, { hostname: ingress.hostname.replace(/^\[|\]$/g, ''), port: Number(ingress.port), host: ingress.host }, false, (e) =>
-        send(res, 502, { error: { code: 'SLUICE_BACKEND_UNAVAILABLE', message: `the ingress did not answer: ${e.message}` } }),
-      );
+      return pipeRequest(req, res, handed.ingress, false, (e) => send(res, 502, { error: { code: 'SLUICE_BACKEND_UNAVAILABLE', message: `the ingress did not answer: ${e.message}` } }));
     }
     const requestId = (typeof req.headers['x-request-id'] === 'string' && /^[\w.-]{1,128}$/.test(req.headers['x-request-id']) ? req.headers['x-request-id'] : randomUUID());
     res.setHeader('x-request-id', requestId);
     const method = (req.method ?? 'GET').toUpperCase();
     if (t.methods.length > 0 && !t.methods.includes(method)) return send(res, 405, { error: { code: 'SLUICE_INVALID_ARGUMENT', message: `${method} is not allowed on ${t.path}` }, requestId }, { allow: t.methods.join(', ') });
-    const url = splitTarget(req.url ?? '/');
     const headers: Record<string, string> = {};
     const raw = req.headers;
     for (const k in raw) {
@@ -380,10 +376,7 @@ export class HttpTriggerServer {
     // A HEAD answer keeps the length the handler gives (that of the body a GET would get).
     const keepLength = method === 'HEAD' && out.byteLength === 0 && Object.keys(r.headers).some((h) => h.toLowerCase() === 'content-length');
     res.writeHead(r.status, keepLength ? r.headers : { ...r.headers, 'content-length': String(out.byteLength) });
-    // A small body goes out as a latin1 string (the same bytes): node:http then sends head and body in
-    // one write, where a Buffer costs a writev of two chunks — the largest self time per request.
-    if (out.byteLength <= ONE_WRITE_MAX_BYTES) res.end(out.toString('latin1'), 'latin1');
-    else res.end(out);
+    endWithBody(res, out);
   }
 
   /**
