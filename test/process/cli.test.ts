@@ -113,6 +113,10 @@ describe('cli', () => {
         reject(new Error(`sluice dev exited with ${c} before it was ready; stdout: ${devOut}; stderr: ${devErr}`));
       });
     });
+    // Pinned at 1 (maxReplicas is 2 for the `scale 2` test): the autoscaler must not add a replica on
+    // the lag the concurrent upload tests make while `ls`/`status` are checked (CI saw `ls` report 2).
+    const pin = await sluice(['scale', FN, '1']);
+    expect(pin.code, pin.stderr).toBe(ExitCodes.ok);
   });
 
   afterAll(async () => {
