@@ -16,8 +16,15 @@ export interface Deadline {
   cancel(): void;
 }
 
-interface Entry {
+/** A slot entry is its own Deadline handle: one object per deadline, no closure. */
+class Entry implements Deadline {
   fn: (() => void) | undefined;
+  constructor(fn: () => void) {
+    this.fn = fn;
+  }
+  cancel(): void {
+    this.fn = undefined;
+  }
 }
 
 export class DeadlineWheel {
@@ -26,7 +33,7 @@ export class DeadlineWheel {
   /** Calls `fn` once `deadlineMs` (epoch ms) has passed, unless cancelled first. */
   at(deadlineMs: number, fn: () => void): Deadline {
     const slot = Math.ceil(deadlineMs / SLOT_MS);
-    const entry: Entry = { fn };
+    const entry = new Entry(fn);
     let list = this.#slots.get(slot);
     if (list === undefined) {
       list = [];
@@ -36,7 +43,7 @@ export class DeadlineWheel {
       t.unref();
     }
     list.push(entry);
-    return { cancel: () => (entry.fn = undefined) };
+    return entry;
   }
 
   #fire(slot: number): void {

@@ -6,12 +6,12 @@
  * blocks the worker.
  */
 import { pathToFileURL } from 'node:url';
-import { MessageChannel, workerData, type MessagePort } from 'node:worker_threads';
-import pino from 'pino';
+import { MessageChannel, MessagePort, workerData } from 'node:worker_threads';
+import pino, { type Logger } from 'pino';
 import { Piscina } from 'piscina';
 import { BindingError, serializeError, type SerializedError } from '../../bindings/errors.ts';
 import type { Backend } from '../../bindings/types.ts';
-import type { BoundBinding, HttpFunctionDefinition, HttpRequest, HttpResponseBody } from '../../functions/types.ts';
+import type { BoundBinding, HttpContext, HttpFunctionDefinition, HttpRequest, HttpResponseBody } from '../../functions/types.ts';
 import { openBackend, type BackendSpec } from '../backend-spec.ts';
 import type { BindingSpec } from '../batch-types.ts';
 import { bindAll } from '../threads/bound-bindings.ts';
@@ -49,7 +49,7 @@ export interface HttpTask {
  * The task's answer: a whole response, the handler's error, or — for a streamed response body — the
  * port its head and chunks arrive on (http-stream.ts), sent on after the task has returned.
  */
-export type HttpTaskResult = { ok: true; status: number; headers: Record<string, string>; body: Uint8Array } | { ok: false; error: SerializedError } | MessagePort;
+export type HttpTaskResult = { ok: true; status: number; headers: Record<string, string>; body: Uint8Array | string } | { ok: false; error: SerializedError } | MessagePort;
 
 interface Loaded {
   def: HttpFunctionDefinition;
@@ -57,11 +57,7 @@ interface Loaded {
   backend: Backend;
 }
 
-function bytesOf(body: string | Uint8Array | undefined): Uint8Array {
-  if (body === undefined) return new Uint8Array(0);
-  if (typeof body === 'string') return Buffer.from(body, 'utf8');
-  return body;
-}
+const EMPTY = new Uint8Array(0);
 
 function isStream(body: HttpResponseBody | undefined): body is AsyncIterable<Uint8Array> {
   return typeof body === 'object' && body !== null && !(body instanceof Uint8Array) && typeof (body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator] === 'function';
@@ -71,17 +67,86 @@ async function* oneChunk(b: Uint8Array): AsyncIterable<Uint8Array> {
   if (b.byteLength > 0) yield b;
 }
 
+/** The error an inline request rejects with at its deadline (the caller answers 504). */
+function timeoutError(): Error {
+  return Object.assign(new Error('the handler ran past its deadline'), { name: 'TimeoutError' });
+}
+
+/**
+ * What a handler sees besides the request. A class, not an object literal: the literal's per-request
+ * getters showed in the worker's profile. The logger and `signal` are made on first use (most handlers
+ * never log, and one AbortController per request was the largest allocation of a hello-world).
+ */
+class RequestContext implements HttpContext {
+  readonly function: string;
+  readonly data: Readonly<Record<string, BoundBinding>>;
+  readonly secrets: Readonly<Record<string, string>>;
+  readonly deadline: number;
+  readonly #log: Logger;
+  readonly #requestId: string;
+  #child: Logger | undefined;
+  #ac: AbortController | undefined;
+  #expired = false;
+
+  constructor(fn: string, data: Readonly<Record<string, BoundBinding>>, secrets: Readonly<Record<string, string>>, deadline: number, log: Logger, requestId: string) {
+    this.function = fn;
+    this.data = data;
+    this.secrets = secrets;
+    this.deadline = deadline;
+    this.#log = log;
+    this.#requestId = requestId;
+  }
+
+  get log(): Logger {
+    return (this.#child ??= this.#log.child({ requestId: this.#requestId }));
+  }
+
+  /** Aborted once the deadline passed; asked for after it, already aborted. */
+  get signal(): AbortSignal {
+    if (this.#ac === undefined) {
+      this.#ac = new AbortController();
+      if (this.#expired) this.#ac.abort();
+    }
+    return this.#ac.signal;
+  }
+
+  /** The deadline passed (static: not a method handlers see on their ctx). */
+  static expire(c: RequestContext): void {
+    c.#expired = true;
+    c.#ac?.abort();
+  }
+}
+
+/** True when `headers` names a content type (any letter case). */
+function hasContentType(headers: Record<string, string>): boolean {
+  for (const h in headers) if (h.length === 12 && h.toLowerCase() === 'content-type') return true;
+  return false;
+}
+
+/** Runs an HTTP function's handler: as piscina's task function in a handler thread, or inline. */
+export interface HttpRunner {
+  /** One task in a handler thread: the deadline aborts `ctx.signal` (the pool terminates a runaway thread). */
+  task(task: HttpTask): Promise<HttpTaskResult>;
+  /**
+   * One request on the caller's event loop (`isolation: inline`): rejects with a TimeoutError at
+   * `deadlineMs` (aborting `ctx.signal`); nothing can stop the handler itself, its late answer is dropped.
+   */
+  inline(req: HttpWireRequest, deadlineMs: number): Promise<HttpTaskResult>;
+}
+
 /**
  * The request function of one handler thread — or of the worker's main thread for an `isolation: inline`
  * trigger (runtime/triggers/http.ts): loads the module and bindings (starting now), then answers tasks.
  */
-export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 'http'): (task: HttpTask) => Promise<HttpTaskResult> {
+export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 'http'): HttpRunner {
   const secrets: Readonly<Record<string, string>> = Object.freeze({ ...d.secrets });
   const wheel = new DeadlineWheel();
   const log = pino({ level: d.logLevel, base: { function: d.function, thread } }, pino.destination(2));
   // Loading starts with the thread, so the first request does not pay for it within its timeout.
   let loaded: Promise<Loaded> | undefined = load();
   loaded.catch(() => undefined);
+  /** The loaded module once its load succeeded: requests then skip awaiting the load. */
+  let ready: Loaded | undefined;
 
   async function load(): Promise<Loaded> {
     const mod = (await import(pathToFileURL(d.module).href)) as { default?: HttpFunctionDefinition };
@@ -90,74 +155,95 @@ export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 
     const backend = await openBackend(d.backend);
     const data = await bindAll(backend, d.bindings);
     await def.init?.({ function: d.function, log, data, secrets });
-    return { def, data, backend };
+    return (ready = { def, data, backend });
   }
 
-  return async function handle(task: HttpTask): Promise<HttpTaskResult> {
+  /**
+   * Runs the handler on `wire` and shapes its answer. `started` receives the request's ctx before the
+   * handler runs (the caller's deadline expires it). Never rejects: a failure is the `ok: false` result.
+   */
+  async function run(wire: HttpWireRequest, port: MessagePort | undefined, deadlineMs: number, warm: boolean, started: (ctx: RequestContext) => void): Promise<HttpTaskResult> {
+    // The request port stays open while a streamed response may still read the request (an echo).
+    let keepPort = false;
     try {
-      loaded ??= load();
-      const { def, data } = await loaded;
-      if (task.warm) return { ok: true, status: 204, headers: {}, body: new Uint8Array(0) };
-      // ctx.signal's controller is made on first use (most handlers never look): one per request showed
-      // in the profile. Asked for after the deadline, it is already aborted.
-      let ac: AbortController | undefined;
-      let expired = false;
-      const timer = wheel.at(task.deadlineMs, () => {
-        expired = true;
-        ac?.abort();
-      });
-      // The request port stays open while a streamed response may still read the request (an echo).
-      let keepPort = false;
-      try {
-        const req: HttpRequest = { ...task.req, bodyStream: task.port ? new StreamReceiver(task.port) : oneChunk(task.req.body) };
-        let child: typeof log | undefined;
-        const requestId = task.req.requestId;
-        const ctx = {
-          function: d.function,
-          // Made on first use: a child logger per request showed in the profile, and most handlers never log.
-          get log() {
-            return (child ??= log.child({ requestId }));
-          },
-          data,
-          secrets,
-          get signal() {
-            if (ac === undefined) {
-              ac = new AbortController();
-              if (expired) ac.abort();
-            }
-            return ac.signal;
-          },
-          deadline: task.deadlineMs,
-        };
-        const res = await def.http(req, ctx);
-        const status = res?.status ?? 200;
-        if (!Number.isInteger(status) || status < 100 || status > 599) throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: status must be an integer 100-599, got ${JSON.stringify(status)}`);
-        const headers = { ...(res?.headers ?? {}) };
-        const typed = Object.keys(headers).some((h) => h.toLowerCase() === 'content-type');
-        if (isStream(res?.body)) {
-          if (!typed) headers['content-type'] = 'application/octet-stream';
-          const { port1, port2 } = new MessageChannel();
-          keepPort = true;
-          // Sent on after this task returns, within the same deadline (http-stream.ts cuts it past it).
-          void sendStream(port1, res.body, { head: { status, headers }, deadlineMs: task.deadlineMs }).finally(() => task.port?.close());
-          return Piscina.move(port2) as MessagePort;
-        }
-        if (res?.body !== undefined && typeof res.body !== 'string' && !(res.body instanceof Uint8Array))
-          throw new BindingError('SLUICE_INVALID_ARGUMENT', 'http handler: body must be a string, a Uint8Array or an async iterable of Uint8Array chunks');
-        const body = bytesOf(res?.body);
-        if (!typed && body.byteLength > 0) headers['content-type'] = typeof res?.body === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream';
-        return { ok: true, status, headers, body };
-      } finally {
-        timer.cancel();
-        if (!keepPort) task.port?.close();
+      const { def, data } = ready ?? (await (loaded ??= load()));
+      if (warm) return { ok: true, status: 204, headers: {}, body: EMPTY };
+      const req: HttpRequest = {
+        method: wire.method,
+        path: wire.path,
+        query: wire.query,
+        headers: wire.headers,
+        body: wire.body,
+        streamed: wire.streamed,
+        requestId: wire.requestId,
+        bodyStream: port ? new StreamReceiver(port) : oneChunk(wire.body),
+      };
+      const ctx = new RequestContext(d.function, data, secrets, deadlineMs, log, wire.requestId);
+      started(ctx);
+      const res = await def.http(req, ctx);
+      const status = res?.status ?? 200;
+      if (!Number.isInteger(status) || status < 100 || status > 599) throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: status must be an integer 100-599, got ${JSON.stringify(status)}`);
+      const headers = { ...res?.headers };
+      const typed = hasContentType(headers);
+      const body = res?.body;
+      if (isStream(body)) {
+        if (!typed) headers['content-type'] = 'application/octet-stream';
+        const { port1, port2 } = new MessageChannel();
+        keepPort = true;
+        // Sent on after this task returns, within the same deadline (http-stream.ts cuts it past it).
+        void sendStream(port1, body, { head: { status, headers }, deadlineMs }).finally(() => port?.close());
+        return Piscina.move(port2) as MessagePort;
       }
+      if (body !== undefined && typeof body !== 'string' && !(body instanceof Uint8Array))
+        throw new BindingError('SLUICE_INVALID_ARGUMENT', 'http handler: body must be a string, a Uint8Array or an async iterable of Uint8Array chunks');
+      if (!typed && body !== undefined && body.length > 0) headers['content-type'] = typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream';
+      return { ok: true, status, headers, body: body ?? EMPTY };
     } catch (e) {
       // A load failure is retried by the next request (a module fixed under live reload loads then).
-      if (loaded !== undefined && (await loaded.then(() => false, () => true))) loaded = undefined;
+      if (ready === undefined && loaded !== undefined && (await loaded.then(() => false, () => true))) loaded = undefined;
       return { ok: false, error: serializeError(e) };
+    } finally {
+      if (!keepPort) port?.close();
     }
+  }
+
+  const none = (): void => undefined;
+  return {
+    async task(task: HttpTask): Promise<HttpTaskResult> {
+      let ctx: RequestContext | undefined;
+      let expired = false;
+      const timer = task.warm ? undefined : wheel.at(task.deadlineMs, () => {
+        expired = true;
+        if (ctx) RequestContext.expire(ctx);
+      });
+      try {
+        return await run(task.req, task.port, task.deadlineMs, task.warm === true, (c) => {
+          ctx = c;
+          if (expired) RequestContext.expire(c);
+        });
+      } finally {
+        timer?.cancel();
+      }
+    },
+    inline(wire: HttpWireRequest, deadlineMs: number): Promise<HttpTaskResult> {
+      return new Promise((resolve, reject) => {
+        let ctx: RequestContext | undefined;
+        let late = false;
+        // One wheel slot per request: it both aborts ctx.signal and answers the caller.
+        const timer = wheel.at(deadlineMs, () => {
+          late = true;
+          if (ctx) RequestContext.expire(ctx);
+          reject(timeoutError());
+        });
+        run(wire, undefined, deadlineMs, false, (c) => (ctx = c)).then((r) => {
+          timer.cancel();
+          if (late && r instanceof MessagePort) r.close();
+          resolve(r);
+        }, none);
+      });
+    },
   };
 }
 
 /** piscina's task function (the main thread imports this module too, for inline triggers: no workerData). */
-export default workerData ? httpHandler(workerData as HttpThreadData) : undefined;
+export default workerData ? httpHandler(workerData as HttpThreadData).task : undefined;

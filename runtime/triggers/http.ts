@@ -27,7 +27,7 @@ import { DeadlineWheel } from './deadline-wheel.ts';
 import { endWithBody } from './http-body.ts';
 import { longestRoute, pipeRequest, pipeTargetOf, type HttpHandOff, type PipeTarget } from './http-handoff.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
-import { httpHandler, type HttpTask, type HttpTaskResult, type HttpThreadData } from './http-thread.ts';
+import { httpHandler, type HttpRunner, type HttpTask, type HttpTaskResult, type HttpThreadData } from './http-thread.ts';
 
 const BOOTSTRAP = fileURLToPath(new URL('./http-bootstrap.mjs', import.meta.url));
 /** How often a worker refreshes its registration (the ingress ignores ones older than 3×). */
@@ -41,9 +41,10 @@ export interface HttpRegistration {
   pid?: number;
 }
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+/** Answers a JSON body (the trigger's own answers: errors, 405, 429 …), with the request id when there is one. */
+function send(res: ServerResponse, status: number, body: unknown, requestId?: string, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...headers });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...(requestId === undefined ? {} : { 'x-request-id': requestId }), ...headers });
   res.end(text);
 }
 
@@ -60,6 +61,20 @@ export function splitTarget(target: string): { path: string; query: string } {
   const url = new URL(target, 'http://x');
   return { path: url.pathname, query: url.search.slice(1) };
 }
+
+/** True when `headers` has `name` (lower case) in any letter case. */
+function hasHeader(headers: Record<string, string>, name: string): boolean {
+  for (const h in headers) if (h.length === name.length && h.toLowerCase() === name) return true;
+  return false;
+}
+
+/** HTTP/1.1: a request without content-length or transfer-encoding has no body (node dumps the rest). */
+function hasBody(req: IncomingMessage): boolean {
+  const declared = req.headers['content-length'];
+  return declared === undefined ? req.headers['transfer-encoding'] !== undefined : declared !== '0';
+}
+
+const NO_BODY: ReadBody = { body: EMPTY };
 
 /** Most bytes of an oversized body read and discarded before answering 413 (then the connection closes). */
 const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
@@ -147,9 +162,9 @@ class RequestBodyStream implements AsyncIterable<Uint8Array> {
 }
 
 /** Writes a streamed response: its head, then its chunks as the client takes them. */
-async function writeStream(res: ServerResponse, recv: StreamReceiver): Promise<void> {
+async function writeStream(res: ServerResponse, recv: StreamReceiver, requestId: string): Promise<void> {
   const head = await recv.head();
-  res.writeHead(head.status, head.headers);
+  res.writeHead(head.status, { ...head.headers, 'x-request-id': requestId });
   let gone = false;
   const onClose = () => (gone = true);
   res.once('close', onClose);
@@ -183,7 +198,7 @@ export class HttpTriggerServer {
   readonly #server: Server;
   /** The handler threads; undefined for an `isolation: inline` trigger, which runs {@link #inline}. */
   readonly #pool: Piscina<HttpTask, HttpTaskResult> | undefined;
-  readonly #inline: ((task: HttpTask) => Promise<HttpTaskResult>) | undefined;
+  readonly #inline: HttpRunner | undefined;
   readonly #heartbeat: NodeJS.Timeout;
   readonly #key: string;
   readonly #wheel = new DeadlineWheel();
@@ -194,11 +209,11 @@ export class HttpTriggerServer {
   #inFlight = 0;
   readonly #capacity: number;
 
-  private constructor(o: HttpTriggerServerOptions, server: Server, run: Piscina<HttpTask, HttpTaskResult> | ((task: HttpTask) => Promise<HttpTaskResult>), url: string) {
+  private constructor(o: HttpTriggerServerOptions, server: Server, run: Piscina<HttpTask, HttpTaskResult> | HttpRunner, url: string) {
     this.#o = o;
     this.#server = server;
-    this.#pool = typeof run === 'function' ? undefined : run;
-    this.#inline = typeof run === 'function' ? run : undefined;
+    this.#pool = run instanceof Piscina ? run : undefined;
+    this.#inline = run instanceof Piscina ? undefined : run;
     this.url = url;
     this.#key = StateKeys.httpWorker(o.o.function, o.o.ordinal);
     this.#capacity = Math.max(1, o.o.threads) * o.trigger.concurrency + o.trigger.maxQueue;
@@ -238,13 +253,18 @@ export class HttpTriggerServer {
     };
     let self: HttpTriggerServer | undefined;
     const server = createServer((req, res) => {
-      const started = process.hrtime.bigint();
-      res.on('finish', () => observe(res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
-      void self!.#handle(req, res).catch((e: unknown) => {
-        o.log.error({ err: e }, 'http request failed');
-        if (!res.headersSent) send(res, 500, { error: { code: 'SLUICE_INTERNAL', message: 'internal error' } });
-        else res.destroy();
-      });
+      const started = performance.now();
+      // Observed once the answer is handed to the socket (#handle resolves after res.end, or after the
+      // last chunk of a streamed answer): no 'finish' listener per request.
+      self!.#handle(req, res).then(
+        () => observe(res.statusCode, (performance.now() - started) / 1000),
+        (e: unknown) => {
+          o.log.error({ err: e }, 'http request failed');
+          if (!res.headersSent) send(res, 500, { error: { code: 'SLUICE_INTERNAL', message: 'internal error' } });
+          else res.destroy();
+          observe(500, (performance.now() - started) / 1000);
+        },
+      );
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -255,7 +275,7 @@ export class HttpTriggerServer {
     const host = o.trigger.host.includes(':') ? `[${o.trigger.host}]` : o.trigger.host;
     self = new HttpTriggerServer(o, server, pool, `http://${host}:${port}`);
     // Register only once the handler module loads (a broken module fails the worker's start, visibly).
-    const warm = await (typeof pool === 'function' ? pool : (t: HttpTask) => pool.run(t))({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
+    const warm = await (pool instanceof Piscina ? (t: HttpTask) => pool.run(t) : pool.task)({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
     if (warm instanceof MessagePort || !warm.ok) {
       if (warm instanceof MessagePort) warm.close();
       await self.close();
@@ -295,18 +315,22 @@ export class HttpTriggerServer {
       // fresh connection (whose first request it routes), so the answer is the one it would have given.
       return pipeRequest(req, res, handed.ingress, false, (e) => send(res, 502, { error: { code: 'SLUICE_BACKEND_UNAVAILABLE', message: `the ingress did not answer: ${e.message}` } }));
     }
-    const requestId = (typeof req.headers['x-request-id'] === 'string' && /^[\w.-]{1,128}$/.test(req.headers['x-request-id']) ? req.headers['x-request-id'] : randomUUID());
-    res.setHeader('x-request-id', requestId);
-    const method = (req.method ?? 'GET').toUpperCase();
-    if (t.methods.length > 0 && !t.methods.includes(method)) return send(res, 405, { error: { code: 'SLUICE_INVALID_ARGUMENT', message: `${method} is not allowed on ${t.path}` }, requestId }, { allow: t.methods.join(', ') });
-    const headers: Record<string, string> = {};
     const raw = req.headers;
-    for (const k in raw) {
-      const v = raw[k];
-      if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    const given = raw['x-request-id'];
+    const requestId = given !== undefined && typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
+    // node:http already upper-cases the method and joins repeated headers; only set-cookie stays an array.
+    const method = req.method ?? 'GET';
+    if (t.methods.length > 0 && !t.methods.includes(method)) return send(res, 405, { error: { code: 'SLUICE_INVALID_ARGUMENT', message: `${method} is not allowed on ${t.path}` }, requestId }, requestId, { allow: t.methods.join(', ') });
+    let headers = raw as Record<string, string>;
+    if (raw['set-cookie'] !== undefined) {
+      headers = {};
+      for (const k in raw) {
+        const v = raw[k];
+        if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+      }
     }
     // Admission before reading the body: an overloaded worker does not take in 50 MiB to answer 429.
-    if (this.#inFlight >= this.#capacity) return send(res, 429, { error: { code: 'SLUICE_BACKEND_UNAVAILABLE', message: 'over capacity: every handler place and queue slot is taken' }, requestId }, { 'retry-after': '1' });
+    if (this.#inFlight >= this.#capacity) return send(res, 429, { error: { code: 'SLUICE_BACKEND_UNAVAILABLE', message: 'over capacity: every handler place and queue slot is taken' }, requestId }, requestId, { 'retry-after': '1' });
     this.#inFlight++;
     try {
       await this.#run(req, res, requestId, method, url, headers);
@@ -317,8 +341,9 @@ export class HttpTriggerServer {
 
   async #run(req: IncomingMessage, res: ServerResponse, requestId: string, method: string, url: { path: string; query: string }, headers: Record<string, string>): Promise<void> {
     const t = this.#o.trigger;
-    const tooLarge = () => send(res, 413, { error: { code: 'SLUICE_VALUE_TOO_LARGE', message: `request body exceeds ${t.maxBodyBytes} bytes` }, requestId });
-    const read = await readBody(req, t.maxBodyBytes, t.streamBodyBytes);
+    const tooLarge = () => send(res, 413, { error: { code: 'SLUICE_VALUE_TOO_LARGE', message: `request body exceeds ${t.maxBodyBytes} bytes` }, requestId }, requestId);
+    // No body (most GETs): no async read to await.
+    const read = hasBody(req) ? await readBody(req, t.maxBodyBytes, t.streamBodyBytes) : NO_BODY;
     if ('over' in read) return tooLarge();
     const body = 'body' in read ? read.body : EMPTY;
     const stream = 'stream' in read ? read.stream : undefined;
@@ -339,12 +364,12 @@ export class HttpTriggerServer {
         const ac = new AbortController();
         deadline = this.#wheel.at(task.deadlineMs, () => ac.abort());
         r = await this.#pool.run(task, { signal: ac.signal, transferList });
-      } else r = await this.#runInline(task);
+      } else r = await this.#inline!.inline(task.req, task.deadlineMs);
     } catch (e) {
       const name = (e as Error).name;
       if (name === 'AbortError' || name === 'TimeoutError') {
         this.#o.log.warn({ requestId, timeoutMs: this.#o.o.timeoutMs }, this.#pool ? 'http handler timed out; its thread is replaced' : 'http handler (inline) timed out; its late answer is dropped');
-        return send(res, 504, { error: { code: 'SLUICE_HANDLER_TIMEOUT', message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId });
+        return send(res, 504, { error: { code: 'SLUICE_HANDLER_TIMEOUT', message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId }, requestId);
       }
       throw e;
     } finally {
@@ -354,12 +379,12 @@ export class HttpTriggerServer {
       // A streamed response; it counts against capacity until its last chunk.
       const recv = new StreamReceiver(r);
       try {
-        await writeStream(res, recv);
+        await writeStream(res, recv, requestId);
       } catch (e) {
         const code = (e as { code?: string }).code;
-        if (code === 'SLUICE_HANDLER_TIMEOUT') return send(res, 504, { error: { code, message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId });
+        if (code === 'SLUICE_HANDLER_TIMEOUT') return send(res, 504, { error: { code, message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId }, requestId);
         this.#o.log.warn({ requestId, error: { code, message: (e as Error).message } }, 'http handler failed before its response stream started');
-        return send(res, 500, { error: { code: 'SLUICE_HANDLER_FAILED', message: `the handler failed (request ${requestId})` }, requestId });
+        return send(res, 500, { error: { code: 'SLUICE_HANDLER_FAILED', message: `the handler failed (request ${requestId})` }, requestId }, requestId);
       }
       return;
     }
@@ -370,39 +395,20 @@ export class HttpTriggerServer {
     if (!r.ok) {
       this.#o.log.warn({ requestId, error: { code: r.error.code, message: r.error.message } }, 'http handler failed');
       // The handler's own error: 500 with the request id; its message stays in the logs, not the response.
-      return send(res, 500, { error: { code: 'SLUICE_HANDLER_FAILED', message: `the handler failed (request ${requestId})` }, requestId });
+      return send(res, 500, { error: { code: 'SLUICE_HANDLER_FAILED', message: `the handler failed (request ${requestId})` }, requestId }, requestId);
     }
-    const out = Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength);
+    const out = r.body;
+    const length = typeof out === 'string' ? Buffer.byteLength(out) : out.byteLength;
+    // The handler's headers are the runner's own copy: completed in place, written with one writeHead
+    // (no setHeader before it, so node:http builds the head straight from this object).
+    const h = r.headers;
+    h['x-request-id'] = requestId;
     // A HEAD answer keeps the length the handler gives (that of the body a GET would get).
-    const keepLength = method === 'HEAD' && out.byteLength === 0 && Object.keys(r.headers).some((h) => h.toLowerCase() === 'content-length');
-    res.writeHead(r.status, keepLength ? r.headers : { ...r.headers, 'content-length': String(out.byteLength) });
-    endWithBody(res, out);
-  }
-
-  /**
-   * An inline request: the handler on this event loop, answered 504 at the deadline. Nothing can stop a
-   * handler here; it sees `ctx.signal` (its own deadline) and its late answer is dropped.
-   */
-  #runInline(task: HttpTask): Promise<HttpTaskResult> {
-    return new Promise((resolve, reject) => {
-      let late = false;
-      // One wheel slot, no AbortController: the handler's own ctx.signal is made only when it asks.
-      const deadline = this.#wheel.at(task.deadlineMs, () => {
-        late = true;
-        reject(Object.assign(new Error('the handler ran past its deadline'), { name: 'TimeoutError' }));
-      });
-      this.#inline!(task).then(
-        (r) => {
-          deadline.cancel();
-          if (late && r instanceof MessagePort) r.close();
-          resolve(r);
-        },
-        (e: unknown) => {
-          deadline.cancel();
-          reject(e);
-        },
-      );
-    });
+    if (!(method === 'HEAD' && length === 0 && hasHeader(h, 'content-length'))) h['content-length'] = String(length);
+    res.writeHead(r.status, h);
+    // A string goes out with the head as one write; bytes through endWithBody (one write when small).
+    if (typeof out === 'string') res.end(out);
+    else endWithBody(res, out);
   }
 
   async close(): Promise<void> {
