@@ -1,9 +1,7 @@
-// piscina's entry for HTTP handler threads: registers tsx's loader hooks in the thread (as
-// runtime/threads/bootstrap.mjs does for batch threads), then imports the TypeScript task module.
+// The entry of HTTP handler threads (runtime/triggers/http-pool.ts): registers tsx's loader hooks in the
+// thread (as runtime/threads/bootstrap.mjs does for batch threads), then serves requests.
 import { register } from 'tsx/esm/api';
 
 register();
 const thread = await import('./http-thread.ts');
-
-/** piscina's task function (see http-thread.ts). */
-export default thread.default;
+thread.serveHttpThread();

@@ -6,9 +6,8 @@
  * blocks the worker.
  */
 import { pathToFileURL } from 'node:url';
-import { MessageChannel, MessagePort, workerData } from 'node:worker_threads';
+import { MessageChannel, MessagePort, parentPort, workerData, type TransferListItem } from 'node:worker_threads';
 import pino, { type Logger } from 'pino';
-import { Piscina } from 'piscina';
 import { BindingError, serializeError, type SerializedError } from '../../bindings/errors.ts';
 import type { Backend } from '../../bindings/types.ts';
 import type { BoundBinding, HttpContext, HttpFunctionDefinition, HttpRequest, HttpResponseBody } from '../../functions/types.ts';
@@ -16,6 +15,7 @@ import { openBackend, type BackendSpec } from '../backend-spec.ts';
 import type { BindingSpec } from '../batch-types.ts';
 import { bindAll } from '../threads/bound-bindings.ts';
 import { DeadlineWheel } from './deadline-wheel.ts';
+import type { HttpPoolRequest, HttpPoolResult } from './http-pool.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
 
 /** What every HTTP thread is started with. */
@@ -123,7 +123,7 @@ function hasContentType(headers: Record<string, string>): boolean {
   return false;
 }
 
-/** Runs an HTTP function's handler: as piscina's task function in a handler thread, or inline. */
+/** Runs an HTTP function's handler: as a task in a handler thread (http-pool.ts), or inline. */
 export interface HttpRunner {
   /** One task in a handler thread: the deadline aborts `ctx.signal` (the pool terminates a runaway thread). */
   task(task: HttpTask): Promise<HttpTaskResult>;
@@ -192,7 +192,7 @@ export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 
         keepPort = true;
         // Sent on after this task returns, within the same deadline (http-stream.ts cuts it past it).
         void sendStream(port1, body, { head: { status, headers }, deadlineMs }).finally(() => port?.close());
-        return Piscina.move(port2) as MessagePort;
+        return port2;
       }
       if (body !== undefined && typeof body !== 'string' && !(body instanceof Uint8Array))
         throw new BindingError('SLUICE_INVALID_ARGUMENT', 'http handler: body must be a string, a Uint8Array or an async iterable of Uint8Array chunks');
@@ -245,5 +245,35 @@ export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 
   };
 }
 
-/** piscina's task function (the main thread imports this module too, for inline triggers: no workerData). */
-export default workerData ? httpHandler(workerData as HttpThreadData).task : undefined;
+/**
+ * A handler thread's loop (http-pool.ts is the other side): each message is a batch of requests; their
+ * results go back in one message per event-loop turn, a streamed answer's port transferred with it.
+ */
+export function serveHttpThread(): void {
+  const port = parentPort;
+  if (port === null) throw new BindingError('SLUICE_INTERNAL', 'serveHttpThread runs in an HTTP handler thread only');
+  const runner = httpHandler(workerData as HttpThreadData);
+  let out: HttpPoolResult[] = [];
+  let transfer: TransferListItem[] = [];
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    const o = out;
+    const t = transfer;
+    out = [];
+    transfer = [];
+    port.postMessage(o, t);
+  };
+  port.on('message', (batch: HttpPoolRequest[]) => {
+    for (const { id, task } of batch)
+      // task() never rejects: a failure is its `ok: false` result.
+      void runner.task(task).then((r) => {
+        out.push({ id, r });
+        if (r instanceof MessagePort) transfer.push(r);
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(flush);
+        }
+      });
+  });
+}

@@ -1,10 +1,10 @@
 /**
  * The HTTP trigger, worker side: a `node:http` server on the worker (a free port by default) whose requests
- * run the function's `http` handler on a small piscina pool of handler threads, registered in the state
+ * run the function's `http` handler on a small pool of handler threads (http-pool.ts), registered in the state
  * table (`http/<function>/<ordinal>`) so the platform's ingress (controller/http-ingress.ts) can route to it.
  *
  * Why threads and not the worker's event loop: a handler that loops forever must cost one request a 504,
- * not the worker its liveness. A request past the timeout aborts its piscina task, which terminates and
+ * not the worker its liveness. A request past the timeout terminates the thread it runs on, which the pool
  * replaces that thread. Capacity is bounded twice — `concurrency` requests per thread and `maxQueue`
  * waiting — and a request past both is answered 429 with Retry-After, never queued without bound.
  */
@@ -15,7 +15,6 @@ import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { Piscina } from 'piscina';
 import { Histogram, type Registry } from 'prom-client';
 import { BindingError } from '../../bindings/errors.ts';
 import type { KvBinding } from '../../bindings/types.ts';
@@ -23,10 +22,10 @@ import { StateKeys } from '../state.ts';
 import type { HttpTrigger, ResolvedWorkerOptions } from '../worker-options.ts';
 
 export type { HttpTrigger };
-import { DeadlineWheel } from './deadline-wheel.ts';
 import { endWithBody } from './http-body.ts';
 import { longestRoute, pipeRequest, pipeTargetOf, type HttpHandOff, type PipeTarget } from './http-handoff.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
+import { HttpThreadPool } from './http-pool.ts';
 import { httpHandler, type HttpRunner, type HttpTask, type HttpTaskResult, type HttpThreadData } from './http-thread.ts';
 
 const BOOTSTRAP = fileURLToPath(new URL('./http-bootstrap.mjs', import.meta.url));
@@ -197,11 +196,10 @@ export class HttpTriggerServer {
   readonly #o: HttpTriggerServerOptions;
   readonly #server: Server;
   /** The handler threads; undefined for an `isolation: inline` trigger, which runs {@link #inline}. */
-  readonly #pool: Piscina<HttpTask, HttpTaskResult> | undefined;
+  readonly #pool: HttpThreadPool | undefined;
   readonly #inline: HttpRunner | undefined;
   readonly #heartbeat: NodeJS.Timeout;
   readonly #key: string;
-  readonly #wheel = new DeadlineWheel();
   /** Connections handed over by the ingress: the routes it served then, and where it listens. */
   readonly #handedOff = new WeakMap<Socket, { routes: { path: string }[]; ingress: PipeTarget }>();
   #closing = false;
@@ -209,11 +207,11 @@ export class HttpTriggerServer {
   #inFlight = 0;
   readonly #capacity: number;
 
-  private constructor(o: HttpTriggerServerOptions, server: Server, run: Piscina<HttpTask, HttpTaskResult> | HttpRunner, url: string) {
+  private constructor(o: HttpTriggerServerOptions, server: Server, run: HttpThreadPool | HttpRunner, url: string) {
     this.#o = o;
     this.#server = server;
-    this.#pool = run instanceof Piscina ? run : undefined;
-    this.#inline = run instanceof Piscina ? undefined : run;
+    this.#pool = run instanceof HttpThreadPool ? run : undefined;
+    this.#inline = run instanceof HttpThreadPool ? undefined : run;
     this.url = url;
     this.#key = StateKeys.httpWorker(o.o.function, o.o.ordinal);
     this.#capacity = Math.max(1, o.o.threads) * o.trigger.concurrency + o.trigger.maxQueue;
@@ -226,17 +224,7 @@ export class HttpTriggerServer {
     const data: HttpThreadData = { module: w.module, function: w.function, backend: w.backend, bindings: [...w.bindings], logLevel: w.logLevel, secrets: { ...w.secrets } };
     const threads = Math.max(1, w.threads);
     const inline = o.trigger.isolation === 'inline';
-    const pool = inline ? httpHandler(data, 'http-inline') : new Piscina<HttpTask, HttpTaskResult>({
-      filename: BOOTSTRAP,
-      minThreads: threads,
-      maxThreads: threads,
-      concurrentTasksPerWorker: o.trigger.concurrency,
-      idleTimeout: Number.POSITIVE_INFINITY,
-      // Not 'sync': an idle thread blocked in Atomics.wait would stop sending the streamed responses
-      // that outlive their task (http-stream.ts); 'async' waits without blocking the thread's event loop.
-      atomics: 'async',
-      workerData: data,
-    });
+    const pool = inline ? httpHandler(data, 'http-inline') : new HttpThreadPool({ filename: BOOTSTRAP, threads, concurrency: o.trigger.concurrency, workerData: data, log: o.log });
     const seconds = new Histogram({
       name: 'sluice_http_request_seconds',
       help: 'HTTP-triggered requests by route and status',
@@ -275,7 +263,7 @@ export class HttpTriggerServer {
     const host = o.trigger.host.includes(':') ? `[${o.trigger.host}]` : o.trigger.host;
     self = new HttpTriggerServer(o, server, pool, `http://${host}:${port}`);
     // Register only once the handler module loads (a broken module fails the worker's start, visibly).
-    const warm = await (pool instanceof Piscina ? (t: HttpTask) => pool.run(t) : pool.task)({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
+    const warm = await (pool instanceof HttpThreadPool ? (t: HttpTask) => pool.run(t) : pool.task)({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
     if (warm instanceof MessagePort || !warm.ok) {
       if (warm instanceof MessagePort) warm.close();
       await self.close();
@@ -358,22 +346,15 @@ export class HttpTriggerServer {
       sending = sendStream(port1, stream);
     }
     let r: HttpTaskResult;
-    let deadline: { cancel(): void } | undefined;
     try {
-      if (this.#pool) {
-        const ac = new AbortController();
-        deadline = this.#wheel.at(task.deadlineMs, () => ac.abort());
-        r = await this.#pool.run(task, { signal: ac.signal, transferList });
-      } else r = await this.#inline!.inline(task.req, task.deadlineMs);
+      // Both reject with a TimeoutError at the deadline (the pool replaces the thread).
+      r = this.#pool ? await this.#pool.run(task, transferList) : await this.#inline!.inline(task.req, task.deadlineMs);
     } catch (e) {
-      const name = (e as Error).name;
-      if (name === 'AbortError' || name === 'TimeoutError') {
+      if ((e as Error).name === 'TimeoutError') {
         this.#o.log.warn({ requestId, timeoutMs: this.#o.o.timeoutMs }, this.#pool ? 'http handler timed out; its thread is replaced' : 'http handler (inline) timed out; its late answer is dropped');
         return send(res, 504, { error: { code: 'SLUICE_HANDLER_TIMEOUT', message: `handler ran past ${this.#o.o.timeoutMs} ms` }, requestId }, requestId);
       }
       throw e;
-    } finally {
-      deadline?.cancel();
     }
     if (r instanceof MessagePort) {
       // A streamed response; it counts against capacity until its last chunk.

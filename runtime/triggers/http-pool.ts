@@ -1,0 +1,245 @@
+/**
+ * The HTTP trigger's handler threads, main side: requests go to the thread with the fewest in flight, in
+ * batches — every request dispatched to a thread within one event-loop turn travels in ONE message, and
+ * the thread answers a turn's results in one message too (http-thread.ts `serveHttpThread`).
+ *
+ * Why not piscina (as the event path's batch threads use): a hello-world request costs a task there —
+ * its AsyncResource, an AbortSignal and listener for the deadline, its own message each way — and the
+ * profile showed that hop at ≈4× the cost of the request itself (8k req/s threaded against 40k inline).
+ * An HTTP request is one small message; under load many are ready in the same turn.
+ *
+ * A request past its deadline rejects with a TimeoutError and its thread is terminated and replaced — a
+ * runaway handler cannot be stopped any other way. The other requests running on that thread end with
+ * an `ok: false` result (SLUICE_HANDLER_FAILED: their thread was replaced); requests still waiting for
+ * a place keep waiting and run on the replacement.
+ */
+import { MessagePort, Worker, type TransferListItem } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { BindingError, serializeError } from '../../bindings/errors.ts';
+import { DeadlineWheel, type Deadline } from './deadline-wheel.ts';
+import type { HttpTask, HttpTaskResult, HttpThreadData } from './http-thread.ts';
+
+/** One request as it travels to a thread (`id` matches its result). */
+export interface HttpPoolRequest {
+  id: number;
+  task: HttpTask;
+}
+
+/** One result as it travels back. */
+export interface HttpPoolResult {
+  id: number;
+  r: HttpTaskResult;
+}
+
+/** Options of {@link HttpThreadPool}. */
+export interface HttpThreadPoolOptions {
+  /** The thread entry (http-bootstrap.mjs). */
+  filename: string;
+  /** Number of handler threads. */
+  threads: number;
+  /** Requests running at once on one thread; more wait in the pool. */
+  concurrency: number;
+  workerData: HttpThreadData;
+  log: Logger;
+}
+
+interface Pending {
+  id: number;
+  task: HttpTask;
+  transfer: readonly TransferListItem[];
+  resolve: (r: HttpTaskResult) => void;
+  reject: (e: Error) => void;
+  deadline: Deadline | undefined;
+  slot: Slot | undefined;
+}
+
+/** One handler thread and what it runs. */
+interface Slot {
+  worker: Worker;
+  inFlight: Map<number, Pending>;
+  batch: HttpPoolRequest[];
+  transfer: TransferListItem[];
+  scheduled: boolean;
+}
+
+function timeoutError(): Error {
+  return Object.assign(new Error('the handler ran past its deadline'), { name: 'TimeoutError' });
+}
+
+export class HttpThreadPool {
+  readonly #o: HttpThreadPoolOptions;
+  readonly #slots: Slot[] = [];
+  /** Requests waiting for a place on a thread, oldest first. */
+  readonly #waiting: Pending[] = [];
+  readonly #wheel = new DeadlineWheel();
+  #nextId = 1;
+  #destroyed = false;
+
+  constructor(o: HttpThreadPoolOptions) {
+    this.#o = o;
+    for (let i = 0; i < Math.max(1, o.threads); i++) this.#slots.push(this.#spawn());
+  }
+
+  /** Runs `task` on a handler thread; rejects with a TimeoutError at `task.deadlineMs` (the thread is replaced). */
+  run(task: HttpTask, transfer: readonly TransferListItem[] = []): Promise<HttpTaskResult> {
+    if (this.#destroyed) return Promise.reject(new BindingError('SLUICE_BACKEND_UNAVAILABLE', 'the HTTP handler threads are shut down'));
+    return new Promise<HttpTaskResult>((resolve, reject) => {
+      const p: Pending = { id: this.#nextId++, task, transfer, resolve, reject, deadline: undefined, slot: undefined };
+      // A warm-up has no handler to run away; it waits as long as the module takes to load.
+      if (task.warm !== true) p.deadline = this.#wheel.at(task.deadlineMs, () => this.#expire(p));
+      this.#dispatch(p);
+    });
+  }
+
+  /** Requests running on threads and waiting for one (for tests and metrics). */
+  get load(): { running: number; waiting: number } {
+    let running = 0;
+    for (const s of this.#slots) running += s.inFlight.size;
+    return { running, waiting: this.#waiting.length };
+  }
+
+  /** Terminates every thread; running and waiting requests reject. */
+  async destroy(): Promise<void> {
+    this.#destroyed = true;
+    const gone = new BindingError('SLUICE_BACKEND_UNAVAILABLE', 'the HTTP handler threads are shut down');
+    for (const p of this.#waiting.splice(0)) this.#settle(p, undefined, gone);
+    await Promise.all(
+      this.#slots.map(async (s) => {
+        for (const p of [...s.inFlight.values()]) this.#settle(p, undefined, gone);
+        s.inFlight.clear();
+        await s.worker.terminate();
+      }),
+    );
+  }
+
+  #spawn(): Slot {
+    const worker = new Worker(this.#o.filename, { workerData: this.#o.workerData });
+    const slot: Slot = { worker, inFlight: new Map(), batch: [], transfer: [], scheduled: false };
+    worker.on('message', (results: HttpPoolResult[]) => this.#onResults(slot, results));
+    worker.on('error', (e) => this.#o.log.error({ err: e }, 'http handler thread failed'));
+    worker.on('exit', (code) => {
+      const i = this.#slots.indexOf(slot);
+      // Terminated by #replace or destroy(): already handled.
+      if (i < 0 || this.#destroyed) return;
+      this.#o.log.warn({ code }, 'http handler thread exited; replacing it');
+      this.#replace(slot, 'its handler thread exited');
+    });
+    return slot;
+  }
+
+  #dispatch(p: Pending): void {
+    let best: Slot | undefined;
+    for (const s of this.#slots) if (s.inFlight.size < this.#o.concurrency && (best === undefined || s.inFlight.size < best.inFlight.size)) best = s;
+    if (best === undefined) {
+      this.#waiting.push(p);
+      return;
+    }
+    p.slot = best;
+    best.inFlight.set(p.id, p);
+    best.batch.push({ id: p.id, task: p.task });
+    for (const t of p.transfer) best.transfer.push(t);
+    if (!best.scheduled) {
+      best.scheduled = true;
+      // The requests of this turn go out together.
+      setImmediate(() => this.#send(best));
+    }
+  }
+
+  #send(s: Slot): void {
+    s.scheduled = false;
+    if (s.batch.length === 0 || this.#slots.indexOf(s) < 0) return;
+    const batch = s.batch;
+    const transfer = s.transfer;
+    s.batch = [];
+    s.transfer = [];
+    try {
+      s.worker.postMessage(batch, transfer);
+    } catch {
+      // One request's transfer list is bad (a detached buffer, a closed port): send them one by one, so
+      // that only the bad one fails.
+      for (const r of batch) {
+        const p = s.inFlight.get(r.id);
+        if (p === undefined) continue;
+        try {
+          s.worker.postMessage([r], [...p.transfer]);
+        } catch (e) {
+          s.inFlight.delete(r.id);
+          this.#settle(p, { ok: false, error: serializeError(new BindingError('SLUICE_INTERNAL', `the request could not be passed to its handler thread: ${(e as Error).message}`)) });
+        }
+      }
+      this.#pump();
+    }
+  }
+
+  #onResults(s: Slot, results: HttpPoolResult[]): void {
+    for (const { id, r } of results) {
+      const p = s.inFlight.get(id);
+      if (p === undefined) {
+        // Answered after its deadline: the caller has its 504; a streamed answer's port is dropped.
+        if (r instanceof MessagePort) r.close();
+        continue;
+      }
+      s.inFlight.delete(id);
+      this.#settle(p, r);
+    }
+    this.#pump();
+  }
+
+  #settle(p: Pending, r: HttpTaskResult | undefined, e?: Error): void {
+    p.deadline?.cancel();
+    p.slot = undefined;
+    if (e !== undefined) p.reject(e);
+    else p.resolve(r!);
+  }
+
+  /** Moves waiting requests onto threads with room. */
+  #pump(): void {
+    while (this.#waiting.length > 0) {
+      const before = this.#waiting.length;
+      const p = this.#waiting.shift()!;
+      this.#dispatch(p);
+      // No thread had room: it went back to the end of the queue; put it first again and stop.
+      if (this.#waiting.length === before) {
+        this.#waiting.unshift(this.#waiting.pop()!);
+        return;
+      }
+    }
+  }
+
+  #expire(p: Pending): void {
+    const slot = p.slot;
+    if (slot === undefined) {
+      const i = this.#waiting.indexOf(p);
+      if (i >= 0) this.#waiting.splice(i, 1);
+      this.#settle(p, undefined, timeoutError());
+      return;
+    }
+    slot.inFlight.delete(p.id);
+    this.#settle(p, undefined, timeoutError());
+    this.#replace(slot, 'another request on its handler thread ran past its timeout, and the thread was replaced');
+  }
+
+  /** Terminates `slot`'s thread (if still running), fails what ran on it, and starts a replacement. */
+  #replace(slot: Slot, why: string): void {
+    const i = this.#slots.indexOf(slot);
+    if (i < 0) return;
+    this.#slots[i] = this.#spawn();
+    void slot.worker.terminate();
+    // Dispatched this turn but not yet sent: they never reached the old thread, so they run on the new one.
+    const unsent: Pending[] = [];
+    for (const r of slot.batch) {
+      const p = slot.inFlight.get(r.id);
+      if (p === undefined) continue;
+      slot.inFlight.delete(r.id);
+      p.slot = undefined;
+      unsent.push(p);
+    }
+    slot.batch = [];
+    slot.transfer = [];
+    const error = serializeError(new BindingError('SLUICE_HANDLER_FAILED', `the request did not finish: ${why}`));
+    for (const p of slot.inFlight.values()) this.#settle(p, { ok: false, error });
+    slot.inFlight.clear();
+    for (const p of unsent) this.#dispatch(p);
+    this.#pump();
+  }
+}
