@@ -17,19 +17,7 @@ import { MessagePort, Worker, type TransferListItem } from 'node:worker_threads'
 import type { Logger } from 'pino';
 import { BindingError, serializeError } from '../../bindings/errors.ts';
 import { DeadlineWheel, type Deadline } from './deadline-wheel.ts';
-import type { HttpTask, HttpTaskResult, HttpThreadData } from './http-thread.ts';
-
-/** One request as it travels to a thread (`id` matches its result). */
-export interface HttpPoolRequest {
-  id: number;
-  task: HttpTask;
-}
-
-/** One result as it travels back. */
-export interface HttpPoolResult {
-  id: number;
-  r: HttpTaskResult;
-}
+import type { HttpPoolRequest, HttpPoolResult, HttpTask, HttpTaskResult, HttpThreadData } from './http-thread.ts';
 
 /** Options of {@link HttpThreadPool}. */
 export interface HttpThreadPoolOptions {

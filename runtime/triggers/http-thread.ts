@@ -15,7 +15,6 @@ import { openBackend, type BackendSpec } from '../backend-spec.ts';
 import type { BindingSpec } from '../batch-types.ts';
 import { bindAll } from '../threads/bound-bindings.ts';
 import { DeadlineWheel } from './deadline-wheel.ts';
-import type { HttpPoolRequest, HttpPoolResult } from './http-pool.ts';
 import { sendStream, StreamReceiver } from './http-stream.ts';
 
 /** What every HTTP thread is started with. */
@@ -243,6 +242,18 @@ export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 
       });
     },
   };
+}
+
+/** One request as it travels to a thread (`id` matches its result). */
+export interface HttpPoolRequest {
+  id: number;
+  task: HttpTask;
+}
+
+/** One result as it travels back. */
+export interface HttpPoolResult {
+  id: number;
+  r: HttpTaskResult;
 }
 
 /**
