@@ -3,7 +3,9 @@
  * it (LMDB takes a cross-process write lock; readers never block).
  *
  * Writes go through {@link LocalStore.write}: operations queued in one event-loop turn run together in
- * ONE synchronous LMDB write transaction (group commit). Each operation reads what it needs, checks its
+ * ONE synchronous LMDB write transaction (group commit); while the store is busy (the last commit ended
+ * within {@link BUSY_MS}) a turn's writes wait for the next turn's too, since a synced commit costs about
+ * the same whatever it carries. Each operation reads what it needs, checks its
  * conditions and only then writes, inside that transaction — so a condition check and the write it
  * guards are atomic across processes, and an object write and its change record commit together
  * (DESIGN invariant 1). lmdb-js's asynchronous transaction callbacks are not used: they rely on
