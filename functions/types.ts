@@ -235,7 +235,11 @@ export interface HttpResponse {
 /** What an HTTP handler may answer with: whole (string, bytes) or streamed (chunks). */
 export type HttpResponseBody = string | Uint8Array | AsyncIterable<Uint8Array>;
 
-/** What an HTTP handler receives besides the request: the declared bindings, a logger, a deadline. */
+/**
+ * What an HTTP handler receives besides the request: the declared bindings, a logger, a deadline.
+ * `log` and `signal` are getters (made on first use), so a copy made by spreading (`{...ctx}`) lacks
+ * them: pass `ctx` itself on, or read them first.
+ */
 export interface HttpContext {
   readonly function: string;
   readonly log: Logger;

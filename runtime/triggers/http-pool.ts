@@ -11,13 +11,18 @@
  * A request past its deadline rejects with a TimeoutError and its thread is terminated and replaced — a
  * runaway handler cannot be stopped any other way. The other requests running on that thread end with
  * an `ok: false` result (SLUICE_HANDLER_FAILED: their thread was replaced); requests still waiting for
- * a place keep waiting and run on the replacement.
+ * a place keep waiting and run on the replacement. A thread takes requests only once it reported its
+ * module loaded (a replacement still loading never makes a request wait for it while another thread
+ * could run it, and a request that waits past its deadline is answered without touching any thread).
+ *
+ * Pool and thread talk over a MessageChannel of their own (one port in `workerData`): handler code that
+ * posts on the thread's `parentPort` does not reach the pool.
  */
-import { MessagePort, Worker, type TransferListItem } from 'node:worker_threads';
+import { MessageChannel, MessagePort, Worker, type TransferListItem } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { BindingError, serializeError } from '../../bindings/errors.ts';
 import { DeadlineWheel, type Deadline } from './deadline-wheel.ts';
-import type { HttpPoolRequest, HttpPoolResult, HttpTask, HttpTaskResult, HttpThreadData } from './http-thread.ts';
+import type { HttpPoolRequest, HttpPoolResult, HttpTask, HttpTaskResult, HttpThreadData, HttpThreadMessage } from './http-thread.ts';
 
 /** Options of {@link HttpThreadPool}. */
 export interface HttpThreadPoolOptions {
@@ -39,11 +44,16 @@ interface Pending {
   reject: (e: Error) => void;
   deadline: Deadline | undefined;
   slot: Slot | undefined;
+  /** Posted to a thread (its transferables are gone from this thread). */
+  posted: boolean;
 }
 
 /** One handler thread and what it runs. */
 interface Slot {
   worker: Worker;
+  port: MessagePort;
+  /** The thread reported its module loaded (or failed to): it takes requests. */
+  ready: boolean;
   inFlight: Map<number, Pending>;
   batch: HttpPoolRequest[];
   transfer: TransferListItem[];
@@ -52,6 +62,11 @@ interface Slot {
 
 function timeoutError(): Error {
   return Object.assign(new Error('the handler ran past its deadline'), { name: 'TimeoutError' });
+}
+
+/** Closes the MessagePorts among `transfer` (a streamed body's port never handed to a thread). */
+function closePorts(transfer: readonly TransferListItem[]): void {
+  for (const t of transfer) if (t instanceof MessagePort) t.close();
 }
 
 export class HttpThreadPool {
@@ -70,20 +85,27 @@ export class HttpThreadPool {
 
   /** Runs `task` on a handler thread; rejects with a TimeoutError at `task.deadlineMs` (the thread is replaced). */
   run(task: HttpTask, transfer: readonly TransferListItem[] = []): Promise<HttpTaskResult> {
-    if (this.#destroyed) return Promise.reject(new BindingError('SLUICE_BACKEND_UNAVAILABLE', 'the HTTP handler threads are shut down'));
+    if (this.#destroyed) {
+      closePorts(transfer);
+      return Promise.reject(new BindingError('SLUICE_BACKEND_UNAVAILABLE', 'the HTTP handler threads are shut down'));
+    }
     return new Promise<HttpTaskResult>((resolve, reject) => {
-      const p: Pending = { id: this.#nextId++, task, transfer, resolve, reject, deadline: undefined, slot: undefined };
+      const p: Pending = { id: this.#nextId++, task, transfer, resolve, reject, deadline: undefined, slot: undefined, posted: false };
       // A warm-up has no handler to run away; it waits as long as the module takes to load.
       if (task.warm !== true) p.deadline = this.#wheel.at(task.deadlineMs, () => this.#expire(p));
       this.#dispatch(p);
     });
   }
 
-  /** Requests running on threads and waiting for one (for tests and metrics). */
-  get load(): { running: number; waiting: number } {
+  /** Requests running on threads and waiting for one, and threads that take requests (for tests and metrics). */
+  get load(): { running: number; waiting: number; readyThreads: number } {
     let running = 0;
-    for (const s of this.#slots) running += s.inFlight.size;
-    return { running, waiting: this.#waiting.length };
+    let readyThreads = 0;
+    for (const s of this.#slots) {
+      running += s.inFlight.size;
+      if (s.ready) readyThreads++;
+    }
+    return { running, waiting: this.#waiting.length, readyThreads };
   }
 
   /** Terminates every thread; running and waiting requests reject. */
@@ -95,17 +117,28 @@ export class HttpThreadPool {
       this.#slots.map(async (s) => {
         for (const p of [...s.inFlight.values()]) this.#settle(p, undefined, gone);
         s.inFlight.clear();
+        s.batch = [];
+        s.transfer = [];
+        s.port.close();
         await s.worker.terminate();
       }),
     );
   }
 
   #spawn(): Slot {
-    const worker = new Worker(this.#o.filename, { workerData: this.#o.workerData });
-    const slot: Slot = { worker, inFlight: new Map(), batch: [], transfer: [], scheduled: false };
-    worker.on('message', (results: HttpPoolResult[]) => this.#onResults(slot, results));
+    const { port1, port2 } = new MessageChannel();
+    const worker = new Worker(this.#o.filename, { workerData: { ...this.#o.workerData, port: port2 }, transferList: [port2] });
+    const slot: Slot = { worker, port: port1, ready: false, inFlight: new Map(), batch: [], transfer: [], scheduled: false };
+    port1.on('message', (m: HttpThreadMessage) => {
+      if (Array.isArray(m)) this.#onResults(slot, m);
+      else if (m !== null && typeof m === 'object' && m.t === 'ready') {
+        slot.ready = true;
+        this.#pump();
+      }
+    });
     worker.on('error', (e) => this.#o.log.error({ err: e }, 'http handler thread failed'));
     worker.on('exit', (code) => {
+      port1.close();
       const i = this.#slots.indexOf(slot);
       // Terminated by #replace or destroy(): already handled.
       if (i < 0 || this.#destroyed) return;
@@ -116,12 +149,21 @@ export class HttpThreadPool {
   }
 
   #dispatch(p: Pending): void {
-    let best: Slot | undefined;
-    for (const s of this.#slots) if (s.inFlight.size < this.#o.concurrency && (best === undefined || s.inFlight.size < best.inFlight.size)) best = s;
-    if (best === undefined) {
-      this.#waiting.push(p);
+    // Waited past its deadline (its wheel slot fires in this same turn): answered without a thread.
+    if (p.task.warm !== true && p.task.deadlineMs <= Date.now()) {
+      const i = this.#waiting.indexOf(p);
+      if (i >= 0) this.#waiting.splice(i, 1);
+      this.#settle(p, undefined, timeoutError());
       return;
     }
+    let best: Slot | undefined;
+    for (const s of this.#slots) if (s.ready && s.inFlight.size < this.#o.concurrency && (best === undefined || s.inFlight.size < best.inFlight.size)) best = s;
+    if (best === undefined) {
+      if (!this.#waiting.includes(p)) this.#waiting.push(p);
+      return;
+    }
+    const i = this.#waiting.indexOf(p);
+    if (i >= 0) this.#waiting.splice(i, 1);
     p.slot = best;
     best.inFlight.set(p.id, p);
     best.batch.push({ id: p.id, task: p.task });
@@ -129,7 +171,8 @@ export class HttpThreadPool {
     if (!best.scheduled) {
       best.scheduled = true;
       // The requests of this turn go out together.
-      setImmediate(() => this.#send(best));
+      const slot = best;
+      setImmediate(() => this.#send(slot));
     }
   }
 
@@ -141,7 +184,11 @@ export class HttpThreadPool {
     s.batch = [];
     s.transfer = [];
     try {
-      s.worker.postMessage(batch, transfer);
+      s.port.postMessage(batch, transfer);
+      for (const r of batch) {
+        const p = s.inFlight.get(r.id);
+        if (p !== undefined) p.posted = true;
+      }
     } catch {
       // One request's transfer list is bad (a detached buffer, a closed port): send them one by one, so
       // that only the bad one fails.
@@ -149,7 +196,8 @@ export class HttpThreadPool {
         const p = s.inFlight.get(r.id);
         if (p === undefined) continue;
         try {
-          s.worker.postMessage([r], [...p.transfer]);
+          s.port.postMessage([r], [...p.transfer]);
+          p.posted = true;
         } catch (e) {
           s.inFlight.delete(r.id);
           this.#settle(p, { ok: false, error: serializeError(new BindingError('SLUICE_INTERNAL', `the request could not be passed to its handler thread: ${(e as Error).message}`)) });
@@ -160,15 +208,15 @@ export class HttpThreadPool {
   }
 
   #onResults(s: Slot, results: HttpPoolResult[]): void {
-    for (const { id, r } of results) {
-      const p = s.inFlight.get(id);
+    for (const res of results) {
+      const p = typeof res?.id === 'number' ? s.inFlight.get(res.id) : undefined;
       if (p === undefined) {
         // Answered after its deadline: the caller has its 504; a streamed answer's port is dropped.
-        if (r instanceof MessagePort) r.close();
+        if (res?.r instanceof MessagePort) res.r.close();
         continue;
       }
-      s.inFlight.delete(id);
-      this.#settle(p, r);
+      s.inFlight.delete(res.id);
+      this.#settle(p, res.r);
     }
     this.#pump();
   }
@@ -176,21 +224,19 @@ export class HttpThreadPool {
   #settle(p: Pending, r: HttpTaskResult | undefined, e?: Error): void {
     p.deadline?.cancel();
     p.slot = undefined;
+    // Never handed to a thread: its streamed body's port is still here and must end the sender.
+    if (!p.posted) closePorts(p.transfer);
     if (e !== undefined) p.reject(e);
     else p.resolve(r!);
   }
 
-  /** Moves waiting requests onto threads with room. */
+  /** Moves waiting requests onto threads with room (oldest first). */
   #pump(): void {
     while (this.#waiting.length > 0) {
-      const before = this.#waiting.length;
-      const p = this.#waiting.shift()!;
+      const p = this.#waiting[0]!;
       this.#dispatch(p);
-      // No thread had room: it went back to the end of the queue; put it first again and stop.
-      if (this.#waiting.length === before) {
-        this.#waiting.unshift(this.#waiting.pop()!);
-        return;
-      }
+      // No thread had room: it is still first in the queue.
+      if (this.#waiting[0] === p) return;
     }
   }
 
@@ -203,6 +249,14 @@ export class HttpThreadPool {
       return;
     }
     slot.inFlight.delete(p.id);
+    const unsent = slot.batch.findIndex((r) => r.id === p.id);
+    if (unsent >= 0) {
+      // Not sent yet (dispatched this turn): it never reached the thread, which keeps running.
+      slot.batch.splice(unsent, 1);
+      slot.transfer = slot.transfer.filter((t) => !p.transfer.includes(t));
+      this.#settle(p, undefined, timeoutError());
+      return;
+    }
     this.#settle(p, undefined, timeoutError());
     this.#replace(slot, 'another request on its handler thread ran past its timeout, and the thread was replaced');
   }
@@ -212,8 +266,10 @@ export class HttpThreadPool {
     const i = this.#slots.indexOf(slot);
     if (i < 0) return;
     this.#slots[i] = this.#spawn();
+    slot.port.close();
     void slot.worker.terminate();
-    // Dispatched this turn but not yet sent: they never reached the old thread, so they run on the new one.
+    // Dispatched this turn but not yet sent: they never reached the old thread, so they go back to the
+    // front of the queue and run on a thread that is ready.
     const unsent: Pending[] = [];
     for (const r of slot.batch) {
       const p = slot.inFlight.get(r.id);
@@ -227,7 +283,7 @@ export class HttpThreadPool {
     const error = serializeError(new BindingError('SLUICE_HANDLER_FAILED', `the request did not finish: ${why}`));
     for (const p of slot.inFlight.values()) this.#settle(p, { ok: false, error });
     slot.inFlight.clear();
-    for (const p of unsent) this.#dispatch(p);
+    this.#waiting.unshift(...unsent);
     this.#pump();
   }
 }

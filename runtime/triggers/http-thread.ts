@@ -6,7 +6,7 @@
  * blocks the worker.
  */
 import { pathToFileURL } from 'node:url';
-import { MessageChannel, MessagePort, parentPort, workerData, type TransferListItem } from 'node:worker_threads';
+import { MessageChannel, MessagePort, workerData, type TransferListItem } from 'node:worker_threads';
 import pino, { type Logger } from 'pino';
 import { BindingError, serializeError, type SerializedError } from '../../bindings/errors.ts';
 import type { Backend } from '../../bindings/types.ts';
@@ -26,6 +26,8 @@ export interface HttpThreadData {
   logLevel: string;
   /** The spec's secrets (never the backend token), as handlers see them in `ctx.secrets`. */
   secrets: Record<string, string>;
+  /** A handler thread's own channel to its pool (http-pool.ts); absent for inline triggers. */
+  port?: MessagePort;
 }
 
 /** A request as it crosses to the thread: {@link HttpRequest} but the body stream, which the thread builds. */
@@ -116,10 +118,22 @@ class RequestContext implements HttpContext {
   }
 }
 
-/** True when `headers` names a content type (any letter case). */
-function hasContentType(headers: Record<string, string>): boolean {
-  for (const h in headers) if (h.length === 12 && h.toLowerCase() === 'content-type') return true;
-  return false;
+/**
+ * The handler's response headers with lower-case names (so that the trigger's own content-type,
+ * content-length and x-request-id never go out twice in two spellings), each value a string or a list of
+ * strings: anything else is the handler's error, named.
+ */
+function responseHeaders(given: Record<string, unknown> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k in given) {
+    const v = given[k];
+    if (v === undefined) continue;
+    if (typeof v === 'string') out[k.toLowerCase()] = v;
+    else if (typeof v === 'number') out[k.toLowerCase()] = String(v);
+    else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) (out as Record<string, unknown>)[k.toLowerCase()] = [...v];
+    else throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: header '${k}' must be a string, a number or a list of strings, got ${typeof v}`);
+  }
+  return out;
 }
 
 /** Runs an HTTP function's handler: as a task in a handler thread (http-pool.ts), or inline. */
@@ -130,7 +144,9 @@ export interface HttpRunner {
    * One request on the caller's event loop (`isolation: inline`): rejects with a TimeoutError at
    * `deadlineMs` (aborting `ctx.signal`); nothing can stop the handler itself, its late answer is dropped.
    */
-  inline(req: HttpWireRequest, deadlineMs: number): Promise<HttpTaskResult>;
+  inline(req: HttpWireRequest, deadlineMs: number, port?: MessagePort): Promise<HttpTaskResult>;
+  /** Settles once the module and bindings loaded (or failed to: requests then retry the load). */
+  loaded(): Promise<void>;
 }
 
 /**
@@ -182,8 +198,8 @@ export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 
       const res = await def.http(req, ctx);
       const status = res?.status ?? 200;
       if (!Number.isInteger(status) || status < 100 || status > 599) throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: status must be an integer 100-599, got ${JSON.stringify(status)}`);
-      const headers = { ...res?.headers };
-      const typed = hasContentType(headers);
+      const headers = responseHeaders(res?.headers);
+      const typed = headers['content-type'] !== undefined;
       const body = res?.body;
       if (isStream(body)) {
         if (!typed) headers['content-type'] = 'application/octet-stream';
@@ -224,7 +240,7 @@ export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 
         timer?.cancel();
       }
     },
-    inline(wire: HttpWireRequest, deadlineMs: number): Promise<HttpTaskResult> {
+    inline(wire: HttpWireRequest, deadlineMs: number, port?: MessagePort): Promise<HttpTaskResult> {
       return new Promise((resolve, reject) => {
         let ctx: RequestContext | undefined;
         let late = false;
@@ -234,12 +250,15 @@ export function httpHandler(d: HttpThreadData, thread: 'http' | 'http-inline' = 
           if (ctx) RequestContext.expire(ctx);
           reject(timeoutError());
         });
-        run(wire, undefined, deadlineMs, false, (c) => (ctx = c)).then((r) => {
+        run(wire, port, deadlineMs, false, (c) => (ctx = c)).then((r) => {
           timer.cancel();
           if (late && r instanceof MessagePort) r.close();
           resolve(r);
         }, none);
       });
+    },
+    loaded(): Promise<void> {
+      return (loaded ?? Promise.resolve()).then(none, none);
     },
   };
 }
@@ -256,14 +275,19 @@ export interface HttpPoolResult {
   r: HttpTaskResult;
 }
 
+/** What a handler thread sends its pool: a turn's results, or (once) that its module loaded. */
+export type HttpThreadMessage = HttpPoolResult[] | { t: 'ready' };
+
 /**
  * A handler thread's loop (http-pool.ts is the other side): each message is a batch of requests; their
  * results go back in one message per event-loop turn, a streamed answer's port transferred with it.
  */
 export function serveHttpThread(): void {
-  const port = parentPort;
-  if (port === null) throw new BindingError('SLUICE_INTERNAL', 'serveHttpThread runs in an HTTP handler thread only');
-  const runner = httpHandler(workerData as HttpThreadData);
+  const d = workerData as HttpThreadData | undefined;
+  const port = d?.port;
+  if (port === undefined) throw new BindingError('SLUICE_INTERNAL', 'serveHttpThread runs in an HTTP handler thread only (its pool passes a port)');
+  const runner = httpHandler(d!);
+  void runner.loaded().then(() => port.postMessage({ t: 'ready' } satisfies HttpThreadMessage));
   let out: HttpPoolResult[] = [];
   let transfer: TransferListItem[] = [];
   let scheduled = false;
@@ -273,7 +297,18 @@ export function serveHttpThread(): void {
     const t = transfer;
     out = [];
     transfer = [];
-    port.postMessage(o, t);
+    try {
+      port.postMessage(o, t);
+    } catch {
+      // One result cannot be cloned: the others still go; that one becomes its error.
+      for (const x of o) {
+        try {
+          port.postMessage([x], x.r instanceof MessagePort ? [x.r] : []);
+        } catch (e) {
+          port.postMessage([{ id: x.id, r: { ok: false, error: serializeError(new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: its answer cannot be passed back: ${(e as Error).message}`)) } }]);
+        }
+      }
+    }
   };
   port.on('message', (batch: HttpPoolRequest[]) => {
     for (const { id, task } of batch)

@@ -61,12 +61,6 @@ export function splitTarget(target: string): { path: string; query: string } {
   return { path: url.pathname, query: url.search.slice(1) };
 }
 
-/** True when `headers` has `name` (lower case) in any letter case. */
-function hasHeader(headers: Record<string, string>, name: string): boolean {
-  for (const h in headers) if (h.length === name.length && h.toLowerCase() === name) return true;
-  return false;
-}
-
 /** HTTP/1.1: a request without content-length or transfer-encoding has no body (node dumps the rest). */
 function hasBody(req: IncomingMessage): boolean {
   const declared = req.headers['content-length'];
@@ -163,7 +157,7 @@ class RequestBodyStream implements AsyncIterable<Uint8Array> {
 /** Writes a streamed response: its head, then its chunks as the client takes them. */
 async function writeStream(res: ServerResponse, recv: StreamReceiver, requestId: string): Promise<void> {
   const head = await recv.head();
-  res.writeHead(head.status, { ...head.headers, 'x-request-id': requestId });
+  res.writeHead(head.status, { 'x-request-id': requestId, ...head.headers });
   let gone = false;
   const onClose = () => (gone = true);
   res.once('close', onClose);
@@ -322,6 +316,11 @@ export class HttpTriggerServer {
     this.#inFlight++;
     try {
       await this.#run(req, res, requestId, method, url, headers);
+    } catch (e) {
+      // The trigger's own failure (a header value node:http refuses, a shutdown): 500 with the request id.
+      this.#o.log.error({ err: e, requestId }, 'http request failed');
+      if (!res.headersSent) send(res, 500, { error: { code: 'SLUICE_INTERNAL', message: 'internal error' }, requestId }, requestId);
+      else res.destroy();
     } finally {
       this.#inFlight--;
     }
@@ -348,7 +347,7 @@ export class HttpTriggerServer {
     let r: HttpTaskResult;
     try {
       // Both reject with a TimeoutError at the deadline (the pool replaces the thread).
-      r = this.#pool ? await this.#pool.run(task, transferList) : await this.#inline!.inline(task.req, task.deadlineMs);
+      r = this.#pool ? await this.#pool.run(task, transferList) : await this.#inline!.inline(task.req, task.deadlineMs, task.port);
     } catch (e) {
       if ((e as Error).name === 'TimeoutError') {
         this.#o.log.warn({ requestId, timeoutMs: this.#o.o.timeoutMs }, this.#pool ? 'http handler timed out; its thread is replaced' : 'http handler (inline) timed out; its late answer is dropped');
@@ -382,10 +381,11 @@ export class HttpTriggerServer {
     const length = typeof out === 'string' ? Buffer.byteLength(out) : out.byteLength;
     // The handler's headers are the runner's own copy: completed in place, written with one writeHead
     // (no setHeader before it, so node:http builds the head straight from this object).
+    // Names are lower case (http-thread.ts): the handler's own x-request-id wins, as it always did.
     const h = r.headers;
-    h['x-request-id'] = requestId;
+    h['x-request-id'] ??= requestId;
     // A HEAD answer keeps the length the handler gives (that of the body a GET would get).
-    if (!(method === 'HEAD' && length === 0 && hasHeader(h, 'content-length'))) h['content-length'] = String(length);
+    if (!(method === 'HEAD' && length === 0 && h['content-length'] !== undefined)) h['content-length'] = String(length);
     res.writeHead(r.status, h);
     // A string goes out with the head as one write; bytes through endWithBody (one write when small).
     if (typeof out === 'string') res.end(out);

@@ -4,6 +4,7 @@
  * a runaway handler a 504 that leaves the worker serving, overload a 429 with Retry-After, an oversized body
  * a 413; unknown routes 404, wrong methods 405. The example serve-object function answers an object's body.
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,6 +97,17 @@ spec:
     expect(Buffer.from(await e.arrayBuffer()).equals(body)).toBe(true);
   });
 
+  it(tn('http', ctx, "a handler's headers in any letter case go out once: its content-length and x-request-id, not the trigger's beside them"), async () => {
+    for (const path of ['/hello/headers', '/inline/headers']) {
+      const r = await fetch(url(path));
+      expect(r.status, path).toBe(200);
+      expect(await r.text()).toBe('hello');
+      expect(r.headers.get('content-length')).toBe('5');
+      expect(r.headers.get('x-request-id')).toBe('mine');
+      expect(r.headers.get('content-type')).toBe('text/x-upper');
+    }
+  });
+
   it(tn('http', ctx, 'a throwing handler answers 500 with the request id and no internals'), async () => {
     const r = await fetch(url('/hello/throw'), { headers: { 'x-request-id': 'req-42' } });
     expect(r.status).toBe(500);
@@ -120,6 +132,10 @@ spec:
     const e = await fetch(url('/inline/echo'), { method: 'POST', headers: { 'content-type': 'application/x-test' }, body: 'abc' });
     expect(e.status).toBe(201);
     expect(await e.text()).toBe('abc');
+    // A body past streamBodyBytes (1 MiB) reaches an inline handler as a stream, whole.
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 3);
+    const hashed = (await (await fetch(url('/inline/hash'), { method: 'POST', body: big })).json()) as { sha256: string; bytes: number; streamed: boolean };
+    expect(hashed).toMatchObject({ bytes: big.byteLength, streamed: true, sha256: createHash('sha256').update(big).digest('hex') });
     const t = await fetch(url('/inline/throw'));
     expect(t.status).toBe(500);
     expect(JSON.stringify(await t.json())).toContain(t.headers.get('x-request-id')!);

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { MessagePort, Worker } from 'node:worker_threads';
 import pino from 'pino';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { HttpThreadPool } from '../../runtime/triggers/http-pool.ts';
@@ -42,9 +42,14 @@ function text(r: HttpTaskResult): string {
   return typeof r.body === 'string' ? r.body : Buffer.from(r.body).toString();
 }
 
-/** The pool is ready once each thread answered a warm-up (module loaded). */
+/** The pool is ready once every thread reported its module loaded and a warm-up was answered. */
 async function warm(p: HttpThreadPool, threads: number): Promise<void> {
-  await Promise.all(Array.from({ length: threads }, () => p.run(task('/', 30_000, { warm: true }))));
+  await p.run(task('/', 30_000, { warm: true }));
+  // Bounded: 30 s for the other threads to load.
+  for (const end = Date.now() + 30_000; p.load.readyThreads < threads; ) {
+    if (Date.now() > end) throw new Error(`only ${p.load.readyThreads} of ${threads} threads ready after 30 s`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 afterEach(async () => {
@@ -57,10 +62,10 @@ describe('http handler pool', () => {
   it('one message per thread per turn; the least-loaded thread takes the next request; beyond concurrency requests wait', async () => {
     const p = pool(2, 2);
     await warm(p, 2);
-    const sent = vi.spyOn(Worker.prototype, 'postMessage');
+    const sent = vi.spyOn(MessagePort.prototype, 'postMessage');
     const answers = Array.from({ length: 6 }, (_, i) => p.run(task(`/slow`, 10_000, { req: { ...task('/slow').req, query: { ms: '150' }, requestId: `s${i}` } })));
     // Dispatched in one turn: 2 per thread running, 2 waiting.
-    expect(p.load).toEqual({ running: 4, waiting: 2 });
+    expect(p.load).toEqual({ running: 4, waiting: 2, readyThreads: 2 });
     const results = await Promise.all(answers);
     expect(results.map(text)).toEqual(Array(6).fill('slow done'));
     // Two messages for the first four (one per thread, sent together), then the two that waited: each
@@ -69,7 +74,7 @@ describe('http handler pool', () => {
     expect(batches.slice(0, 2)).toEqual([2, 2]);
     expect(batches.reduce((a, b) => a + b, 0)).toBe(6);
     expect(batches.length).toBeLessThanOrEqual(4);
-    expect(p.load).toEqual({ running: 0, waiting: 0 });
+    expect(p.load).toEqual({ running: 0, waiting: 0, readyThreads: 2 });
   });
 
   it('a request past its deadline rejects with TimeoutError; its thread is replaced, what ran on it fails, what waited runs on the replacement', async () => {
@@ -80,12 +85,46 @@ describe('http handler pool', () => {
     const spin = p.run(task('/spin', 400));
     const slow = p.run(slowTask);
     const waiting = p.run(task('/', 20_000));
-    expect(p.load).toEqual({ running: 2, waiting: 1 });
+    expect(p.load).toEqual({ running: 2, waiting: 1, readyThreads: 1 });
     await expect(spin).rejects.toMatchObject({ name: 'TimeoutError' });
     const collateral = await slow;
     expect(collateral).toMatchObject({ ok: false, error: { code: 'SLUICE_HANDLER_FAILED' } });
     // The replacement thread loads the module, then answers the request that waited.
     expect(text(await waiting)).toBe('hello world');
+    expect(text(await p.run(task('/')))).toBe('hello world');
+  });
+
+  it('a replacement thread takes no request before its module loaded; requests that waited past their deadline replace no thread', async () => {
+    const p = pool(2, 1);
+    await warm(p, 2);
+    const terminated = vi.spyOn(Worker.prototype, 'terminate');
+    await expect(p.run(task('/spin', 300))).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(terminated).toHaveBeenCalledTimes(1);
+    // The replacement is loading: the next request goes to the ready thread at once.
+    expect(p.load.readyThreads).toBe(1);
+    const next = p.run(task('/'));
+    expect(p.load).toMatchObject({ running: 1, waiting: 0 });
+    expect(text(await next)).toBe('hello world');
+
+    const one = pool(1, 1);
+    await warm(one, 1);
+    terminated.mockClear();
+    const runaway = one.run(task('/spin', 300));
+    const waiters = Array.from({ length: 5 }, () => one.run(task('/', 300)));
+    const outcomes = await Promise.allSettled([runaway, ...waiters]);
+    expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as Error).name : 'ok'))).toEqual(Array(6).fill('TimeoutError'));
+    // One runaway, one replacement: the waiters expired in the pool, not on the fresh thread.
+    expect(terminated).toHaveBeenCalledTimes(1);
+    expect(text(await one.run(task('/', 20_000)))).toBe('hello world');
+  });
+
+  it("handler code posting on the thread's parentPort does not reach the pool; response headers come back lower-case", async () => {
+    const p = pool(1, 2);
+    await warm(p, 1);
+    expect(text(await p.run(task('/post')))).toBe('posted');
+    const h = await p.run(task('/headers'));
+    expect(h).toMatchObject({ ok: true, headers: { 'content-type': 'text/x-upper', 'content-length': '5', 'x-request-id': 'mine' } });
+    expect(Object.keys((h as { headers: object }).headers).sort()).toEqual(['content-length', 'content-type', 'x-request-id']);
     expect(text(await p.run(task('/')))).toBe('hello world');
   });
 
