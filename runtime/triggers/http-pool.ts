@@ -136,12 +136,31 @@ export class HttpThreadPool {
         this.#pump();
       }
     });
-    worker.on('error', (e) => this.#o.log.error({ err: e }, 'http handler thread failed'));
+    let failure: Error | undefined;
+    worker.on('error', (e) => {
+      failure = e;
+      this.#o.log.error({ err: e }, 'http handler thread failed');
+    });
     worker.on('exit', (code) => {
       port1.close();
       const i = this.#slots.indexOf(slot);
       // Terminated by #replace or destroy(): already handled.
       if (i < 0 || this.#destroyed) return;
+      if (!slot.ready) {
+        // Died while starting (its bootstrap failed, not the function's module: a module that does not
+        // load still reports ready, and its requests answer the load error). Requests that no ready
+        // thread can take fail instead of waiting for a thread that may never start; the replacement
+        // comes after a pause, not in a tight loop.
+        this.#o.log.error({ code }, 'http handler thread exited while starting; starting another in 1 s');
+        if (!this.#slots.some((s) => s.ready)) {
+          const error = new BindingError('SLUICE_HANDLER_FAILED', `the HTTP handler thread exited while starting (code ${code})${failure ? `: ${failure.message}` : ''}`);
+          for (const p of this.#waiting.splice(0)) this.#settle(p, undefined, error);
+        }
+        setTimeout(() => {
+          if (!this.#destroyed && this.#slots.indexOf(slot) >= 0) this.#replace(slot, 'its handler thread exited');
+        }, 1000).unref();
+        return;
+      }
       this.#o.log.warn({ code }, 'http handler thread exited; replacing it');
       this.#replace(slot, 'its handler thread exited');
     });

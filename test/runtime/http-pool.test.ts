@@ -5,7 +5,7 @@
  * rejects with a TimeoutError and its thread is replaced — what else ran on it fails with
  * SLUICE_HANDLER_FAILED, what waited runs on the replacement — and destroy() rejects what is left.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,9 +21,9 @@ const dir = mkdtempSync(join(tmpdir(), 'sluice-http-pool-'));
 const log = pino({ level: 'silent' });
 const pools: HttpThreadPool[] = [];
 
-function pool(threads: number, concurrency: number): HttpThreadPool {
+function pool(threads: number, concurrency: number, filename = BOOTSTRAP): HttpThreadPool {
   const p = new HttpThreadPool({
-    filename: BOOTSTRAP,
+    filename,
     threads,
     concurrency,
     workerData: { module: ECHO, function: 'echo', backend: { kind: 'local', dir: join(dir, 'data') }, bindings: [], logLevel: 'silent', secrets: {} },
@@ -126,6 +126,15 @@ describe('http handler pool', () => {
     expect(h).toMatchObject({ ok: true, headers: { 'content-type': 'text/x-upper', 'content-length': '5', 'x-request-id': 'mine' } });
     expect(Object.keys((h as { headers: object }).headers).sort()).toEqual(['content-length', 'content-type', 'x-request-id']);
     expect(text(await p.run(task('/')))).toBe('hello world');
+  });
+
+  it('a thread that dies while starting fails the requests waiting for it instead of leaving them waiting', async () => {
+    const broken = join(dir, 'broken-bootstrap.mjs');
+    writeFileSync(broken, "throw new Error('bootstrap broken');\n");
+    const p = pool(1, 1, broken);
+    const warmUp = p.run(task('/', 30_000, { warm: true })).then(() => 'answered', (e: unknown) => e);
+    expect(await warmUp).toMatchObject({ code: 'SLUICE_HANDLER_FAILED', message: expect.stringContaining('bootstrap broken') });
+    expect(p.load).toMatchObject({ waiting: 0, readyThreads: 0 });
   });
 
   it('a handler error is an ok:false result, not a rejection; destroy() rejects what is still running', async () => {
