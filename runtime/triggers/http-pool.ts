@@ -18,7 +18,7 @@
  * Pool and thread talk over a MessageChannel of their own (one port in `workerData`): handler code that
  * posts on the thread's `parentPort` does not reach the pool.
  */
-import { MessageChannel, MessagePort, Worker, type TransferListItem } from 'node:worker_threads';
+import { MessageChannel, MessagePort, receiveMessageOnPort, Worker, type TransferListItem } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { BindingError, serializeError } from '../../bindings/errors.ts';
 import { DeadlineWheel, type Deadline } from './deadline-wheel.ts';
@@ -32,6 +32,11 @@ export interface HttpThreadPoolOptions {
   threads: number;
   /** Requests running at once on one thread; more wait in the pool. */
   concurrency: number;
+  /**
+   * How long a new thread may take to report its module loaded before it is replaced (a load that hangs
+   * must not leave the pool without threads for good). @default 60000
+   */
+  startTimeoutMs?: number;
   workerData: HttpThreadData;
   log: Logger;
 }
@@ -91,8 +96,8 @@ export class HttpThreadPool {
     }
     return new Promise<HttpTaskResult>((resolve, reject) => {
       const p: Pending = { id: this.#nextId++, task, transfer, resolve, reject, deadline: undefined, slot: undefined, posted: false };
-      // A warm-up has no handler to run away; it waits as long as the module takes to load.
-      if (task.warm !== true) p.deadline = this.#wheel.at(task.deadlineMs, () => this.#expire(p));
+      // A warm-up too: it waits for a thread that loaded, at most until its deadline.
+      p.deadline = this.#wheel.at(task.deadlineMs, () => this.#expire(p));
       this.#dispatch(p);
     });
   }
@@ -129,19 +134,30 @@ export class HttpThreadPool {
     const { port1, port2 } = new MessageChannel();
     const worker = new Worker(this.#o.filename, { workerData: { ...this.#o.workerData, port: port2 }, transferList: [port2] });
     const slot: Slot = { worker, port: port1, ready: false, inFlight: new Map(), batch: [], transfer: [], scheduled: false };
-    port1.on('message', (m: HttpThreadMessage) => {
+    const onMessage = (m: HttpThreadMessage): void => {
       if (Array.isArray(m)) this.#onResults(slot, m);
       else if (m !== null && typeof m === 'object' && m.t === 'ready') {
         slot.ready = true;
+        clearTimeout(startBound);
         this.#pump();
       }
-    });
+    };
+    port1.on('message', onMessage);
+    const startBound = setTimeout(() => {
+      if (slot.ready || this.#destroyed || this.#slots.indexOf(slot) < 0) return;
+      this.#o.log.error({ startTimeoutMs: this.#o.startTimeoutMs ?? 60_000 }, 'http handler thread did not load its module in time; replacing it');
+      this.#replace(slot, 'its handler thread did not start in time');
+    }, this.#o.startTimeoutMs ?? 60_000);
+    startBound.unref();
     let failure: Error | undefined;
     worker.on('error', (e) => {
       failure = e;
       this.#o.log.error({ err: e }, 'http handler thread failed');
     });
     worker.on('exit', (code) => {
+      clearTimeout(startBound);
+      // Results the thread posted before it died are still answers.
+      for (let m = receiveMessageOnPort(port1); m !== undefined; m = receiveMessageOnPort(port1)) onMessage(m.message as HttpThreadMessage);
       port1.close();
       const i = this.#slots.indexOf(slot);
       // Terminated by #replace or destroy(): already handled.
@@ -169,7 +185,7 @@ export class HttpThreadPool {
 
   #dispatch(p: Pending): void {
     // Waited past its deadline (its wheel slot fires in this same turn): answered without a thread.
-    if (p.task.warm !== true && p.task.deadlineMs <= Date.now()) {
+    if (p.task.deadlineMs <= Date.now()) {
       const i = this.#waiting.indexOf(p);
       if (i >= 0) this.#waiting.splice(i, 1);
       this.#settle(p, undefined, timeoutError());
@@ -274,6 +290,7 @@ export class HttpThreadPool {
       slot.batch.splice(unsent, 1);
       slot.transfer = slot.transfer.filter((t) => !p.transfer.includes(t));
       this.#settle(p, undefined, timeoutError());
+      this.#pump();
       return;
     }
     this.#settle(p, undefined, timeoutError());

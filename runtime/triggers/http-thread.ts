@@ -125,13 +125,14 @@ class RequestContext implements HttpContext {
  */
 function responseHeaders(given: Record<string, unknown> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const k in given) {
+  if (given === undefined || given === null) return out;
+  for (const k of Object.keys(given)) {
     const v = given[k];
-    if (v === undefined) continue;
+    if (v === undefined || v === null) continue;
     if (typeof v === 'string') out[k.toLowerCase()] = v;
-    else if (typeof v === 'number') out[k.toLowerCase()] = String(v);
+    else if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') out[k.toLowerCase()] = String(v);
     else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) (out as Record<string, unknown>)[k.toLowerCase()] = [...v];
-    else throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: header '${k}' must be a string, a number or a list of strings, got ${typeof v}`);
+    else throw new BindingError('SLUICE_INVALID_ARGUMENT', `http handler: header '${k}' must be a string, a number, a boolean or a list of strings, got ${typeof v}`);
   }
   return out;
 }

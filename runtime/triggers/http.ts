@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { MessageChannel, MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { Histogram, type Registry } from 'prom-client';
-import { BindingError } from '../../bindings/errors.ts';
+import { BindingError, serializeError } from '../../bindings/errors.ts';
 import type { KvBinding } from '../../bindings/types.ts';
 import { StateKeys } from '../state.ts';
 import type { HttpTrigger, ResolvedWorkerOptions } from '../worker-options.ts';
@@ -257,7 +257,10 @@ export class HttpTriggerServer {
     const host = o.trigger.host.includes(':') ? `[${o.trigger.host}]` : o.trigger.host;
     self = new HttpTriggerServer(o, server, pool, `http://${host}:${port}`);
     // Register only once the handler module loads (a broken module fails the worker's start, visibly).
-    const warm = await (pool instanceof HttpThreadPool ? (t: HttpTask) => pool.run(t) : pool.task)({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true });
+    // A warm-up that fails (the thread died starting, the load ran past 60 s) is a failed load too.
+    const warm = await (pool instanceof HttpThreadPool ? (t: HttpTask) => pool.run(t) : pool.task)({ req: { method: 'GET', path: o.trigger.path, query: {}, headers: {}, body: new Uint8Array(0), streamed: false, requestId: 'warm-up' }, deadlineMs: Date.now() + 60_000, warm: true }).catch(
+      (e: unknown): HttpTaskResult => ({ ok: false, error: serializeError((e as Error).name === 'TimeoutError' ? new BindingError('SLUICE_HANDLER_TIMEOUT', 'the module and its bindings did not load within 60 s') : e) }),
+    );
     if (warm instanceof MessagePort || !warm.ok) {
       if (warm instanceof MessagePort) warm.close();
       await self.close();

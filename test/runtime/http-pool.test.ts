@@ -21,9 +21,10 @@ const dir = mkdtempSync(join(tmpdir(), 'sluice-http-pool-'));
 const log = pino({ level: 'silent' });
 const pools: HttpThreadPool[] = [];
 
-function pool(threads: number, concurrency: number, filename = BOOTSTRAP): HttpThreadPool {
+function pool(threads: number, concurrency: number, filename = BOOTSTRAP, startTimeoutMs?: number): HttpThreadPool {
   const p = new HttpThreadPool({
     filename,
+    ...(startTimeoutMs === undefined ? {} : { startTimeoutMs }),
     threads,
     concurrency,
     workerData: { module: ECHO, function: 'echo', backend: { kind: 'local', dir: join(dir, 'data') }, bindings: [], logLevel: 'silent', secrets: {} },
@@ -135,6 +136,18 @@ describe('http handler pool', () => {
     const warmUp = p.run(task('/', 30_000, { warm: true })).then(() => 'answered', (e: unknown) => e);
     expect(await warmUp).toMatchObject({ code: 'SLUICE_HANDLER_FAILED', message: expect.stringContaining('bootstrap broken') });
     expect(p.load).toMatchObject({ waiting: 0, readyThreads: 0 });
+  });
+
+  it('a thread whose start hangs is replaced after startTimeoutMs; a request waiting meanwhile gets its TimeoutError at its deadline', async () => {
+    const hanging = join(dir, 'hanging-bootstrap.mjs');
+    writeFileSync(hanging, 'setInterval(() => {}, 1000);\nawait new Promise(() => {});\n');
+    const terminated = vi.spyOn(Worker.prototype, 'terminate');
+    const p = pool(1, 1, hanging, 300);
+    const t0 = Date.now();
+    await expect(p.run(task('/', 1_000))).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    // Replaced at least twice in ≈1 s (every 300 ms), never left waiting on a thread that will not start.
+    expect(terminated.mock.calls.length).toBeGreaterThanOrEqual(2);
   });
 
   it('a handler error is an ok:false result, not a rejection; destroy() rejects what is still running', async () => {
