@@ -25,6 +25,7 @@ import { NatsKv, TABLE_HISTORY } from './nats-kv.ts';
 import { KvStore } from './nats-kvstore.ts';
 import { describe, kvStream, NatsNames, parseDescription } from './nats-names.ts';
 import { NatsObject, OBJECT_HISTORY } from './nats-object.ts';
+import { patchNatsRequests } from './nats-request-patch.ts';
 import { ShardReaders } from './nats-reader.ts';
 import { deleteNatsBucket, listNatsBuckets } from './nats-buckets.ts';
 import { NatsStream } from './nats-stream.ts';
@@ -178,6 +179,8 @@ export class NatsBackend implements Backend {
     const names = new NatsNames(o.prefix);
     const where = `nats backend at ${o.servers.join(', ')}`;
     let nc: NatsConnection;
+    // One throwaway Error per answered request, skipped (nats-request-patch.ts).
+    patchNatsRequests();
     try {
       nc = await connect({
         servers: o.servers,

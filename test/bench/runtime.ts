@@ -92,6 +92,7 @@ import { Kvm } from '@nats-io/kv';
 import { nanos } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import pino from 'pino';
+import { patchNatsRequests } from '../../bindings/nats/nats-request-patch.ts';
 import { LocalBackend } from '../../bindings/local/index.ts';
 import { LocalStream } from '../../bindings/local/local-stream.ts';
 import { NatsBackend } from '../../bindings/nats/index.ts';
@@ -836,6 +837,9 @@ async function benchLocal(threads: number[]): Promise<void> {
 /** The raw JetStream loop over the change feed of `rawuploads` (see the header). */
 async function rawNats(url: string, bucket: string, exp: { scanned: number; ssn: number; card: number }, inflight: number): Promise<{ ms: number; eps: number }> {
   // Same connection options as the NatsBackend (no per-request async stack traces).
+  // The same client as the worker's: nats.js with the backend's request patch (one throwaway Error per
+  // answered request skipped, bindings/nats/nats-request-patch.ts) — it is process-wide, applied here too.
+  patchNatsRequests();
   const nc = await connect({ servers: url, name: 'sluice-bench-raw', noAsyncTraces: true });
   const kvBucket = `sluice_obj_${bucket}`;
   const stream = `KV_${kvBucket}`;
