@@ -22,7 +22,7 @@ import { MessageChannel, MessagePort, receiveMessageOnPort, Worker, type Transfe
 import type { Logger } from 'pino';
 import { BindingError, serializeError } from '../../bindings/errors.ts';
 import { DeadlineWheel, type Deadline } from './deadline-wheel.ts';
-import type { HttpPoolRequest, HttpPoolResult, HttpTask, HttpTaskResult, HttpThreadData, HttpThreadMessage } from './http-thread.ts';
+import { timeoutError, type HttpPoolRequest, type HttpPoolResult, type HttpTask, type HttpTaskResult, type HttpThreadData, type HttpThreadMessage } from './http-thread.ts';
 
 /** Options of {@link HttpThreadPool}. */
 export interface HttpThreadPoolOptions {
@@ -60,13 +60,9 @@ interface Slot {
   /** The thread reported its module loaded (or failed to): it takes requests. */
   ready: boolean;
   inFlight: Map<number, Pending>;
-  batch: HttpPoolRequest[];
-  transfer: TransferListItem[];
+  /** Dispatched this turn, not yet posted (their transfer lists go with them). */
+  batch: Pending[];
   scheduled: boolean;
-}
-
-function timeoutError(): Error {
-  return Object.assign(new Error('the handler ran past its deadline'), { name: 'TimeoutError' });
 }
 
 /** Closes the MessagePorts among `transfer` (a streamed body's port never handed to a thread). */
@@ -76,6 +72,7 @@ function closePorts(transfer: readonly TransferListItem[]): void {
 
 export class HttpThreadPool {
   readonly #o: HttpThreadPoolOptions;
+  readonly #startTimeoutMs: number;
   readonly #slots: Slot[] = [];
   /** Requests waiting for a place on a thread, oldest first. */
   readonly #waiting: Pending[] = [];
@@ -85,6 +82,7 @@ export class HttpThreadPool {
 
   constructor(o: HttpThreadPoolOptions) {
     this.#o = o;
+    this.#startTimeoutMs = o.startTimeoutMs ?? 60_000;
     for (let i = 0; i < Math.max(1, o.threads); i++) this.#slots.push(this.#spawn());
   }
 
@@ -98,7 +96,7 @@ export class HttpThreadPool {
       const p: Pending = { id: this.#nextId++, task, transfer, resolve, reject, deadline: undefined, slot: undefined, posted: false };
       // A warm-up too: it waits for a thread that loaded, at most until its deadline.
       p.deadline = this.#wheel.at(task.deadlineMs, () => this.#expire(p));
-      this.#dispatch(p);
+      if (!this.#place(p)) this.#waiting.push(p);
     });
   }
 
@@ -123,7 +121,6 @@ export class HttpThreadPool {
         for (const p of [...s.inFlight.values()]) this.#settle(p, undefined, gone);
         s.inFlight.clear();
         s.batch = [];
-        s.transfer = [];
         s.port.close();
         await s.worker.terminate();
       }),
@@ -133,7 +130,7 @@ export class HttpThreadPool {
   #spawn(): Slot {
     const { port1, port2 } = new MessageChannel();
     const worker = new Worker(this.#o.filename, { workerData: { ...this.#o.workerData, port: port2 }, transferList: [port2] });
-    const slot: Slot = { worker, port: port1, ready: false, inFlight: new Map(), batch: [], transfer: [], scheduled: false };
+    const slot: Slot = { worker, port: port1, ready: false, inFlight: new Map(), batch: [], scheduled: false };
     const onMessage = (m: HttpThreadMessage): void => {
       if (Array.isArray(m)) this.#onResults(slot, m);
       else if (m !== null && typeof m === 'object' && m.t === 'ready') {
@@ -145,9 +142,9 @@ export class HttpThreadPool {
     port1.on('message', onMessage);
     const startBound = setTimeout(() => {
       if (slot.ready || this.#destroyed || this.#slots.indexOf(slot) < 0) return;
-      this.#o.log.error({ startTimeoutMs: this.#o.startTimeoutMs ?? 60_000 }, 'http handler thread did not load its module in time; replacing it');
+      this.#o.log.error({ startTimeoutMs: this.#startTimeoutMs }, 'http handler thread did not load its module in time; replacing it');
       this.#replace(slot, 'its handler thread did not start in time');
-    }, this.#o.startTimeoutMs ?? 60_000);
+    }, this.#startTimeoutMs);
     startBound.unref();
     let failure: Error | undefined;
     worker.on('error', (e) => {
@@ -183,58 +180,53 @@ export class HttpThreadPool {
     return slot;
   }
 
-  #dispatch(p: Pending): void {
-    // Waited past its deadline (its wheel slot fires in this same turn): answered without a thread.
+  /**
+   * Puts `p` on the least-loaded ready thread with room (posted at the end of this turn, with the rest of
+   * the turn's requests for that thread). False when none has room: the caller queues it. A request whose
+   * deadline passed while it waited is answered here, without a thread (true: it is done with).
+   */
+  #place(p: Pending): boolean {
     if (p.task.deadlineMs <= Date.now()) {
-      const i = this.#waiting.indexOf(p);
-      if (i >= 0) this.#waiting.splice(i, 1);
       this.#settle(p, undefined, timeoutError());
-      return;
+      return true;
     }
     let best: Slot | undefined;
     for (const s of this.#slots) if (s.ready && s.inFlight.size < this.#o.concurrency && (best === undefined || s.inFlight.size < best.inFlight.size)) best = s;
-    if (best === undefined) {
-      if (!this.#waiting.includes(p)) this.#waiting.push(p);
-      return;
-    }
-    const i = this.#waiting.indexOf(p);
-    if (i >= 0) this.#waiting.splice(i, 1);
+    if (best === undefined) return false;
     p.slot = best;
     best.inFlight.set(p.id, p);
-    best.batch.push({ id: p.id, task: p.task });
-    for (const t of p.transfer) best.transfer.push(t);
+    best.batch.push(p);
     if (!best.scheduled) {
       best.scheduled = true;
-      // The requests of this turn go out together.
       const slot = best;
       setImmediate(() => this.#send(slot));
     }
+    return true;
   }
 
   #send(s: Slot): void {
     s.scheduled = false;
     if (s.batch.length === 0 || this.#slots.indexOf(s) < 0) return;
     const batch = s.batch;
-    const transfer = s.transfer;
     s.batch = [];
-    s.transfer = [];
+    const wire: HttpPoolRequest[] = [];
+    const transfer: TransferListItem[] = [];
+    for (const p of batch) {
+      wire.push({ id: p.id, task: p.task });
+      for (const t of p.transfer) transfer.push(t);
+    }
     try {
-      s.port.postMessage(batch, transfer);
-      for (const r of batch) {
-        const p = s.inFlight.get(r.id);
-        if (p !== undefined) p.posted = true;
-      }
+      s.port.postMessage(wire, transfer);
+      for (const p of batch) p.posted = true;
     } catch {
       // One request's transfer list is bad (a detached buffer, a closed port): send them one by one, so
       // that only the bad one fails.
-      for (const r of batch) {
-        const p = s.inFlight.get(r.id);
-        if (p === undefined) continue;
+      for (const p of batch) {
         try {
-          s.port.postMessage([r], [...p.transfer]);
+          s.port.postMessage([{ id: p.id, task: p.task }], [...p.transfer]);
           p.posted = true;
         } catch (e) {
-          s.inFlight.delete(r.id);
+          s.inFlight.delete(p.id);
           this.#settle(p, { ok: false, error: serializeError(new BindingError('SLUICE_INTERNAL', `the request could not be passed to its handler thread: ${(e as Error).message}`)) });
         }
       }
@@ -267,12 +259,7 @@ export class HttpThreadPool {
 
   /** Moves waiting requests onto threads with room (oldest first). */
   #pump(): void {
-    while (this.#waiting.length > 0) {
-      const p = this.#waiting[0]!;
-      this.#dispatch(p);
-      // No thread had room: it is still first in the queue.
-      if (this.#waiting[0] === p) return;
-    }
+    while (this.#waiting.length > 0 && this.#place(this.#waiting[0]!)) this.#waiting.shift();
   }
 
   #expire(p: Pending): void {
@@ -284,11 +271,10 @@ export class HttpThreadPool {
       return;
     }
     slot.inFlight.delete(p.id);
-    const unsent = slot.batch.findIndex((r) => r.id === p.id);
+    const unsent = slot.batch.indexOf(p);
     if (unsent >= 0) {
       // Not sent yet (dispatched this turn): it never reached the thread, which keeps running.
       slot.batch.splice(unsent, 1);
-      slot.transfer = slot.transfer.filter((t) => !p.transfer.includes(t));
       this.#settle(p, undefined, timeoutError());
       this.#pump();
       return;
@@ -306,16 +292,12 @@ export class HttpThreadPool {
     void slot.worker.terminate();
     // Dispatched this turn but not yet sent: they never reached the old thread, so they go back to the
     // front of the queue and run on a thread that is ready.
-    const unsent: Pending[] = [];
-    for (const r of slot.batch) {
-      const p = slot.inFlight.get(r.id);
-      if (p === undefined) continue;
-      slot.inFlight.delete(r.id);
-      p.slot = undefined;
-      unsent.push(p);
-    }
+    const unsent = slot.batch;
     slot.batch = [];
-    slot.transfer = [];
+    for (const p of unsent) {
+      slot.inFlight.delete(p.id);
+      p.slot = undefined;
+    }
     const error = serializeError(new BindingError('SLUICE_HANDLER_FAILED', `the request did not finish: ${why}`));
     for (const p of slot.inFlight.values()) this.#settle(p, { ok: false, error });
     slot.inFlight.clear();

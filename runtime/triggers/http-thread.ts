@@ -68,8 +68,8 @@ async function* oneChunk(b: Uint8Array): AsyncIterable<Uint8Array> {
   if (b.byteLength > 0) yield b;
 }
 
-/** The error an inline request rejects with at its deadline (the caller answers 504). */
-function timeoutError(): Error {
+/** The error a request rejects with at its deadline, inline or on the pool (the caller answers 504). */
+export function timeoutError(): Error {
   return Object.assign(new Error('the handler ran past its deadline'), { name: 'TimeoutError' });
 }
 

@@ -61,10 +61,13 @@ export function splitTarget(target: string): { path: string; query: string } {
   return { path: url.pathname, query: url.search.slice(1) };
 }
 
-/** HTTP/1.1: a request without content-length or transfer-encoding has no body (node dumps the rest). */
+/**
+ * Whether a request has a body to read. HTTP/1.1: one without content-length or transfer-encoding has
+ * none (node dumps the rest); most GETs then skip the async body read and its iterator.
+ */
 function hasBody(req: IncomingMessage): boolean {
   const declared = req.headers['content-length'];
-  return declared === undefined ? req.headers['transfer-encoding'] !== undefined : declared !== '0';
+  return declared === undefined ? req.headers['transfer-encoding'] !== undefined : Number(declared) !== 0;
 }
 
 const NO_BODY: ReadBody = { body: EMPTY };
@@ -76,15 +79,12 @@ const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
 type ReadBody = { body: Uint8Array } | { over: true } | { stream: RequestBodyStream };
 
 /**
- * Reads a request body whole when it is at most `streamAt` bytes, else hands it on as a stream (see
+ * Reads the body of a request that has one ({@link hasBody}) whole when it is at most `streamAt` bytes, else hands it on as a stream (see
  * {@link RequestBodyStream}). A body declared (content-length) past `max` is read and dropped (up to
  * 64 MiB) so that the client, still sending, gets the 413 instead of a reset.
  */
 async function readBody(req: IncomingMessage, max: number, streamAt: number): Promise<ReadBody> {
   const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
-  // No body (most GETs): nothing to read, and no async iterator to build and drain per request.
-  // (HTTP/1.1: without content-length or transfer-encoding a request has no body; node dumps the rest.)
-  if (declared === 0 || (declared === undefined && req.headers['transfer-encoding'] === undefined)) return { body: EMPTY };
   // Not destroyed on an early return: the response still goes out on this socket.
   const it = req.iterator({ destroyOnReturn: false });
   if (declared !== undefined && declared > max) {
