@@ -53,7 +53,11 @@
  *   first `attrs` change record: latency = the record's commit timestamp (local: the store's write
  *   time, ms resolution; NATS: the server's storage time) minus the time just before `put` was called.
  *   The watcher's own observation time is reported too (it adds the watcher's poll/pull delay), and
- *   so are this process's CPU use and event-loop delay (worker, watcher and load generator share it).
+ *   so are this process's CPU use and event-loop delay. `--latency-worker` (default `process,in-process`)
+ *   runs each measurement twice: with the worker in a process of its own (runtime/worker-main.ts, as
+ *   `sluice dev` and Kubernetes run it: the put commits in this process, the worker learns of it through
+ *   the store's cross-process change notification) and with the worker in this process beside the load
+ *   generator and the watcher (they share one event loop; the round-5 figures were taken so).
  *   p50 and p99 over all puts of the window; a put never seen counts as a miss and fails the run.
  *   Targets (issue 9): p99 ≤ 3 ms local, ≤ 12 ms NATS.
  *
@@ -77,7 +81,7 @@
  *
  * Options: --local-n 100000, --nats-n 50000, --threads 0,1, --processes 2, --local-max-records 500,
  * --local-inflight 8, --nats-max-records 100, --nats-inflight 8, --rate 1000, --latency-secs 10,
- * --latency-targets local,nats.
+ * --latency-targets local,nats, --latency-worker process,in-process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync } from 'node:fs';
@@ -122,6 +126,7 @@ const { values: args, positionals } = parseArgs({
     rate: { type: 'string', default: '1000' },
     'latency-secs': { type: 'string', default: '10' },
     'latency-targets': { type: 'string', default: 'local,nats' },
+    'latency-worker': { type: 'string', default: 'process,in-process' },
   },
   strict: true,
 });
@@ -154,6 +159,8 @@ const RATE = intArg('rate', 1, 100_000);
 const LATENCY_SECS = intArg('latency-secs', 1, 600);
 const LATENCY_TARGETS = new Set((args['latency-targets'] ?? '').split(',').filter((s) => s !== ''));
 for (const t of LATENCY_TARGETS) if (t !== 'local' && t !== 'nats') throw new Error(`--latency-targets takes local,nats, got '${t}'`);
+const LATENCY_WORKER = (args['latency-worker'] ?? '').split(',').filter((s) => s !== '') as LatencyWhere[];
+for (const t of LATENCY_WORKER) if (t !== 'process' && t !== 'in-process') throw new Error(`--latency-worker takes process,in-process, got '${t}'`);
 
 const SHARDS = 8;
 const BUCKET = 'uploads';
@@ -628,6 +635,16 @@ async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: 
   return { ms, eps };
 }
 
+/** SIGTERM (the worker drains and releases its leases), SIGKILL past 25 s; resolves once it exited. */
+async function stopChild(ch: ChildProcess): Promise<void> {
+  if (ch.exitCode !== null || ch.signalCode !== null) return;
+  const exited = new Promise<void>((r) => ch.once('exit', () => r()));
+  ch.kill('SIGTERM');
+  const t = setTimeout(() => ch.kill('SIGKILL'), 25_000);
+  await exited;
+  clearTimeout(t);
+}
+
 /**
  * `count` worker processes (runtime/worker-main.ts, replicas = count, ordinals 0..count-1, threads 0)
  * on one data directory: the way a function uses more than one core without handler threads. Timed
@@ -704,16 +721,7 @@ async function runProcesses(label: string, dir: string, counters: () => Promise<
     log(`  ${label}: ${exp.scanned} events in ${(ms / 1000).toFixed(2)} s = ${fmtInt(eps)} events/s (processes ready within ${fmtInt(readySpreadMs)} ms of each other)`);
     return { eps, readySpreadMs };
   } finally {
-    await Promise.all(
-      children.map(async (ch) => {
-        if (ch.exitCode !== null || ch.signalCode !== null) return;
-        const exited = new Promise<void>((r) => ch.once('exit', () => r()));
-        ch.kill('SIGTERM');
-        const t = setTimeout(() => ch.kill('SIGKILL'), 25_000);
-        await exited;
-        clearTimeout(t);
-      }),
-    );
+    await Promise.all(children.map(stopChild));
   }
 }
 
@@ -1029,28 +1037,100 @@ function watch(streams: StreamBinding, stream: string, onAttrs: (key: string, co
   };
 }
 
-async function latencyRun(label: string, backend: Backend, spec: BackendSpec, threads: number): Promise<Latency> {
-  const bucket = `lat-t${threads}`;
+/** Where the latency run's worker runs: beside the load generator, or in a process of its own (as deployed). */
+type LatencyWhere = 'in-process' | 'process';
+
+/** The latency run's worker, wherever it runs. */
+interface LatencyWorker {
+  /** Resolves once the worker can take records (in-process: owns every shard; process: its ready line). */
+  ready(): Promise<void>;
+  /** The first call marks the window's start; later calls describe the worker's batches since ('' where they cannot be read). */
+  figures(): Promise<string>;
+  /** CPU ms the worker used since `ready` (NaN when it shares this process: counted in this process's). */
+  cpuMs(): number;
+  stop(): Promise<void>;
+}
+
+async function inProcessLatencyWorker(label: string, config: Parameters<typeof Worker.start>[0]): Promise<LatencyWorker> {
+  const w = await Worker.start(config, { log: quiet });
+  let b0: HistogramSum | undefined;
+  return {
+    async ready() {
+      const readyBy = performance.now() + 15_000;
+      // Bounded: 15 s.
+      while (w.ownedShards.length < SHARDS) {
+        if (performance.now() > readyBy) throw new Error(`${label}: worker owns ${w.ownedShards.length}/${SHARDS} shards after 15 s`);
+        await sleep(20);
+      }
+    },
+    async figures() {
+      const [h, cm, b1] = await Promise.all([histogram(w, 'sluice_handler_seconds'), histogram(w, 'sluice_commit_seconds'), histogram(w, 'sluice_batch_records')]);
+      if (!b0) {
+        b0 = b1;
+        return '';
+      }
+      return (
+        `${b1.count - b0.count} batches of ${((b1.sum - b0.sum) / Math.max(1, b1.count - b0.count)).toFixed(1)} records in the window; ` +
+        `handler ${((1000 * h.sum) / Math.max(1, h.count)).toFixed(2)} ms, commit ${((1000 * cm.sum) / Math.max(1, cm.count)).toFixed(2)} ms per batch (incl. warm-up, ${b1.count} batches)`
+      );
+    },
+    cpuMs: () => Number.NaN,
+    async stop() {
+      await w.stop();
+    },
+  };
+}
+
+async function processLatencyWorker(label: string, config: Record<string, unknown>): Promise<LatencyWorker> {
+  const child = spawn(process.execPath, ['--import', 'tsx', WORKER_MAIN], {
+    env: { ...process.env, SLUICE_WORKER_CONFIG: JSON.stringify(config), SLUICE_ORDINAL: '0', SLUICE_REPLICAS: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  let readyLine = false;
+  let cpu0 = Number.NaN;
+  child.stdout!.on('data', (d: Buffer) => {
+    if (d.toString().includes('"event":"ready"')) readyLine = true;
+  });
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+  return {
+    async ready() {
+      const startBy = performance.now() + 60_000;
+      // Bounded: 60 s (the process compiles its TypeScript first).
+      while (!readyLine) {
+        if (performance.now() > startBy || child.exitCode !== null) throw new Error(`${label}: the worker process is not ready; stderr: ${stderr}`);
+        await sleep(10);
+      }
+      cpu0 = procCpuMs(child.pid);
+    },
+    figures: async () => '',
+    cpuMs: () => procCpuMs(child.pid) - cpu0,
+    stop: () => stopChild(child),
+  };
+}
+
+async function latencyRun(label: string, backend: Backend, spec: BackendSpec, threads: number, where: LatencyWhere): Promise<Latency> {
+  const bucket = `lat-t${threads}-${where}`;
   await backend.createBucket(bucket, { shards: SHARDS });
   const o = await backend.objects(bucket);
-  const w = await Worker.start(
-    {
-      function: FN,
-      module: MODULE,
-      trigger: { type: 'object', bucket },
-      backend: spec,
-      threads,
-      batch: { maxRecords: 100, maxWait: 0 },
-      batchesInFlight: SHARDS,
-      leaseTtl: '30s',
-      shutdownGrace: '20s',
-      logLevel: 'warn',
-    },
-    { log: quiet },
-  );
+  const config = {
+    function: FN,
+    module: MODULE,
+    trigger: { type: 'object' as const, bucket },
+    backend: spec,
+    threads,
+    batch: { maxRecords: 100, maxWait: 0 },
+    batchesInFlight: SHARDS,
+    leaseTtl: '30s',
+    shutdownGrace: '20s',
+    logLevel: 'warn' as const,
+  };
+  const w = where === 'in-process' ? await inProcessLatencyWorker(label, config) : await processLatencyWorker(label, config);
   const putAt = new Map<string, number>();
   const commitLat: number[] = [];
   const obsLat: number[] = [];
+  /** put called → its promise resolved (the put's own commit, as the uploader sees it). */
+  const putLat: number[] = [];
   const watcher = watch(backend.streams(), changeStreamName(bucket), (key, commitMs) => {
     const p = putAt.get(key);
     if (p === undefined) return;
@@ -1059,12 +1139,8 @@ async function latencyRun(label: string, backend: Backend, spec: BackendSpec, th
     obsLat.push(nowMs() - p);
   });
   try {
-    // Ready: every shard owned, readers positioned; then a short unmeasured warm-up at the same rate.
-    const readyBy = performance.now() + 15_000;
-    while (w.ownedShards.length < SHARDS) {
-      if (performance.now() > readyBy) throw new Error(`${label}: worker owns ${w.ownedShards.length}/${SHARDS} shards after 15 s`);
-      await sleep(20);
-    }
+    // Ready; then a short unmeasured warm-up at the same rate (a worker process takes its shards during it).
+    await w.ready();
     const send = async (prefix: string, total: number): Promise<number> => {
       const t0 = performance.now();
       let i = 0;
@@ -1075,8 +1151,10 @@ async function latencyRun(label: string, backend: Backend, spec: BackendSpec, th
         const due = Math.min(total, Math.floor(((performance.now() - t0) * RATE) / 1000) + 1);
         for (; i < due; i++) {
           const key = `${prefix}/${String(i).padStart(7, '0')}`;
+          const at = nowMs();
           const p = o.put(key, bodies[i % BODY_POOL]!, { contentType: 'text/plain' });
-          putAt.set(key, nowMs());
+          putAt.set(key, at);
+          void p.then(() => putLat.push(nowMs() - at));
           inflight.add(p);
           void p.finally(() => inflight.delete(p));
         }
@@ -1097,26 +1175,31 @@ async function latencyRun(label: string, backend: Backend, spec: BackendSpec, th
     };
     const warm = Math.min(500, RATE);
     await send('warm', warm);
-    await waitAll(10_000);
+    await waitAll(30_000);
+    if (putAt.size > 0) throw new Error(`${label}: ${putAt.size} of ${warm} warm-up puts not committed within 30 s (shards not taken?)`);
+    await w.figures();
     commitLat.length = 0;
     obsLat.length = 0;
+    putLat.length = 0;
     putAt.clear();
     const total = RATE * LATENCY_SECS;
-    // How busy this process (worker, watcher and load generator share its main thread) was meanwhile.
+    // How busy this process (load generator and watcher, and the worker when in-process) was meanwhile.
     const loop = monitorEventLoopDelay({ resolution: 1 });
     loop.enable();
     const cpu0 = process.cpuUsage();
+    const workerCpu0 = w.cpuMs();
     const wall0 = performance.now();
-    const b0 = await histogram(w, 'sluice_batch_records');
     const achievedRate = await send('measured', total);
     await waitAll(20_000);
     loop.disable();
+    const wallMs = performance.now() - wall0;
     const cpu = process.cpuUsage(cpu0);
-    const cpuPct = (100 * (cpu.user + cpu.system)) / 1000 / (performance.now() - wall0);
-    const b1 = await histogram(w, 'sluice_batch_records');
+    const cpuPct = (100 * (cpu.user + cpu.system)) / 1000 / wallMs;
+    const workerCpuPct = (100 * (w.cpuMs() - workerCpu0)) / wallMs;
     const missed = putAt.size;
     const c = [...commitLat].sort((a, b) => a - b);
     const ob = [...obsLat].sort((a, b) => a - b);
+    const pl = [...putLat].sort((a, b) => a - b);
     const r: Latency = {
       n: c.length,
       missed,
@@ -1124,13 +1207,15 @@ async function latencyRun(label: string, backend: Backend, spec: BackendSpec, th
       observed: { p50: percentile(ob, 50), p99: percentile(ob, 99) },
       achievedRate,
     };
-    const [h, cm] = await Promise.all([histogram(w, 'sluice_handler_seconds'), histogram(w, 'sluice_commit_seconds'), histogram(w, 'sluice_batch_records')]);
-    const bs = await histogram(w, 'sluice_batch_records');
+    const figures = await w.figures();
     notes.push(
       `${label}: ${r.n} puts at ${fmtInt(achievedRate)}/s; commit latency p50 ${r.commit.p50.toFixed(1)} / p99 ${r.commit.p99.toFixed(1)} / max ${r.commit.max.toFixed(1)} ms; ` +
         `observed by the watcher p50 ${r.observed.p50.toFixed(1)} / p99 ${r.observed.p99.toFixed(1)} ms; ` +
-        `${b1.count - b0.count} batches of ${((b1.sum - b0.sum) / Math.max(1, b1.count - b0.count)).toFixed(1)} records in the window; handler ${((1000 * h.sum) / Math.max(1, h.count)).toFixed(2)} ms, commit ${((1000 * cm.sum) / Math.max(1, cm.count)).toFixed(2)} ms per batch (incl. warm-up, ${bs.count} batches); ` +
-        `process CPU ${cpuPct.toFixed(0)}% of one core; event-loop delay p50 ${(loop.percentile(50) / 1e6).toFixed(1)} / p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms`,
+        `the put itself (called → resolved) p50 ${percentile(pl, 50).toFixed(1)} / p99 ${percentile(pl, 99).toFixed(1)} ms; ` +
+        (figures ? `${figures}; ` : '') +
+        `bench process CPU ${cpuPct.toFixed(0)}% of one core` +
+        (Number.isFinite(workerCpuPct) ? `, worker process ${workerCpuPct.toFixed(0)}%` : ' (worker included)') +
+        `; bench event-loop delay p50 ${(loop.percentile(50) / 1e6).toFixed(1)} / p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms`,
     );
     log(`  ${notes[notes.length - 1]}`);
     if (missed > 0) throw new Error(`${label}: ${missed} puts never showed committed attributes within 20 s`);
@@ -1144,40 +1229,41 @@ async function latencyRun(label: string, backend: Backend, spec: BackendSpec, th
 async function benchLatency(server: NatsServerHandle | undefined, threads: number[]): Promise<void> {
   for (const target of ['local', 'nats'] as const) {
     if (!LATENCY_TARGETS.has(target)) continue;
-    for (const t of threads) {
-      const measure = `${target === 'local' ? 'local' : 'NATS'} put → committed attrs p99, threads: ${t} (ms)`;
-      let root: string | undefined;
-      let backend: Backend | undefined;
-      try {
-        let spec: BackendSpec;
-        if (target === 'local') {
-          root = await mkdtemp(join(tmpdir(), 'sluice-bench-lat-'));
-          mkdirSync(root, { recursive: true });
-          backend = await LocalBackend.open({ dir: root });
-          spec = { kind: 'local', dir: root };
-        } else {
-          const prefix = `lat${t}`;
-          backend = await NatsBackend.open({ servers: server!.url, prefix });
-          spec = { kind: 'nats', url: server!.url, prefix };
+    for (const t of threads)
+      for (const where of LATENCY_WORKER) {
+        const measure = `${target === 'local' ? 'local' : 'NATS'} put → committed attrs p99, threads: ${t}, worker ${where === 'process' ? 'in its own process' : 'in the bench process'} (ms)`;
+        let root: string | undefined;
+        let backend: Backend | undefined;
+        try {
+          let spec: BackendSpec;
+          if (target === 'local') {
+            root = await mkdtemp(join(tmpdir(), 'sluice-bench-lat-'));
+            mkdirSync(root, { recursive: true });
+            backend = await LocalBackend.open({ dir: root });
+            spec = { kind: 'local', dir: root };
+          } else {
+            const prefix = `lat${t}${where === 'process' ? 'p' : ''}`;
+            backend = await NatsBackend.open({ servers: server!.url, prefix });
+            spec = { kind: 'nats', url: server!.url, prefix };
+          }
+          log(`latency ${target}, threads: ${t}, worker ${where}: ${RATE}/s for ${LATENCY_SECS} s`);
+          const r = await latencyRun(`latency ${target} threads ${t} worker ${where}`, backend, spec, t, where);
+          const targetMs = target === 'local' ? TARGET_P99_LOCAL_MS : TARGET_P99_NATS_MS;
+          rows.push({
+            measure,
+            result: `p99 ${r.commit.p99.toFixed(1)} (p50 ${r.commit.p50.toFixed(1)})`,
+            baseline: '—',
+            ratio: '—',
+            target: `p99 ≤ ${targetMs} ms`,
+            met: r.commit.p99 <= targetMs,
+          });
+        } catch (err) {
+          fail(measure, err);
+        } finally {
+          await backend?.close().catch(() => undefined);
+          if (root) await rm(root, { recursive: true, force: true });
         }
-        log(`latency ${target}, threads: ${t}: ${RATE}/s for ${LATENCY_SECS} s`);
-        const r = await latencyRun(`latency ${target} threads ${t}`, backend, spec, t);
-        const targetMs = target === 'local' ? TARGET_P99_LOCAL_MS : TARGET_P99_NATS_MS;
-        rows.push({
-          measure,
-          result: `p99 ${r.commit.p99.toFixed(1)} (p50 ${r.commit.p50.toFixed(1)})`,
-          baseline: '—',
-          ratio: '—',
-          target: `p99 ≤ ${targetMs} ms`,
-          met: r.commit.p99 <= targetMs,
-        });
-      } catch (err) {
-        fail(measure, err);
-      } finally {
-        await backend?.close().catch(() => undefined);
-        if (root) await rm(root, { recursive: true, force: true });
       }
-    }
   }
 }
 
