@@ -635,6 +635,14 @@ async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: 
   return { ms, eps };
 }
 
+/** Starts worker process `ordinal` of `replicas` (runtime/worker-main.ts) with `config`; stdout and stderr piped. */
+function spawnWorker(config: Record<string, unknown>, ordinal: number, replicas: number, nodeArgs: string[] = []): ChildProcess {
+  return spawn(process.execPath, [...nodeArgs, '--import', 'tsx', WORKER_MAIN], {
+    env: { ...process.env, SLUICE_WORKER_CONFIG: JSON.stringify(config), SLUICE_ORDINAL: String(ordinal), SLUICE_REPLICAS: String(replicas) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
 /** SIGTERM (the worker drains and releases its leases), SIGKILL past 25 s; resolves once it exited. */
 async function stopChild(ch: ChildProcess): Promise<void> {
   if (ch.exitCode !== null || ch.signalCode !== null) return;
@@ -674,10 +682,7 @@ async function runProcesses(label: string, dir: string, counters: () => Promise<
       // SLUICE_BENCH_CPU_PROF=<dir>: each worker process writes a CPU profile there (how the 2-process
       // profile in docs/BENCHMARKS.md was taken).
       const prof = process.env.SLUICE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SLUICE_BENCH_CPU_PROF}`] : [];
-      const child = spawn(process.execPath, [...prof, '--import', 'tsx', WORKER_MAIN], {
-        env: { ...process.env, SLUICE_WORKER_CONFIG: JSON.stringify(config), SLUICE_ORDINAL: String(i), SLUICE_REPLICAS: String(count) },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawnWorker(config, i, count, prof);
       child.stdout!.on('data', (d: Buffer) => {
         if (d.toString().includes('"event":"ready"')) {
           readyAt.push(performance.now());
@@ -1082,10 +1087,7 @@ async function inProcessLatencyWorker(label: string, config: Parameters<typeof W
 }
 
 async function processLatencyWorker(label: string, config: Record<string, unknown>): Promise<LatencyWorker> {
-  const child = spawn(process.execPath, ['--import', 'tsx', WORKER_MAIN], {
-    env: { ...process.env, SLUICE_WORKER_CONFIG: JSON.stringify(config), SLUICE_ORDINAL: '0', SLUICE_REPLICAS: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnWorker(config, 0, 1);
   let stderr = '';
   let readyLine = false;
   let cpu0 = Number.NaN;

@@ -33,43 +33,32 @@ const envSeconds = (name: string, dflt: number): number => {
   return Number.isFinite(v) && v > 0 ? v : dflt;
 };
 
-/** Processes under `root` (not `root` itself), one line each, indented by depth. */
-function processTree(root: number): string[] {
+/** Processes under `root` (not `root` itself), depth first: pid and one line each, indented by depth. */
+function processTree(root: number): { pid: number; line: string }[] {
   let out: string;
   try {
     out = execFileSync('ps', ['-eo', 'pid=,ppid=,stat=,etimes=,args='], { encoding: 'utf8', timeout: 5_000 });
   } catch (e) {
-    return [`(ps failed: ${(e as Error).message})`];
+    return [{ pid: 0, line: `(ps failed: ${(e as Error).message})` }];
   }
   const kids = new Map<number, { pid: number; line: string }[]>();
   for (const raw of out.split('\n')) {
     const m = /^\s*(\d+)\s+(\d+)\s+(\S+)\s+(\d+)\s+(.*)$/.exec(raw);
-    if (!m) continue;
+    if (!m || m[5]!.startsWith('ps -eo pid=')) continue;
     const [pid, ppid] = [Number(m[1]), Number(m[2])];
-    const line = `${pid} ${m[3]} ${m[4]}s ${m[5]!.slice(0, 200)}`;
     let list = kids.get(ppid);
     if (!list) kids.set(ppid, (list = []));
-    list.push({ pid, line });
+    list.push({ pid, line: `${pid} ${m[3]} ${m[4]}s ${m[5]!.slice(0, 200)}` });
   }
-  const lines: string[] = [];
+  const tree: { pid: number; line: string }[] = [];
   const walk = (pid: number, depth: number): void => {
     for (const k of kids.get(pid) ?? []) {
-      if (k.line.includes('ps -eo pid=')) continue;
-      lines.push(`${'  '.repeat(depth)}${k.line}`);
+      tree.push({ pid: k.pid, line: `${'  '.repeat(depth)}${k.line}` });
       walk(k.pid, depth + 1);
     }
   };
   walk(root, 1);
-  return lines;
-}
-
-function descendants(root: number): number[] {
-  const pids: number[] = [];
-  for (const l of processTree(root)) {
-    const pid = Number(/^\s*(\d+)/.exec(l)?.[1]);
-    if (pid) pids.push(pid);
-  }
-  return pids;
+  return tree;
 }
 
 export default class RunWatchdog implements Reporter {
@@ -128,8 +117,10 @@ export default class RunWatchdog implements Reporter {
     if (now - this.#started > this.#runLimitMs) {
       this.#say(`the test run passed its limit of ${this.#runLimitMs / 1000} s (SLUICE_TEST_RUN_LIMIT_S); still running:`);
       for (const r of this.#running.values()) this.#say(`  ${this.#describe(r, now)}`);
-      for (const l of processTree(process.pid)) this.#say(`  ${l}`);
-      for (const pid of descendants(process.pid)) {
+      const tree = processTree(process.pid);
+      for (const p of tree) this.#say(`  ${p.line}`);
+      for (const { pid } of tree) {
+        if (pid === 0) continue;
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
@@ -142,7 +133,7 @@ export default class RunWatchdog implements Reporter {
       if (r.reported || now - r.since < this.#slowFileMs) continue;
       r.reported = true;
       this.#say(`slow: ${this.#describe(r, now)}; processes under the run:`);
-      for (const l of processTree(process.pid)) this.#say(`  ${l}`);
+      for (const p of processTree(process.pid)) this.#say(`  ${p.line}`);
     }
   }
 }
