@@ -119,7 +119,7 @@ export class LocalBackend implements Backend {
       const stream = changeStreamName(name);
       for (const k of s.records.getKeys({ start: [stream, 0, 0], end: [stream, cur.shards, 0] })) s.records.remove(k);
       s.registry.remove(['bucket', name]);
-    });
+    }, { freeing: true });
   }
 
   async listBuckets(): Promise<ListedBucket[]> {

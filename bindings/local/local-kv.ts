@@ -129,6 +129,6 @@ export class LocalKv implements KvBinding {
       s.next(['r', this.table]);
       s.items.remove([this.table, key]);
       return true;
-    });
+    }, { freeing: true });
   }
 }

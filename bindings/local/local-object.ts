@@ -141,7 +141,7 @@ export class LocalObject implements ObjectBinding {
         else if (cur) s.attrs.remove(k);
         replaced = cur?.bodyRef;
         return { etag, version: meta.version };
-      });
+      }, { bytes: ref === undefined ? bytes.byteLength : 0 });
     } catch (err) {
       // Not committed: nothing references the new body.
       if (ref !== undefined) await this.#dropBody(ref);
@@ -238,7 +238,7 @@ export class LocalObject implements ObjectBinding {
       s.attrs.remove(k);
       dropped = cur.bodyRef;
       return true;
-    });
+    }, { freeing: true });
     if (dropped !== undefined) await this.#dropBody(dropped);
     return existed;
   }

@@ -43,6 +43,36 @@ export interface LocalStoreOptions {
    * (backpressure instead of unbounded memory). @default 100000
    */
   maxQueuedOps?: number;
+  /**
+   * Free space, in bytes, the store keeps on its data directory's filesystem. A write that would start
+   * with less free space than this (plus the bytes it is known to carry, e.g. an object body) is refused
+   * with SLUICE_STORAGE_FULL before LMDB writes anything; deletes go on down to a quarter of it, so that
+   * space can be made inside the store. A full disk is thereby never met by LMDB's own page writes — whose
+   * native error path can corrupt the writing process's heap (lmdb-js, ENOSPC; seen as a crash). 0 turns
+   * the check off. Space freed inside the store by deletes is reused by LMDB but not seen here: writes
+   * resume once the filesystem has this much free again.
+   * @default 64 MiB, or the environment variable SLUICE_LOCAL_MIN_FREE_BYTES when set
+   */
+  minFreeBytes?: number;
+}
+
+/** Options of one {@link LocalStore.write}. */
+export interface LocalWriteOptions {
+  /** Bytes the write is known to add (an object body): needed free on top of `minFreeBytes`. @default 0 */
+  bytes?: number;
+  /** The write only removes (a delete): allowed down to a quarter of `minFreeBytes`. @default false */
+  freeing?: boolean;
+}
+
+/** Default of {@link LocalStoreOptions.minFreeBytes}. */
+export const DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024;
+
+/** {@link LocalStoreOptions.minFreeBytes} from the option, else the environment, else the default. */
+function minFreeBytesOf(opts: LocalStoreOptions): number {
+  const v = opts.minFreeBytes ?? (process.env.SLUICE_LOCAL_MIN_FREE_BYTES !== undefined && process.env.SLUICE_LOCAL_MIN_FREE_BYTES !== '' ? Number(process.env.SLUICE_LOCAL_MIN_FREE_BYTES) : DEFAULT_MIN_FREE_BYTES);
+  if (!Number.isSafeInteger(v) || v < 0)
+    throw new BindingError('SLUICE_INVALID_ARGUMENT', `local store in '${opts.dir}': minFreeBytes must be a whole number of bytes ≥ 0 (option or SLUICE_LOCAL_MIN_FREE_BYTES), got ${JSON.stringify(opts.minFreeBytes ?? process.env.SLUICE_LOCAL_MIN_FREE_BYTES)}`);
+  return v;
 }
 
 /**
@@ -79,16 +109,25 @@ const LOW_SPACE_BYTES = 64 * 1024 * 1024;
  * gives, measured), as EIO; an EIO with the filesystem nearly full is taken for a full disk, any
  * other failure stays SLUICE_INTERNAL. The message is ours, one line; the native text stays in `cause`.
  */
+function freeBytesOf(dir: string): number | undefined {
+  try {
+    const s = statfsSync(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The refusal of a write that would eat into the space the store keeps free (nothing was written). */
+function fullError(dir: string, free: number, kept: number): BindingError {
+  return new BindingError('SLUICE_STORAGE_FULL', `local store in '${dir}' is out of space (${free} bytes free, ${kept} kept free): nothing of this write was committed; retry once space is freed`);
+}
+
 function commitError(cause: unknown, dir: string): BindingError {
   const native = (cause as { code?: unknown } | undefined)?.code;
   const text = cause instanceof Error ? cause.message : String(cause);
-  let free: number | undefined;
-  try {
-    const s = statfsSync(dir);
-    free = s.bavail * s.bsize;
-  } catch {
-    // unknown: decide on the error alone
-  }
+  // Unknown free space: decide on the error alone.
+  const free = freeBytesOf(dir);
   const full =
     native === 'ENOSPC' || native === 28 || native === 'EDQUOT' || native === 122 || native === MDB_MAP_FULL || /MDB_MAP_FULL|No space left/i.test(text) ||
     ((native === 'EIO' || native === 5) && free !== undefined && free < LOW_SPACE_BYTES);
@@ -133,6 +172,10 @@ export interface StoredItem {
 
 interface QueuedOp {
   fn: () => unknown;
+  /** Bytes the operation is known to add. */
+  bytes: number;
+  /** Free bytes that must remain after it (minFreeBytes, a quarter of it for deletes, -∞ for none). */
+  floor: number;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
@@ -202,6 +245,9 @@ export class LocalStore {
   #appended = new Set<string>();
   readonly #maxBatchOps: number;
   readonly #maxQueuedOps: number;
+  readonly #minFreeBytes: number;
+  /** Free bytes at the last look and the bytes queued into commits since (see {@link #admit}). */
+  #free = { bytes: Number.POSITIVE_INFINITY, at: Number.NEGATIVE_INFINITY, since: 0 };
   #wakeFd: number | undefined;
   #watcher: FSWatcher | undefined;
   /** Counters handed out in memory by {@link withCounters}, written back at its end. */
@@ -214,6 +260,7 @@ export class LocalStore {
     this.#pollMs = opts.pollMs ?? 50;
     this.#maxBatchOps = opts.maxBatchOps ?? 2000;
     this.#maxQueuedOps = opts.maxQueuedOps ?? 100_000;
+    this.#minFreeBytes = minFreeBytesOf(opts);
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     this.root = open({ path: join(opts.dir, 'sluice.mdb'), maxDbs: 16 });
     restrictToOwner(opts.dir);
@@ -272,8 +319,10 @@ export class LocalStore {
 
   /** Opens (creating when missing) the store in `opts.dir`. */
   static open(opts: LocalStoreOptions): LocalStore {
+    // A bad option is the caller's error, not an unavailable store.
+    const minFreeBytes = minFreeBytesOf(opts);
     try {
-      return new LocalStore(opts);
+      return new LocalStore({ ...opts, minFreeBytes });
     } catch (cause) {
       throw new BindingError('SLUICE_BACKEND_UNAVAILABLE', `cannot open the local store in '${opts.dir}': ${(cause as Error).message}`, { cause });
     }
@@ -284,12 +333,16 @@ export class LocalStore {
    * with its result once committed. `fn` must check everything before its first write: a throw after a
    * write would leave that write in the shared transaction.
    */
-  write<T>(fn: () => T): Promise<T> {
+  write<T>(fn: () => T, options?: LocalWriteOptions): Promise<T> {
+    return this.#enqueue(fn, options?.bytes ?? 0, options?.freeing ? this.#minFreeBytes / 4 : this.#minFreeBytes);
+  }
+
+  #enqueue<T>(fn: () => T, bytes: number, floor: number): Promise<T> {
     if (this.#closed) return Promise.reject(new BindingError('SLUICE_BACKEND_UNAVAILABLE', `the local store in '${this.dir}' is closed`));
     if (this.#queue.length >= this.#maxQueuedOps)
       return Promise.reject(new BindingError('SLUICE_BACKEND_UNAVAILABLE', `the local store has ${this.#queue.length} writes queued; retry later`));
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.#queue.push({ fn, bytes, floor, resolve: resolve as (v: unknown) => void, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         // Busy (the last commit ended within BUSY_MS): the writes of one more poll phase join this
@@ -353,12 +406,45 @@ export class LocalStore {
   readonly #flushNow = (): void => this.#flush();
   readonly #deferredFlush = (): void => void setImmediate(this.#flushNow);
 
+  /**
+   * The operations of `batch` that fit in the free space the store keeps (minFreeBytes); the others are
+   * rejected with SLUICE_STORAGE_FULL before the transaction. The filesystem is asked again (statfs,
+   * ≈2 µs) when the last answer is 10 ms old or this handle has queued an eighth of the reserve since;
+   * between two looks an estimate of 4 KiB per operation plus its known bytes is taken off.
+   */
+  #admit(batch: QueuedOp[]): QueuedOp[] {
+    const kept = this.#minFreeBytes;
+    if (kept === 0) return batch;
+    const f = this.#free;
+    const now = performance.now();
+    if (now - f.at >= 10 || f.since >= kept / 8) {
+      f.bytes = freeBytesOf(this.dir) ?? Number.POSITIVE_INFINITY;
+      f.at = now;
+      f.since = 0;
+    }
+    let admitted: QueuedOp[] | undefined;
+    for (let i = 0; i < batch.length; i++) {
+      const op = batch[i]!;
+      const need = op.floor === Number.NEGATIVE_INFINITY ? 0 : op.bytes + 4096;
+      const free = f.bytes - f.since;
+      if (free - need >= op.floor) {
+        f.since += need;
+        admitted?.push(op);
+        continue;
+      }
+      admitted ??= batch.slice(0, i);
+      op.reject(fullError(this.dir, Math.max(0, Math.floor(free)), kept));
+    }
+    return admitted ?? batch;
+  }
+
   #flush(): void {
     this.#scheduled = false;
     const lock = (this.#lock ??= new WriteLockRecord(this.dir));
     // Loop rather than recurse: a burst larger than one batch commits in several transactions.
     while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#maxBatchOps);
+      const batch = this.#admit(this.#queue.splice(0, this.#maxBatchOps));
+      if (batch.length === 0) continue;
       const results: { ok: boolean; v: unknown }[] = new Array(batch.length);
       try {
         this.root.transactionSync(() => {
@@ -398,7 +484,8 @@ export class LocalStore {
   /** Waits until every queued write committed. */
   async flushed(): Promise<void> {
     if (this.#queue.length === 0) return;
-    await this.write(() => undefined);
+    // Writes nothing, so the free-space check does not apply to it.
+    await this.#enqueue(() => undefined, 0, Number.NEGATIVE_INFINITY);
   }
 
   /** Commits what is queued and closes the environment. */

@@ -101,7 +101,7 @@ export class LocalStream implements StreamBinding {
       for (const k of s.dedupe.getKeys({ start: [name], end: [name, '\uffff'] })) s.dedupe.remove(k);
       s.registry.remove(['stream', name]);
       return true;
-    });
+    }, { freeing: true });
   }
 
   async putRecords(name: string, records: PutRecord[], options?: CallOptions): Promise<PutRecordResult[]> {

@@ -4,6 +4,9 @@
  * them, then space is freed. Uploads that do not fit fail with SLUICE_STORAGE_FULL and leave nothing
  * behind; the worker's log lines stay clean JSON; once space returns, uploads and the worker go on
  * without a restart; every acknowledged upload is handled exactly once and the counters are exact.
+ * The store keeps RESERVE bytes free (LocalStoreOptions.minFreeBytes, here small to fit the small disk):
+ * the refusals come from that check, so LMDB's own page writes never meet ENOSPC (lmdb-js can corrupt the
+ * writing process's heap there — it once crashed this test's process).
  *
  * Needs root (mount). Under CI=true a mount that cannot be made fails the test; elsewhere too — this
  * file never skips.
@@ -24,6 +27,8 @@ const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', impor
 const work = mkdtempSync(join(tmpdir(), 'sluice-diskfull-'));
 const mnt = join(work, 'mnt');
 const SIZE_MB = 48;
+/** Free bytes the test's store and the worker's keep (minFreeBytes / SLUICE_LOCAL_MIN_FREE_BYTES). */
+const RESERVE = 8 * 1024 * 1024;
 let mountedBy = '';
 
 function mountSmallDisk(): void {
@@ -65,11 +70,11 @@ const freeBytes = () => {
 
 it('disk full - uploads fail with SLUICE_STORAGE_FULL and leave nothing; after space returns, everything acknowledged is handled once, counters exact, no restart', async () => {
   const data = join(mnt, 'data');
-  const backend = await LocalBackend.open({ dir: data });
+  const backend = await LocalBackend.open({ dir: data, minFreeBytes: RESERVE });
   const fn = 'filler';
   const shards = 4;
   await backend.createBucket('fill', { shards });
-  const driver = new LocalDriver({ runDir: join(work, 'run'), localDir: data, restartDelayMs: 100 });
+  const driver = new LocalDriver({ runDir: join(work, 'run'), localDir: data, restartDelayMs: 100, env: { ...process.env, SLUICE_LOCAL_MIN_FREE_BYTES: String(RESERVE) } });
   try {
     const spec = loadFunctionSpec(`apiVersion: sluice.dev/v1
 kind: Function
@@ -85,12 +90,15 @@ spec:
     await driver.scale(fn, 1);
     await until('worker ready', async () => (await driver.status(fn))?.ready === 1, 60_000);
     const o = await backend.objects('fill');
+    // Opened (and made when missing) while there is space: it is read on the full disk below.
+    const state = await openStateTable(backend);
     const acked: string[] = [];
     const refused = new Map<string, string>();
     const body = 'b'.repeat(16 * 1024);
-    // Leave ~6 MiB: a few hundred uploads fit, then the disk is full for uploads and commits alike.
+    // Leave ~6 MiB above the reserve: a few hundred uploads fit, then the store is full for uploads and
+    // commits alike.
     const ballast = join(mnt, 'ballast');
-    writeFileSync(ballast, Buffer.alloc(Math.max(0, freeBytes() - 6 * 1024 * 1024)));
+    writeFileSync(ballast, Buffer.alloc(Math.max(0, freeBytes() - RESERVE - 6 * 1024 * 1024)));
     let i = 0;
     let failuresInARow = 0;
     while (i < 2000 && failuresInARow < 40) {
@@ -124,10 +132,9 @@ spec:
     expect(refused.size).toBeGreaterThan(0);
     const codes = new Set([...refused.values()].map((v) => v.split(':')[0]));
     expect([...codes], [...refused.values()][0]).toEqual(['SLUICE_STORAGE_FULL']);
-    expect([...refused.values()][0]).toMatch(/^SLUICE_STORAGE_FULL: local store in '.*' is out of space \(\d+ bytes free\): nothing of this write was committed; retry once space is freed$/);
+    expect([...refused.values()][0]).toMatch(new RegExp(`^SLUICE_STORAGE_FULL: local store in '.*' is out of space \\(\\d+ bytes free, ${RESERVE} kept free\\): nothing of this write was committed; retry once space is freed$`));
     // Let the worker run into the full disk with its own commits for a while; what its checkpoints say
     // about the records that wait for a retry is how the failure shows (the committer does not log it).
-    const state = await openStateTable(backend);
     const pendingErrors = new Set<string>();
     for (const end = Date.now() + 3000; Date.now() < end; ) {
       for (let s = 0; s < shards; s++) {
