@@ -20,7 +20,7 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import type { KvBinding } from '../bindings/types.ts';
 import { StateKeys } from '../runtime/state.ts';
 import { longestRoute, pipeRequest, pipeTargetOf, requestTarget, type HttpHandOff, type PipeTarget } from '../runtime/triggers/http-handoff.ts';
-import { HTTP_HEARTBEAT_MS, splitTarget, type HttpRegistration } from '../runtime/triggers/http.ts';
+import { HTTP_HEARTBEAT_MS, INGRESS_IDLE_SOCKET_MS, splitTarget, type HttpRegistration } from '../runtime/triggers/http.ts';
 
 /** The routes the ingress serves: what {@link Controller.httpRoutes} returns. */
 export interface RouteSource {
@@ -89,7 +89,9 @@ function stopReading(socket: Socket): void {
 
 export async function startHttpIngress(o: HttpIngressOptions): Promise<HttpIngress> {
   // Keep-alive to the workers: a new TCP connection per proxied request would cost more than the hop.
-  const agent = new Agent({ keepAlive: true, maxFreeSockets: o.maxIdleSocketsPerWorker ?? 64 });
+  // Idle connections are dropped well before the worker would close them (Node's agent keeps them until
+  // the server does, which races a reuse).
+  const agent = new Agent({ keepAlive: true, maxFreeSockets: o.maxIdleSocketsPerWorker ?? 64, timeout: INGRESS_IDLE_SOCKET_MS });
   // An earlier attempt on the same registry (a taken port retried on a free one) registered it already.
   const seconds = o.registry
     ? ((o.registry.getSingleMetric('sluice_ingress_request_seconds') as Histogram<'function' | 'route' | 'status'> | undefined) ?? new Histogram({

@@ -32,6 +32,17 @@ const BOOTSTRAP = fileURLToPath(new URL('./http-bootstrap.mjs', import.meta.url)
 /** How often a worker refreshes its registration (the ingress ignores ones older than 3×). */
 export const HTTP_HEARTBEAT_MS = 2_000;
 
+/**
+ * How long a worker's HTTP server keeps an idle keep-alive connection open (Node's default is 5 s). The
+ * ingress drops its idle connections to a worker after a fifth of it ({@link INGRESS_IDLE_SOCKET_MS}), so it
+ * never sends a request on a connection the worker is closing at that moment (which fails the request
+ * with ECONNRESET — a 502 — when the ingress's event loop is late to see the worker's FIN).
+ */
+export const WORKER_KEEP_ALIVE_MS = 10_000;
+
+/** How long the ingress keeps an idle connection to a worker for reuse (see {@link WORKER_KEEP_ALIVE_MS}). */
+export const INGRESS_IDLE_SOCKET_MS = WORKER_KEEP_ALIVE_MS / 5;
+
 /** A worker's registration as stored in the state table. */
 export interface HttpRegistration {
   url: string;
@@ -248,6 +259,7 @@ export class HttpTriggerServer {
         },
       );
     });
+    server.keepAliveTimeout = WORKER_KEEP_ALIVE_MS;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, o.trigger.host, () => resolve());
