@@ -14,12 +14,16 @@
  *
  * Readers waiting for stream records wake on a commit that appended records: in this handle at once
  * (`events`), in other handles and processes through a change notification — after such a commit the
- * writer rewrites one byte of `<dir>/sluice.wake`, and every handle watches that file (inotify on Linux:
- * one syscall per appending commit, woken readers re-check in well under a millisecond). Polling every
- * `pollMs` stays only as a fallback for filesystems that deliver no notifications.
+ * writer rewrites one byte of `<dir>/sluice.wake.d/w<slot>` for each shard it appended to (the slot is a
+ * hash of stream and shard, {@link WAKE_SLOTS} of them), and every handle watches that directory
+ * (inotify on Linux names the file): only the readers of those shards re-check, not every waiting reader
+ * of every stream (measured before: one upload woke all 8 shards of a bucket in every process, twice —
+ * for the upload and for the worker's attribute commit). One syscall per shard appended to per commit;
+ * a hash collision only wakes a reader for nothing. Polling every `pollMs` stays only as a fallback for
+ * filesystems that deliver no notifications.
  */
 import { EventEmitter } from 'node:events';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statfsSync, statSync, watch, writeSync, type FSWatcher } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, mkdirSync, openSync, statfsSync, statSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { BindingError } from '../errors.ts';
@@ -192,6 +196,30 @@ const BUSY_MS = 1;
 export const ANY_APPEND = '*';
 const WAKE_BYTE = new Uint8Array([1]);
 
+/** Slots of the change notification (files of `<dir>/sluice.wake.d`). */
+export const WAKE_SLOTS = 64;
+
+/** The `append` event tag of a notification for slot `slot` (see {@link wakeTagOf}). */
+function slotTag(slot: number): string {
+  return `\u0001${slot}`;
+}
+
+/** Slot of a stream's shard: FNV-1a of `<stream>\0<shard>`. */
+function wakeSlot(tag: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < tag.length; i++) h = Math.imul(h ^ tag.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % WAKE_SLOTS;
+}
+
+/**
+ * The `append` event tag with which another handle's or process's append to `stream`'s `shard` arrives
+ * (the notification names a slot, not the shard: a reader listens for its shard's tag, this one and
+ * {@link ANY_APPEND}).
+ */
+export function wakeTagOf(stream: string, shard: number): string {
+  return slotTag(wakeSlot(`${stream}\u0000${shard}`));
+}
+
 /** Where a de-duplicated stream record landed (s: shard, q: seq) and when (t, epoch ms). */
 export interface StoredDedupe {
   s: number;
@@ -248,7 +276,9 @@ export class LocalStore {
   readonly #minFreeBytes: number;
   /** Free bytes at the last look and the bytes queued into commits since (see {@link #admit}). */
   #free = { bytes: Number.POSITIVE_INFINITY, at: Number.NEGATIVE_INFINITY, since: 0 };
-  #wakeFd: number | undefined;
+  /** The notification directory, and this handle's open slot files (opened on first use). */
+  #wakeDir: string | undefined;
+  #wakeFds = new Map<number, number>();
   #watcher: FSWatcher | undefined;
   /** Counters handed out in memory by {@link withCounters}, written back at its end. */
   #counterCache: Map<string, { key: Key; n: number }> | undefined;
@@ -275,8 +305,8 @@ export class LocalStore {
     this.counters = this.root.openDB({ name: 'counters' });
     this.dedupe = this.root.openDB({ name: 'dedupe' });
     this.events.setMaxListeners(0);
-    this.#openWake(join(opts.dir, 'sluice.wake'));
-    if (opts.pollMs === undefined && this.#wakeFd === undefined) this.#pollMs = 2;
+    this.#openWake(join(opts.dir, 'sluice.wake.d'));
+    if (opts.pollMs === undefined && this.#wakeDir === undefined) this.#pollMs = 2;
   }
 
   /** How often a waiting reader polls (a fallback to the change notification), in ms. */
@@ -285,16 +315,20 @@ export class LocalStore {
   }
 
   /** Opens the change notification; without it (no inotify, odd filesystem) readers fall back to polling. */
-  #openWake(path: string): void {
+  #openWake(dir: string): void {
     try {
-      closeSync(openSync(path, 'a', 0o600));
-      this.#wakeFd = openSync(path, 'r+');
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       // Not persistent: a watcher must not keep a process alive.
-      this.#watcher = watch(path, { persistent: false }, () => this.events.emit('append', ANY_APPEND));
+      this.#watcher = watch(dir, { persistent: false }, (_event, name) => {
+        const slot = typeof name === 'string' && name.startsWith('w') ? Number(name.slice(1)) : Number.NaN;
+        // A platform that does not name the file wakes every reader.
+        this.events.emit('append', Number.isInteger(slot) ? slotTag(slot) : ANY_APPEND);
+      });
       this.#watcher.on('error', () => {
         this.#closeWake();
         this.#pollMs = Math.min(this.#pollMs, 2);
       });
+      this.#wakeDir = dir;
     } catch {
       this.#closeWake();
     }
@@ -303,17 +337,24 @@ export class LocalStore {
   #closeWake(): void {
     this.#watcher?.close();
     this.#watcher = undefined;
-    if (this.#wakeFd !== undefined) closeSync(this.#wakeFd);
-    this.#wakeFd = undefined;
+    this.#wakeDir = undefined;
+    for (const fd of this.#wakeFds.values()) closeSync(fd);
+    this.#wakeFds.clear();
   }
 
-  /** Tells other handles and processes that a commit appended records. */
-  #notify(): void {
-    if (this.#wakeFd === undefined) return;
-    try {
-      writeSync(this.#wakeFd, WAKE_BYTE, 0, 1, 0);
-    } catch {
-      // Readers still poll; a lost notification costs latency, never records.
+  /** Tells other handles and processes that a commit appended records to the shards `touched` (tags). */
+  #notify(touched: string[]): void {
+    const dir = this.#wakeDir;
+    if (dir === undefined) return;
+    const slots = new Set(touched.map(wakeSlot));
+    for (const slot of slots) {
+      try {
+        let fd = this.#wakeFds.get(slot);
+        if (fd === undefined) this.#wakeFds.set(slot, (fd = openSync(join(dir, `w${slot}`), constants.O_RDWR | constants.O_CREAT, 0o600)));
+        writeSync(fd, WAKE_BYTE, 0, 1, 0);
+      } catch {
+        // Readers still poll; a lost notification costs latency, never records.
+      }
     }
   }
 
@@ -475,7 +516,7 @@ export class LocalStore {
       if (this.#appended.size > 0) {
         const touched = [...this.#appended];
         this.#appended.clear();
-        this.#notify();
+        this.#notify(touched);
         for (const t of touched) this.events.emit('append', t);
       }
     }

@@ -23,7 +23,7 @@ import type {
   StreamRecord,
 } from '../types.ts';
 import { checkName } from '../values.ts';
-import { ANY_APPEND, type LocalStore, type StoredRecord } from './local-store.ts';
+import { ANY_APPEND, wakeTagOf, type LocalStore, type StoredRecord } from './local-store.ts';
 
 /** Largest sequence key used as an open upper bound of range reads. */
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
@@ -229,6 +229,7 @@ export class LocalStream implements StreamBinding {
   #wait(cursor: Cursor, limit: number, maxWaitMs: number, signal: AbortSignal | undefined): Promise<StreamRecord[]> {
     const s = this.#store;
     const tag = `${cursor.stream}\u0000${cursor.shard}`;
+    const wake = wakeTagOf(cursor.stream, cursor.shard);
     return new Promise((resolve, reject) => {
       let done = false;
       const finish = (v: StreamRecord[] | Error) => {
@@ -246,7 +247,7 @@ export class LocalStream implements StreamBinding {
         const r = this.#read(cursor, limit);
         if (r.length > 0) finish(r);
       };
-      const onAppend = (t: string) => (t === tag || t === ANY_APPEND) && check();
+      const onAppend = (t: string) => (t === tag || t === wake || t === ANY_APPEND) && check();
       const onAbort = () => finish(new BindingError('SLUICE_ABORTED', `getRecords '${cursor.stream}' was aborted`, { cause: signal?.reason }));
       const deadline = setTimeout(() => finish([]), maxWaitMs);
       const poll = setInterval(check, s.pollMs);

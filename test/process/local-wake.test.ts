@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 import { LocalBackend } from '../../bindings/local/index.ts';
+import { wakeTagOf } from '../../bindings/local/local-store.ts';
 
 const child = fileURLToPath(new URL('./local-wake-child.ts', import.meta.url));
 
@@ -54,3 +55,30 @@ it('stream/local - a waiting reader wakes on another process\'s append within mi
     await rm(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+it("stream/local - another handle's append wakes the readers of that shard only, not every waiting reader", async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-wake-'));
+  const writer = await LocalBackend.open({ dir });
+  const reader = await LocalBackend.open({ dir, pollMs: 30_000 });
+  try {
+    const shards = 8;
+    await writer.streams().create('many', { shards });
+    const tags: string[] = [];
+    reader.store.events.on('append', (t: string) => tags.push(t));
+    const s = reader.streams();
+    // A reader waiting on every shard; the writer appends to one of them.
+    const waits = Array.from({ length: shards }, (_, shard) => s.getRecords({ stream: 'many', shard, seq: 1 }, { maxWaitMs: 3_000 }));
+    const [r] = await writer.streams().putRecords('many', [{ data: 'x', partitionKey: 'k' }]);
+    expect(r?.ok).toBe(true);
+    const target = (r as { shard: number }).shard;
+    const pages = await Promise.all(waits);
+    expect(pages.map((p) => p.records.length)).toEqual(Array.from({ length: shards }, (_, i) => (i === target ? 1 : 0)));
+    // What woke the reader's handle: the slot of the shard appended to, never "anything changed".
+    expect(tags.length).toBeGreaterThan(0);
+    expect(new Set(tags)).toEqual(new Set([wakeTagOf('many', target)]));
+  } finally {
+    await reader.close();
+    await writer.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 30_000);
