@@ -591,6 +591,21 @@ export interface Backend {
    * others); on NATS the ops' CAS appends are pipelined, chained ops in order. Resolves even when ops fail
    * (a refused commit fails every op of it); invalid ops (bad name, key or expression) fail alone.
    */
-  commitBatch(ops: readonly WriteOp[], options?: CallOptions): Promise<WriteOpResult[]>;
+  commitBatch(ops: readonly WriteOp[], options?: CommitBatchOptions): Promise<WriteOpResult[]>;
   close(): Promise<void>;
+}
+
+/** Options of {@link Backend.commitBatch}. */
+export interface CommitBatchOptions extends CallOptions {
+  /**
+   * What a system crash (power loss, kernel panic — not a process crash) may do to the batch once its
+   * promise resolved. `'synced'`: nothing. `'repairable'`: on local the batch may be undone — whole, and
+   * only while it is the last commit of the store (any later commit makes it durable) — because its commit
+   * skips the sync of LMDB's meta page: one disk sync instead of two, LMDB's integrity kept. For batches
+   * that a redelivery writes again when undone: the runtime's own commits (effects, processed-markers and
+   * the checkpoint that passes them are undone together, so the records are delivered again and meet no
+   * marker). NATS: every write is acknowledged by JetStream as before (the option changes nothing).
+   * @default 'synced'
+   */
+  durability?: 'synced' | 'repairable';
 }

@@ -156,7 +156,9 @@ export class Committer {
     // A record decided before the write (handler failure, failed effect, blocked): the tail's premise is off.
     const sendTail = tail !== undefined && !out.some((r) => r !== 'ok' && r !== 'duplicate' && r !== 'gone');
     if (sendTail) ops.push({ ...tail, afterAll: true });
-    const results = ops.length > 0 ? await this.#d.backend.commitBatch(ops) : [];
+    // Repairable: a system crash may undo this write only together with the checkpoint that passes its
+    // records (same write), so they are delivered again — locally one disk sync per batch instead of two.
+    const results = ops.length > 0 ? await this.#d.backend.commitBatch(ops, { durability: 'repairable' }) : [];
     records.forEach((rec, i) => {
       const span = spans[i];
       const w = waitsFor[i];

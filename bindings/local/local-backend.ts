@@ -9,7 +9,7 @@ import { S3BodyStore } from '../s3/index.ts';
 import { FsFile } from '../file/index.ts';
 import { checkSignal, resolveReplicas, resolveShards, resolveTableOptions } from '../backend-helpers.ts';
 import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
-import type { Backend, BucketInfo, BucketOptions, CallOptions, FileBinding, KvBinding, ListedBucket, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
+import type { Backend, BucketInfo, BucketOptions, CallOptions, CommitBatchOptions, FileBinding, KvBinding, ListedBucket, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
 import { checkWriteOp, failedOp, mayFollow, opWhere } from '../write-batch.ts';
 import { resolveIndexes } from '../query/index.ts';
 import { checkName } from '../values.ts';
@@ -169,7 +169,7 @@ export class LocalBackend implements Backend {
    * ops run in order, each reads and checks before it writes, so a failed op writes nothing and the
    * others go on. A transaction that does not commit (disk full) fails every op with its error.
    */
-  async commitBatch(ops: readonly WriteOp[], options?: CallOptions): Promise<WriteOpResult[]> {
+  async commitBatch(ops: readonly WriteOp[], options?: CommitBatchOptions): Promise<WriteOpResult[]> {
     checkSignal(options?.signal, 'commitBatch');
     const valid = ops.map((op, i) => {
       try {
@@ -212,6 +212,7 @@ export class LocalBackend implements Backend {
           }
           return out;
         }),
+        { repairable: options?.durability === 'repairable' },
       );
     } catch (e) {
       return ops.map((_, i) => valid[i] ?? failedOp(e));

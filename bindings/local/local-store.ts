@@ -8,9 +8,12 @@
  * the same whatever it carries. Each operation reads what it needs, checks its
  * conditions and only then writes, inside that transaction — so a condition check and the write it
  * guards are atomic across processes, and an object write and its change record commit together
- * (DESIGN invariant 1). lmdb-js's asynchronous transaction callbacks are not used: they rely on
- * thread-safe N-API calls that never fire on this platform (measured: `transaction()` hangs), while
- * grouped `transactionSync` commits measured ≈110k conditional writes/s.
+ * (DESIGN invariant 1). lmdb-js's asynchronous transactions (commit and sync on its write thread, the
+ * callback still on this one) are not used: the first version measured them hanging; re-measured on
+ * 2026-12-02 (lmdb 3.5.6, Node 20.20, 2 cores) they work but gained nothing — end to end the same
+ * events/s, put → committed p99 no lower and up to 2× higher with the worker in the uploading process, and
+ * a third of a core more CPU (docs/BENCHMARKS.md, round 7). Nor does the overlapping-sync transaction flag
+ * (write lock released before the sync): the disk's syncs, ≈3,200/s here, stay the shared limit.
  *
  * Readers waiting for stream records wake on a commit that appended records: in this handle at once
  * (`events`), in other handles and processes through a change notification — after such a commit the
@@ -66,6 +69,12 @@ export interface LocalWriteOptions {
   bytes?: number;
   /** The write only removes (a delete): allowed down to a quarter of `minFreeBytes`. @default false */
   freeing?: boolean;
+  /**
+   * A system crash may undo the write while its transaction is the store's last commit (see
+   * `CommitBatchOptions.durability`): the transaction skips the meta page's sync, when every write in it
+   * allows that. @default false
+   */
+  repairable?: boolean;
 }
 
 /** Default of {@link LocalStoreOptions.minFreeBytes}. */
@@ -180,6 +189,7 @@ interface QueuedOp {
   bytes: number;
   /** Free bytes that must remain after it (minFreeBytes, a quarter of it for deletes, -∞ for none). */
   floor: number;
+  repairable: boolean;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
@@ -191,6 +201,14 @@ type Key = (string | number)[];
  * commits, so that a busy store commits (and syncs) more writes per transaction.
  */
 const BUSY_MS = 1;
+
+/**
+ * lmdb-js transaction flags: abortable + synchronous commit (its default), and the same with LMDB's
+ * MDB_NOMETASYNC for the transaction — the data pages are synced as always, the meta page is written
+ * without a sync of its own (the next commit's sync takes it along). LMDB keeps its integrity; a system
+ * crash may undo that last transaction. Used only when every write of the transaction is `repairable`.
+ */
+export const COMMIT_FLAGS = { synced: 3, repairable: 3 | 0x40000 } as const;
 
 /** `append` event tag meaning "some stream of this store was appended to by another handle or process". */
 export const ANY_APPEND = '*';
@@ -375,15 +393,15 @@ export class LocalStore {
    * write would leave that write in the shared transaction.
    */
   write<T>(fn: () => T, options?: LocalWriteOptions): Promise<T> {
-    return this.#enqueue(fn, options?.bytes ?? 0, options?.freeing ? this.#minFreeBytes / 4 : this.#minFreeBytes);
+    return this.#enqueue(fn, options?.bytes ?? 0, options?.freeing ? this.#minFreeBytes / 4 : this.#minFreeBytes, options?.repairable ?? false);
   }
 
-  #enqueue<T>(fn: () => T, bytes: number, floor: number): Promise<T> {
+  #enqueue<T>(fn: () => T, bytes: number, floor: number, repairable = false): Promise<T> {
     if (this.#closed) return Promise.reject(new BindingError('SLUICE_BACKEND_UNAVAILABLE', `the local store in '${this.dir}' is closed`));
     if (this.#queue.length >= this.#maxQueuedOps)
       return Promise.reject(new BindingError('SLUICE_BACKEND_UNAVAILABLE', `the local store has ${this.#queue.length} writes queued; retry later`));
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ fn, bytes, floor, resolve: resolve as (v: unknown) => void, reject });
+      this.#queue.push({ fn, bytes, floor, repairable, resolve: resolve as (v: unknown) => void, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         // Busy (the last commit ended within BUSY_MS): the writes of one more poll phase join this
@@ -498,7 +516,7 @@ export class LocalStore {
               results[i] = { ok: false, v: e };
             }
           }
-        });
+        }, batch.every((op) => op.repairable) ? COMMIT_FLAGS.repairable : COMMIT_FLAGS.synced);
       } catch (cause) {
         lock.released();
         this.#appended.clear();
@@ -526,7 +544,7 @@ export class LocalStore {
   async flushed(): Promise<void> {
     if (this.#queue.length === 0) return;
     // Writes nothing, so the free-space check does not apply to it.
-    await this.#enqueue(() => undefined, 0, Number.NEGATIVE_INFINITY);
+    await this.#enqueue(() => undefined, 0, Number.NEGATIVE_INFINITY, true);
   }
 
   /** Commits what is queued and closes the environment. */

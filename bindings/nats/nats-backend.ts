@@ -14,7 +14,7 @@ import { S3BodyStore } from '../s3/index.ts';
 import { FsFile } from '../file/index.ts';
 import { checkSignal, MAX_REPLICAS, resolveReplicas, resolveShards, resolveTableOptions } from '../backend-helpers.ts';
 import { changeStreamName, DEFAULT_BUCKET_SHARDS } from '../change-record.ts';
-import type { Backend, BucketInfo, BucketOptions, CallOptions, FileBinding, KvBinding, ListedBucket, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
+import type { Backend, BucketInfo, BucketOptions, CallOptions, CommitBatchOptions, FileBinding, KvBinding, ListedBucket, ObjectBinding, StreamBinding, TableOptions, WriteOp, WriteOpResult } from '../types.ts';
 import { runChained } from '../write-batch.ts';
 import { resolveIndexes } from '../query/index.ts';
 import { checkName, Limits } from '../values.ts';
@@ -344,7 +344,7 @@ export class NatsBackend implements Backend {
    * connection), a chained op after its predecessor. An attribute op CASes on the state this process read
    * last (the runtime's prefetch), without reading again; a checkpoint's `ifRevision` put is one CAS.
    */
-  async commitBatch(ops: readonly WriteOp[], options?: CallOptions): Promise<WriteOpResult[]> {
+  async commitBatch(ops: readonly WriteOp[], options?: CommitBatchOptions): Promise<WriteOpResult[]> {
     checkSignal(options?.signal, 'commitBatch');
     return runChained(ops, async (op, where) => {
       if (op.type === 'attrs') return ((await this.objects(op.bucket)) as NatsObject).applyAttrsOp(op, where);

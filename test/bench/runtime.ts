@@ -22,7 +22,9 @@
  *   `store` — the LMDB env and databases the binding uses — is driven directly): for each shard, in
  *   chunks of maxRecords change records read with `records.getRange` in stream order, msgpack-decode
  *   each record (`decodeChange`), `meta.get` + `bodies.getBinary` (skip when the version moved), run
- *   the same detector `detectBytes`, then ONE `transactionSync` per chunk that, per record, reads
+ *   the same detector `detectBytes`, then ONE `transactionSync` per chunk (with the durability of the
+ *   worker's batch commits, `COMMIT_FLAGS.repairable`: data pages synced, the meta page not — since
+ *   2026-12-02, when the worker's commits became repairable) that, per record, reads
  *   `attrs.get`, checks the processed-marker condition (`$raw` absent or < seq, in JS) and puts the
  *   attrs with `has_ssn`, `has_ccard` and the marker, plus one checkpoint put (position + counters)
  *   into the `items` table — and what the attribute contract obliges every attribute write to do, written
@@ -99,6 +101,7 @@ import pino from 'pino';
 import { patchNatsRequests } from '../../bindings/nats/nats-request-patch.ts';
 import { LocalBackend } from '../../bindings/local/index.ts';
 import { LocalStream } from '../../bindings/local/local-stream.ts';
+import { COMMIT_FLAGS } from '../../bindings/local/local-store.ts';
 import { NatsBackend } from '../../bindings/nats/index.ts';
 import { NatsStream } from '../../bindings/nats/nats-stream.ts';
 import { changeStreamName, codec, decodeChange, encodeChange, sequencer } from '../../bindings/shared.ts';
@@ -585,6 +588,7 @@ async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: 
           work.push({ k, seq: last, found: detectBytes(body) });
         }
         if (read === 0) break;
+        // The durability of the worker's batch commits ('repairable': data synced, meta page not).
         s.root.transactionSync(() => {
           const ctr = contract ? { v: s.counters.get(['v', BUCKET]) ?? 0, q: s.counters.get(['s', stream, shard]) ?? 0 } : { v: 0, q: 0 };
           for (const x of work) {
@@ -616,7 +620,7 @@ async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: 
             s.counters.put(['s', stream, shard], ctr.q);
           }
           s.items.put(['sluice-state', `ckpt/raw/${shard}`], { i: { seq: last + 1, counts: { ...counts } }, r: last });
-        });
+        }, COMMIT_FLAGS.repairable);
         seq = last + 1;
         if (performance.now() - lastLog >= PROGRESS_EVERY_MS) {
           lastLog = performance.now();
@@ -636,8 +640,11 @@ async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: 
 }
 
 /** Starts worker process `ordinal` of `replicas` (runtime/worker-main.ts) with `config`; stdout and stderr piped. */
-function spawnWorker(config: Record<string, unknown>, ordinal: number, replicas: number, nodeArgs: string[] = []): ChildProcess {
-  return spawn(process.execPath, [...nodeArgs, '--import', 'tsx', WORKER_MAIN], {
+function spawnWorker(config: Record<string, unknown>, ordinal: number, replicas: number): ChildProcess {
+  // SLUICE_BENCH_CPU_PROF=<dir>: each worker process writes a CPU profile there (how the profiles in
+  // docs/BENCHMARKS.md were taken).
+  const prof = process.env.SLUICE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SLUICE_BENCH_CPU_PROF}`] : [];
+  return spawn(process.execPath, [...prof, '--import', 'tsx', WORKER_MAIN], {
     env: { ...process.env, SLUICE_WORKER_CONFIG: JSON.stringify(config), SLUICE_ORDINAL: String(ordinal), SLUICE_REPLICAS: String(replicas) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -679,10 +686,7 @@ async function runProcesses(label: string, dir: string, counters: () => Promise<
         leaseTtl: '30s',
         logLevel: 'warn',
       };
-      // SLUICE_BENCH_CPU_PROF=<dir>: each worker process writes a CPU profile there (how the 2-process
-      // profile in docs/BENCHMARKS.md was taken).
-      const prof = process.env.SLUICE_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SLUICE_BENCH_CPU_PROF}`] : [];
-      const child = spawnWorker(config, i, count, prof);
+      const child = spawnWorker(config, i, count);
       child.stdout!.on('data', (d: Buffer) => {
         if (d.toString().includes('"event":"ready"')) {
           readyAt.push(performance.now());
