@@ -11,7 +11,7 @@
  */
 import type { Expression } from './expr/index.ts';
 import type { Attrs, Item, Value } from './values.ts';
-import type { WriteOp, WriteOpResult } from './write-ops.ts';
+import type { CommitBatchOptions, WriteOp, WriteOpResult } from './write-ops.ts';
 
 export type { Attrs, Item, Value, ValueMap } from './values.ts';
 export type { Expression } from './expr/index.ts';
@@ -546,8 +546,8 @@ export interface StreamBinding {
 export type { DirEntry, FileBinding, FileHandle, FileStat, OpenOptions } from './file-types.ts';
 // ───────────────────────────────────── Batched writes ─────────────────────────────────────
 
-// The ops of {@link Backend.commitBatch} live in write-ops.ts (this file's size); re-exported here.
-export type { AttrsWriteOp, ItemWriteOp, WriteOp, WriteOpResult } from './write-ops.ts';
+// The ops and options of {@link Backend.commitBatch} live in write-ops.ts (this file's size); re-exported here.
+export type { AttrsWriteOp, CommitBatchOptions, ItemWriteOp, WriteOp, WriteOpResult } from './write-ops.ts';
 
 // ───────────────────────────────────────── Backend ────────────────────────────────────────
 
@@ -593,19 +593,4 @@ export interface Backend {
    */
   commitBatch(ops: readonly WriteOp[], options?: CommitBatchOptions): Promise<WriteOpResult[]>;
   close(): Promise<void>;
-}
-
-/** Options of {@link Backend.commitBatch}. */
-export interface CommitBatchOptions extends CallOptions {
-  /**
-   * What a system crash (power loss, kernel panic — not a process crash) may do to the batch once its
-   * promise resolved. `'synced'`: nothing. `'repairable'`: on local the batch may be undone — whole, and
-   * only while it is the last commit of the store (any later commit makes it durable) — because its commit
-   * skips the sync of LMDB's meta page: one disk sync instead of two, LMDB's integrity kept. For batches
-   * that a redelivery writes again when undone: the runtime's own commits (effects, processed-markers and
-   * the checkpoint that passes them are undone together, so the records are delivered again and meet no
-   * marker). NATS: every write is acknowledged by JetStream as before (the option changes nothing).
-   * @default 'synced'
-   */
-  durability?: 'synced' | 'repairable';
 }

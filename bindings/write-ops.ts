@@ -4,6 +4,7 @@
  */
 import type { Expression } from './expr/index.ts';
 import type { Item, Value } from './values.ts';
+import type { CallOptions } from './types.ts';
 
 /**
  * Attribute effects on one object as ONE conditional change (what the runtime's committer writes per
@@ -66,3 +67,18 @@ export type WriteOp = (AttrsWriteOp | ItemWriteOp) & {
  * an invalid op); `skipped` when its `after` op was `failed` or `skipped`.
  */
 export type WriteOpResult = { status: 'ok'; revision: number } | { status: 'condition' | 'missing' | 'failed'; error: Error } | { status: 'skipped' };
+
+/** Options of `Backend.commitBatch`. */
+export interface CommitBatchOptions extends CallOptions {
+  /**
+   * What a system crash (power loss, kernel panic — not a process crash) may do to the batch once its
+   * promise resolved. `'synced'`: nothing. `'repairable'`: on local the batch may be undone — whole, and
+   * only while it is the last commit of the store (any later commit makes it durable) — because its commit
+   * skips the sync of LMDB's meta page: one disk sync instead of two, LMDB's integrity kept. For batches
+   * that a redelivery writes again when undone: the runtime's own commits (effects, processed-markers and
+   * the checkpoint that passes them are undone together, so the records are delivered again and meet no
+   * marker). NATS: every write is acknowledged by JetStream as before (the option changes nothing).
+   * @default 'synced'
+   */
+  durability?: 'synced' | 'repairable';
+}
