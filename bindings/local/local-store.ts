@@ -13,15 +13,16 @@
  * 2026-12-02 (lmdb 3.5.6, Node 20.20, 2 cores) they work but gained nothing — end to end the same
  * events/s, put → committed p99 no lower and up to 2× higher with the worker in the uploading process, and
  * a third of a core more CPU (docs/BENCHMARKS.md, round 7). Nor does the overlapping-sync transaction flag
- * (write lock released before the sync): the disk's syncs, ≈3,200/s here, stay the shared limit.
+ * (write lock released before the sync): the disk's syncs, 2,300–3,300 commits/s here
+ * (test/bench/lmdb-sync.ts), stay the shared limit.
  *
  * Readers waiting for stream records wake on a commit that appended records: in this handle at once
  * (`events`), in other handles and processes through a change notification — after such a commit the
  * writer rewrites one byte of `<dir>/sluice.wake.d/w<slot>` for each shard it appended to (the slot is a
  * hash of stream and shard, {@link WAKE_SLOTS} of them), and every handle watches that directory
  * (inotify on Linux names the file): only the readers of those shards re-check, not every waiting reader
- * of every stream (measured before: one upload woke all 8 shards of a bucket in every process, twice —
- * for the upload and for the worker's attribute commit). One syscall per shard appended to per commit;
+ * of every stream (before 2026-12-02 one file was watched, so an upload woke every waiting reader of every
+ * stream in every process, twice: for the upload and for the worker's attribute commit). One syscall per shard appended to per commit;
  * a hash collision only wakes a reader for nothing. Polling every `pollMs` stays only as a fallback for
  * filesystems that deliver no notifications.
  */
@@ -139,7 +140,7 @@ function fullError(dir: string, free: number, kept: number): BindingError {
 function commitError(cause: unknown, dir: string): BindingError {
   const native = (cause as { code?: unknown } | undefined)?.code;
   const text = cause instanceof Error ? cause.message : String(cause);
-  // Unknown free space: decide on the error alone.
+  // undefined (statfs failed): decided on the error alone.
   const free = freeBytesOf(dir);
   const full =
     native === 'ENOSPC' || native === 28 || native === 'EDQUOT' || native === 122 || native === MDB_MAP_FULL || /MDB_MAP_FULL|No space left/i.test(text) ||
