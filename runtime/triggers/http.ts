@@ -34,9 +34,9 @@ export const HTTP_HEARTBEAT_MS = 2_000;
 
 /**
  * How long a worker's HTTP server keeps an idle keep-alive connection open (Node's default is 5 s). The
- * ingress drops its idle connections to a worker after a fifth of it ({@link INGRESS_IDLE_SOCKET_MS}), so it
- * never sends a request on a connection the worker is closing at that moment (which fails the request
- * with ECONNRESET — a 502 — when the ingress's event loop is late to see the worker's FIN).
+ * ingress drops its idle connections to a worker after a fifth of it ({@link INGRESS_IDLE_SOCKET_MS}), so
+ * unless its event loop stalls for 8 s it does not send a request on a connection the worker is closing at
+ * that moment (which fails the request with ECONNRESET — a 502 — when the ingress is late to see the FIN).
  */
 export const WORKER_KEEP_ALIVE_MS = 10_000;
 
