@@ -11,7 +11,7 @@
  */
 import type { Expression } from './expr/index.ts';
 import type { Attrs, Item, Value } from './values.ts';
-import type { CommitBatchOptions, WriteOp, WriteOpResult } from './write-ops.ts';
+import type { CommitDurability, WriteOp, WriteOpResult } from './write-ops.ts';
 
 export type { Attrs, Item, Value, ValueMap } from './values.ts';
 export type { Expression } from './expr/index.ts';
@@ -547,7 +547,10 @@ export type { DirEntry, FileBinding, FileHandle, FileStat, OpenOptions } from '.
 // ───────────────────────────────────── Batched writes ─────────────────────────────────────
 
 // The ops and options of {@link Backend.commitBatch} live in write-ops.ts (this file's size); re-exported here.
-export type { AttrsWriteOp, CommitBatchOptions, ItemWriteOp, WriteOp, WriteOpResult } from './write-ops.ts';
+export type { AttrsWriteOp, CommitDurability, ItemWriteOp, WriteOp, WriteOpResult } from './write-ops.ts';
+
+/** Options of {@link Backend.commitBatch}. */
+export interface CommitBatchOptions extends CallOptions, CommitDurability {}
 
 // ───────────────────────────────────────── Backend ────────────────────────────────────────
 

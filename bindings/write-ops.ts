@@ -4,7 +4,6 @@
  */
 import type { Expression } from './expr/index.ts';
 import type { Item, Value } from './values.ts';
-import type { CallOptions } from './types.ts';
 
 /**
  * Attribute effects on one object as ONE conditional change (what the runtime's committer writes per
@@ -68,8 +67,8 @@ export type WriteOp = (AttrsWriteOp | ItemWriteOp) & {
  */
 export type WriteOpResult = { status: 'ok'; revision: number } | { status: 'condition' | 'missing' | 'failed'; error: Error } | { status: 'skipped' };
 
-/** Options of `Backend.commitBatch`. */
-export interface CommitBatchOptions extends CallOptions {
+/** The durability option of `Backend.commitBatch` (its options are this and CallOptions). */
+export interface CommitDurability {
   /**
    * What a system crash (power loss, kernel panic — not a process crash) may do to the batch once its
    * promise resolved. `'synced'`: nothing. `'repairable'`: on local the batch may be undone — whole, and
