@@ -118,6 +118,8 @@ spec:
   expect(ms).toBeLessThan(base.ms + 10_000);
   const line = await dev.waitFor(new RegExp(`SLUICE_WRITE_LOCK_STALLED: process ${pid} \\(worker stall-0\\).*stopped.*killed it`), 30_000, from);
   expect(line[0]).toContain(String(pid));
+  // The line is logged as the kill is sent: the process is gone (reaped) moments later, not at once.
+  await until('the stopped worker is gone', async () => !alive(pid), 10_000);
   expect(alive(pid)).toBe(false);
   stopped = undefined;
   const replacement = await until('a new worker', async () => {
