@@ -22,8 +22,8 @@
  * hash of stream and shard, {@link WAKE_SLOTS} of them), and every handle watches that directory
  * (inotify on Linux names the file): only the readers of those shards re-check, not every waiting reader
  * of every stream (before 2026-12-02 one file was watched, so an upload woke every waiting reader of every
- * stream in every process, twice: for the upload and for the worker's attribute commit). One syscall per shard appended to per commit;
- * a hash collision only wakes a reader for nothing. Polling every `pollMs` stays only as a fallback for
+ * stream in every process, twice: for the upload and for the worker's attribute commit). One syscall per
+ * shard appended to per commit; a hash collision only wakes a reader for nothing. Polling every `pollMs` stays only as a fallback for
  * filesystems that deliver no notifications.
  */
 import { EventEmitter } from 'node:events';

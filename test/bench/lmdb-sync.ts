@@ -2,7 +2,7 @@
  * How many synced LMDB commits this machine's disk does, and what two processes committing at once do
  * to each other — the floor under every local write of sluice (each upload and each worker batch is one
  * synced commit). Raw lmdb-js, no sluice code: P processes (1, then 2) each commit `--commits` (default
- * 2,000) one-put transactions on one environment in a temp directory, in three ways:
+ * 2,000) one-put transactions on one environment in a temp directory, in four ways:
  *
  * - `sync`: `transactionSync(cb)` — lmdb-js's default flags, what LocalStore does: the commit writes the
  *   pages, syncs, writes the meta page and syncs it while holding the write lock;
@@ -27,13 +27,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { open } from 'lmdb';
+import { COMMIT_FLAGS } from '../../bindings/local/local-store.ts';
 
 type Way = 'sync' | 'overlap' | 'nometasync' | 'async';
 const WAYS: Way[] = ['sync', 'overlap', 'nometasync', 'async'];
-/** lmdb-js TransactionFlags: ABORTABLE | SYNCHRONOUS_COMMIT, and NO_SYNC_FLUSH. */
-const DEFAULT_FLAGS = 3;
+/** lmdb-js TransactionFlags.NO_SYNC_FLUSH (the store's own flags are COMMIT_FLAGS). */
 const NO_SYNC_FLUSH = 0x10000;
-const MDB_NOMETASYNC = 0x40000;
+const FLAGS: Record<Exclude<Way, 'async'>, number> = { sync: COMMIT_FLAGS.synced, overlap: COMMIT_FLAGS.synced | NO_SYNC_FLUSH, nometasync: COMMIT_FLAGS.repairable };
 
 interface ChildResult {
   ms: number;
@@ -53,7 +53,7 @@ async function child(way: Way, dir: string, commits: number): Promise<void> {
       root.put(`k${process.pid}-${i}`, value);
     };
     if (way === 'async') await root.transaction(cb);
-    else root.transactionSync(cb, DEFAULT_FLAGS | (way === 'overlap' ? NO_SYNC_FLUSH : way === 'nometasync' ? MDB_NOMETASYNC : 0));
+    else root.transactionSync(cb, FLAGS[way]);
   }
   const r: ChildResult = { ms: performance.now() - t0, lockWaitMs, commits };
   process.stdout.write(`${JSON.stringify(r)}\n`);
