@@ -142,15 +142,23 @@ spec:
       token = page.nextToken;
     }
     expect(keys.length).toBe(FILES + 2);
+    // On a timeout the failure names the uploads still off (n missing or not 1) and the dev log's end.
+    let off: string[] = [];
     await until(
       'every upload handled',
       async () => {
-        for (const k of keys) if ((await o.getAttrs(k)).attrs.n !== 1) return undefined;
-        return true;
+        off = [];
+        for (const k of keys) {
+          const n = (await o.getAttrs(k)).attrs.n;
+          if (n !== 1) off.push(`${k}: n=${JSON.stringify(n)}`);
+        }
+        return off.length === 0;
       },
       120_000,
       500,
-    );
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}: ${off.length} uploads off (${off.slice(0, 10).join(', ')}); dev log ends:\n${dev!.out().slice(-6000)}`);
+    });
     for (const k of keys) expect((await o.getAttrs(k)).attrs.n, k).toBe(1);
     const state = await openStateTable(backend);
     await until('the counter', async () => ((await readCounters(state, 'stall', 4)).seen === FILES + 2 ? true : undefined), 60_000, 250);
