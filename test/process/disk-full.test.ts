@@ -22,6 +22,7 @@ import { LocalDriver, RAW_PREFIX } from '../../controller/local-driver.ts';
 import { loadFunctionSpec } from '../../controller/spec/index.ts';
 import { openStateTable, readCounters } from '../../runtime/index.ts';
 import { until } from '../support/poll.ts';
+import { childEnv, run } from '../support/sluice-process.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'sluice-diskfull-'));
@@ -133,8 +134,21 @@ spec:
     const codes = new Set([...refused.values()].map((v) => v.split(':')[0]));
     expect([...codes], [...refused.values()][0]).toEqual(['SLUICE_STORAGE_FULL']);
     expect([...refused.values()][0]).toMatch(new RegExp(`^SLUICE_STORAGE_FULL: local store in '.*' is out of space \\(\\d+ bytes free, ${RESERVE} kept free\\): nothing of this write was committed; retry once space is freed$`));
-    // Let the worker run into the full disk with its own commits for a while; what its checkpoints say
-    // about the records that wait for a retry is how the failure shows (the committer does not log it).
+    // Whether the worker's own commits met the full disk so far depends on timing (it may have handled
+    // every acknowledged upload while they still fit). Make it certain: take the space down to below the
+    // reserve, then upload a few objects from a CLI process that keeps no reserve (real space is left for
+    // its pages): every commit of the worker's for them is refused until space returns.
+    const below = join(mnt, 'below-reserve');
+    writeFileSync(below, Buffer.alloc(Math.max(0, freeBytes() - (RESERVE - 512 * 1024))));
+    const lateDir = join(work, 'late');
+    mkdirSync(lateDir, { recursive: true });
+    const late = Array.from({ length: 5 }, (_, j) => `late-${j}.txt`);
+    for (const f of late) writeFileSync(join(lateDir, f), f);
+    const cli = await run(['--data', data, 'objects', 'put', 'fill', lateDir, '--prefix', 'late/'], { env: childEnv({ SLUICE_LOCAL_MIN_FREE_BYTES: '0' }) });
+    expect(cli.code, cli.stderr).toBe(0);
+    acked.push(...late.map((f) => `late/${f}`));
+    // Let the worker run into the full disk with its own commits for a while; the records waiting for a
+    // retry carry the error in the checkpoints (when one could still be written) and in the worker's log.
     const pendingErrors = new Set<string>();
     for (const end = Date.now() + 3000; Date.now() < end; ) {
       for (let s = 0; s < shards; s++) {
@@ -149,6 +163,7 @@ spec:
     for (const k of [...refused.keys()].slice(0, 50)) expect(await o.head(k), k).toBeUndefined();
 
     rmSync(ballast);
+    rmSync(below);
     // Space is back: the same store handle and the same worker process go on (no restart).
     const after = Array.from({ length: 200 }, (_, j) => `v-${j}`);
     for (let j = 0; j < after.length; j += 20) await Promise.all(after.slice(j, j + 20).map((k) => o.put(k, 'small')));
@@ -172,13 +187,15 @@ spec:
     const logs = driver.logs(fn);
     expect(logs.filter((l) => l.message.includes('{"level"')).map((l) => l.message.slice(0, 300))).toEqual([]);
     expect(logs.filter((l) => /No space left|Input\/output error/.test(l.message) && !l.message.startsWith(RAW_PREFIX)).map((l) => l.message.slice(0, 300))).toEqual([]);
-    const full = logs.filter((l) => (l.fields as { err?: { code?: string } }).err?.code === 'SLUICE_STORAGE_FULL');
-    // The refused commits carry the code: in the worker's log lines (when the refusal reached a logged
-    // commit) or on the records waiting for a retry (always, seen above). Which of the two shows depends on
-    // where the disk ran full (the driver keeps a bounded number of log lines).
+    // A refused batch commit logs the error as `err`; a refused record commit as `code` and `error`.
+    type Fields = { err?: { code?: string; message?: string }; code?: string; error?: string };
+    const full = logs.filter((l) => (l.fields as Fields).err?.code === 'SLUICE_STORAGE_FULL' || (l.fields as Fields).code === 'SLUICE_STORAGE_FULL');
+    // The refused commits carry the code: in the worker's log lines or on the records waiting for a retry
+    // (when a checkpoint could be written while the disk was full). Which of the two shows depends on where
+    // the disk ran full (the driver keeps a bounded number of log lines); the late uploads make one certain.
     expect(full.length > 0 || pendingErrors.has('SLUICE_STORAGE_FULL'), 'refused commits carry SLUICE_STORAGE_FULL').toBe(true);
     // The worker's own message is one clean line (the native text is only in the cause).
-    if (full.length > 0) expect(String((full[0]!.fields as { err: { message: string } }).err.message)).toMatch(/^local store in '.*' is out of space/);
+    if (full.length > 0) expect(String((full[0]!.fields as Fields).err?.message ?? (full[0]!.fields as Fields).error)).toMatch(/^local store in '.*' is out of space/);
     for (const l of logs.filter((x) => x.level !== 'info').slice(0, 8)) process.stdout.write(`  worker log: ${l.level} ${l.message} ${JSON.stringify(l.fields).slice(0, 300)}\n`);
     process.stdout.write(`disk full: ${logs.filter((l) => JSON.stringify(l).includes('SLUICE_STORAGE_FULL')).length} worker log lines name SLUICE_STORAGE_FULL\n`);
     // Exact once the event-path fix lands: a commit refused by the full disk must not count twice.
