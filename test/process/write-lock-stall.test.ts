@@ -156,8 +156,11 @@ spec:
       },
       120_000,
       500,
-    ).catch((e: Error) => {
-      throw new Error(`${e.message}: ${off.length} uploads off (${off.slice(0, 10).join(', ')}); dev log ends:\n${dev!.out().slice(-6000)}`);
+    ).catch(async (e: Error) => {
+      // The workers' own lines (warnings, errors, shard moves) are kept by the platform: ask for them.
+      const logs = await run(['--data', data, '--server', dev!.server, 'logs', 'stall']).catch((le: Error) => ({ stdout: `(no worker logs: ${le.message})` }));
+      const moves = logs.stdout.split('\n').filter((l) => !/ info  /.test(l) || /shard|replica|fenced|lease/.test(l));
+      throw new Error(`${e.message}: ${off.length} uploads off (${off.slice(0, 10).join(', ')}); dev log ends:\n${dev!.out().slice(-3000)}\nworker logs (not info, and shard moves):\n${moves.join('\n').slice(-6000)}`);
     });
     for (const k of keys) expect((await o.getAttrs(k)).attrs.n, k).toBe(1);
     const state = await openStateTable(backend);
