@@ -6,6 +6,11 @@
  * highest of the scale-down window, so one noisy sample never flaps the workers. Scale to zero after
  * `scaleToZeroAfterMs` of no lag and no incoming records (when min is 0); activation to one replica
  * as soon as records arrive, without waiting for any window.
+ *
+ * Two terms make the raw recommendation, the larger wins: lag / targetLagPerReplica, and incoming rate /
+ * what one replica handles per second. The controller measures the latter only over intervals in which
+ * records waited for the replicas throughout (a rate seen while they keep up is what arrived, not what
+ * they could take), so a function that keeps up is never scaled by the rate term.
  */
 
 /** Inputs of one autoscaling decision. */
@@ -14,7 +19,7 @@ export interface ScaleInput {
   lag: number;
   /** Records arriving per second (recent average). */
   incomingPerSecond: number;
-  /** Records one replica handles per second (measured; 0 when unknown). */
+  /** Records one replica handles per second when busy (measured under a backlog; 0 when unknown). */
   throughputPerReplica: number;
   /** Lag one replica should carry at most. */
   targetLagPerReplica: number;

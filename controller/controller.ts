@@ -33,6 +33,13 @@ import { loadFunctionSpec, toWorkerOptions, type FunctionSpec } from './spec/ind
 
 /** Table of deployed functions. */
 export const FUNCTIONS_TABLE = 'sluice-functions';
+/**
+ * Records waiting per replica at both ends of a measurement interval for its handled rate to count as
+ * the replicas' capacity (see Runtime.throughput): above what a micro-batch in flight holds.
+ */
+const BUSY_BACKLOG_PER_REPLICA = 10;
+/** Shortest interval the incoming and handled rates are measured over (ms). */
+const RATE_INTERVAL_MS = 750;
 
 /** Options of the controller. */
 export interface ControllerOptions {
@@ -100,8 +107,17 @@ interface Runtime {
   history: { at: number; replicas: number }[];
   lastActiveAt: number;
   lastHead?: { at: number; total: number; done: number };
+  /** Records arriving per second over the last measurement interval. */
   incoming: number;
+  /**
+   * Records one replica can handle per second: measured only over intervals with a backlog at both ends
+   * (the replicas were busy throughout), otherwise the last such measure is kept. A rate observed while the
+   * workers keep up says how much arrived, not how much they could take — scaling on it added replicas
+   * at a couple of records per second.
+   */
   throughput: number;
+  /** Records handled per second over the last measurement interval, all replicas (the status's rate). */
+  handledRate: number;
   lag: number;
   shards: ShardStatus[];
   errors: { at: string; message: string }[];
@@ -172,6 +188,7 @@ export class Controller implements ControlPlane, ScalerSource {
       lastActiveAt: Date.now(),
       incoming: 0,
       throughput: 0,
+      handledRate: 0,
       lag: 0,
       shards: [],
       errors: prev?.errors ?? [],
@@ -436,11 +453,24 @@ export class Controller implements ControlPlane, ScalerSource {
       done += c?.handled ?? 0;
     }
     const now = Date.now();
+    // Rates over a short interval are noise (a status call a few ms after a round read one upload as
+    // hundreds per second): they are taken over RATE_INTERVAL_MS at least; lag is fresh on every call.
+    if (rt.lastHead && now - rt.lastHead.at < RATE_INTERVAL_MS) {
+      rt.lag = lag;
+      rt.shards = shards;
+      if (lag > 0) rt.lastActiveAt = now;
+      return;
+    }
     if (rt.lastHead) {
       const dt = (now - rt.lastHead.at) / 1000;
       const handled = Math.max(0, done - rt.lastHead.done);
       rt.incoming = dt > 0 ? Math.max(0, (total - rt.lastHead.total + handled) / dt) : 0;
-      rt.throughput = dt > 0 && rt.replicas > 0 && handled > 0 ? Math.max(rt.throughput * 0.5, handled / dt / rt.replicas) : rt.throughput;
+      rt.handledRate = dt > 0 ? handled / dt : 0;
+      // Capacity only from an interval the replicas spent busy: more than what a batch in flight holds
+      // waited per replica at its start and at its end.
+      const busy = Math.max(1, rt.replicas) * BUSY_BACKLOG_PER_REPLICA;
+      const saturated = rt.lastHead.total >= busy && total >= busy;
+      if (dt > 0 && rt.replicas > 0 && handled > 0 && saturated) rt.throughput = Math.max(rt.throughput * 0.5, handled / dt / rt.replicas);
     }
     rt.lastHead = { at: now, total, done };
     rt.lag = lag;
@@ -472,7 +502,7 @@ export class Controller implements ControlPlane, ScalerSource {
       ...(last ? { lastError: { at: last.at, message: last.message } } : {}),
       shards: rt.shards,
       lag: rt.lag,
-      ratePerSecond: Math.round(rt.throughput * Math.max(1, rt.replicas)),
+      ratePerSecond: Math.round(rt.handledRate),
       counters,
       deadLetters,
       errors: rt.errors,

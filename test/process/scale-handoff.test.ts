@@ -32,6 +32,27 @@ spec:
 `;
 }
 
+/** A bucket of `shards`, a local driver and a controller the test steps itself (its own rounds are a minute apart); closed after `body`. */
+async function withController(
+  ctx: BackendContext,
+  name: string,
+  shards: number,
+  body: (x: { bucket: string; fn: string; runDir: string; driver: LocalDriver; controller: Controller }) => Promise<void>,
+): Promise<void> {
+  const bucket = ctx.uid(name);
+  const fn = ctx.uid('fn');
+  await ctx.backend.createBucket(bucket, { shards });
+  const runDir = mkdtempSync(join(tmpdir(), 'sluice-run-'));
+  const driver = new LocalDriver({ runDir, restartDelayMs: 100 });
+  const controller = await Controller.open({ backend: ctx.backend, driver, intervalMs: 60_000 });
+  try {
+    await body({ bucket, fn, runDir, driver, controller });
+  } finally {
+    await controller.close();
+    rmSync(runDir, { recursive: true, force: true });
+  }
+}
+
 forEachBackend('controller', (ctx) => {
   const t = (what: string) => tn('controller', ctx, what);
 
@@ -102,14 +123,8 @@ forEachBackend('controller', (ctx) => {
   it(
     t('the autoscaler activates from zero on lag, scales up, and back to zero when idle'),
     async () => {
-      const bucket = ctx.uid('auto');
-      const fn = ctx.uid('fn');
-      await ctx.backend.createBucket(bucket, { shards: 4 });
-      const runDir = mkdtempSync(join(tmpdir(), 'sluice-run-'));
-      const driver = new LocalDriver({ runDir, restartDelayMs: 100 });
-      const controller = await Controller.open({ backend: ctx.backend, driver, intervalMs: 60_000 });
-      const decisions: string[] = [];
-      try {
+      await withController(ctx, 'auto', 4, async ({ bucket, fn, runDir, driver, controller }) => {
+        const decisions: string[] = [];
         await controller.deploy(
           specYaml(ctx, fn, bucket, '{minReplicas: 0, maxReplicas: 3, targetLagPerReplica: 100, scaleToZeroAfter: 1s, stabilization: {scaleDown: 0s}}'),
           runDir,
@@ -132,24 +147,74 @@ forEachBackend('controller', (ctx) => {
         await controller.reconcile();
         await controller.reconcile();
         expect((await driver.status(fn))?.desired, decisions.join('; ')).toBe(0);
-      } finally {
-        await controller.close();
-        rmSync(runDir, { recursive: true, force: true });
-      }
+      });
     },
     180_000,
   );
 
   it(
+    t('the autoscaler keeps one replica that keeps up with a trickle (a rate observed while keeping up is not a capacity)'),
+    async () => {
+      await withController(ctx, 'trickle', 4, async ({ bucket, fn, runDir, driver, controller }) => {
+        const decisions: string[] = [];
+        await controller.deploy(specYaml(ctx, fn, bucket, '{minReplicas: 1, maxReplicas: 4}'), runDir);
+        await until('worker ready', async () => (await driver.status(fn))?.ready === 1, 60_000);
+        const o = await ctx.backend.objects(bucket);
+        const state = await openStateTable(ctx.backend);
+        // About 5 records/s for 8 s, a reconcile round after each: the worker handles each within
+        // milliseconds, so every round sees it keep up (incoming ≈ handled), with the rounds' timing
+        // putting incoming a little above handled in some of them.
+        let rate = 0;
+        for (let i = 0; i < 40; i++) {
+          await o.put(`t-${i}`, 'x');
+          await new Promise((r) => setTimeout(r, 200));
+          await controller.reconcile();
+          const st = await controller.status(fn);
+          rate = Math.max(rate, st.ratePerSecond);
+          decisions.push(`${i}: desired ${(await driver.status(fn))?.desired}, lag ${st.lag}`);
+        }
+        expect((await driver.status(fn))?.desired, decisions.join('; ')).toBe(1);
+        expect(decisions.filter((d) => !/desired 1,/.test(d))).toEqual([]);
+        // The status still reports the rate handled.
+        expect(rate).toBeGreaterThan(0);
+        await until('all handled', async () => (await readCounters(state, fn, 4)).seen === 40, 60_000);
+      });
+    },
+    120_000,
+  );
+
+  it(
+    t('the autoscaler adds replicas when the incoming rate exceeds what a busy replica handles, below the lag target'),
+    async () => {
+      await withController(ctx, 'flood', 2, async ({ bucket, fn, runDir, driver, controller }) => {
+        const decisions: string[] = [];
+        // The lag target is out of reach: only the rate can scale this function.
+        await controller.deploy(specYaml(ctx, fn, bucket, '{minReplicas: 1, maxReplicas: 3, targetLagPerReplica: 100000}'), runDir);
+        await until('worker ready', async () => (await driver.status(fn))?.ready === 1, 60_000);
+        const o = await ctx.backend.objects(bucket);
+        // 'slow' keys take 50 ms each: one replica over two shards handles about 40/s; 80/s arrive.
+        let n = 0;
+        let most = 1;
+        for (const end = Date.now() + 6000; Date.now() < end && most < 2; ) {
+          await Promise.all(Array.from({ length: 8 }, () => o.put(`slow-${n++}`, 'x')));
+          await new Promise((r) => setTimeout(r, 100));
+          if (n % 40 === 0) {
+            await controller.reconcile();
+            const st = await controller.status(fn);
+            most = Math.max(most, (await driver.status(fn))?.desired ?? 0);
+            decisions.push(`${n}: desired ${(await driver.status(fn))?.desired}, lag ${st.lag}`);
+          }
+        }
+        expect(most, decisions.join('; ')).toBeGreaterThanOrEqual(2);
+      });
+    },
+    120_000,
+  );
+
+  it(
     t('the local driver restarts a killed worker with backoff'),
     async () => {
-      const bucket = ctx.uid('restart');
-      const fn = ctx.uid('fn');
-      await ctx.backend.createBucket(bucket, { shards: 2 });
-      const runDir = mkdtempSync(join(tmpdir(), 'sluice-run-'));
-      const driver = new LocalDriver({ runDir, restartDelayMs: 100 });
-      const controller = await Controller.open({ backend: ctx.backend, driver, intervalMs: 60_000 });
-      try {
+      await withController(ctx, 'restart', 2, async ({ bucket, fn, runDir, driver, controller }) => {
         await controller.deploy(specYaml(ctx, fn, bucket), runDir);
         await until('worker ready', async () => (await driver.status(fn))?.ready === 1, 30_000);
         const pid = driver.pids(fn).get(0)!;
@@ -162,10 +227,7 @@ forEachBackend('controller', (ctx) => {
         await o.put('after-restart', 'x');
         await until('handled after restart', async () => (await o.getAttrs('after-restart')).attrs.n === 1, 30_000);
         writeFileSync(join(runDir, 'done'), '');
-      } finally {
-        await controller.close();
-        rmSync(runDir, { recursive: true, force: true });
-      }
+      });
     },
     120_000,
   );
