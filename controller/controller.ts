@@ -455,13 +455,8 @@ export class Controller implements ControlPlane, ScalerSource {
     const now = Date.now();
     // Rates over a short interval are noise (a status call a few ms after a round read one upload as
     // hundreds per second): they are taken over RATE_INTERVAL_MS at least; lag is fresh on every call.
-    if (rt.lastHead && now - rt.lastHead.at < RATE_INTERVAL_MS) {
-      rt.lag = lag;
-      rt.shards = shards;
-      if (lag > 0) rt.lastActiveAt = now;
-      return;
-    }
-    if (rt.lastHead) {
+    const rated = !rt.lastHead || now - rt.lastHead.at >= RATE_INTERVAL_MS;
+    if (rated && rt.lastHead) {
       const dt = (now - rt.lastHead.at) / 1000;
       const handled = Math.max(0, done - rt.lastHead.done);
       rt.incoming = dt > 0 ? Math.max(0, (total - rt.lastHead.total + handled) / dt) : 0;
@@ -472,10 +467,10 @@ export class Controller implements ControlPlane, ScalerSource {
       const saturated = rt.lastHead.total >= busy && total >= busy;
       if (dt > 0 && rt.replicas > 0 && handled > 0 && saturated) rt.throughput = Math.max(rt.throughput * 0.5, handled / dt / rt.replicas);
     }
-    rt.lastHead = { at: now, total, done };
+    if (rated) rt.lastHead = { at: now, total, done };
     rt.lag = lag;
     rt.shards = shards;
-    if (lag > 0 || rt.incoming > 0) rt.lastActiveAt = now;
+    if (lag > 0 || (rated && rt.incoming > 0)) rt.lastActiveAt = now;
   }
 
   async status(name: string): Promise<FunctionStatus> {
