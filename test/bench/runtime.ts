@@ -18,6 +18,10 @@
  *   bodies, or the run fails. Then `--processes` (default 2) worker processes (runtime/worker-main.ts,
  *   replicas 2, threads 0) on a copy of the same data, timed from the first one's `ready` line: the
  *   way one function uses both cores without handler threads.
+ *   Beside it, on another copy, the raw loop below in `--processes` processes (test/bench/raw-local.ts;
+ *   process i takes the shards s with s mod count = i, all start on one go line once each has its store
+ *   open): what this machine and store give that many processes doing the raw loop's work, the ceiling
+ *   of the process-scaling target (added 2026-12-03).
  *   Baseline (raw loop, same process, its own copy of the data, opened as a LocalBackend whose
  *   `store` — the LMDB env and databases the binding uses — is driven directly): for each shard, in
  *   chunks of maxRecords change records read with `records.getRange` in stream order, msgpack-decode
@@ -101,12 +105,12 @@ import pino from 'pino';
 import { patchNatsRequests } from '../../bindings/nats/nats-request-patch.ts';
 import { LocalBackend } from '../../bindings/local/index.ts';
 import { LocalStream } from '../../bindings/local/local-stream.ts';
-import { COMMIT_FLAGS } from '../../bindings/local/local-store.ts';
 import { NatsBackend } from '../../bindings/nats/index.ts';
 import { NatsStream } from '../../bindings/nats/nats-stream.ts';
-import { changeStreamName, codec, decodeChange, encodeChange, sequencer } from '../../bindings/shared.ts';
+import { changeStreamName, codec, decodeChange } from '../../bindings/shared.ts';
 import type { Backend, Cursor, ObjectBinding, StreamBinding } from '../../bindings/types.ts';
 import { detectBytes, Found } from '../../functions/scan-sensitive/detect.ts';
+import { RAW_MARKER, rawLocalLoop, type RawCounts, type RawLocalOptions } from './raw-local.ts';
 import type { BackendSpec } from '../../runtime/backend-spec.ts';
 import { ChangeDecoder } from '../../runtime/records.ts';
 import { CheckpointStore, openStateTable, readCounters } from '../../runtime/state.ts';
@@ -171,9 +175,9 @@ const RAW_BUCKET = 'rawuploads';
 const FN = 'scan-sensitive';
 const MODULE = fileURLToPath(new URL('../../functions/scan-sensitive/index.ts', import.meta.url));
 const WORKER_MAIN = fileURLToPath(new URL('../../runtime/worker-main.ts', import.meta.url));
+const RAW_LOCAL_MAIN = fileURLToPath(new URL('./raw-local.ts', import.meta.url));
 const BODY_BYTES = 1024;
 const BODY_POOL = 1000;
-const RAW_MARKER = '$raw';
 /** An end-to-end run stops waiting after this long. */
 const RUN_LIMIT_MS = 180_000;
 const UPLOAD_LIMIT_MS = 300_000;
@@ -561,82 +565,88 @@ async function handlerPoolLoads(): Promise<boolean> {
  */
 async function rawLocal(dir: string, exp: { scanned: number; ssn: number; card: number }, chunk: number, contract = false): Promise<{ ms: number; eps: number }> {
   const backend = await LocalBackend.open({ dir });
-  const s = backend.store;
-  const stream = changeStreamName(BUCKET);
-  const counts = { objects_scanned: 0, has_ssn: 0, has_ccard: 0 };
-  const t0 = performance.now();
-  let lastLog = t0;
+  let r: { ms: number; counts: RawCounts };
   try {
-    for (let shard = 0; shard < SHARDS; shard++) {
-      let seq = 0;
-      // Bounded: each pass consumes `chunk` records of a finite shard, and the time limit.
-      for (;;) {
-        if (performance.now() - t0 > RUN_LIMIT_MS) throw new Error(`raw local loop not done within ${RUN_LIMIT_MS / 1000} s`);
-        const work: { k: (string | number)[]; seq: number; found: number }[] = [];
-        let last = seq;
-        let read = 0;
-        for (const { key, value } of s.records.getRange({ start: [stream, shard, seq], end: [stream, shard, Number.MAX_SAFE_INTEGER], limit: chunk })) {
-          last = key[2] as number;
-          read++;
-          const c = decodeChange(value.d);
-          if (c.type !== 'put') continue;
-          const k = [BUCKET, c.key];
-          const m = s.meta.get(k);
-          if (!m || m.version !== c.version) continue;
-          const body = s.bodies.getBinary(k);
-          if (!body) continue;
-          work.push({ k, seq: last, found: detectBytes(body) });
-        }
-        if (read === 0) break;
-        // The durability of the worker's batch commits ('repairable': data synced, meta page not).
-        s.root.transactionSync(() => {
-          const ctr = contract ? { v: s.counters.get(['v', BUCKET]) ?? 0, q: s.counters.get(['s', stream, shard]) ?? 0 } : { v: 0, q: 0 };
-          for (const x of work) {
-            const a = s.attrs.get(x.k) ?? {};
-            const marker = a[RAW_MARKER];
-            if (typeof marker === 'number' && marker >= x.seq) continue;
-            const ssn = (x.found & Found.ssn) !== 0;
-            const card = (x.found & Found.card) !== 0;
-            s.attrs.put(x.k, { ...a, has_ssn: ssn, has_ccard: card, [RAW_MARKER]: x.seq });
-            // `contract`: also what ObjectBinding's contract makes every attribute write do (bump
-            // attrsRevision in the metadata, append the object's `attrs` change record), written plainly.
-            if (contract) {
-              const m = s.meta.get(x.k)!;
-              const meta = { ...m, attrsRevision: m.attrsRevision + 1 };
-              s.meta.put(x.k, meta);
-              const now = Date.now();
-              // Counters handed out in memory and written once per chunk, as the binding's batch write does.
-              const v = ++ctr.v;
-              const q = ++ctr.q;
-              const rec = { bucket: BUCKET, key: x.k[1] as string, type: 'attrs' as const, version: m.version, size: m.size, etag: m.etag, mtime: new Date(now), sequencer: sequencer(v), attrsRevision: meta.attrsRevision, contentType: m.contentType };
-              s.records.put([stream, shard, q], { d: encodeChange(rec), p: x.k[1] as string, t: now });
-            }
-            counts.objects_scanned++;
-            if (ssn) counts.has_ssn++;
-            if (card) counts.has_ccard++;
-          }
-          if (contract) {
-            s.counters.put(['v', BUCKET], ctr.v);
-            s.counters.put(['s', stream, shard], ctr.q);
-          }
-          s.items.put(['sluice-state', `ckpt/raw/${shard}`], { i: { seq: last + 1, counts: { ...counts } }, r: last });
-        }, COMMIT_FLAGS.repairable);
-        seq = last + 1;
-        if (performance.now() - lastLog >= PROGRESS_EVERY_MS) {
-          lastLog = performance.now();
-          log(`  raw local: ${counts.objects_scanned}/${exp.scanned}`);
-        }
-      }
-    }
+    const shards = Array.from({ length: SHARDS }, (_, i) => i);
+    r = rawLocalLoop(backend, { dir, bucket: BUCKET, shards, chunk, contract, limitMs: RUN_LIMIT_MS, progressMs: PROGRESS_EVERY_MS, onProgress: (n) => log(`  raw local: ${n}/${exp.scanned}`) });
   } finally {
     await backend.close();
   }
-  const ms = performance.now() - t0;
+  checkRawCounts('raw local', r.counts, exp);
+  const eps = exp.scanned / (r.ms / 1000);
+  log(`  raw local: ${exp.scanned} in ${(r.ms / 1000).toFixed(2)} s = ${fmtInt(eps)} events/s`);
+  return { ms: r.ms, eps };
+}
+
+function checkRawCounts(label: string, counts: RawCounts, exp: { scanned: number; ssn: number; card: number }): void {
   if (counts.objects_scanned !== exp.scanned || counts.has_ssn !== exp.ssn || counts.has_ccard !== exp.card)
-    throw new Error(`raw local: counted ${JSON.stringify(counts)}, expected ${JSON.stringify(exp)}`);
-  const eps = exp.scanned / (ms / 1000);
-  log(`  raw local: ${exp.scanned} in ${(ms / 1000).toFixed(2)} s = ${fmtInt(eps)} events/s`);
-  return { ms, eps };
+    throw new Error(`${label}: counted ${JSON.stringify(counts)}, expected ${JSON.stringify(exp)}`);
+}
+
+/**
+ * The raw loop (with the contract writes) in `count` processes on one data directory, process i taking
+ * the shards s with s mod count = i — what the worker processes split (replicas `count`). Timed from
+ * the go line sent to all of them (each has its store open and printed `ready`) until the last one
+ * is done; the counts of all must add up to what the detector finds.
+ */
+async function rawLocalProcesses(dir: string, exp: { scanned: number; ssn: number; card: number }, chunk: number, count: number): Promise<{ eps: number; cpuMs: number[] }> {
+  const children: ChildProcess[] = [];
+  const outputs: string[] = [];
+  let stderr = '';
+  try {
+    for (let i = 0; i < count; i++) {
+      const shards = Array.from({ length: SHARDS }, (_, s) => s).filter((s) => s % count === i);
+      const o: RawLocalOptions = { dir, bucket: BUCKET, shards, chunk, contract: true, limitMs: RUN_LIMIT_MS };
+      const ch = spawn(process.execPath, ['--import', 'tsx', RAW_LOCAL_MAIN, JSON.stringify(o)], { stdio: ['pipe', 'pipe', 'pipe'] });
+      outputs.push('');
+      ch.stdout!.on('data', (d: Buffer) => (outputs[i] += d.toString()));
+      ch.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      children.push(ch);
+    }
+    const startBy = performance.now() + 60_000;
+    // Bounded: 60 s for the processes to open the store.
+    while (!outputs.every((x) => x.startsWith('ready\n'))) {
+      if (performance.now() > startBy || children.some((c) => c.exitCode !== null)) throw new Error(`raw local processes: not all ready; stderr: ${stderr}`);
+      await sleep(10);
+    }
+    const cpu0 = children.map((ch) => procCpuMs(ch.pid));
+    const t0 = performance.now();
+    for (const ch of children) ch.stdin!.write('go\n');
+    const cpu: number[] = [];
+    await Promise.all(children.map((ch, i) => new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`raw local process ${i}: not done within ${RUN_LIMIT_MS / 1000 + 10} s`)), RUN_LIMIT_MS + 10_000);
+      // The CPU is read when its result line arrives, before the process exits and /proc forgets it.
+      const check = () => {
+        if (outputs[i]!.split('\n').length < 3) return;
+        cpu[i] = procCpuMs(ch.pid) - cpu0[i]!;
+        ch.stdout!.off('data', check);
+        clearTimeout(t);
+        resolve();
+      };
+      ch.stdout!.on('data', check);
+      ch.once('exit', (code) => {
+        if (outputs[i]!.split('\n').length < 3) {
+          clearTimeout(t);
+          reject(new Error(`raw local process ${i} exited ${String(code)}; stderr: ${stderr}`));
+        }
+      });
+      check();
+    })));
+    const ms = performance.now() - t0;
+    const total: RawCounts = { objects_scanned: 0, has_ssn: 0, has_ccard: 0 };
+    for (const out of outputs) {
+      const r = JSON.parse(out.split('\n')[1]!) as { ms: number; counts: RawCounts };
+      total.objects_scanned += r.counts.objects_scanned;
+      total.has_ssn += r.counts.has_ssn;
+      total.has_ccard += r.counts.has_ccard;
+    }
+    checkRawCounts(`raw local ${count} processes`, total, exp);
+    const eps = exp.scanned / (ms / 1000);
+    log(`  raw local ${count} processes: ${exp.scanned} in ${(ms / 1000).toFixed(2)} s = ${fmtInt(eps)} events/s; CPU ${cpu.map((x) => `${fmtInt(x)} ms`).join(' + ')}`);
+    return { eps, cpuMs: cpu };
+  } finally {
+    for (const ch of children) if (ch.exitCode === null && ch.signalCode === null) ch.kill('SIGKILL');
+  }
 }
 
 /** Starts worker process `ordinal` of `replicas` (runtime/worker-main.ts) with `config`; stdout and stderr piped. */
@@ -802,6 +812,21 @@ async function benchLocal(threads: number[]): Promise<void> {
         await rm(dir, { recursive: true, force: true });
       }
     }
+    // The same split without sluice: what this machine and store give two processes doing the raw
+    // loop's work, the ceiling of the process-scaling target.
+    let rawProcs: { eps: number; cpuMs: number[] } | undefined;
+    if (PROCESSES > 1) {
+      const dir = join(root, 'raw-processes');
+      try {
+        cpSync(seed, dir, { recursive: true });
+        log(`local raw loop, ${PROCESSES} processes`);
+        rawProcs = await rawLocalProcesses(dir, exp, LOCAL_MAX_RECORDS, PROCESSES);
+      } catch (err) {
+        fail(`local raw loop, ${PROCESSES} processes`, err);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
     await runRaw('after');
     // Not the baseline: the loop WITHOUT the writes the attribute contract requires (the baseline until
     // 2026-12-02), to show what that required work costs.
@@ -835,6 +860,10 @@ async function benchLocal(threads: number[]): Promise<void> {
       const one = results.find((x) => x.t === 0)?.r.eps;
       const scaling = one ? procs.eps / one : Number.NaN;
       notes.push(`local ${PROCESSES} processes vs 1 (threads 0): ${Number.isNaN(scaling) ? 'n/a' : `${scaling.toFixed(2)}×`} (target ≥ ${TARGET_PROCESS_SCALING}×)`);
+      if (rawProcs) {
+        const cpuUs = (1000 * rawProcs.cpuMs.reduce((a, b) => a + b, 0)) / exp.scanned;
+        notes.push(`local raw loop in ${PROCESSES} processes (each its share of the shards, same data): ${fmtInt(rawProcs.eps)} events/s = ${(rawProcs.eps / raw).toFixed(2)}× the raw loop in one; CPU ${rawProcs.cpuMs.map((x) => `${fmtInt(x)} ms`).join(' + ')} = ${cpuUs.toFixed(0)} µs per event; sluice's ${PROCESSES} processes = ${(procs.eps / rawProcs.eps).toFixed(2)}× it`);
+      }
       rows.push({
         measure: `local end to end, ${PROCESSES} worker processes × threads: 0 (events/s)`,
         result: fmtInt(procs.eps),
