@@ -73,7 +73,7 @@ export class InlineRunner implements HandlerRunner {
     try {
       const collectors = batch.records.map((r) => new EffectsCollector(r.key, r.type, this.#o.bindings));
       const scope = { objects: (b: string) => this.#bucket(b), files: () => this.#files!.get() };
-      const records = batch.records.map((r, i) => inlineRecord(r, collectors[i]!, () => this.#bucket(r.source), scope));
+      const records = batch.records.map((r, i) => new InlineRecord(r, collectors[i]!, scope));
       const counters = new CounterSet();
       const ctx: HandlerContext = Object.freeze<HandlerContext>({
         function: batch.function,
@@ -133,38 +133,82 @@ class LazyFiles {
   }
 }
 
-function inlineRecord(r: BatchRecordInput, fx: EffectsCollector, bucket: () => Promise<ObjectBinding>, scope: Pick<RecordScope, 'objects' | 'files'>): EventRecord {
-  const data = async (range?: { start?: number; end?: number }): Promise<Uint8Array> => {
-    if (r.body) return range ? r.body.subarray(range.start ?? 0, range.end ?? r.body.byteLength) : r.body;
-    const g = await (await bucket()).get(r.key, range ? { range } : {});
+/**
+ * A record of a main-thread batch. A class, not an object literal of closures: its methods live on the
+ * prototype, so a batch of 500 records allocates 500 small objects instead of 500 × 9 functions (and,
+ * under the TypeScript loader, 500 × 9 calls naming them) — 4–5 % of the worker's CPU per event.
+ */
+class InlineRecord implements EventRecord {
+  readonly key: string;
+  readonly type: EventRecord['type'];
+  readonly source: string;
+  readonly shard: number;
+  readonly seq: number;
+  readonly version: number;
+  readonly size: number;
+  readonly etag: string;
+  readonly mtime: Date;
+  readonly contentType: string;
+  readonly attrs: EventRecord['attrs'];
+  readonly headers: EventRecord['headers'];
+  readonly attempt: number;
+  readonly body: Uint8Array | undefined;
+  readonly #fx: EffectsCollector;
+  readonly #scope: Pick<RecordScope, 'objects' | 'files'>;
+
+  constructor(r: BatchRecordInput, fx: EffectsCollector, scope: Pick<RecordScope, 'objects' | 'files'>) {
+    this.key = r.key;
+    this.type = r.type;
+    this.source = r.source;
+    this.shard = r.shard;
+    this.seq = r.seq;
+    this.version = r.version;
+    this.size = r.size;
+    this.etag = r.etag;
+    this.mtime = new Date(r.mtimeMs);
+    this.contentType = r.contentType;
+    this.attrs = r.attrs;
+    this.headers = r.headers;
+    this.attempt = r.attempt;
+    this.body = r.body;
+    this.#fx = fx;
+    this.#scope = scope;
+  }
+
+  async data(range?: { start?: number; end?: number }): Promise<Uint8Array> {
+    const b = this.body;
+    if (b) return range ? b.subarray(range.start ?? 0, range.end ?? b.byteLength) : b;
+    const g = await (await this.#scope.objects(this.source)).get(this.key, range ? { range } : {});
     return g.body;
-  };
-  return {
-    key: r.key,
-    type: r.type,
-    source: r.source,
-    shard: r.shard,
-    seq: r.seq,
-    version: r.version,
-    size: r.size,
-    etag: r.etag,
-    mtime: new Date(r.mtimeMs),
-    contentType: r.contentType,
-    attrs: r.attrs,
-    headers: r.headers,
-    attempt: r.attempt,
-    body: r.body,
-    data,
-    text: async () => Buffer.from(await data()).toString('utf8'),
-    path: () => recordPath(scope, { type: r.type, source: r.source, key: r.key, version: r.version, body: r.body }),
-    setAttrs: (a) => fx.setAttrs(a),
-    removeAttrs: (...n) => fx.removeAttrs(n),
-    update: (e) => fx.update(e),
-    fail: (e, o) => fx.fail(e, o),
-    get effects() {
-      return fx.declarations;
-    },
-  };
+  }
+
+  async text(): Promise<string> {
+    return Buffer.from(await this.data()).toString('utf8');
+  }
+
+  path(): Promise<string> {
+    return recordPath(this.#scope, { type: this.type, source: this.source, key: this.key, version: this.version, body: this.body });
+  }
+
+  setAttrs(a: Parameters<EventRecord['setAttrs']>[0]): void {
+    this.#fx.setAttrs(a);
+  }
+
+  removeAttrs(...names: string[]): void {
+    this.#fx.removeAttrs(names);
+  }
+
+  update(e: Parameters<EventRecord['update']>[0]): void {
+    this.#fx.update(e);
+  }
+
+  fail(e: Parameters<EventRecord['fail']>[0], o?: Parameters<EventRecord['fail']>[1]): void {
+    this.#fx.fail(e, o);
+  }
+
+  get effects(): EventRecord['effects'] {
+    return this.#fx.declarations;
+  }
 }
 
 /** A logger for the worker (JSON lines on stderr). */
