@@ -311,7 +311,12 @@ export class LocalStore {
     this.#maxQueuedOps = opts.maxQueuedOps ?? 100_000;
     this.#minFreeBytes = minFreeBytesOf(opts);
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
-    this.root = open({ path: join(opts.dir, 'sluice.mdb'), maxDbs: 16 });
+    // Without lmdb-js's overlappingSync (its default on Linux; sluice never commits that way: every commit
+    // syncs itself, see COMMIT_FLAGS): with it, closing an environment that wrote first syncs it in a
+    // loop that waits for LMDB's lock table to reach the newest meta page, which never happens after a
+    // writer was SIGKILLed between its commit's meta page write and the lock table update — the close
+    // spun at 100 % CPU for good (test/process/lmdb-close.test.ts).
+    this.root = open({ path: join(opts.dir, 'sluice.mdb'), maxDbs: 16, overlappingSync: false });
     restrictToOwner(opts.dir);
     this.registry = this.root.openDB({ name: 'registry' });
     this.meta = this.root.openDB({ name: 'meta' });
