@@ -8,7 +8,7 @@ import pino, { type Logger } from 'pino';
 import { BindingError } from '../bindings/errors.ts';
 import type { Backend, ObjectBinding } from '../bindings/types.ts';
 import { batchFailure, CounterSet, EffectsCollector, type BatchEffects } from '../functions/effects.ts';
-import type { EventRecord, FunctionDefinition, HandlerContext } from '../functions/types.ts';
+import type { Attrs, DeclaredEffects, EventRecord, EventType, Expression, FailOptions, FunctionDefinition, HandlerContext } from '../functions/types.ts';
 import type { BatchInput, BatchRecordInput } from './batch-types.ts';
 import { ObjectFileCache } from '../bindings/file/index.ts';
 import { bindAll } from './threads/bound-bindings.ts';
@@ -140,7 +140,7 @@ class LazyFiles {
  */
 class InlineRecord implements EventRecord {
   readonly key: string;
-  readonly type: EventRecord['type'];
+  readonly type: EventType;
   readonly source: string;
   readonly shard: number;
   readonly seq: number;
@@ -149,8 +149,8 @@ class InlineRecord implements EventRecord {
   readonly etag: string;
   readonly mtime: Date;
   readonly contentType: string;
-  readonly attrs: EventRecord['attrs'];
-  readonly headers: EventRecord['headers'];
+  readonly attrs: Readonly<Attrs>;
+  readonly headers: Readonly<Record<string, string>>;
   readonly attempt: number;
   readonly body: Uint8Array | undefined;
   readonly #fx: EffectsCollector;
@@ -190,7 +190,7 @@ class InlineRecord implements EventRecord {
     return recordPath(this.#scope, { type: this.type, source: this.source, key: this.key, version: this.version, body: this.body });
   }
 
-  setAttrs(a: Parameters<EventRecord['setAttrs']>[0]): void {
+  setAttrs(a: Attrs): void {
     this.#fx.setAttrs(a);
   }
 
@@ -198,15 +198,15 @@ class InlineRecord implements EventRecord {
     this.#fx.removeAttrs(names);
   }
 
-  update(e: Parameters<EventRecord['update']>[0]): void {
+  update(e: Expression): void {
     this.#fx.update(e);
   }
 
-  fail(e: Parameters<EventRecord['fail']>[0], o?: Parameters<EventRecord['fail']>[1]): void {
+  fail(e: Error | string, o?: FailOptions): void {
     this.#fx.fail(e, o);
   }
 
-  get effects(): EventRecord['effects'] {
+  get effects(): DeclaredEffects {
     return this.#fx.declarations;
   }
 }

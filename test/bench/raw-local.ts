@@ -6,7 +6,7 @@
  *
  * As a process (`node --import tsx test/bench/raw-local.ts '<json>'`, json = {dir, shards, chunk,
  * contract, bucket, limitMs}): opens the store, prints `ready`, waits for a line on stdin, runs, prints
- * one JSON line {ms, counts} and exits (code 1 with the error on stderr when the loop failed).
+ * one JSON line {ms, counts, cpuMs: the process's CPU during the loop} and exits (code 1 with the error on stderr when the loop failed).
  */
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -123,8 +123,10 @@ async function main(): Promise<void> {
       lines.once('close', () => reject(new Error('stdin closed before the go line')));
     });
     lines.close();
+    const cpu0 = process.cpuUsage();
     const r = rawLocalLoop(backend, o);
-    process.stdout.write(`${JSON.stringify(r)}\n`);
+    const cpu = process.cpuUsage(cpu0);
+    process.stdout.write(`${JSON.stringify({ ...r, cpuMs: (cpu.user + cpu.system) / 1000 })}\n`);
   } finally {
     await backend.close();
   }

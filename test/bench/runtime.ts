@@ -592,15 +592,22 @@ function checkRawCounts(label: string, counts: RawCounts, exp: { scanned: number
 async function rawLocalProcesses(dir: string, exp: { scanned: number; ssn: number; card: number }, chunk: number, count: number): Promise<{ eps: number; cpuMs: number[] }> {
   const children: ChildProcess[] = [];
   const outputs: string[] = [];
+  const doneAt: number[] = [];
   let stderr = '';
   try {
+    const exits = [];
     for (let i = 0; i < count; i++) {
       const shards = Array.from({ length: SHARDS }, (_, s) => s).filter((s) => s % count === i);
       const o: RawLocalOptions = { dir, bucket: BUCKET, shards, chunk, contract: true, limitMs: RUN_LIMIT_MS };
       const ch = spawn(process.execPath, ['--import', 'tsx', RAW_LOCAL_MAIN, JSON.stringify(o)], { stdio: ['pipe', 'pipe', 'pipe'] });
       outputs.push('');
-      ch.stdout!.on('data', (d: Buffer) => (outputs[i] += d.toString()));
+      ch.stdout!.on('data', (d: Buffer) => {
+        outputs[i] += d.toString();
+        // Done when its result line (after `ready`) is in: before it closes its store and exits.
+        if (doneAt[i] === undefined && outputs[i]!.split('\n').length > 2) doneAt[i] = performance.now();
+      });
       ch.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      exits.push(new Promise<number | null>((r) => ch.once('exit', (code) => r(code))));
       children.push(ch);
     }
     const startBy = performance.now() + 60_000;
@@ -609,36 +616,26 @@ async function rawLocalProcesses(dir: string, exp: { scanned: number; ssn: numbe
       if (performance.now() > startBy || children.some((c) => c.exitCode !== null)) throw new Error(`raw local processes: not all ready; stderr: ${stderr}`);
       await sleep(10);
     }
-    const cpu0 = children.map((ch) => procCpuMs(ch.pid));
     const t0 = performance.now();
     for (const ch of children) ch.stdin!.write('go\n');
-    const cpu: number[] = [];
-    await Promise.all(children.map((ch, i) => new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`raw local process ${i}: not done within ${RUN_LIMIT_MS / 1000 + 10} s`)), RUN_LIMIT_MS + 10_000);
-      // The CPU is read when its result line arrives, before the process exits and /proc forgets it.
-      const check = () => {
-        if (outputs[i]!.split('\n').length < 3) return;
-        cpu[i] = procCpuMs(ch.pid) - cpu0[i]!;
-        ch.stdout!.off('data', check);
-        clearTimeout(t);
-        resolve();
-      };
-      ch.stdout!.on('data', check);
-      ch.once('exit', (code) => {
-        if (outputs[i]!.split('\n').length < 3) {
-          clearTimeout(t);
-          reject(new Error(`raw local process ${i} exited ${String(code)}; stderr: ${stderr}`));
-        }
-      });
-      check();
-    })));
-    const ms = performance.now() - t0;
+    // Bounded: each loop fails itself past RUN_LIMIT_MS; 10 s more for the processes to exit.
+    let limit: NodeJS.Timeout | undefined;
+    const codes = await Promise.race([
+      Promise.all(exits),
+      new Promise<never>((_, reject) => (limit = setTimeout(() => reject(new Error(`raw local processes: not done within ${RUN_LIMIT_MS / 1000 + 10} s`)), RUN_LIMIT_MS + 10_000))),
+    ]).finally(() => clearTimeout(limit));
+    codes.forEach((code, i) => {
+      if (code !== 0 || doneAt[i] === undefined) throw new Error(`raw local process ${i} exited ${String(code)}; stderr: ${stderr}`);
+    });
+    const ms = Math.max(...doneAt) - t0;
     const total: RawCounts = { objects_scanned: 0, has_ssn: 0, has_ccard: 0 };
+    const cpu: number[] = [];
     for (const out of outputs) {
-      const r = JSON.parse(out.split('\n')[1]!) as { ms: number; counts: RawCounts };
+      const r = JSON.parse(out.split('\n')[1]!) as { counts: RawCounts; cpuMs: number };
       total.objects_scanned += r.counts.objects_scanned;
       total.has_ssn += r.counts.has_ssn;
       total.has_ccard += r.counts.has_ccard;
+      cpu.push(r.cpuMs);
     }
     checkRawCounts(`raw local ${count} processes`, total, exp);
     const eps = exp.scanned / (ms / 1000);

@@ -53,6 +53,15 @@ async function withController(
   }
 }
 
+/** One controller round: reconcile, then the function's status and the replicas asked of the driver, noted in `log` as `<label>: desired <n>, lag <lag>`. */
+async function round(controller: Controller, driver: LocalDriver, fn: string, log: string[], label: string): Promise<{ desired: number; ratePerSecond: number }> {
+  await controller.reconcile();
+  const st = await controller.status(fn);
+  const desired = (await driver.status(fn))?.desired ?? 0;
+  log.push(`${label}: desired ${desired}, lag ${st.lag}`);
+  return { desired, ratePerSecond: st.ratePerSecond };
+}
+
 forEachBackend('controller', (ctx) => {
   const t = (what: string) => tn('controller', ctx, what);
 
@@ -168,10 +177,7 @@ forEachBackend('controller', (ctx) => {
         for (let i = 0; i < 40; i++) {
           await o.put(`t-${i}`, 'x');
           await new Promise((r) => setTimeout(r, 200));
-          await controller.reconcile();
-          const st = await controller.status(fn);
-          rate = Math.max(rate, st.ratePerSecond);
-          decisions.push(`${i}: desired ${(await driver.status(fn))?.desired}, lag ${st.lag}`);
+          rate = Math.max(rate, (await round(controller, driver, fn, decisions, String(i))).ratePerSecond);
         }
         expect((await driver.status(fn))?.desired, decisions.join('; ')).toBe(1);
         expect(decisions.filter((d) => !/desired 1,/.test(d))).toEqual([]);
@@ -198,12 +204,7 @@ forEachBackend('controller', (ctx) => {
         for (const end = Date.now() + 6000; Date.now() < end && most < 2; ) {
           await Promise.all(Array.from({ length: 8 }, () => o.put(`slow-${n++}`, 'x')));
           await new Promise((r) => setTimeout(r, 100));
-          if (n % 40 === 0) {
-            await controller.reconcile();
-            const st = await controller.status(fn);
-            most = Math.max(most, (await driver.status(fn))?.desired ?? 0);
-            decisions.push(`${n}: desired ${(await driver.status(fn))?.desired}, lag ${st.lag}`);
-          }
+          if (n % 40 === 0) most = Math.max(most, (await round(controller, driver, fn, decisions, String(n))).desired);
         }
         expect(most, decisions.join('; ')).toBeGreaterThanOrEqual(2);
       });
