@@ -13,6 +13,7 @@ import type { ConsumerConfig, JetStreamClient, JetStreamManager } from '@nats-io
 import { AckPolicy, DeliverPolicy, JetStreamApiError, ReplayPolicy } from '@nats-io/jetstream';
 import { BindingError } from '../errors.ts';
 import { JsCodes } from './nats-errors.ts';
+import { headersOf } from './nats-headers.ts';
 import { consumerName, type NatsNames } from './nats-names.ts';
 
 /** Resolved backend state handed to every binding. */
@@ -127,12 +128,13 @@ export function pull(ctx: NatsContext, stream: string, consumer: string, req: Pu
     const sub = ctx.nc.subscribe(inbox, {
       callback: (err, m) => {
         if (err) return finish(err);
-        const code = m.headers?.code ?? 0;
+        const headers = headersOf(m);
+        const code = headers?.code ?? 0;
         if (code !== 0 && m.data.length === 0 && !m.reply) {
           // Status messages: 100 heartbeat (not requested; ignore), 404/408 end of request.
           if (code === 100) return;
           if (code === 404 || code === 408) return finish();
-          return finish(new PullStatusError(code, m.headers?.description ?? ''));
+          return finish(new PullStatusError(code, headers?.description ?? ''));
         }
         const info = parseAckSubject(m.reply ?? '');
         if (!info) return finish(new PullStatusError(0, `unexpected delivery without an ack subject on ${m.subject}`));
@@ -143,7 +145,7 @@ export function pull(ctx: NatsContext, stream: string, consumer: string, req: Pu
           deliverySeq: info.deliverySeq,
           pending: info.pending,
           time: new Date(Number(info.timeNs / 1_000_000n)),
-          headers: m.headers,
+          headers,
           data: m.data,
         });
         if (msgs.length >= req.batch) finish();

@@ -8,7 +8,7 @@
  * is one publish with `Nats-Expected-Last-Subject-Sequence` for CAS, a read is a direct get (or the
  * leader's message get) of the subject's last message, a delete is a `KV-Operation: DEL` marker.
  */
-import { headers as natsHeaders, nanos, nuid, type MsgHdrs } from '@nats-io/nats-core';
+import { Empty, nanos, nuid, type MsgHdrs } from '@nats-io/nats-core';
 import {
   DiscardPolicy,
   JetStreamApiError,
@@ -19,8 +19,10 @@ import {
   type StreamConfig,
   type StreamInfo,
 } from '@nats-io/jetstream';
+import { JetStreamStatus } from '@nats-io/jetstream/internal';
 import { drain, type NatsContext, PullStatusError, type PulledMsg } from './nats-context.ts';
 import { isNoResponders, isUnknownOutcome, JsCodes } from './nats-errors.ts';
+import { headersOf, NatsHeaders } from './nats-headers.ts';
 import { kvStream, kvSubject } from './nats-names.ts';
 
 /** Attempts after the first of a write that timed out (each attempt may wait the full request timeout). */
@@ -68,11 +70,17 @@ export class KvStore {
   readonly bucket: string;
   readonly stream: string;
   readonly #ctx: NatsContext;
+  /** Subject prefix of this bucket's direct gets. */
+  readonly #directGet: string;
+  /** The JetStream API's request timeout (what its own direct get waits). */
+  readonly #timeoutMs: number;
 
   constructor(ctx: NatsContext, bucket: string) {
     this.#ctx = ctx;
     this.bucket = bucket;
     this.stream = kvStream(bucket);
+    this.#directGet = `${ctx.apiPrefix}.DIRECT.GET.${this.stream}.`;
+    this.#timeoutMs = ctx.jsm.getOptions().timeout ?? 5000;
   }
 
   /** Stream configuration of a KV bucket, as `@nats-io/kv` would create it on nats-server 2.9. */
@@ -118,18 +126,34 @@ export class KvStore {
   /** The latest message of `key` (a value or a deletion marker), or undefined when the key never existed. */
   async get(key: string): Promise<KvRecord | undefined> {
     const subject = this.subject(key);
+    if (this.#ctx.directReads) return this.#getDirect(subject);
     let sm: StoredMsg | null;
-    if (this.#ctx.directReads) sm = await this.#ctx.jsm.direct.getMessage(this.stream, { last_by_subj: subject });
-    else {
-      try {
-        sm = await this.#ctx.jsm.streams.getMessage(this.stream, { last_by_subj: subject });
-      } catch (err) {
-        if (err instanceof JetStreamApiError && err.code === JsCodes.NoMessageFound) return undefined;
-        throw err;
-      }
+    try {
+      sm = await this.#ctx.jsm.streams.getMessage(this.stream, { last_by_subj: subject });
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === JsCodes.NoMessageFound) return undefined;
+      throw err;
     }
     if (!sm || sm.subject !== subject) return undefined;
     return { subject, revision: sm.seq, op: opOf(sm.header), value: sm.data, headers: sm.header, time: sm.time };
+  }
+
+  /**
+   * The subject's last message by direct get: the request `jsm.direct.getMessage({ last_by_subj })`
+   * sends, answered the same way (not found → undefined, another status → its JetStream error), with
+   * the answer's headers (its sequence, subject and time) read by {@link headersOf}.
+   */
+  async #getDirect(subject: string): Promise<KvRecord | undefined> {
+    const r = await this.#ctx.nc.request(this.#directGet + subject, Empty, { timeout: this.#timeoutMs });
+    const h = headersOf(r);
+    if (h === undefined || h.code !== 0) {
+      const status = new JetStreamStatus(r);
+      if (status.isMessageNotFound()) return undefined;
+      throw status.toError();
+    }
+    if (h.last('Nats-Subject') !== subject) return undefined;
+    const seq = parseInt(h.last('Nats-Sequence'), 10);
+    return { subject, revision: Number.isNaN(seq) ? 0 : seq, op: opOf(h), value: r.data, headers: h, time: new Date(Date.parse(h.last('Nats-Time-Stamp'))) };
   }
 
   /**
@@ -140,7 +164,7 @@ export class KvStore {
   async put(key: string, value: Uint8Array, o: { expect?: number | undefined; headers?: MsgHdrs | undefined; msgId?: string } = {}): Promise<number> {
     let h = o.headers;
     if (o.expect !== undefined) {
-      h ??= natsHeaders();
+      h ??= new NatsHeaders();
       h.set(EXPECTED_LAST_SUBJECT_SEQ, String(o.expect));
     }
     // Expect the stream too: a write must never land in another stream that captures the subject.
@@ -184,7 +208,7 @@ export class KvStore {
 
   /** Appends a deletion marker (optionally CAS on `expect`); returns its revision. */
   async delete(key: string, o: { expect?: number | undefined } = {}): Promise<number> {
-    const h = natsHeaders();
+    const h = new NatsHeaders();
     h.set(KV_OPERATION, 'DEL');
     return this.put(key, new Uint8Array(0), { expect: o.expect, headers: h });
   }

@@ -5,7 +5,8 @@
  * a read (the runtime's commit after its prefetch) CASes on the revision it already has instead of reading
  * again — safe because the CAS fails when the key moved on, and the writer then reads fresh.
  */
-import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
+import type { MsgHdrs } from '@nats-io/nats-core';
+import { NatsHeaders } from './nats-headers.ts';
 import { sequencer } from '../change-record.ts';
 import { codec } from '../codec.ts';
 import type { Cause, ChangeRecord, ChangeType, ObjectHead, ObjectMeta } from '../types.ts';
@@ -64,7 +65,7 @@ export function summaryHeader(e: ObjectEntry, attrIndexes: readonly string[], ca
   const s: ChangeSummary = { t: e.type, v: e.version, s: e.size, e: e.etag, c: e.contentType, m: e.mtime.getTime(), w: e.time.getTime(), a: e.attrsRevision };
   // The cause belongs to this message only (not to the object's state), so it lives in the header.
   if (cause) [s.f, s.h] = [cause.fn, cause.hop];
-  const h = natsHeaders();
+  const h = new NatsHeaders();
   h.set(CHANGE_HEADER, JSON.stringify(s));
   // The indexed attributes travel in the same message as the state: one append, nothing to drift apart.
   setIndexHeader(h, e.attrs, attrIndexes);

@@ -23,7 +23,7 @@
  * (its system fields are all an ObjectMeta needs): one catch-up per page instead of a headers-only pass
  * over the whole bucket per page.
  */
-import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
+import type { MsgHdrs } from '@nats-io/nats-core';
 import { indexScalar, inRange, type IndexRange, type IndexScalar, type ObjectState } from '../query/index.ts';
 import { fieldValue } from '../query/fields.ts';
 import type { ObjectMeta } from '../types.ts';

@@ -13,7 +13,8 @@
  *
  * Sequence numbers are JetStream stream sequences: strictly increasing within a shard, with gaps.
  */
-import { headers as natsHeaders, nanos, type MsgHdrs } from '@nats-io/nats-core';
+import { nanos, type MsgHdrs } from '@nats-io/nats-core';
+import { NatsHeaders } from './nats-headers.ts';
 import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type StreamConfig, type StreamInfo as JsStreamInfo } from '@nats-io/jetstream';
 import { BindingError } from '../errors.ts';
 import { checkSeekPosition, checkShard, checkSignal, resolveGetRecords, resolveRecord, resolveStreamOptions } from '../backend-helpers.ts';
@@ -64,7 +65,7 @@ function recordHeaders(partitionKey: string | undefined, user: Record<string, st
   const entries = Object.entries(user);
   const hasKey = typeof partitionKey === 'string' && partitionKey.length > 0;
   if (!hasKey && entries.length === 0 && cause === undefined) return undefined;
-  const h = natsHeaders();
+  const h = new NatsHeaders();
   if (cause !== undefined) h.set(CAUSE_HEADER, formatCause(cause));
   if (hasKey) {
     if (LONE_SURROGATE.test(partitionKey)) return 'key';
