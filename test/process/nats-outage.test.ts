@@ -18,8 +18,7 @@ import { expect, it } from 'vitest';
 import { NatsBackend } from '../../bindings/nats/index.ts';
 import { LocalDriver } from '../../controller/local-driver.ts';
 import { loadFunctionSpec } from '../../controller/spec/index.ts';
-import { openStateTable, readCounters } from '../../runtime/index.ts';
-import { deadLetters, notExactlyOnce, printDiagnostics, putUntilAcked, ShardStallProbe } from '../support/nats-faults.ts';
+import { countersCaughtUp, deadLetters, notExactlyOnce, printDiagnostics, putUntilAcked, ShardStallProbe } from '../support/nats-faults.ts';
 import { startNatsServer, type NatsServerHandle } from '../support/nats-server.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/functions/rt-count.ts', import.meta.url));
@@ -103,19 +102,11 @@ spec:
     const st = await driver.status(fn);
     process.stdout.write(`${label}: worker restarts ${st?.replicas[0]?.restarts}\n`);
     expect(st?.ready).toBe(1);
-    // Counters live in the checkpoint, written after the effects it counts (invariant 3): once every
-    // attribute is visible a shard's last checkpoint may still be on its way (it rides with the next write
-    // or the idle flush), so wait for it — but never accept more than one count per record.
-    const state = await openStateTable(backend);
-    const t1 = Date.now();
-    let seen = 0;
-    await until('counters caught up', async () => {
-      seen = (await readCounters(state, fn, shards)).seen ?? 0;
-      expect(seen).toBeLessThanOrEqual(acked.length);
-      return seen === acked.length;
-    }, 30_000).catch(() => undefined);
-    process.stdout.write(`${label}: counters ${seen} of ${acked.length}, caught up ${Date.now() - t1} ms after the attributes\n`);
-    expect(seen).toBe(acked.length);
+    // The counters may trail the attributes by a checkpoint write; never by more than one count per record.
+    const counted = await countersCaughtUp(backend, fn, shards, acked.length);
+    process.stdout.write(`${label}: counters ${counted.seen} of ${acked.length}, caught up ${counted.waitedMs} ms after the attributes\n`);
+    expect(counted.max).toBeLessThanOrEqual(acked.length);
+    expect(counted.seen).toBe(acked.length);
   } finally {
     await driver.close();
     await backend?.close();

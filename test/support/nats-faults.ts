@@ -1,12 +1,12 @@
 /**
  * What the NATS fault tests (test/process/nats-cluster.test.ts, nats-outage.test.ts) share: uploads
  * retried until acknowledged, the check that every acknowledged upload was handled exactly once, the
- * dead-letter count, a per-shard stall probe, and the diagnostics printed when a check fails.
+ * wait for the counters to catch up with the attributes, the dead-letter count, a per-shard stall probe, and the diagnostics printed when a check fails.
  */
 import { BindingError } from '../../bindings/errors.ts';
 import type { Backend, ObjectBinding } from '../../bindings/types.ts';
 import type { LocalDriver } from '../../controller/local-driver.ts';
-import { openStateTable, StateReader } from '../../runtime/index.ts';
+import { openStateTable, readCounters, StateReader } from '../../runtime/index.ts';
 
 /** Puts `key` create-only until it is acknowledged; a retry of a put that had landed reads as CONDITION_FAILED. */
 export async function putUntilAcked(o: ObjectBinding, key: string, codes: Map<string, number>, deadline: number): Promise<void> {
@@ -33,6 +33,27 @@ export async function notExactlyOnce(o: ObjectBinding, keys: readonly string[]):
     if (bad.length > 10 || (n !== undefined && n !== 1)) break;
   }
   return bad;
+}
+
+/**
+ * Reads the function's `seen` counter until it reaches `expected` (at most `ms`, every 100 ms). Counters
+ * live in the checkpoint, written after the effects it counts (invariant 3): once every attribute is
+ * visible a shard's last checkpoint may still be on its way (it rides with the next write or the idle
+ * flush, and right after a fault that write may wait for a leader), so the tests wait for it — and
+ * `max`, the highest value read, lets them fail on any count above one per record.
+ */
+export async function countersCaughtUp(backend: Backend, fn: string, shards: number, expected: number, ms = 30_000): Promise<{ seen: number; max: number; waitedMs: number }> {
+  const state = await openStateTable(backend);
+  const t0 = Date.now();
+  let seen = 0;
+  let max = 0;
+  // Bounded: at most ms / 100 reads.
+  for (;;) {
+    seen = (await readCounters(state, fn, shards)).seen ?? 0;
+    max = Math.max(max, seen);
+    if (seen >= expected || Date.now() - t0 > ms) return { seen, max, waitedMs: Date.now() - t0 };
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** Records on the function's dead-letter stream (a record of an acknowledged upload there was never handled). */
