@@ -181,8 +181,14 @@ export class NatsHeaders implements MsgHdrs {
 
 /** The parts of nats.js's received message (`MsgImpl`) that hold its raw header block. */
 interface RawMsg {
-  _rdata?: unknown;
-  _msg?: { hdr?: unknown };
+  _rdata: Uint8Array;
+  _msg: { hdr: number };
+}
+
+/** True when this nats.js's received messages expose their raw header block ({@link headersOf} reads it). */
+export function readsRawHeaders(m: Msg): boolean {
+  const raw = m as unknown as Partial<RawMsg>;
+  return typeof raw._msg?.hdr === 'number' && raw._rdata instanceof Uint8Array;
 }
 
 /**
@@ -191,15 +197,7 @@ interface RawMsg {
  * through its own `headers`.
  */
 export function headersOf(m: Msg): MsgHdrs | undefined {
-  const raw = m as unknown as RawMsg;
-  const hdr = raw._msg?.hdr;
-  const data = raw._rdata;
-  if (typeof hdr !== 'number' || !(data instanceof Uint8Array)) return m.headers;
-  return hdr > -1 ? NatsHeaders.decode(data.subarray(0, hdr)) : undefined;
-}
-
-/** True when this nats.js's received messages expose their raw header block ({@link headersOf} reads it). */
-export function readsRawHeaders(m: Msg): boolean {
-  const raw = m as unknown as RawMsg;
-  return typeof raw._msg?.hdr === 'number' && raw._rdata instanceof Uint8Array;
+  if (!readsRawHeaders(m)) return m.headers;
+  const { _msg, _rdata } = m as unknown as RawMsg;
+  return _msg.hdr > -1 ? NatsHeaders.decode(_rdata.subarray(0, _msg.hdr)) : undefined;
 }
