@@ -26,6 +26,7 @@ import { KvStore } from './nats-kvstore.ts';
 import { describe, kvStream, NatsNames, parseDescription } from './nats-names.ts';
 import { NatsObject, OBJECT_HISTORY } from './nats-object.ts';
 import { patchNatsRequests } from './nats-request-patch.ts';
+import { corkWrites } from './nats-write-patch.ts';
 import { ShardReaders } from './nats-reader.ts';
 import { deleteNatsBucket, listNatsBuckets } from './nats-buckets.ts';
 import { NatsStream } from './nats-stream.ts';
@@ -199,6 +200,8 @@ export class NatsBackend implements Backend {
       const why = err instanceof Error ? err.message : String(err);
       throw new BindingError('SLUICE_BACKEND_UNAVAILABLE', `cannot connect to NATS at ${o.servers.join(', ')}: ${why}`, { cause: err });
     }
+    // The small frames of one event-loop turn leave in one socket write (nats-write-patch.ts).
+    corkWrites(nc);
     try {
       const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
       if (o.inlineBodyMaxBytes + Limits.maxAttrsBytes + ENTRY_OVERHEAD > maxPayload)
