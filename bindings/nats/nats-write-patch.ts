@@ -12,8 +12,9 @@
  * together in one writev(2). Once {@link CORK_MAX_BYTES} are waiting the socket is uncorked at once: under
  * load the frames are large anyway, and holding them to the end of a long turn kept the server idle
  * (measured: a worker with a handler thread lost 11 % of its throughput when every write waited).
- * Order is kept (one socket, FIFO); a frame waits at most for the rest of the turn it was sent in (the
- * check phase follows the poll phase, and pending immediates keep the poll from blocking); `end()`
+ * Order is kept (one socket, FIFO); a frame waits at most until the loop's next check phase (it follows
+ * the poll phase, and a pending immediate keeps the poll from blocking; a frame sent from an immediate
+ * waits for the next iteration's check phase, which is not delayed either); `end()`
  * uncorks, `destroy()` drops what was not written as it drops any unflushed data. Other connections of
  * the process (a baseline, a user's own client) are not affected. When the installed nats-core does not
  * have this shape (another version), nothing is patched and {@link corkWrites} returns false.

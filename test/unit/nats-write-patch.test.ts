@@ -72,6 +72,20 @@ function publishInOneTurn(nc: NatsConnection, subject: string, rounds: number, e
   );
 }
 
+/** Runs `fn` with a marked connection (its writes counted from now) and a receiver on `subject`; closes both. */
+async function withMarked(subject: string, fn: (nc: NatsConnection, rx: Awaited<ReturnType<typeof receiver>>, writes: { readonly n: number }) => Promise<void>): Promise<void> {
+  const rx = await receiver(subject);
+  const nc = await connect({ servers: server.url });
+  try {
+    expect(corkWrites(nc)).toBe(true);
+    await nc.flush();
+    await fn(nc, rx, countWrites(socketOf(nc)));
+  } finally {
+    await nc.close();
+    await rx.nc.close();
+  }
+}
+
 describe('nats write patch', () => {
   it('a marked connection sends what several callbacks of one turn queue in one write, in order; an unmarked one writes per callback', async () => {
     const rx = await receiver('w.one');
@@ -102,12 +116,7 @@ describe('nats write patch', () => {
   });
 
   it('past CORK_MAX_BYTES waiting, the socket is written at once', async () => {
-    const rx = await receiver('w.big');
-    const nc = await connect({ servers: server.url });
-    try {
-      corkWrites(nc);
-      await nc.flush();
-      const writes = countWrites(socketOf(nc));
+    await withMarked('w.big', async (nc, rx, writes) => {
       // Six rounds of a quarter of the limit each: written after the 4th round (limit reached) and at
       // the turn's end (rounds 5 and 6).
       const body = 'x'.repeat(CORK_MAX_BYTES / 4);
@@ -115,19 +124,11 @@ describe('nats write patch', () => {
       await rx.until(6);
       expect(rx.got.map((m) => m[0])).toEqual(['0', '1', '2', '3', '4', '5']);
       expect(writes.n).toBe(2);
-    } finally {
-      await nc.close();
-      await rx.nc.close();
-    }
+    });
   });
 
   it('a frame sent alone leaves within its turn; frames of separate turns are separate writes', async () => {
-    const rx = await receiver('w.alone');
-    const nc = await connect({ servers: server.url });
-    try {
-      corkWrites(nc);
-      await nc.flush();
-      const writes = countWrites(socketOf(nc));
+    await withMarked('w.alone', async (nc, rx, writes) => {
       const took: number[] = [];
       for (let i = 0; i < 10; i++) {
         const t0 = performance.now();
@@ -143,10 +144,7 @@ describe('nats write patch', () => {
       expect(took[5]!).toBeLessThan(25);
       expect(rx.got).toEqual(Array.from({ length: 10 }, (_, i) => `m${i}`));
       expect(writes.n).toBe(10);
-    } finally {
-      await nc.close();
-      await rx.nc.close();
-    }
+    });
   });
 
   it('a drain in the same turn as a publish still delivers it', async () => {
