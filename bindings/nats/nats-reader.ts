@@ -39,6 +39,8 @@ export class ShardReader {
   #delivered = 0;
   /** Since when every read came back empty (undefined: the last one delivered). */
   #emptySince: number | undefined;
+  /** Nothing was left to deliver after the last read (its last message had no pending, or it was empty). */
+  #caughtUp = false;
   lastUsed = Date.now();
 
   constructor(jsStream: string, filter: string, consumer: string, next: number) {
@@ -50,12 +52,16 @@ export class ShardReader {
 
   /**
    * Reads up to `limit` messages: what is there now; when nothing is and `maxWaitMs > 0`, waits up to
-   * that long for the first one and returns it. Throws {@link PullStatusError} when the consumer lost
+   * that long for the first one and returns it (after a read that left nothing pending, it waits at
+   * once: a message that came since is then the only one returned). Throws {@link PullStatusError} when the consumer lost
    * deliveries or vanished: the reader must then be discarded.
    */
   async read(ctx: NatsContext, limit: number, maxWaitMs: number, signal: AbortSignal | undefined): Promise<PulledMsg[]> {
     this.lastUsed = Date.now();
-    let msgs = await pull(ctx, this.jsStream, this.consumer, { batch: limit, signal });
+    // Caught up at the last read and allowed to wait: straight to the waiting pull, which answers at once
+    // when a message came meanwhile — one round trip less per record of a trickle. When messages are
+    // pending, the first pull takes up to `limit` of them.
+    let msgs = this.#caughtUp && maxWaitMs > 0 ? [] : await pull(ctx, this.jsStream, this.consumer, { batch: limit, signal });
     if (msgs.length === 0 && maxWaitMs > 0) {
       // Wait for ONE message: a larger batch would hold the request open until it filled up. It is
       // returned at once: asking for what else arrived cost a round trip before the first record could
@@ -63,6 +69,7 @@ export class ShardReader {
       // next read takes the rest without waiting, and a worker filling a batch (batch.maxWait) reads on.
       msgs = await pull(ctx, this.jsStream, this.consumer, { batch: 1, expiresMs: maxWaitMs, signal });
     }
+    this.#caughtUp = msgs.length === 0 || msgs[msgs.length - 1]!.pending === 0;
     if (msgs.length === 0) await this.#checkStale(ctx);
     else this.#emptySince = undefined;
     for (const m of msgs) {
