@@ -53,8 +53,8 @@ export class ShardReader {
   /**
    * Reads up to `limit` messages: what is there now; when nothing is and `maxWaitMs > 0`, waits up to
    * that long for the first one and returns it (after a read that left nothing pending, it waits at
-   * once: a message that came since is then the only one returned). Throws {@link PullStatusError} when the consumer lost
-   * deliveries or vanished: the reader must then be discarded.
+   * once: a message that came since is then the only one returned). Throws {@link PullStatusError}
+   * when the consumer lost deliveries or vanished: the reader must then be discarded.
    */
   async read(ctx: NatsContext, limit: number, maxWaitMs: number, signal: AbortSignal | undefined): Promise<PulledMsg[]> {
     this.lastUsed = Date.now();
