@@ -888,8 +888,9 @@ async function rawNats(url: string, bucket: string, exp: { scanned: number; ssn:
   // Same connection options as the NatsBackend (no per-request async stack traces).
   // The same client as the worker's: nats.js with the backend's request patch (one throwaway Error per
   // answered request skipped, bindings/nats/nats-request-patch.ts) — it is process-wide, applied here too.
-  // Its connection is not corked (bindings/nats/nats-write-patch.ts is per connection and sluice's own:
-  // with it this loop ran 7-21 % faster, 2026-12-03, docs/BENCHMARKS.md).
+  // Its connection is not corked (bindings/nats/nats-write-patch.ts is per connection and sluice's own;
+  // its first, process-wide and uncapped version made this loop 7-21 % faster, 2026-12-03,
+  // docs/BENCHMARKS.md round 11).
   patchNatsRequests();
   const nc = await connect({ servers: url, name: 'sluice-bench-raw', noAsyncTraces: true });
   const kvBucket = `sluice_obj_${bucket}`;
